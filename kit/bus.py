@@ -1,0 +1,290 @@
+"""NATS JetStream: one connection per process, the project's streams, publishing and durable consumers.
+
+Subjects are written logically ("tasks.completed"); a `namespace` setting prefixes them (and the stream
+names) so that several stacks, such as parallel test runs, can share one NATS server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import nats
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, PubAck, RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import BadRequestError, NotFoundError
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+
+from kit import metrics
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer(__name__)
+
+MSG_ID_HEADER = "Nats-Msg-Id"
+DAY = 24 * 3600.0
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    subjects: tuple[str, ...]
+    retention: RetentionPolicy = RetentionPolicy.LIMITS
+    max_age: float = 7 * DAY
+    # JetStream drops a second publish with the same Nats-Msg-Id inside this window.
+    duplicate_window: float = 600.0
+
+
+STREAMS: dict[str, StreamSpec] = {
+    "EVENTS": StreamSpec(("tasks.>", "runs.>", "catalog.>", "payments.>", "balances.>")),
+    "JOBS": StreamSpec(("jobs.>",), retention=RetentionPolicy.WORK_QUEUE),
+    "DLQ": StreamSpec(("dlq.>",), max_age=30 * DAY),
+}
+
+
+class Retry(Exception):
+    """Raised by a handler to ask for redelivery after `delay` seconds."""
+
+    def __init__(self, reason: str, delay: float = 1.0) -> None:
+        super().__init__(reason)
+        self.delay = delay
+
+
+class Permanent(Exception):
+    """Raised by a handler for a message that can never succeed: it goes to the dead-letter subject."""
+
+
+@dataclass
+class Delivery:
+    """One message handed to a handler."""
+
+    subject: str
+    data: bytes
+    headers: dict[str, str]
+    num_delivered: int
+    _msg: Msg = field(repr=False)
+
+    @property
+    def event_id(self) -> str:
+        return self.headers.get(MSG_ID_HEADER, "")
+
+    async def in_progress(self) -> None:
+        """Heartbeat for long jobs: resets the ack timer so the message is not redelivered."""
+        await self._msg.in_progress()
+
+
+Handler = Callable[[Delivery], Awaitable[None]]
+
+
+class Bus:
+    def __init__(self, nc: NatsClient, namespace: str = "") -> None:
+        self.nc = nc
+        self.js: JetStreamContext = nc.jetstream()
+        self.namespace = namespace.strip(".")
+
+    @classmethod
+    async def connect(cls, url: str, *, namespace: str = "", name: str) -> Bus:
+        async def on_error(exc: Exception) -> None:
+            log.warning("nats connection error: %s", exc)
+
+        nc = await nats.connect(
+            url,
+            name=name,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+            connect_timeout=3,
+            error_cb=on_error,
+        )
+        return cls(nc, namespace)
+
+    # -- names -----------------------------------------------------------------------------------
+    def subject(self, logical: str) -> str:
+        return f"{self.namespace}.{logical}" if self.namespace else logical
+
+    def logical(self, subject: str) -> str:
+        prefix = f"{self.namespace}." if self.namespace else ""
+        return subject[len(prefix) :] if prefix and subject.startswith(prefix) else subject
+
+    def stream(self, name: str) -> str:
+        return f"{self.namespace.upper().replace('.', '_')}_{name}" if self.namespace else name
+
+    # -- setup -----------------------------------------------------------------------------------
+    async def ensure_streams(self) -> None:
+        for name, spec in STREAMS.items():
+            config = StreamConfig(
+                name=self.stream(name),
+                subjects=[self.subject(s) for s in spec.subjects],
+                retention=spec.retention,
+                max_age=spec.max_age,
+                duplicate_window=spec.duplicate_window,
+                storage=StorageType.FILE,
+            )
+            try:
+                await self.js.add_stream(config)
+            except BadRequestError:
+                await self.js.update_stream(config)
+
+    async def healthy(self) -> bool:
+        if not self.nc.is_connected:
+            return False
+        try:
+            await self.js.account_info()
+        except Exception:
+            return False
+        return True
+
+    # -- publishing ------------------------------------------------------------------------------
+    async def publish(
+        self,
+        logical_subject: str,
+        payload: bytes,
+        *,
+        msg_id: str,
+        headers: Mapping[str, str] | None = None,
+    ) -> PubAck:
+        all_headers = dict(headers or {})
+        if "traceparent" not in all_headers:
+            propagate.inject(all_headers)
+        all_headers[MSG_ID_HEADER] = msg_id
+        return await self.js.publish(self.subject(logical_subject), payload, headers=all_headers, timeout=5)
+
+    # -- consuming -------------------------------------------------------------------------------
+    async def consume(
+        self,
+        *,
+        durable: str,
+        subject: str,
+        handler: Handler,
+        stop: asyncio.Event,
+        stream: str = "EVENTS",
+        max_deliver: int = 8,
+        ack_wait: float = 30.0,
+        batch: int = 16,
+        concurrency: int = 1,
+    ) -> None:
+        """Pull `subject` with a durable consumer until `stop` is set.
+
+        A handler that returns acks; `Retry` or any other exception naks with backoff; after
+        `max_deliver` attempts, or on `Permanent`, the message goes to `dlq.<subject>` and is acked.
+        """
+        config = ConsumerConfig(
+            durable_name=durable,
+            ack_policy=AckPolicy.EXPLICIT,
+            max_deliver=max_deliver,
+            ack_wait=ack_wait,
+            filter_subject=self.subject(subject),
+            max_ack_pending=max(64, batch * concurrency * 4),
+        )
+        sub = await self._pull_subscribe(subject, durable, stream, config)
+        limiter = asyncio.Semaphore(concurrency)
+        in_flight: set[asyncio.Task[None]] = set()
+        while not stop.is_set():
+            free = concurrency - len(in_flight)
+            if free <= 0:
+                await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                continue
+            try:
+                messages = await sub.fetch(min(batch, free), timeout=1.0)
+            except NatsTimeoutError:
+                continue
+            except Exception as exc:  # connection blips: nats-py reconnects on its own
+                log.warning("fetch from %s failed: %s", durable, exc)
+                await asyncio.sleep(0.5)
+                continue
+            for msg in messages:
+                task = asyncio.create_task(self._dispatch(msg, handler, durable, max_deliver, limiter))
+                in_flight.add(task)
+                task.add_done_callback(in_flight.discard)
+        if in_flight:
+            await asyncio.wait(in_flight)
+
+    async def _pull_subscribe(
+        self, subject: str, durable: str, stream: str, config: ConsumerConfig
+    ) -> JetStreamContext.PullSubscription:
+        stream_name = self.stream(stream)
+        try:
+            await self.js.consumer_info(stream_name, durable)
+            await self.js.add_consumer(stream_name, config)  # applies changed settings
+        except NotFoundError:
+            await self.js.add_consumer(stream_name, config)
+        except BadRequestError:
+            pass
+        return await self.js.pull_subscribe(self.subject(subject), durable=durable, stream=stream_name)
+
+    async def _dispatch(
+        self, msg: Msg, handler: Handler, durable: str, max_deliver: int, limiter: asyncio.Semaphore
+    ) -> None:
+        async with limiter:
+            headers = dict(msg.headers or {})
+            num_delivered = msg.metadata.num_delivered if msg.metadata else 1
+            delivery = Delivery(self.logical(msg.subject), msg.data, headers, num_delivered, msg)
+            token = otel_context.attach(propagate.extract(headers))
+            try:
+                with tracer.start_as_current_span(
+                    f"{delivery.subject} process",
+                    kind=trace.SpanKind.CONSUMER,
+                    attributes={
+                        "messaging.system": "nats",
+                        "messaging.destination.name": delivery.subject,
+                        "messaging.consumer.group.name": durable,
+                        "messaging.message.id": delivery.event_id,
+                        "messaging.delivery.attempt": num_delivered,
+                    },
+                ):
+                    await self._handle(delivery, handler, durable, max_deliver)
+            finally:
+                otel_context.detach(token)
+
+    async def _handle(self, delivery: Delivery, handler: Handler, durable: str, max_deliver: int) -> None:
+        msg = delivery._msg
+        if delivery.num_delivered > 1:
+            metrics.REDELIVERIES.labels(consumer=durable).inc()
+        try:
+            await handler(delivery)
+        except Permanent as exc:
+            await self._dead_letter(delivery, durable, f"permanent: {exc}")
+            await msg.ack()
+        except Exception as exc:
+            delay = (
+                exc.delay if isinstance(exc, Retry) else min(30.0, 0.5 * 2 ** (delivery.num_delivered - 1))
+            )
+            if delivery.num_delivered >= max_deliver:
+                await self._dead_letter(delivery, durable, f"gave up after {delivery.num_delivered}: {exc}")
+                await msg.ack()
+                return
+            if not isinstance(exc, Retry):
+                log.warning(
+                    "handler %s failed on %s (attempt %d), retrying: %r",
+                    durable,
+                    delivery.subject,
+                    delivery.num_delivered,
+                    exc,
+                )
+            await msg.nak(delay=delay)
+        else:
+            await msg.ack()
+            metrics.EVENTS_HANDLED.labels(consumer=durable, subject=delivery.subject).inc()
+
+    async def _dead_letter(self, delivery: Delivery, durable: str, reason: str) -> None:
+        log.error("dead-lettering %s from %s: %s", delivery.event_id, durable, reason)
+        metrics.DEAD_LETTERS.labels(consumer=durable).inc()
+        headers: dict[str, Any] = {k: v for k, v in delivery.headers.items() if k != MSG_ID_HEADER}
+        headers["Atelier-Dlq-Reason"] = reason[:500]
+        headers["Atelier-Dlq-Consumer"] = durable
+        await self.publish(
+            f"dlq.{delivery.subject}",
+            delivery.data,
+            msg_id=f"dlq:{durable}:{delivery.event_id}",
+            headers=headers,
+        )
+
+    async def close(self) -> None:
+        try:
+            await self.nc.drain()
+        except Exception:
+            await self.nc.close()

@@ -1,0 +1,32 @@
+"""`atelier` command: run the whole product, and operator commands."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="atelier", description="Atelier operator commands")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help="start the whole product on its embedded defaults")
+    revision = sub.add_parser("makemigration", help="autogenerate a service's next Alembic revision")
+    revision.add_argument("service")
+    revision.add_argument("-m", "--message", required=True)
+    revision.add_argument(
+        "--server", default=os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    )
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        from kit.launcher import run
+
+        sys.exit(run())
+    if args.command == "makemigration":
+        from kit.migrations import make_revision
+
+        make_revision(args.service, args.message, args.server)
+
+
+if __name__ == "__main__":
+    main()

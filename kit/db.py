@@ -1,0 +1,105 @@
+"""The async SQLAlchemy engine on psycopg 3, made at startup and disposed at shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import psycopg
+from psycopg import sql
+from sqlalchemy import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+log = logging.getLogger(__name__)
+
+
+def sqlalchemy_url(url: str | URL) -> URL:
+    """Normalise `postgresql://...` (or `postgres://`) to the psycopg 3 driver."""
+    parsed = make_url(url) if isinstance(url, str) else url
+    if parsed.drivername in ("postgresql", "postgres", "postgresql+psycopg2"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def with_database(url: str | URL, database: str) -> URL:
+    return sqlalchemy_url(url).set(database=database)
+
+
+def libpq_dsn(url: str | URL) -> str:
+    """A DSN psycopg understands directly (no SQLAlchemy driver suffix)."""
+    return sqlalchemy_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+class Database:
+    def __init__(
+        self,
+        url: str | URL,
+        *,
+        application_name: str,
+        pool_size: int = 5,
+        max_overflow: int = 10,
+        echo: bool = False,
+    ) -> None:
+        self.url = sqlalchemy_url(url)
+        self.engine: AsyncEngine = create_async_engine(
+            self.url,
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+            pool_pre_ping=True,
+            pool_recycle=1800,
+            echo=echo,
+            connect_args={"application_name": application_name},
+        )
+        self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """A session whose transaction the caller owns (`async with session.begin()`)."""
+        async with self.sessionmaker() as session:
+            yield session
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """A unit of work: commits when the block ends normally, rolls back on any exception."""
+        async with self.sessionmaker() as session, session.begin():
+            yield session
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+async def ensure_database(url: str | URL) -> bool:
+    """Create the database named in `url` when it does not exist yet. Returns True when created."""
+    target = sqlalchemy_url(url)
+    name = target.database
+    if not name:
+        raise ValueError("the database URL names no database")
+    admin_dsn = libpq_dsn(target.set(database="postgres"))
+    for attempt in range(30):
+        try:
+            async with await psycopg.AsyncConnection.connect(admin_dsn, autocommit=True) as conn:
+                found = await conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+                if await found.fetchone():
+                    return False
+                try:
+                    await conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+                except (psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
+                    return False
+                log.info("created database", extra={"database": name})
+                return True
+        except psycopg.OperationalError:
+            if attempt == 29:
+                raise
+            await asyncio.sleep(0.5)
+    return False
+
+
+async def drop_database(url: str | URL) -> None:
+    target = sqlalchemy_url(url)
+    admin_dsn = libpq_dsn(target.set(database="postgres"))
+    async with await psycopg.AsyncConnection.connect(admin_dsn, autocommit=True) as conn:
+        await conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(str(target.database)))
+        )

@@ -1,0 +1,273 @@
+"""One command for the whole product on its embedded defaults.
+
+Starts PostgreSQL (unless DATABASE_URL is given) and NATS (unless ATELIER_NATS_URL is given), then every
+service, the gateway and a generation worker as child processes; prints the URL once /readyz is 200;
+restarts a child that crashes (and says so); stops everything on SIGINT/SIGTERM. Data lives under
+ATELIER_HOME (default ./.atelier) and survives restarts.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import httpx
+
+from kit.db import libpq_dsn, with_database
+from kit.embedded import EmbeddedNats, EmbeddedPostgres
+from kit.settings import SERVICES
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Children get SIGTERM if the launcher itself dies (even by SIGKILL)."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+    log_file: IO[bytes] | None = None
+    crashes: list[float] = field(default_factory=list)
+    restart_at: float | None = None
+
+    def start(self) -> None:
+        self.log_file = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            self.argv,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=self.log_file,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
+        )
+        self.restart_at = None
+
+    def tail(self, lines: int = 15) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+class Launcher:
+    def __init__(self, home: Path, *, http_port: int, grpc_port_base: int, metrics_port_base: int) -> None:
+        self.home = home.resolve()
+        self.http_port = http_port
+        self.grpc_port_base = grpc_port_base
+        self.metrics_port_base = metrics_port_base
+        self.children: list[Child] = []
+        self.postgres: EmbeddedPostgres | None = None
+        self.nats: EmbeddedNats | None = None
+        self.stopping = False
+
+    @classmethod
+    def from_env(cls) -> Launcher:
+        return cls(
+            Path(os.environ.get("ATELIER_HOME", ".atelier")),
+            http_port=int(os.environ.get("ATELIER_HTTP_PORT", "8000")),
+            grpc_port_base=int(os.environ.get("ATELIER_GRPC_PORT_BASE", "50050")),
+            metrics_port_base=int(os.environ.get("ATELIER_METRICS_PORT_BASE", "9100")),
+        )
+
+    def say(self, text: str) -> None:
+        print(f"[atelier] {text}", flush=True)
+
+    # -- infrastructure --------------------------------------------------------------------------
+    def _database_server(self) -> str:
+        url = os.environ.get("DATABASE_URL") or os.environ.get("ATELIER_SERVER_DATABASE_URL")
+        if url:
+            self.say("using PostgreSQL at DATABASE_URL")
+            return url
+        self.postgres = EmbeddedPostgres(self.home / "postgres")
+        url = self.postgres.start()
+        self.say(f"embedded PostgreSQL running (data in {self.home / 'postgres'})")
+        return url
+
+    def _nats_server(self) -> str:
+        url = os.environ.get("ATELIER_NATS_URL")
+        if url:
+            self.say(f"using NATS at {url}")
+            return url
+        port = int(os.environ.get("ATELIER_EMBEDDED_NATS_PORT", "14222"))
+        self.nats = EmbeddedNats(self.home / "nats", port, self.home / "logs" / "nats.log")
+        url = self.nats.start()
+        self.say(f"embedded NATS JetStream running at {url} (data in {self.home / 'nats'})")
+        return url
+
+    # -- children --------------------------------------------------------------------------------
+    def _plan(self, database_server: str, nats_url: str) -> list[Child]:
+        prefix = os.environ.get("ATELIER_DB_PREFIX", "atelier_")
+        common = dict(os.environ)
+        common.update(
+            {
+                "ATELIER_NATS_URL": nats_url,
+                "ATELIER_HOME": str(self.home),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        for index, service in enumerate(SERVICES, start=1):
+            common[f"ATELIER_{service.upper()}_ADDR"] = f"127.0.0.1:{self.grpc_port_base + index}"
+        logs = self.home / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        python = sys.executable
+        children = []
+        for index, service in enumerate(SERVICES, start=1):
+            env = dict(common)
+            env["ATELIER_DATABASE_URL"] = with_database(
+                database_server, f"{prefix}{service}"
+            ).render_as_string(hide_password=False)
+            env["ATELIER_GRPC_PORT"] = str(self.grpc_port_base + index)
+            if self.metrics_port_base:
+                env["ATELIER_METRICS_PORT"] = str(self.metrics_port_base + index)
+            children.append(
+                Child(service, [python, "-m", f"services.{service}"], env, logs / f"{service}.log")
+            )
+        worker_env = dict(common)
+        worker_env["ATELIER_DATABASE_URL"] = with_database(
+            database_server, f"{prefix}generation"
+        ).render_as_string(hide_password=False)
+        worker_env["ATELIER_GRPC_PORT"] = "0"
+        worker_env["ATELIER_MIGRATE_ON_START"] = "false"
+        children.append(
+            Child("worker", [python, "-m", "services.generation.worker"], worker_env, logs / "worker.log")
+        )
+        gateway_env = dict(common)
+        gateway_env["ATELIER_HTTP_PORT"] = str(self.http_port)
+        if self.metrics_port_base:
+            gateway_env["ATELIER_METRICS_PORT"] = str(self.metrics_port_base)
+        children.append(Child("gateway", [python, "-m", "gateway"], gateway_env, logs / "gateway.log"))
+        return children
+
+    def start(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        database_server = self._database_server()
+        nats_url = self._nats_server()
+        self.children = self._plan(database_server, nats_url)
+        self._write_stack_file(database_server, nats_url)
+        for child in self.children:
+            child.start()
+        self.say(f"started {', '.join(c.name for c in self.children)} (logs in {self.home / 'logs'})")
+
+    def _write_stack_file(self, database_server: str, nats_url: str) -> None:
+        """Where everything runs, for operator commands and tests (no secrets beyond the local DSNs)."""
+        databases = {
+            child.name: libpq_dsn(child.env["ATELIER_DATABASE_URL"])
+            for child in self.children
+            if child.name in SERVICES
+        }
+        info = {
+            "gateway": f"http://127.0.0.1:{self.http_port}",
+            "nats_url": nats_url,
+            "database_server": libpq_dsn(database_server),
+            "databases": databases,
+            "services": {
+                name: f"127.0.0.1:{self.grpc_port_base + i}" for i, name in enumerate(SERVICES, start=1)
+            },
+        }
+        (self.home / "stack.json").write_text(json.dumps(info, indent=2))
+
+    def wait_ready(self, timeout: float = 120.0) -> bool:
+        url = f"http://127.0.0.1:{self.http_port}/readyz"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not self.stopping:
+            self.supervise()
+            try:
+                if httpx.get(url, timeout=2.0).status_code == 200:
+                    return True
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        return False
+
+    def supervise(self) -> None:
+        """Report and restart children that exited; give up on one that keeps crashing."""
+        now = time.monotonic()
+        for child in self.children:
+            if child.process is None or self.stopping:
+                continue
+            code = child.process.poll()
+            if code is None:
+                continue
+            if child.restart_at is None:
+                child.crashes = [t for t in child.crashes if now - t < 60] + [now]
+                delay = min(10.0, 0.5 * 2 ** (len(child.crashes) - 1))
+                self.say(f"{child.name} exited with code {code}; restarting in {delay:.1f}s. Last log lines:")
+                print(child.tail(), file=sys.stderr, flush=True)
+                if len(child.crashes) > 6:
+                    raise RuntimeError(f"{child.name} keeps crashing; see {child.log_path}")
+                child.restart_at = now + delay
+            elif now >= child.restart_at:
+                if child.log_file:
+                    child.log_file.close()
+                child.start()
+                self.say(f"{child.name} restarted")
+
+    def stop(self) -> None:
+        self.stopping = True
+        for child in self.children:
+            if child.process and child.process.poll() is None:
+                child.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for child in self.children:
+            if child.process is None:
+                continue
+            try:
+                child.process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self.say(f"{child.name} did not stop in time; killing it")
+                child.process.kill()
+                child.process.wait()
+            if child.log_file:
+                child.log_file.close()
+        if self.nats:
+            self.nats.stop()
+        if self.postgres:
+            self.postgres.stop()
+        self.say("stopped")
+
+
+def run() -> int:
+    launcher = Launcher.from_env()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    code = 0
+    try:
+        launcher.start()
+        if launcher.wait_ready():
+            launcher.say(f"Atelier is ready: http://127.0.0.1:{launcher.http_port}  (API docs at /docs)")
+        else:
+            launcher.say("not ready after 120 s; see the logs above. Still supervising.")
+        while True:
+            launcher.supervise()
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        launcher.say("shutting down")
+    except RuntimeError as exc:
+        launcher.say(str(exc))
+        code = 1
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        launcher.stop()
+    return code

@@ -1,0 +1,142 @@
+"""The life of a service process: settings → logs/tracing → database (create, migrate) → NATS →
+gRPC server + background loops (outbox relay, consumers) → graceful shutdown on SIGTERM/SIGINT.
+
+A service's `__main__.py` describes itself with a `ServiceDefinition` and calls `main`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import MetaData
+
+from kit import logs, migrations, telemetry
+from kit.bus import Bus
+from kit.db import Database, ensure_database
+from kit.grpc_server import GrpcServer
+from kit.metrics import serve_metrics
+from kit.outbox import Outbox, OutboxRelay
+from kit.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    """What a running service holds: made at startup, closed at shutdown, passed explicitly."""
+
+    name: str
+    settings: ServiceSettings
+    db: Database
+    bus: Bus
+    stop: asyncio.Event
+    outbox: Outbox | None = None
+    relay: OutboxRelay | None = None
+    _background: list[Coroutine[Any, Any, None]] = field(default_factory=list)
+
+    def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        """Run `coroutine` for the life of the process; it must return once `stop` is set."""
+        self._background.append(coroutine)
+
+
+Setup = Callable[[Runtime, GrpcServer], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class ServiceDefinition:
+    name: str
+    settings_factory: Callable[[], ServiceSettings]
+    metadata: MetaData
+    migrations_dir: Path
+    setup: Setup
+
+
+def main(definition: ServiceDefinition, argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog=f"python -m services.{definition.name}")
+    parser.add_argument("command", nargs="?", default="serve", choices=["serve", "migrate"])
+    args = parser.parse_args(argv)
+    settings = definition.settings_factory()
+    logs.setup(definition.name, level=settings.log_level, json_output=settings.log_json)
+    if args.command == "migrate":
+        asyncio.run(_migrate(definition, settings))
+        return
+    asyncio.run(serve(definition, settings))
+
+
+async def _migrate(definition: ServiceDefinition, settings: ServiceSettings) -> None:
+    if settings.create_database:
+        await ensure_database(settings.database_url)
+    await migrations.upgrade_async(definition.migrations_dir, settings.database_url)
+    log.info("migrated", extra={"database": definition.name})
+
+
+async def serve(definition: ServiceDefinition, settings: ServiceSettings) -> None:
+    telemetry.setup(definition.name, settings)
+    if settings.create_database:
+        await ensure_database(settings.database_url)
+    if settings.migrate_on_start:
+        await migrations.upgrade_async(definition.migrations_dir, settings.database_url)
+
+    db = Database(
+        settings.database_url,
+        application_name=f"atelier-{definition.name}",
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+    )
+    telemetry.instrument_engine(db.engine)
+    bus = await Bus.connect(
+        settings.nats_url, namespace=settings.namespace, name=f"atelier-{definition.name}"
+    )
+    await bus.ensure_streams()
+    stop = asyncio.Event()
+    runtime = Runtime(definition.name, settings, db, bus, stop)
+    outbox_table = definition.metadata.tables.get("outbox")
+    if outbox_table is not None:
+        runtime.outbox = Outbox(outbox_table)
+        runtime.relay = OutboxRelay(outbox_table, db, bus, service=definition.name)
+        runtime.spawn(runtime.relay.run(stop))
+
+    server = GrpcServer(definition.name, host=settings.grpc_host, port=settings.grpc_port)
+    await definition.setup(runtime, server)
+    serve_metrics(settings.metrics_port)
+    port = await server.start()
+    tasks = [asyncio.create_task(coroutine) for coroutine in runtime._background]
+    log.info("%s serving on port %d", definition.name, port)
+
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    crashed = asyncio.create_task(_first_failure(tasks))
+    await asyncio.wait([asyncio.create_task(stop.wait()), crashed], return_when=asyncio.FIRST_COMPLETED)
+    stop.set()
+    log.info("%s shutting down", definition.name)
+    await server.stop(settings.shutdown_grace_seconds)
+    _, pending = (
+        await asyncio.wait(tasks, timeout=settings.shutdown_grace_seconds) if tasks else (set(), set())
+    )
+    for task in pending:
+        task.cancel()
+    await bus.close()
+    await db.dispose()
+    if crashed.done() and crashed.exception() is not None:
+        raise SystemExit(f"{definition.name}: a background loop failed: {crashed.exception()!r}")
+    crashed.cancel()
+    log.info("%s stopped", definition.name)
+
+
+async def _first_failure(tasks: list[asyncio.Task[None]]) -> None:
+    """Completes (with the error) when a background loop dies unexpectedly; never otherwise."""
+    if not tasks:
+        await asyncio.Event().wait()
+    for finished in asyncio.as_completed(tasks):
+        with contextlib.suppress(asyncio.CancelledError):
+            await finished
+    await asyncio.Event().wait()

@@ -1,0 +1,4 @@
+"""The generation service (gRPC `atelier.generation.v1.GenerationService`).
+
+See docs/services/generation.md.
+"""

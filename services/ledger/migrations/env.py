@@ -1,0 +1,4 @@
+from kit.migrations import run_env
+from services.ledger.models import metadata
+
+run_env(metadata)

@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import asyncio
+import importlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from kit.bus import STREAMS, Bus
+from kit.db import Database, drop_database, ensure_database, with_database
+from kit.migrations import upgrade_async
+from tests.infra import Infra, start_infra
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def infra() -> Iterator[Infra]:
+    infra = start_infra()
+    yield infra
+    infra.stop()
+
+
+@pytest.fixture(scope="session")
+async def bus(infra: Infra) -> AsyncIterator[Bus]:
+    bus = await Bus.connect(infra.nats_url, namespace=infra.namespace, name="atelier-tests")
+    await bus.ensure_streams()
+    yield bus
+    for name in STREAMS:
+        try:
+            await bus.js.delete_stream(bus.stream(name))
+        except Exception:
+            pass
+    await bus.close()
+
+
+MigratedDatabase = Callable[[str], Awaitable[str]]
+
+
+@pytest.fixture(scope="session")
+async def migrated_database(infra: Infra) -> AsyncIterator[MigratedDatabase]:
+    """`await migrated_database("ledger")` → the URL of this run's ledger database, migrated to head."""
+    made: dict[str, str] = {}
+    lock = asyncio.Lock()
+
+    async def make(service: str) -> str:
+        async with lock:
+            if service not in made:
+                url = with_database(infra.database_server, infra.database_name(service)).render_as_string(
+                    hide_password=False
+                )
+                await ensure_database(url)
+                await upgrade_async(ROOT / "services" / service / "migrations", url)
+                made[service] = url
+            return made[service]
+
+    yield make
+    for url in made.values():
+        await drop_database(url)
+
+
+@pytest.fixture
+async def database_factory() -> AsyncIterator[Callable[[str, str], Database]]:
+    """Open `Database` objects that are disposed after the test."""
+    opened: list[Database] = []
+
+    def open_database(url: str, name: str = "tests") -> Database:
+        db = Database(url, application_name=f"atelier-{name}")
+        opened.append(db)
+        return db
+
+    yield open_database
+    for db in opened:
+        await db.dispose()
+
+
+def service_models(service: str) -> object:
+    return importlib.import_module(f"services.{service}.models")

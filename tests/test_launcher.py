@@ -1,0 +1,154 @@
+"""The one-command launcher on its embedded defaults: PostgreSQL from the wheel, NATS from the wheel."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from kit.embedded import free_port
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Stack:
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.http_port = free_port()
+        grpc_base = free_port()
+        self.env = {
+            key: value
+            for key, value in os.environ.items()
+            if key not in ("DATABASE_URL", "ATELIER_NATS_URL", "ATELIER_SERVER_DATABASE_URL")
+        }
+        self.env.update(
+            ATELIER_HOME=str(home),
+            ATELIER_HTTP_PORT=str(self.http_port),
+            ATELIER_GRPC_PORT_BASE=str(grpc_base),
+            ATELIER_METRICS_PORT_BASE="0",
+            ATELIER_EMBEDDED_NATS_PORT=str(free_port()),
+        )
+        self.process: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "kit.cli", "run"],
+            cwd=ROOT,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+    def wait_ready(self, timeout: float = 120) -> dict[str, object]:
+        deadline = time.monotonic() + timeout
+        last: object = None
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            assert self.process.poll() is None, self.output()
+            try:
+                reply = httpx.get(f"http://127.0.0.1:{self.http_port}/readyz", timeout=2)
+                last = reply.json()
+                if reply.status_code == 200:
+                    return reply.json()  # type: ignore[no-any-return]
+            except httpx.HTTPError as exc:
+                last = exc
+            time.sleep(0.5)
+        raise AssertionError(f"not ready: {last}")
+
+    def descendants(self) -> list[psutil.Process]:
+        assert self.process is not None
+        return psutil.Process(self.process.pid).children(recursive=True)
+
+    def stop(self) -> str:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        out, _ = self.process.communicate(timeout=60)
+        return out
+
+    def output(self) -> str:
+        return "" if self.process is None or self.process.stdout is None else self.process.stdout.read()
+
+
+def postgres_processes(datadir: Path) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if "postgres" in cmdline and str(datadir) in cmdline:
+            found.append(proc)
+    return found
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    stack = Stack(tmp_path / "home")
+    yield stack
+    if stack.process and stack.process.poll() is None:
+        stack.process.kill()
+
+
+def test_launcher_starts_serves_and_stops_cleanly_keeping_its_data(stack: Stack) -> None:
+    stack.start()
+    ready = stack.wait_ready()
+    assert ready["services"] == {
+        name: "SERVING" for name in ("accounts", "catalog", "ledger", "generation", "workflow")
+    }
+    assert ready["nats"] == "ok"
+    assert (
+        httpx.get(f"http://127.0.0.1:{stack.http_port}/openapi.json").json()["info"]["title"] == "Atelier API"
+    )
+    stack_file = json.loads((stack.home / "stack.json").read_text())
+    children = stack.descendants()
+    names = " ".join(" ".join(p.cmdline()) for p in children)
+    for module in (
+        "services.accounts",
+        "services.ledger",
+        "services.generation.worker",
+        "gateway",
+        "nats-server",
+    ):
+        assert module in names
+
+    # Leave a mark in a service database, to find it again after a restart.
+    import psycopg
+
+    with psycopg.connect(stack_file["databases"]["ledger"], autocommit=True) as conn:
+        conn.execute("INSERT INTO inbox (consumer, event_id) VALUES ('launcher-test', 'kept')")
+
+    output = stack.stop()
+    assert stack.process is not None
+    assert stack.process.returncode == 0, output
+    time.sleep(0.5)
+    assert [p for p in children if p.is_running() and p.status() != psutil.STATUS_ZOMBIE] == []
+    assert postgres_processes(stack.home / "postgres") == []
+
+    stack.start()
+    stack.wait_ready()
+    with psycopg.connect(stack_file["databases"]["ledger"]) as conn:
+        kept = conn.execute("SELECT event_id FROM inbox WHERE consumer = 'launcher-test'").fetchall()
+    assert kept == [("kept",)]
+    stack.stop()
+
+
+def test_a_crashed_child_is_reported_and_restarted(stack: Stack) -> None:
+    stack.start()
+    stack.wait_ready()
+    ledger = next(p for p in stack.descendants() if "services.ledger" in " ".join(p.cmdline()))
+    ledger.kill()
+    time.sleep(1)
+    ready = stack.wait_ready(60)
+    assert ready["services"]["ledger"] == "SERVING"  # type: ignore[index]
+    output = stack.stop()
+    assert "ledger exited with code -9" in output
+    assert "ledger restarted" in output
