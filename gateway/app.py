@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from gateway import problems
+from gateway import observability, problems
 from gateway.bus import connect_bus
 from gateway.clients import Clients
 from gateway.routes import ops
@@ -40,6 +40,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     problems.install(app)
+    observability.install(app)
     app.include_router(ops.router)
     if settings.otel_exporter != "none":
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
