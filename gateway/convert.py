@@ -1,0 +1,80 @@
+"""Protobuf → JSON for the public API, in one place.
+
+- `atelier.common.v1.Credits` becomes a decimal string ("0.5", "330");
+- `atelier.common.v1.Money` becomes {"amount": "300.00", "currency": "CNY"};
+- timestamps become RFC 3339 strings (unset → null);
+- enum values lose their type prefix and are lower-cased (TASK_STATUS_SUCCEEDED → "succeeded");
+- Struct/Value fields become plain JSON.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf.descriptor import EnumDescriptor
+from google.protobuf.json_format import MessageToDict
+from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from kit.money import Credits, Money
+
+_CREDITS = "atelier.common.v1.Credits"
+_MONEY = "atelier.common.v1.Money"
+_OPAQUE = {"google.protobuf.Struct", "google.protobuf.Value", "google.protobuf.ListValue"}
+
+
+def enum_name(descriptor: EnumDescriptor, number: int) -> str:
+    value = descriptor.values_by_number.get(number)
+    if value is None:
+        return str(number)
+    prefix = "".join(("_" + c if c.isupper() else c) for c in descriptor.name).lstrip("_").upper() + "_"
+    name = value.name
+    return (name[len(prefix) :] if name.startswith(prefix) else name).lower()
+
+
+def to_json(message: Message) -> Any:
+    full_name = message.DESCRIPTOR.full_name
+    if full_name == _CREDITS:
+        return str(Credits(message.milli))  # type: ignore[attr-defined]
+    if full_name == _MONEY:
+        if not message.currency:  # type: ignore[attr-defined]
+            return None
+        money = Money(message.minor, message.currency)  # type: ignore[attr-defined]
+        return {"amount": money.major_str(), "currency": money.currency}
+    if isinstance(message, Timestamp):
+        if not message.seconds and not message.nanos:
+            return None
+        return message.ToDatetime().isoformat() + "Z"
+    if full_name in _OPAQUE:
+        return MessageToDict(message)
+    result: dict[str, Any] = {}
+    for field in message.DESCRIPTOR.fields:
+        value = getattr(message, field.name)
+        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            value_field = field.message_type.fields_by_name["value"]
+            result[field.name] = {key: _value(value_field, item) for key, item in value.items()}
+        elif field.is_repeated:
+            result[field.name] = [_value(field, item) for item in value]
+        elif field.message_type is not None:
+            if (
+                field.containing_oneof is not None
+                and message.WhichOneof(field.containing_oneof.name) != field.name
+            ):
+                continue
+            result[field.name] = to_json(value) if message.HasField(field.name) else None
+        else:
+            if (
+                field.containing_oneof is not None
+                and message.WhichOneof(field.containing_oneof.name) != field.name
+            ):
+                continue
+            result[field.name] = _value(field, value)
+    return result
+
+
+def _value(field: Any, value: Any) -> Any:
+    if field.message_type is not None:
+        return to_json(value)
+    if field.enum_type is not None:
+        return enum_name(field.enum_type, value)
+    return value
