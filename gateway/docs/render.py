@@ -133,7 +133,9 @@ def _pricing(lang: Lang, catalog: catalog_pb2.CatalogSnapshot) -> Rendered:
     credit_system = [
         t("pricing.rule", lang, rate=_rate(rules, currency, lang)),
         t("pricing.minimum", lang, amount=_money(rules.minimum, lang, currency)),
-        t("pricing.bonuses", lang, tiers=t("clause_sep", lang).join(tiers)) if tiers else t("pricing.no_bonuses", lang),
+        t("pricing.bonuses", lang, tiers=t("clause_sep", lang).join(tiers))
+        if tiers
+        else t("pricing.no_bonuses", lang),
         t("pricing.may_expire" if rules.credits_expire else "pricing.never_expire", lang),
     ]
     plans = [
@@ -146,7 +148,9 @@ def _pricing(lang: Lang, catalog: catalog_pb2.CatalogSnapshot) -> Rendered:
         )
         for plan in _sorted(p for p in catalog.plans if p.enabled)
     ] or [t("pricing.no_plans", lang)]
-    methods = [_local(m.name, lang) or m.code for m in _sorted(m for m in catalog.payment_methods if m.enabled)]
+    methods = [
+        _local(m.name, lang) or m.code for m in _sorted(m for m in catalog.payment_methods if m.enabled)
+    ]
     payments = [
         t("pricing.methods", lang, methods=_join(methods, lang)),
         t("pricing.records", lang),
@@ -165,7 +169,9 @@ def _pricing(lang: Lang, catalog: catalog_pb2.CatalogSnapshot) -> Rendered:
     ]
 
 
-def _model_page(kind: common_pb2.ModelKind.ValueType, prefix: str) -> Callable[[Lang, catalog_pb2.CatalogSnapshot], Rendered]:
+def _model_page(
+    kind: common_pb2.ModelKind.ValueType, prefix: str
+) -> Callable[[Lang, catalog_pb2.CatalogSnapshot], Rendered]:
     def build(lang: Lang, catalog: catalog_pb2.CatalogSnapshot) -> Rendered:
         models = public_models(catalog, kind)
         intro = [t(f"{prefix}.generated", lang), t("models.live", lang)]
@@ -318,7 +324,7 @@ def _capability(code: str, lang: Lang) -> str:
 
 
 def _money(money: common_pb2.Money, lang: Lang, default_currency: str = "CNY") -> str:
-    """"30 RMB", "$29", "29.90 元": whole amounts without minor digits."""
+    """ "30 RMB", "$29", "29.90 元": whole amounts without minor digits."""
     currency = (money.currency or default_currency).upper()
     exponent = CURRENCY_EXPONENT.get(currency, 2)
     sign = "-" if money.minor < 0 else ""
@@ -329,7 +335,7 @@ def _money(money: common_pb2.Money, lang: Lang, default_currency: str = "CNY") -
 
 
 def _rate(rules: catalog_pb2.RechargeRules, currency: str, lang: Lang) -> str:
-    """"1 credit = 1 RMB": credits granted per major unit of the recharge currency."""
+    """ "1 credit = 1 RMB": credits granted per major unit of the recharge currency."""
     per_unit = Credits(rules.credits_per_major_unit.milli)
     key = f"currency.{currency}.unit"
     unit = t(key, lang) if has(key) else currency

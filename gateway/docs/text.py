@@ -28,14 +28,18 @@ TEXT: Final[dict[str, dict[Lang, str]]] = {
     "pricing.label": {"en": "PRICING GUIDE", "zh": "价格指南"},
     "pricing.title": {"en": "Billing & Credits Guide", "zh": "计费与积分指南"},
     "pricing.subtitle": {
-        "en": "A unified guide to the live credit system, recharge rules, payment methods, and billing logic.",
+        "en": "A unified guide to the live credit system, recharge "
+        "rules, payment methods, and billing logic.",
         "zh": "关于当前积分体系、充值规则、支付方式与计费逻辑的统一说明。",
     },
     "pricing.credit_system": {"en": "Credit System", "zh": "积分体系"},
     "pricing.rule": {"en": "Current rule: {rate}.", "zh": "当前规则：{rate}。"},
     "pricing.minimum": {"en": "Minimum recharge amount: {amount}.", "zh": "最低充值金额：{amount}。"},
     "pricing.bonuses": {"en": "Recharge bonuses: {tiers}.", "zh": "充值赠送：{tiers}。"},
-    "pricing.bonus_tier": {"en": "{amount} delivers {credits} credits", "zh": "充值 {amount}，到账 {credits} 积分"},
+    "pricing.bonus_tier": {
+        "en": "{amount} delivers {credits} credits",
+        "zh": "充值 {amount}，到账 {credits} 积分",
+    },
     "pricing.no_bonuses": {"en": "Recharge bonuses: none.", "zh": "充值赠送：暂无。"},
     "pricing.never_expire": {
         "en": "Credits never expire; failed tasks are not charged; "
@@ -48,12 +52,16 @@ TEXT: Final[dict[str, dict[Lang, str]]] = {
         "zh": "积分按配置到期；失败的任务不扣费；余额不足时无法提交新任务。",
     },
     "pricing.plans": {"en": "Current Recharge Plans", "zh": "当前充值套餐"},
-    "pricing.plan": {"en": "{name}: {price}, delivers {credits} credits", "zh": "{name}：{price}，到账 {credits} 积分"},
+    "pricing.plan": {
+        "en": "{name}: {price}, delivers {credits} credits",
+        "zh": "{name}：{price}，到账 {credits} 积分",
+    },
     "pricing.no_plans": {"en": "No recharge plans are available right now.", "zh": "当前暂无充值套餐。"},
     "pricing.payments": {"en": "Payments and Records", "zh": "支付与记录"},
     "pricing.methods": {"en": "Payment methods: {methods}", "zh": "支付方式：{methods}"},
     "pricing.records": {
-        "en": "The Billing page shows recharge records, consumption records, and payment callback logs together.",
+        "en": "The Billing page shows recharge records, consumption "
+        "records, and payment callback logs together.",
         "zh": "账单页面集中展示充值记录、消费记录和支付回调日志。",
     },
     "pricing.balance": {
@@ -165,7 +173,8 @@ TEXT: Final[dict[str, dict[Lang, str]]] = {
         "zh": "选择已启用的模型，填写提示词和参数，然后提交任务。",
     },
     "start.path.track": {
-        "en": "Track progress on Tasks, monitor spend on Usage, and watch the live balance in the top-right corner.",
+        "en": "Track progress on Tasks, monitor spend on Usage, and watch "
+        "the live balance in the top-right corner.",
         "zh": "在任务页面跟踪进度，在用量页面查看消费，并在右上角查看实时余额。",
     },
     "start.areas": {"en": "Available Product Areas", "zh": "可用的产品模块"},
@@ -191,7 +200,8 @@ TEXT: Final[dict[str, dict[Lang, str]]] = {
     },
     "start.notes": {"en": "Usage Notes", "zh": "使用说明"},
     "start.notes.models": {
-        "en": "Model lists come from live admin configuration. If a list is empty, an admin must enable models first.",
+        "en": "Model lists come from live admin configuration. If a list is "
+        "empty, an admin must enable models first.",
         "zh": "模型列表来自后台实时配置。如果列表为空，需要管理员先启用模型。",
     },
     "start.notes.balance": {
@@ -199,7 +209,8 @@ TEXT: Final[dict[str, dict[Lang, str]]] = {
         "zh": "提交前请确认余额。失败的任务按系统的退款或不扣费规则处理。",
     },
     "start.notes.languages": {
-        "en": "The Chinese and English docs now share the same document structure and only differ by language.",
+        "en": "The Chinese and English docs now share the same document "
+        "structure and only differ by language.",
         "zh": "中英文文档现已采用相同的文档结构，仅语言不同。",
     },
     # -- Workflow Guide ----------------------------------------------------------------------------
@@ -219,7 +230,8 @@ TEXT: Final[dict[str, dict[Lang, str]]] = {
         "zh": "工作流将多个生成步骤串联为一条执行路径。",
     },
     "workflow.intro.source": {
-        "en": "Template pricing, required inputs, and steps below come from the current workflow configuration.",
+        "en": "Template pricing, required inputs, and steps below come "
+        "from the current workflow configuration.",
         "zh": "以下模板的价格、必填输入和步骤均来自当前的工作流配置。",
     },
     "workflow.empty": {
@@ -257,7 +269,7 @@ def has(key: str) -> bool:
 
 
 def format_date(year: int, month: int, day: int, lang: Lang) -> str:
-    """"Mar 14, 2026" / "2026年3月14日"."""
+    """ "Mar 14, 2026" / "2026年3月14日"."""
     if lang == "zh":
         return f"{year}年{month}月{day}日"
     return f"{_MONTHS_EN[month - 1]} {day}, {year}"

@@ -103,7 +103,9 @@ async def get_page(
     rendered = docs.render(page_id, language, await source.snapshot())
     headers = {"Content-Language": language, "Vary": "Accept, Accept-Language", "Cache-Control": "no-cache"}
     if fmt == "markdown":
-        return Response(docs.to_markdown(rendered), media_type="text/markdown; charset=utf-8", headers=headers)
+        return Response(
+            docs.to_markdown(rendered), media_type="text/markdown; charset=utf-8", headers=headers
+        )
     if fmt == "text":
         return Response(docs.to_text(rendered), media_type="text/plain; charset=utf-8", headers=headers)
     body = DocPage(

@@ -155,7 +155,15 @@ SEED: dict[str, Any] = {
         _model("google-flow-image", _IMAGE, "Flow Image", "Flow 图片", public=False, ratios=_IMAGE_RATIOS),
         _model("imagen-4-pro", _IMAGE, "Imagen 4 Pro", "Imagen 4 Pro", public=False, ratios=_IMAGE_RATIOS),
         _model("veo_3_1", _VIDEO, "Veo 3.1", "Veo 3.1", public=False, durations=[8], capabilities=[]),
-        _model("veo-3.1-fast", _VIDEO, "Veo 3.1 Fast", "Veo 3.1 Fast", public=False, durations=[8], capabilities=[]),
+        _model(
+            "veo-3.1-fast",
+            _VIDEO,
+            "Veo 3.1 Fast",
+            "Veo 3.1 Fast",
+            public=False,
+            durations=[8],
+            capabilities=[],
+        ),
     ],
     "templates": [
         {
@@ -169,7 +177,10 @@ SEED: dict[str, Any] = {
                 ("prompt-video", _TEXT, "gemini-2.5-pro"),
                 ("video", _VIDEO, "google-flow-video"),
             ),
-            "notes": {"en": "图片提示词 -> 产品展示图 -> 视频提示词 -> 宣传视频", "zh": "图片提示词 -> 产品展示图 -> 视频提示词 -> 宣传视频"},
+            "notes": {
+                "en": "图片提示词 -> 产品展示图 -> 视频提示词 -> 宣传视频",
+                "zh": "图片提示词 -> 产品展示图 -> 视频提示词 -> 宣传视频",
+            },
             "refundPolicy": "REFUND_POLICY_FULL",
             "enabled": True,
             "public": True,
@@ -186,7 +197,10 @@ SEED: dict[str, Any] = {
                 ("prompt-video", _TEXT, "gemini-2.5-pro"),
                 ("video", _VIDEO, "veo_3_1"),
             ),
-            "notes": {"en": "图片提示词 -> 人物图片 -> 视频提示词 -> 视频", "zh": "图片提示词 -> 人物图片 -> 视频提示词 -> 视频"},
+            "notes": {
+                "en": "图片提示词 -> 人物图片 -> 视频提示词 -> 视频",
+                "zh": "图片提示词 -> 人物图片 -> 视频提示词 -> 视频",
+            },
             "refundPolicy": "REFUND_POLICY_FULL",
             "enabled": True,
             "public": True,

@@ -46,7 +46,9 @@ def seed_pages() -> list[SeedPage]:
     lines = seed_text().splitlines()
     # A page starts at an all-caps label whose fifth line is the "Reading view" marker.
     starts = [
-        i for i, line in enumerate(lines) if line.isupper() and i + 4 < len(lines) and lines[i + 4] == "Reading view"
+        i
+        for i, line in enumerate(lines)
+        if line.isupper() and i + 4 < len(lines) and lines[i + 4] == "Reading view"
     ]
     pages = []
     for start, end in zip(starts, [*starts[1:], len(lines)], strict=True):

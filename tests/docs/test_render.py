@@ -109,14 +109,19 @@ def test_no_enabled_model_says_an_admin_must_enable_models() -> None:
         assert len(page.sections[0].lines) == 3
     page = render("image-models", "en", snapshot)
     assert page.subtitle.startswith("0 public image models ")
-    assert page.sections[0].lines[-1] == "No public image model is enabled right now. An admin must enable models first."
+    assert (
+        page.sections[0].lines[-1]
+        == "No public image model is enabled right now. An admin must enable models first."
+    )
 
 
 def test_price_unit_and_capability_changes_show_at_once() -> None:
     snapshot = seed_snapshot()
     flow = model(snapshot, "google-flow-video")
     flow.price.milli = 1250
-    assert section(render("video-models", "en", snapshot), "Flow")[1] == "Billing: Per generation 1.25 credits"
+    assert (
+        section(render("video-models", "en", snapshot), "Flow")[1] == "Billing: Per generation 1.25 credits"
+    )
     flow.billing_unit = catalog_pb2.BILLING_UNIT_PER_SECOND
     flow.price.milli = 100
     assert section(render("video-models", "en", snapshot), "Flow")[1] == "Billing: Per second 0.1 credits"
@@ -168,8 +173,12 @@ def test_recharge_rules_plans_and_methods_come_from_the_catalog() -> None:
     )
     rules.credits_per_major_unit.milli = 2000
     rules.credits_expire = True
-    assert section(render("pricing", "en", snapshot), "Credit System")[0] == "Current rule: 2 credits = 1 RMB."
-    assert section(render("pricing", "en", snapshot), "Credit System")[3].startswith("Credits expire as configured")
+    assert (
+        section(render("pricing", "en", snapshot), "Credit System")[0] == "Current rule: 2 credits = 1 RMB."
+    )
+    assert section(render("pricing", "en", snapshot), "Credit System")[3].startswith(
+        "Credits expire as configured"
+    )
 
 
 def test_templates_follow_the_workflow_configuration() -> None:
@@ -230,7 +239,10 @@ def test_any_configuration_renders_both_languages_alike(
         m.enabled, m.public = on, pub
     for template, on in zip(snapshot.templates, templates, strict=True):
         template.enabled = on
-    for page_id, kind in (("video-models", common_pb2.MODEL_KIND_VIDEO), ("image-models", common_pb2.MODEL_KIND_IMAGE)):
+    for page_id, kind in (
+        ("video-models", common_pb2.MODEL_KIND_VIDEO),
+        ("image-models", common_pb2.MODEL_KIND_IMAGE),
+    ):
         en = render(page_id, "en", snapshot)  # type: ignore[arg-type]
         shown = [m for m in snapshot.models if m.kind == kind and m.enabled and m.public]
         assert en.subtitle.split()[0] == str(len(shown))
