@@ -11,7 +11,8 @@ from fastapi import FastAPI
 from gateway import observability, problems
 from gateway.bus import connect_bus
 from gateway.clients import Clients
-from gateway.routes import ops
+from gateway.docs.source import LiveCatalog
+from gateway.routes import docs, ops
 from gateway.settings import GatewaySettings
 from kit import telemetry
 
@@ -25,6 +26,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
         app.state.clients = Clients.connect(settings)
+        app.state.docs_catalog = LiveCatalog(app.state.clients.channels["catalog"])
         app.state.bus = await connect_bus(settings)
         try:
             yield
@@ -42,6 +44,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     problems.install(app)
     observability.install(app)
     app.include_router(ops.router)
+    app.include_router(docs.router)
     if settings.otel_exporter != "none":
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
