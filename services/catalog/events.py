@@ -5,8 +5,9 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from atelier.events.v1 import events_pb2
 from opentelemetry import propagate
+
+from atelier.events.v1 import events_pb2
 
 CATALOG_CHANGED = "catalog.changed"
 PRODUCER = "catalog"

@@ -9,6 +9,8 @@ quote's `catalog_version` points to); `audit_log` says who changed what, when, a
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -36,7 +38,7 @@ outbox = outbox_table(metadata)
 inbox = inbox_table(metadata)
 
 
-def _updated_at() -> Column[object]:
+def _updated_at() -> Column[Any]:
     return Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now())
 
 

@@ -158,7 +158,12 @@ async def save_payment_method(session: AsyncSession, method: PaymentMethod) -> N
     await _upsert(
         session,
         t.payment_methods,
-        {"code": method.code, "enabled": method.enabled, "sort_order": method.sort_order, "spec": _spec(method)},
+        {
+            "code": method.code,
+            "enabled": method.enabled,
+            "sort_order": method.sort_order,
+            "spec": _spec(method),
+        },
     )
 
 

@@ -220,9 +220,8 @@ class RechargeRules(_Base):
     def base_credits(self, amount: Amount) -> int:
         """Milli-credits bought by `amount` before any bonus (exact: fen × milli per yuan / 100)."""
         exponent = CURRENCY_EXPONENT[self.currency]
-        base, remainder = divmod(amount.minor * self.credits_per_major_unit, 10**exponent)
-        # A remainder would mean a fraction of a milli-credit; round down (never give away more).
-        return base
+        # A remainder would be a fraction of a milli-credit: round down (never give away more).
+        return int(amount.minor * self.credits_per_major_unit // 10**exponent)
 
     @model_validator(mode="after")
     def _consistent(self) -> RechargeRules:
@@ -330,18 +329,28 @@ class Catalog(_Base):
         found += [f"unknown default capability {c!r}" for c in self.default_capabilities if c not in known]
         channels = {c.code for c in self.channels}
         for model in self.models:
-            found += [f"model {model.code}: unknown capability {c!r}" for c in model.capabilities if c not in known]
+            found += [
+                f"model {model.code}: unknown capability {c!r}" for c in model.capabilities if c not in known
+            ]
             if model.channel.channel_code and model.channel.channel_code not in channels:
                 found.append(f"model {model.code}: unknown channel {model.channel.channel_code!r}")
         for template in self.templates:
             for step in template.steps:
-                model = self.model(step.model_code)
-                if model is None:
-                    found.append(f"template {template.code}: step {step.key} uses unknown model {step.model_code!r}")
-                elif model.kind != step.kind:
-                    found.append(f"template {template.code}: step {step.key} is {step.kind} but {model.code} is {model.kind}")
+                used = self.model(step.model_code)
+                if used is None:
+                    found.append(
+                        f"template {template.code}: step {step.key} uses unknown model {step.model_code!r}"
+                    )
+                elif used.kind != step.kind:
+                    found.append(
+                        f"template {template.code}: step {step.key} ({step.kind}) uses a {used.kind} model"
+                    )
         for method in self.payment_methods:
-            found += [f"payment method {method.code}: unsupported currency {c!r}" for c in method.currencies if c not in CURRENCY_EXPONENT]
+            found += [
+                f"payment method {method.code}: unsupported currency {c!r}"
+                for c in method.currencies
+                if c not in CURRENCY_EXPONENT
+            ]
         return found
 
 

@@ -314,7 +314,13 @@ async def upsert_model(
 
 
 async def set_model_enabled(
-    session: AsyncSession, outbox: Outbox, *, actor_id: str, code: str, enabled: bool, expected_version: int = 0
+    session: AsyncSession,
+    outbox: Outbox,
+    *,
+    actor_id: str,
+    code: str,
+    enabled: bool,
+    expected_version: int = 0,
 ) -> Change:
     def mutate(catalog: Catalog) -> None:
         _required(catalog.model(code), f"no model {code!r}", "model_not_found").enabled = enabled
@@ -399,7 +405,13 @@ async def upsert_template(
 
 
 async def set_template_enabled(
-    session: AsyncSession, outbox: Outbox, *, actor_id: str, code: str, enabled: bool, expected_version: int = 0
+    session: AsyncSession,
+    outbox: Outbox,
+    *,
+    actor_id: str,
+    code: str,
+    enabled: bool,
+    expected_version: int = 0,
 ) -> Change:
     def mutate(catalog: Catalog) -> None:
         _required(catalog.template(code), f"no template {code!r}", "template_not_found").enabled = enabled
@@ -467,7 +479,9 @@ async def upsert_channel(
 
     def mutate(catalog: Catalog) -> None:
         existing = catalog.channel(code)
-        _replace(catalog.channels, Channel.model_validate({**data, "updated_at": existing and existing.updated_at}))
+        _replace(
+            catalog.channels, Channel.model_validate({**data, "updated_at": existing and existing.updated_at})
+        )
 
     return await _change(
         session,
@@ -536,9 +550,7 @@ def visible(model: ModelSpec) -> bool:
 
 def list_models(catalog: Catalog, kind: Kind | None, include_disabled: bool) -> list[ModelSpec]:
     return [
-        m
-        for m in catalog.models
-        if (kind is None or m.kind == kind) and (include_disabled or visible(m))
+        m for m in catalog.models if (kind is None or m.kind == kind) and (include_disabled or visible(m))
     ]
 
 
@@ -651,13 +663,20 @@ def quote(catalog: Catalog, params: QuoteParams, *, now: datetime | None = None)
         )
     binding = model.channel
     channel = catalog.channel(binding.channel_code) if binding.channel_code else None
-    common = {"model": model, "channel": channel, "catalog_version": catalog.version}
-    common["quoted_at"] = now or datetime.now(UTC)
+    common: dict[str, Any] = {
+        "model": model,
+        "channel": channel,
+        "catalog_version": catalog.version,
+        "quoted_at": now or datetime.now(UTC),
+    }
     n = params.n or 1
     if model.kind == "text":
         return _quote_text(model, params, n, common)
 
-    for field, given in (("input_tokens", params.input_tokens), ("max_output_tokens", params.max_output_tokens)):
+    for field, given in (
+        ("input_tokens", params.input_tokens),
+        ("max_output_tokens", params.max_output_tokens),
+    ):
         if given:
             raise _unsupported(model, field, given, [])
     ratio = _pick(model, "ratio", params.ratio, model.ratios)
@@ -665,7 +684,9 @@ def quote(catalog: Catalog, params: QuoteParams, *, now: datetime | None = None)
     duration = 0
     if model.kind == "video":
         allowed_durations = [str(d) for d in model.durations]
-        duration = int(_pick(model, "duration_seconds", str(params.duration_seconds or ""), allowed_durations))
+        duration = int(
+            _pick(model, "duration_seconds", str(params.duration_seconds or ""), allowed_durations)
+        )
     elif params.duration_seconds:
         raise _unsupported(model, "duration_seconds", params.duration_seconds, [])
     max_n = max(model.max_images, 1) if model.kind == "image" else 1
