@@ -93,6 +93,10 @@ async def load_seed(session: AsyncSession, outbox: Outbox, seed: SeedFile) -> bo
         channel.updated_at = loaded_at
     catalog.version = 1
     catalog.updated_at = loaded_at
+    # The order the tables give back (sort_order, code), so that every version lists alike.
+    for items in (catalog.models, catalog.templates, catalog.plans, catalog.payment_methods):
+        items.sort(key=lambda item: (item.sort_order, item.code))
+    catalog.channels.sort(key=lambda channel: channel.code)
     for channel in catalog.channels:
         await repository.save_channel(session, channel)
     for model in catalog.models:
