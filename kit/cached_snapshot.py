@@ -65,9 +65,7 @@ class CachedSnapshot(Generic[T]):
             async def on_change(msg: Any) -> None:
                 self._wake.set()
 
-            self._subscription = await self._bus.nc.subscribe(
-                self._bus.subject(self._subject), cb=on_change
-            )
+            self._subscription = await self._bus.nc.subscribe(self._bus.subject(self._subject), cb=on_change)
         return await self.refresh()
 
     def get(self) -> T:
