@@ -545,6 +545,15 @@ def _escape(key: str) -> str:
     return key.replace("~", "~0").replace("/", "~1")
 
 
+async def audit_log(
+    session: AsyncSession, *, entity_type: str, entity_code: str, before_id: int | None, limit: int
+) -> list[repository.AuditRow]:
+    """Audit entries, newest first, optionally for one entity, older than `before_id` (the cursor)."""
+    return await repository.list_audit(
+        session, entity_type=entity_type, entity_code=entity_code, before_id=before_id, limit=limit
+    )
+
+
 # -- public views --------------------------------------------------------------------------------
 
 

@@ -11,7 +11,7 @@ from kit.errors import InvalidArgument
 from kit.identity import require_admin
 from kit.outbox import Outbox
 from kit.service import Runtime
-from services.catalog import mapping, repository, service
+from services.catalog import mapping, service
 from services.catalog.schemas import Amount, Catalog, Kind
 
 AUDIT_PAGE_DEFAULT = 50
@@ -314,7 +314,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
                 raise InvalidArgument("the cursor is not valid", code="invalid_cursor")
             before = int(request.page.cursor)
         async with self.runtime.db.transaction() as session:
-            rows = await repository.list_audit(
+            rows = await service.audit_log(
                 session,
                 entity_type=request.entity_type,
                 entity_code=request.entity_code,
