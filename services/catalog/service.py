@@ -93,10 +93,7 @@ async def load_seed(session: AsyncSession, outbox: Outbox, seed: SeedFile) -> bo
         channel.updated_at = loaded_at
     catalog.version = 1
     catalog.updated_at = loaded_at
-    # The order the tables give back (sort_order, code), so that every version lists alike.
-    for items in (catalog.models, catalog.templates, catalog.plans, catalog.payment_methods):
-        items.sort(key=lambda item: (item.sort_order, item.code))
-    catalog.channels.sort(key=lambda channel: channel.code)
+    _sort(catalog)
     for channel in catalog.channels:
         await repository.save_channel(session, channel)
     for model in catalog.models:
@@ -128,6 +125,13 @@ async def load_seed(session: AsyncSession, outbox: Outbox, seed: SeedFile) -> bo
     )
     await session.flush()
     return True
+
+
+def _sort(catalog: Catalog) -> None:
+    """The order the tables give back (sort_order, code), so that every version lists alike."""
+    for items in (catalog.models, catalog.templates, catalog.plans, catalog.payment_methods):
+        items.sort(key=lambda item: (item.sort_order, item.code))
+    catalog.channels.sort(key=lambda channel: channel.code)
 
 
 # -- admin changes -------------------------------------------------------------------------------
@@ -180,6 +184,7 @@ async def _change(
     if before == after:
         return Change(catalog, changed=False)
     now = datetime.now(UTC)
+    _sort(catalog)
     catalog.version = state.version + 1
     catalog.updated_at = now
     entity = get(catalog)

@@ -175,6 +175,24 @@ def test_the_bonus_between_tiers_is_the_lower_tiers_flat_bonus() -> None:
     assert bonus == {299: 0, 300: 30_000, 500: 30_000, 999: 30_000, 1000: 150_000}
 
 
+@given(
+    smaller=st.integers(min_value=3000, max_value=500_000),
+    extra=st.integers(min_value=0, max_value=500_000),
+)
+def test_more_money_never_buys_fewer_credits(smaller: int, extra: int) -> None:
+    catalog = seed_catalog()
+
+    def total(minor: int) -> int:
+        quote = service.quote_recharge(
+            catalog, method_code="alipay", amount=Amount(minor=minor, currency="CNY")
+        )
+        assert quote.paid_credits == minor * 10  # 1 fen = 0.01 credit = 10 milli-credits, exactly
+        assert 0 <= quote.bonus_credits <= 150_000
+        return quote.total_credits
+
+    assert total(smaller + extra) >= total(smaller)
+
+
 # -- over the wire -------------------------------------------------------------------------------
 
 
