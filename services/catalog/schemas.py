@@ -335,6 +335,16 @@ class Catalog(_Base):
             if model.channel.channel_code and model.channel.channel_code not in channels:
                 found.append(f"model {model.code}: unknown channel {model.channel.channel_code!r}")
         for template in self.templates:
+            ratios = next((i.allowed_values for i in template.inputs if i.name == "ratio"), [])
+            for step in template.steps:
+                used = self.model(step.model_code)
+                missing = [
+                    r for r in ratios if used is not None and used.kind != "text" and r not in used.ratios
+                ]
+                if missing:
+                    found.append(
+                        f"template {template.code}: {step.model_code} does not support ratio {missing}"
+                    )
             for step in template.steps:
                 used = self.model(step.model_code)
                 if used is None:

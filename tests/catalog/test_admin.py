@@ -234,6 +234,15 @@ async def test_invalid_and_empty_changes_change_nothing(catalog: CatalogStack) -
         )
     assert error_code(below_base.value) == "invalid_recharge_rules"
 
+    narrowed = pb.UpsertModelRequest(
+        model=pb.Model(code="veo-3.1-fast", ratios=["16:9"]),
+        update_mask=field_mask_pb2.FieldMask(paths=["ratios"]),
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as breaks_template:
+        await catalog.stub.UpsertModel(narrowed, metadata=ADMIN)
+    assert error_code(breaks_template.value) == "invalid_catalog"
+    assert "ecom-video-pro" in (breaks_template.value.details() or "")
+
     unchanged = await catalog.stub.SetModelEnabled(
         pb.SetModelEnabledRequest(code="grok-video-3", enabled=True), metadata=ADMIN
     )
