@@ -12,7 +12,7 @@ from gateway import observability, problems
 from gateway.bus import connect_bus
 from gateway.clients import Clients
 from gateway.docs.source import LiveCatalog
-from gateway.routes import docs, ops
+from gateway.routes import catalog, docs, ops
 from gateway.settings import GatewaySettings
 from kit import telemetry
 
@@ -44,6 +44,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     problems.install(app)
     observability.install(app)
     app.include_router(ops.router)
+    app.include_router(catalog.router)
     app.include_router(docs.router)
     if settings.otel_exporter != "none":
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor

@@ -2,10 +2,357 @@
 
 from __future__ import annotations
 
+import grpc
+
+from atelier.catalog.v1 import catalog_pb2 as pb
 from atelier.catalog.v1 import catalog_pb2_grpc
+from atelier.common.v1 import common_pb2
+from kit.errors import InvalidArgument
+from kit.identity import require_admin
+from kit.outbox import Outbox
 from kit.service import Runtime
+from services.catalog import mapping, service
+from services.catalog.schemas import Amount, Catalog, Kind
+
+AUDIT_PAGE_DEFAULT = 50
+AUDIT_PAGE_MAX = 200
 
 
 class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
+        self.reader = service.CatalogReader()
+
+    @property
+    def outbox(self) -> Outbox:
+        if self.runtime.outbox is None:  # pragma: no cover - the catalog's metadata has an outbox
+            raise RuntimeError("the catalog service runs without an outbox")
+        return self.runtime.outbox
+
+    async def _catalog(self) -> Catalog:
+        async with self.runtime.db.transaction() as session:
+            return await self.reader.current(session)
+
+    def _committed(self, change: service.Change) -> int:
+        if change.changed and self.runtime.relay is not None:
+            self.runtime.relay.notify()
+        return change.catalog.version
+
+    # -- reads -----------------------------------------------------------------------------------
+
+    async def GetCatalog(
+        self, request: pb.GetCatalogRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetCatalogResponse:
+        catalog = await self._catalog()
+        if request.known_version and request.known_version == catalog.version:
+            return pb.GetCatalogResponse(not_modified=True)
+        return pb.GetCatalogResponse(catalog=mapping.snapshot(catalog))
+
+    async def ListModels(
+        self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListModelsResponse:
+        if request.include_disabled:
+            require_admin(context)
+        kind = _kind(request.kind)
+        catalog = await self._catalog()
+        models = service.list_models(catalog, kind, request.include_disabled)
+        return pb.ListModelsResponse(
+            models=[mapping.model(m, catalog, with_channel=request.include_disabled) for m in models],
+            catalog_version=catalog.version,
+            admin_must_enable_models=service.admin_must_enable_models(catalog, kind),
+            capability_names=mapping.capability_names(catalog),
+        )
+
+    async def GetModel(
+        self, request: pb.GetModelRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetModelResponse:
+        catalog = await self._catalog()
+        model = service.find_model(catalog, request.code, include_internal=True)
+        return pb.GetModelResponse(
+            model=mapping.model(model, catalog, with_channel=True), catalog_version=catalog.version
+        )
+
+    async def GetPricing(
+        self, request: pb.GetPricingRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetPricingResponse:
+        catalog = await self._catalog()
+        return pb.GetPricingResponse(
+            groups=[
+                pb.PricingGroup(
+                    kind=mapping.KINDS[kind],  # type: ignore[arg-type]
+                    models=[mapping.model(m, catalog, with_channel=False) for m in models],
+                )
+                for kind, models in service.pricing(catalog)
+            ],
+            templates=[mapping.template(t) for t in service.list_templates(catalog, include_disabled=False)],
+            admin_must_enable_models=service.admin_must_enable_models(catalog, None),
+            catalog_version=catalog.version,
+            capability_names=mapping.capability_names(catalog),
+            default_capabilities=catalog.default_capabilities,
+        )
+
+    async def ListTemplates(
+        self, request: pb.ListTemplatesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListTemplatesResponse:
+        if request.include_disabled:
+            require_admin(context)
+        catalog = await self._catalog()
+        templates = service.list_templates(catalog, request.include_disabled)
+        return pb.ListTemplatesResponse(
+            templates=[mapping.template(t) for t in templates], catalog_version=catalog.version
+        )
+
+    async def GetTemplate(
+        self, request: pb.GetTemplateRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetTemplateResponse:
+        catalog = await self._catalog()
+        template = service.find_template(catalog, request.code, include_disabled=True)
+        return pb.GetTemplateResponse(template=mapping.template(template), catalog_version=catalog.version)
+
+    async def GetRechargeOptions(
+        self, request: pb.GetRechargeOptionsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetRechargeOptionsResponse:
+        catalog = await self._catalog()
+        rules, plans, methods = service.recharge_options(catalog)
+        return pb.GetRechargeOptionsResponse(
+            rules=mapping.recharge_rules(rules),
+            plans=[mapping.plan(p) for p in plans],
+            methods=[mapping.payment_method(m) for m in methods],
+            catalog_version=catalog.version,
+        )
+
+    async def Quote(self, request: pb.QuoteRequest, context: grpc.aio.ServicerContext) -> pb.QuoteResponse:
+        catalog = await self._catalog()
+        params = service.QuoteParams(
+            model_code=request.model_code,
+            ratio=request.ratio,
+            resolution=request.resolution,
+            duration_seconds=request.duration_seconds,
+            n=request.n,
+            capability=request.capability,
+            input_image_count=request.input_image_count,
+            input_tokens=request.input_tokens,
+            max_output_tokens=request.max_output_tokens,
+            internal=request.internal,
+        )
+        return pb.QuoteResponse(quote=mapping.quote(service.quote(catalog, params), catalog))
+
+    async def QuoteRecharge(
+        self, request: pb.QuoteRechargeRequest, context: grpc.aio.ServicerContext
+    ) -> pb.QuoteRechargeResponse:
+        catalog = await self._catalog()
+        target = request.WhichOneof("target")
+        amount: Amount | None = None
+        if target == "amount":
+            amount = _amount(request.amount)
+        quote = service.quote_recharge(
+            catalog,
+            method_code=request.method,
+            amount=amount,
+            plan_code=request.plan_code if target == "plan_code" else "",
+        )
+        return pb.QuoteRechargeResponse(quote=mapping.recharge_quote(quote))
+
+    # -- admin -----------------------------------------------------------------------------------
+
+    async def UpsertModel(
+        self, request: pb.UpsertModelRequest, context: grpc.aio.ServicerContext
+    ) -> pb.UpsertModelResponse:
+        actor = require_admin(context)
+        async with self.runtime.db.transaction() as session:
+            change = await service.upsert_model(
+                session,
+                self.outbox,
+                actor_id=actor.user_id,
+                data=mapping.model_in(request.model),
+                fields=mapping.mask_fields(list(request.update_mask.paths)),
+                expected_version=request.expected_version,
+            )
+        catalog = change.catalog
+        model = service.find_model(catalog, request.model.code, include_internal=True)
+        return pb.UpsertModelResponse(
+            model=mapping.model(model, catalog, with_channel=True), catalog_version=self._committed(change)
+        )
+
+    async def SetModelEnabled(
+        self, request: pb.SetModelEnabledRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SetModelEnabledResponse:
+        actor = require_admin(context)
+        async with self.runtime.db.transaction() as session:
+            change = await service.set_model_enabled(
+                session,
+                self.outbox,
+                actor_id=actor.user_id,
+                code=request.code,
+                enabled=request.enabled,
+                expected_version=request.expected_version,
+            )
+        catalog = change.catalog
+        model = service.find_model(catalog, request.code, include_internal=True)
+        return pb.SetModelEnabledResponse(
+            model=mapping.model(model, catalog, with_channel=True), catalog_version=self._committed(change)
+        )
+
+    async def SetDefaultCapabilities(
+        self, request: pb.SetDefaultCapabilitiesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SetDefaultCapabilitiesResponse:
+        actor = require_admin(context)
+        async with self.runtime.db.transaction() as session:
+            change = await service.set_default_capabilities(
+                session,
+                self.outbox,
+                actor_id=actor.user_id,
+                capabilities=list(request.capabilities),
+                expected_version=request.expected_version,
+            )
+        return pb.SetDefaultCapabilitiesResponse(
+            capabilities=change.catalog.default_capabilities, catalog_version=self._committed(change)
+        )
+
+    async def UpsertTemplate(
+        self, request: pb.UpsertTemplateRequest, context: grpc.aio.ServicerContext
+    ) -> pb.UpsertTemplateResponse:
+        actor = require_admin(context)
+        async with self.runtime.db.transaction() as session:
+            change = await service.upsert_template(
+                session,
+                self.outbox,
+                actor_id=actor.user_id,
+                data=mapping.template_in(request.template),
+                fields=mapping.mask_fields(list(request.update_mask.paths)),
+                expected_version=request.expected_version,
+            )
+        template = service.find_template(change.catalog, request.template.code, include_disabled=True)
+        return pb.UpsertTemplateResponse(
+            template=mapping.template(template), catalog_version=self._committed(change)
+        )
+
+    async def SetTemplateEnabled(
+        self, request: pb.SetTemplateEnabledRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SetTemplateEnabledResponse:
+        actor = require_admin(context)
+        async with self.runtime.db.transaction() as session:
+            change = await service.set_template_enabled(
+                session,
+                self.outbox,
+                actor_id=actor.user_id,
+                code=request.code,
+                enabled=request.enabled,
+                expected_version=request.expected_version,
+            )
+        template = service.find_template(change.catalog, request.code, include_disabled=True)
+        return pb.SetTemplateEnabledResponse(
+            template=mapping.template(template), catalog_version=self._committed(change)
+        )
+
+    async def UpdateRechargeRules(
+        self, request: pb.UpdateRechargeRulesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.UpdateRechargeRulesResponse:
+        actor = require_admin(context)
+        async with self.runtime.db.transaction() as session:
+            change = await service.update_recharge_rules(
+                session,
+                self.outbox,
+                actor_id=actor.user_id,
+                data=mapping.recharge_rules_in(request.rules),
+                expected_version=request.expected_version,
+            )
+        return pb.UpdateRechargeRulesResponse(
+            rules=mapping.recharge_rules(change.catalog.recharge_rules),
+            catalog_version=self._committed(change),
+        )
+
+    async def UpsertPlan(
+        self, request: pb.UpsertPlanRequest, context: grpc.aio.ServicerContext
+    ) -> pb.UpsertPlanResponse:
+        actor = require_admin(context)
+        async with self.runtime.db.transaction() as session:
+            change = await service.upsert_plan(
+                session,
+                self.outbox,
+                actor_id=actor.user_id,
+                data=mapping.plan_in(request.plan),
+                expected_version=request.expected_version,
+            )
+        plan = change.catalog.plan(request.plan.code)
+        assert plan is not None  # the change just wrote it
+        return pb.UpsertPlanResponse(plan=mapping.plan(plan), catalog_version=self._committed(change))
+
+    async def UpsertChannel(
+        self, request: pb.UpsertChannelRequest, context: grpc.aio.ServicerContext
+    ) -> pb.UpsertChannelResponse:
+        actor = require_admin(context)
+        async with self.runtime.db.transaction() as session:
+            change = await service.upsert_channel(
+                session,
+                self.outbox,
+                actor_id=actor.user_id,
+                data=mapping.channel_in(request.channel),
+                expected_version=request.expected_version,
+            )
+        channel = change.catalog.channel(request.channel.code)
+        assert channel is not None  # the change just wrote it
+        return pb.UpsertChannelResponse(
+            channel=mapping.channel(channel), catalog_version=self._committed(change)
+        )
+
+    async def ListChannels(
+        self, request: pb.ListChannelsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListChannelsResponse:
+        require_admin(context)
+        catalog = await self._catalog()
+        return pb.ListChannelsResponse(channels=[mapping.channel(c) for c in catalog.channels])
+
+    async def ListAuditLog(
+        self, request: pb.ListAuditLogRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListAuditLogResponse:
+        require_admin(context)
+        limit = min(request.page.limit or AUDIT_PAGE_DEFAULT, AUDIT_PAGE_MAX)
+        before: int | None = None
+        if request.page.cursor:
+            if not request.page.cursor.isdigit():
+                raise InvalidArgument("the cursor is not valid", code="invalid_cursor")
+            before = int(request.page.cursor)
+        async with self.runtime.db.transaction() as session:
+            rows = await service.audit_log(
+                session,
+                entity_type=request.entity_type,
+                entity_code=request.entity_code,
+                before_id=before,
+                limit=limit + 1,
+            )
+        entries = []
+        for row in rows[:limit]:
+            entry = pb.AuditEntry(
+                version=row.version,
+                actor_id=row.actor_id,
+                action=row.action,
+                entity_type=row.entity_type,
+                entity_code=row.entity_code,
+                diff_json=mapping.audit_diff(row.diff),
+            )
+            entry.created_at.FromDatetime(row.created_at)
+            entries.append(entry)
+        next_cursor = str(rows[limit - 1].id) if len(rows) > limit else ""
+        return pb.ListAuditLogResponse(entries=entries, page=common_pb2.PageInfo(next_cursor=next_cursor))
+
+
+def _kind(value: int) -> Kind | None:
+    if value == common_pb2.MODEL_KIND_UNSPECIFIED:
+        return None
+    name = mapping.kind_name(value)
+    if name is None:
+        raise InvalidArgument(f"unknown model kind {value}", code="invalid_kind")
+    return name  # type: ignore[return-value]
+
+
+def _amount(money: common_pb2.Money) -> Amount:
+    currency = money.currency.upper()
+    if money.minor <= 0:
+        raise InvalidArgument("the amount must be positive", code="invalid_amount")
+    try:
+        return Amount(minor=money.minor, currency=currency)
+    except ValueError as exc:
+        raise InvalidArgument(
+            f"unsupported currency {money.currency!r}", code="unsupported_currency"
+        ) from exc

@@ -619,6 +619,31 @@ class PaymentMethod(_message.Message):
 Global___PaymentMethod: _TypeAlias = PaymentMethod  # noqa: Y015
 
 @_typing.final
+class Capability(_message.Message):
+    """A capability's display name ("first_frame" → first frame / 首帧)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    @_builtins.property
+    def name(self) -> _common_pb2.LocalizedText: ...
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+        name: _common_pb2.LocalizedText | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Capability: _TypeAlias = Capability  # noqa: Y015
+
+@_typing.final
 class CatalogSnapshot(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -631,6 +656,7 @@ class CatalogSnapshot(_message.Message):
     PLANS_FIELD_NUMBER: _builtins.int
     PAYMENT_METHODS_FIELD_NUMBER: _builtins.int
     CHANNELS_FIELD_NUMBER: _builtins.int
+    CAPABILITY_NAMES_FIELD_NUMBER: _builtins.int
     version: _builtins.int
     @_builtins.property
     def updated_at(self) -> _timestamp_pb2.Timestamp: ...
@@ -648,6 +674,10 @@ class CatalogSnapshot(_message.Message):
     def payment_methods(self) -> _containers.RepeatedCompositeFieldContainer[Global___PaymentMethod]: ...
     @_builtins.property
     def channels(self) -> _containers.RepeatedCompositeFieldContainer[Global___Channel]: ...
+    @_builtins.property
+    def capability_names(self) -> _containers.RepeatedCompositeFieldContainer[Global___Capability]:
+        """Display names of every known capability code."""
+
     def __init__(
         self,
         *,
@@ -660,10 +690,11 @@ class CatalogSnapshot(_message.Message):
         plans: _abc.Iterable[Global___Plan] | None = ...,
         payment_methods: _abc.Iterable[Global___PaymentMethod] | None = ...,
         channels: _abc.Iterable[Global___Channel] | None = ...,
+        capability_names: _abc.Iterable[Global___Capability] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["recharge_rules", b"recharge_rules", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["channels", b"channels", "default_capabilities", b"default_capabilities", "models", b"models", "payment_methods", b"payment_methods", "plans", b"plans", "recharge_rules", b"recharge_rules", "templates", b"templates", "updated_at", b"updated_at", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capability_names", b"capability_names", "channels", b"channels", "default_capabilities", b"default_capabilities", "models", b"models", "payment_methods", b"payment_methods", "plans", b"plans", "recharge_rules", b"recharge_rules", "templates", b"templates", "updated_at", b"updated_at", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -918,6 +949,7 @@ class ListModelsResponse(_message.Message):
     PAGE_FIELD_NUMBER: _builtins.int
     CATALOG_VERSION_FIELD_NUMBER: _builtins.int
     ADMIN_MUST_ENABLE_MODELS_FIELD_NUMBER: _builtins.int
+    CAPABILITY_NAMES_FIELD_NUMBER: _builtins.int
     catalog_version: _builtins.int
     admin_must_enable_models: _builtins.bool
     """No model of the asked kind is enabled: an admin must enable models first."""
@@ -925,6 +957,8 @@ class ListModelsResponse(_message.Message):
     def models(self) -> _containers.RepeatedCompositeFieldContainer[Global___Model]: ...
     @_builtins.property
     def page(self) -> _common_pb2.PageInfo: ...
+    @_builtins.property
+    def capability_names(self) -> _containers.RepeatedCompositeFieldContainer[Global___Capability]: ...
     def __init__(
         self,
         *,
@@ -932,10 +966,11 @@ class ListModelsResponse(_message.Message):
         page: _common_pb2.PageInfo | None = ...,
         catalog_version: _builtins.int = ...,
         admin_must_enable_models: _builtins.bool = ...,
+        capability_names: _abc.Iterable[Global___Capability] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["page", b"page"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["admin_must_enable_models", b"admin_must_enable_models", "catalog_version", b"catalog_version", "models", b"models", "page", b"page"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["admin_must_enable_models", b"admin_must_enable_models", "capability_names", b"capability_names", "catalog_version", b"catalog_version", "models", b"models", "page", b"page"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1031,12 +1066,20 @@ class GetPricingResponse(_message.Message):
     TEMPLATES_FIELD_NUMBER: _builtins.int
     ADMIN_MUST_ENABLE_MODELS_FIELD_NUMBER: _builtins.int
     CATALOG_VERSION_FIELD_NUMBER: _builtins.int
+    CAPABILITY_NAMES_FIELD_NUMBER: _builtins.int
+    DEFAULT_CAPABILITIES_FIELD_NUMBER: _builtins.int
     admin_must_enable_models: _builtins.bool
     catalog_version: _builtins.int
     @_builtins.property
     def groups(self) -> _containers.RepeatedCompositeFieldContainer[Global___PricingGroup]: ...
     @_builtins.property
     def templates(self) -> _containers.RepeatedCompositeFieldContainer[Global___WorkflowTemplate]: ...
+    @_builtins.property
+    def capability_names(self) -> _containers.RepeatedCompositeFieldContainer[Global___Capability]: ...
+    @_builtins.property
+    def default_capabilities(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The default capability set that models with inherits_default_capabilities use."""
+
     def __init__(
         self,
         *,
@@ -1044,10 +1087,12 @@ class GetPricingResponse(_message.Message):
         templates: _abc.Iterable[Global___WorkflowTemplate] | None = ...,
         admin_must_enable_models: _builtins.bool = ...,
         catalog_version: _builtins.int = ...,
+        capability_names: _abc.Iterable[Global___Capability] | None = ...,
+        default_capabilities: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["admin_must_enable_models", b"admin_must_enable_models", "catalog_version", b"catalog_version", "groups", b"groups", "templates", b"templates"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["admin_must_enable_models", b"admin_must_enable_models", "capability_names", b"capability_names", "catalog_version", b"catalog_version", "default_capabilities", b"default_capabilities", "groups", b"groups", "templates", b"templates"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,393 @@
+"""Protobuf ↔ domain conversions for the servicer (no rules here)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from google.protobuf import struct_pb2
+
+from atelier.catalog.v1 import catalog_pb2 as pb
+from atelier.common.v1 import common_pb2
+from services.catalog import schemas
+from services.catalog.service import Quote, RechargeQuote
+
+KINDS: dict[str, int] = {
+    "text": common_pb2.MODEL_KIND_TEXT,
+    "image": common_pb2.MODEL_KIND_IMAGE,
+    "video": common_pb2.MODEL_KIND_VIDEO,
+}
+UNITS: dict[str, int] = {
+    "per_generation": pb.BILLING_UNIT_PER_GENERATION,
+    "per_image": pb.BILLING_UNIT_PER_IMAGE,
+    "per_second": pb.BILLING_UNIT_PER_SECOND,
+    "per_1k_tokens": pb.BILLING_UNIT_PER_1K_TOKENS,
+}
+ADAPTERS: dict[str, int] = {
+    "local": pb.ADAPTER_KIND_LOCAL,
+    "openai": pb.ADAPTER_KIND_OPENAI,
+    "ark": pb.ADAPTER_KIND_ARK,
+    "xai": pb.ADAPTER_KIND_XAI,
+    "gemini": pb.ADAPTER_KIND_GEMINI,
+}
+REFUNDS: dict[str, int] = {"full": pb.REFUND_POLICY_FULL, "proportional": pb.REFUND_POLICY_PROPORTIONAL}
+INPUTS: dict[str, int] = {
+    "text": pb.INPUT_TYPE_TEXT,
+    "image_uploads": pb.INPUT_TYPE_IMAGE_UPLOADS,
+    "choice": pb.INPUT_TYPE_CHOICE,
+}
+
+
+def _name_of(table: dict[str, int], value: int) -> str | None:
+    """The domain name of an enum number; None for UNSPECIFIED/unknown (validation reports it)."""
+    return next((name for name, number in table.items() if number == value), None)
+
+
+def kind_name(value: int) -> str | None:
+    return _name_of(KINDS, value)
+
+
+# -- out -----------------------------------------------------------------------------------------
+
+
+def localized(text: schemas.Localized) -> common_pb2.LocalizedText:
+    return common_pb2.LocalizedText(zh=text.zh, en=text.en)
+
+
+def credits(milli: int) -> common_pb2.Credits:
+    return common_pb2.Credits(milli=milli)
+
+
+def money(amount: schemas.Amount) -> common_pb2.Money:
+    return common_pb2.Money(minor=amount.minor, currency=amount.currency)
+
+
+def _stamp(target: Any, value: datetime | None) -> None:
+    if value is not None:
+        target.FromDatetime(value)
+
+
+def binding(model: schemas.ModelSpec, catalog: schemas.Catalog) -> pb.ChannelBinding:
+    out = pb.ChannelBinding(
+        channel_code=model.channel.channel_code,
+        upstream_model_id=model.channel.upstream_model_id or model.code,
+        adapter=pb.ADAPTER_KIND_LOCAL,
+    )
+    channel = catalog.channel(model.channel.channel_code) if model.channel.channel_code else None
+    if channel is not None:
+        out.adapter = ADAPTERS[channel.adapter]  # type: ignore[assignment]
+        out.base_url = channel.base_url
+        out.api_key_ref = channel.api_key_ref
+    return out
+
+
+def model(m: schemas.ModelSpec, catalog: schemas.Catalog, *, with_channel: bool) -> pb.Model:
+    out = pb.Model(
+        code=m.code,
+        kind=KINDS[m.kind],  # type: ignore[arg-type]
+        name=localized(m.name),
+        description=localized(m.description),
+        billing_unit=UNITS[m.billing_unit],  # type: ignore[arg-type]
+        price=credits(m.price),
+        ratios=m.ratios,
+        resolutions=m.resolutions,
+        durations=m.durations,
+        capabilities=m.capabilities,
+        inherits_default_capabilities=m.inherits_default_capabilities,
+        effective_capabilities=catalog.effective_capabilities(m),
+        enabled=m.enabled,
+        public=m.public,
+        sort_order=m.sort_order,
+        input_price_per_1k_tokens=credits(m.input_price_per_1k_tokens),
+        output_price_per_1k_tokens=credits(m.output_price_per_1k_tokens),
+        max_output_tokens=m.max_output_tokens,
+        max_images=m.max_images,
+        max_input_images=m.max_input_images,
+    )
+    if with_channel:
+        out.channel.CopyFrom(binding(m, catalog))
+    _stamp(out.updated_at, m.updated_at)
+    return out
+
+
+def template(t: schemas.Template) -> pb.WorkflowTemplate:
+    out = pb.WorkflowTemplate(
+        code=t.code,
+        name=localized(t.name),
+        description=localized(t.description),
+        price=credits(t.price),
+        inputs=[
+            pb.TemplateInput(
+                name=i.name,
+                type=INPUTS[i.type],  # type: ignore[arg-type]
+                required=i.required,
+                allowed_values=i.allowed_values,
+                label=localized(i.label),
+                min_items=i.min_items,
+                max_items=i.max_items,
+                max_length=i.max_length,
+            )
+            for i in t.inputs
+        ],
+        steps=[
+            pb.TemplateStep(
+                key=s.key,
+                kind=KINDS[s.kind],  # type: ignore[arg-type]
+                model_code=s.model_code,
+                label=localized(s.label),
+                resolution=s.resolution,
+                duration_seconds=s.duration_seconds,
+            )
+            for s in t.steps
+        ],
+        notes=localized(t.notes),
+        refund_policy=REFUNDS[t.refund_policy],  # type: ignore[arg-type]
+        enabled=t.enabled,
+        public=t.public,
+        sort_order=t.sort_order,
+    )
+    _stamp(out.updated_at, t.updated_at)
+    return out
+
+
+def recharge_rules(r: schemas.RechargeRules) -> pb.RechargeRules:
+    return pb.RechargeRules(
+        currency=r.currency,
+        credits_per_major_unit=credits(r.credits_per_major_unit),
+        minimum=money(r.minimum),
+        bonus_tiers=[pb.BonusTier(amount=money(t.amount), credits=credits(t.credits)) for t in r.bonus_tiers],
+        credits_expire=r.credits_expire,
+    )
+
+
+def plan(p: schemas.Plan) -> pb.Plan:
+    return pb.Plan(
+        code=p.code,
+        name=localized(p.name),
+        price=money(p.price),
+        credits=credits(p.credits),
+        enabled=p.enabled,
+        sort_order=p.sort_order,
+    )
+
+
+def payment_method(m: schemas.PaymentMethod) -> pb.PaymentMethod:
+    return pb.PaymentMethod(
+        code=m.code,
+        name=localized(m.name),
+        provider=m.provider,
+        currencies=m.currencies,
+        enabled=m.enabled,
+        sort_order=m.sort_order,
+    )
+
+
+def channel(c: schemas.Channel) -> pb.Channel:
+    out = pb.Channel(
+        code=c.code,
+        name=c.name,
+        adapter=ADAPTERS[c.adapter],  # type: ignore[arg-type]
+        base_url=c.base_url,
+        api_key_ref=c.api_key_ref,
+        enabled=c.enabled,
+        max_concurrency=c.max_concurrency,
+        timeout_seconds=c.timeout_seconds,
+    )
+    _stamp(out.updated_at, c.updated_at)
+    return out
+
+
+def capability_names(catalog: schemas.Catalog) -> list[pb.Capability]:
+    return [pb.Capability(code=c.code, name=localized(c.name)) for c in catalog.capabilities]
+
+
+def snapshot(catalog: schemas.Catalog) -> pb.CatalogSnapshot:
+    out = pb.CatalogSnapshot(
+        version=catalog.version,
+        models=[model(m, catalog, with_channel=True) for m in catalog.models],
+        default_capabilities=catalog.default_capabilities,
+        templates=[template(t) for t in catalog.templates],
+        recharge_rules=recharge_rules(catalog.recharge_rules),
+        plans=[plan(p) for p in catalog.plans],
+        payment_methods=[payment_method(m) for m in catalog.payment_methods],
+        channels=[channel(c) for c in catalog.channels],
+        capability_names=capability_names(catalog),
+    )
+    _stamp(out.updated_at, catalog.updated_at)
+    return out
+
+
+def quote(q: Quote, catalog: schemas.Catalog) -> pb.QuoteSnapshot:
+    out = pb.QuoteSnapshot(
+        model_code=q.model.code,
+        kind=KINDS[q.model.kind],  # type: ignore[arg-type]
+        unit=UNITS[q.unit],  # type: ignore[arg-type]
+        unit_price=credits(q.unit_price),
+        quantity=q.quantity,
+        total=credits(q.total),
+        catalog_version=q.catalog_version,
+        channel=binding(q.model, catalog),
+        ratio=q.ratio,
+        resolution=q.resolution,
+        duration_seconds=q.duration_seconds,
+        n=q.n,
+        capability=q.capability,
+        input_price_per_1k_tokens=credits(q.model.input_price_per_1k_tokens),
+        output_price_per_1k_tokens=credits(q.model.output_price_per_1k_tokens),
+    )
+    record = struct_pb2.Struct()
+    record.update(
+        {
+            "model": q.model.model_dump(mode="json"),
+            "effective_capabilities": catalog.effective_capabilities(q.model),
+            "params": {
+                "ratio": q.ratio,
+                "resolution": q.resolution,
+                "duration_seconds": q.duration_seconds,
+                "n": q.n,
+                "capability": q.capability,
+                "input_image_count": q.input_image_count,
+                "input_tokens": q.input_tokens,
+                "max_output_tokens": q.max_output_tokens,
+            },
+        }
+    )
+    out.snapshot.CopyFrom(record)
+    out.quoted_at.FromDatetime(q.quoted_at)
+    return out
+
+
+def recharge_quote(q: RechargeQuote) -> pb.RechargeQuote:
+    return pb.RechargeQuote(
+        method=q.method.code,
+        provider=q.method.provider,
+        amount=money(q.amount),
+        plan_code=q.plan_code,
+        paid_credits=credits(q.paid_credits),
+        bonus_credits=credits(q.bonus_credits),
+        total_credits=credits(q.total_credits),
+        catalog_version=q.catalog_version,
+    )
+
+
+# -- in (unvalidated dicts: the service validates them with the schemas) ------------------------
+
+
+def _loc(text: common_pb2.LocalizedText) -> dict[str, str]:
+    return {"zh": text.zh, "en": text.en}
+
+
+def _amount(value: common_pb2.Money) -> dict[str, Any]:
+    return {"minor": value.minor, "currency": value.currency}
+
+
+def model_in(m: pb.Model) -> dict[str, Any]:
+    return {
+        "code": m.code,
+        "kind": kind_name(m.kind),
+        "name": _loc(m.name),
+        "description": _loc(m.description),
+        "billing_unit": _name_of(UNITS, m.billing_unit),
+        "price": m.price.milli,
+        "input_price_per_1k_tokens": m.input_price_per_1k_tokens.milli,
+        "output_price_per_1k_tokens": m.output_price_per_1k_tokens.milli,
+        "ratios": list(m.ratios),
+        "resolutions": list(m.resolutions),
+        "durations": list(m.durations),
+        "capabilities": list(m.capabilities),
+        "inherits_default_capabilities": m.inherits_default_capabilities,
+        "enabled": m.enabled,
+        "public": m.public,
+        "channel": {
+            "channel_code": m.channel.channel_code or "local",
+            "upstream_model_id": m.channel.upstream_model_id,
+        },
+        "sort_order": m.sort_order,
+        "max_output_tokens": m.max_output_tokens,
+        "max_images": m.max_images,
+        "max_input_images": m.max_input_images,
+    }
+
+
+def template_in(t: pb.WorkflowTemplate) -> dict[str, Any]:
+    return {
+        "code": t.code,
+        "name": _loc(t.name),
+        "description": _loc(t.description),
+        "price": t.price.milli,
+        "inputs": [
+            {
+                "name": i.name,
+                "type": _name_of(INPUTS, i.type),
+                "required": i.required,
+                "allowed_values": list(i.allowed_values),
+                "label": _loc(i.label),
+                "min_items": i.min_items,
+                "max_items": i.max_items,
+                "max_length": i.max_length,
+            }
+            for i in t.inputs
+        ],
+        "steps": [
+            {
+                "key": s.key,
+                "kind": kind_name(s.kind),
+                "model_code": s.model_code,
+                "label": _loc(s.label),
+                "resolution": s.resolution,
+                "duration_seconds": s.duration_seconds,
+            }
+            for s in t.steps
+        ],
+        "notes": _loc(t.notes),
+        "refund_policy": _name_of(REFUNDS, t.refund_policy),
+        "enabled": t.enabled,
+        "public": t.public,
+        "sort_order": t.sort_order,
+    }
+
+
+def recharge_rules_in(r: pb.RechargeRules) -> dict[str, Any]:
+    return {
+        "currency": r.currency,
+        "credits_per_major_unit": r.credits_per_major_unit.milli,
+        "minimum": _amount(r.minimum),
+        "bonus_tiers": [{"amount": _amount(t.amount), "credits": t.credits.milli} for t in r.bonus_tiers],
+        "credits_expire": r.credits_expire,
+    }
+
+
+def plan_in(p: pb.Plan) -> dict[str, Any]:
+    return {
+        "code": p.code,
+        "name": _loc(p.name),
+        "price": _amount(p.price),
+        "credits": p.credits.milli,
+        "enabled": p.enabled,
+        "sort_order": p.sort_order,
+    }
+
+
+def channel_in(c: pb.Channel) -> dict[str, Any]:
+    return {
+        "code": c.code,
+        "name": c.name,
+        "adapter": _name_of(ADAPTERS, c.adapter),
+        "base_url": c.base_url,
+        "api_key_ref": c.api_key_ref,
+        "enabled": c.enabled,
+        "max_concurrency": c.max_concurrency,
+        "timeout_seconds": c.timeout_seconds,
+    }
+
+
+def mask_fields(paths: list[str]) -> list[str] | None:
+    """Top-level field names of a FieldMask (`price.milli` → `price`); None for an empty mask."""
+    if not paths:
+        return None
+    return sorted({path.split(".")[0] for path in paths})
+
+
+def audit_diff(diff: Any) -> str:
+    return json.dumps(diff, ensure_ascii=False)
