@@ -9,9 +9,10 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from gateway import problems
+from gateway.auth import AuthState
 from gateway.bus import connect_bus
 from gateway.clients import Clients
-from gateway.routes import ops
+from gateway.routes import auth, ops
 from gateway.settings import GatewaySettings
 from kit import telemetry
 
@@ -39,8 +40,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         description="Credit-billed AI content platform: copy, image and video generation and workflows.",
         lifespan=lifespan,
     )
+    app.state.settings = settings
+    app.state.auth = AuthState.from_settings(settings)
     problems.install(app)
     app.include_router(ops.router)
+    app.include_router(auth.router)
     if settings.otel_exporter != "none":
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 

@@ -154,7 +154,9 @@ async def list_users(
 ) -> list[User]:
     query = select(users)
     if after is not None:
-        query = query.where(tuple_(users.c.created_at, users.c.id) > tuple_(literal(after[0]), literal(after[1])))
+        query = query.where(
+            tuple_(users.c.created_at, users.c.id) > tuple_(literal(after[0]), literal(after[1]))
+        )
     if email_query:
         escaped = email_query.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         query = query.where(users.c.email.like(f"%{escaped}%", escape="\\"))
@@ -341,7 +343,9 @@ async def list_api_keys(
 ) -> list[ApiKey]:
     query = select(api_keys).where(api_keys.c.user_id == user_id)
     if after is not None:
-        query = query.where(tuple_(api_keys.c.created_at, api_keys.c.id) > tuple_(literal(after[0]), literal(after[1])))
+        query = query.where(
+            tuple_(api_keys.c.created_at, api_keys.c.id) > tuple_(literal(after[0]), literal(after[1]))
+        )
     if not include_revoked:
         query = query.where(
             api_keys.c.revoked_at.is_(None),
