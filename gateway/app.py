@@ -48,7 +48,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     if settings.otel_exporter != "none":
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
-        FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics")
+        FastAPIInstrumentor.instrument_app(
+            app, excluded_urls="healthz,readyz,metrics,v1/auth/verify-email/"
+        )  # the verification link carries its token in the path: keep it out of traces
     return app
 
 
