@@ -129,6 +129,8 @@ class Launcher:
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        # Links in mails point at this gateway unless a public URL is configured.
+        common.setdefault("ATELIER_PUBLIC_URL", f"http://127.0.0.1:{self.http_port}")
         for index, service in enumerate(SERVICES, start=1):
             common[f"ATELIER_{service.upper()}_ADDR"] = f"127.0.0.1:{self.grpc_port_base + index}"
         logs = self.home / "logs"
