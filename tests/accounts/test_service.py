@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import statistics
 import time
 import uuid
@@ -342,3 +343,40 @@ async def test_verification_mail_via_grpc_reaches_smtp(accounts_stack: AccountsS
     reply = await accounts_stack.stub.VerifyEmail(pb.VerifyEmailRequest(token=token_in(message)))
     assert reply.user.status == pb.USER_STATUS_ACTIVE
     assert uuid.UUID(reply.user.id)
+
+
+async def test_concurrent_registrations_of_one_email_make_one_account(
+    db: Database, service: AccountsService
+) -> None:
+    email = new_email("race")
+
+    async def attempt(variant: str) -> str:
+        try:
+            async with db.transaction() as session:
+                await service.register(session, email=variant, password=PASSWORD, locale="en")
+            return "created"
+        except DomainError as exc:
+            return exc.code
+
+    outcomes = await asyncio.gather(*(attempt(v) for v in (email, email.upper(), f" {email}", email.title())))
+    assert sorted(outcomes) == ["created", "email_taken", "email_taken", "email_taken"]
+
+
+async def test_concurrent_refreshes_of_one_token_rotate_once(db: Database, service: AccountsService) -> None:
+    async with db.transaction() as session:
+        user, _ = await service.register(session, email=new_email(), password=PASSWORD, locale="en")
+    async with db.transaction() as session:
+        issued = await service.login(session, email=user.email, password=PASSWORD, ip="", user_agent="")
+
+    async def attempt() -> IssuedSession | CommitThenRaise:
+        async with db.transaction() as session:
+            return await service.refresh(session, token=issued.token, ip="", user_agent="")
+
+    outcomes = await asyncio.gather(*(attempt() for _ in range(4)), return_exceptions=True)
+    winners = [o for o in outcomes if isinstance(o, IssuedSession)]
+    assert len(winners) == 1  # the row lock serializes them: one rotation
+    # The rest present a spent token: the first of them revokes the family, later ones find it revoked.
+    assert all(isinstance(o, CommitThenRaise | Unauthenticated) for o in outcomes if o not in winners)
+    with pytest.raises(Unauthenticated):
+        async with db.transaction() as session:
+            await service.refresh(session, token=winners[0].token, ip="", user_agent="")
