@@ -27,6 +27,8 @@ from gateway.auth import (
 )
 
 router = APIRouter(tags=["auth"])
+# Responses that carry credentials must never be cached (RFC 6749 §5.1).
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 State = Annotated[AuthState, Depends(auth_state)]
 
 Email = Annotated[str, Field(min_length=3, max_length=254, examples=["ada@example.com"])]
@@ -227,7 +229,7 @@ async def resend_verification(body: EmailIn, request: Request, state: State) -> 
 
 # -- sessions ---------------------------------------------------------------------------------------
 @router.post("/v1/auth/login", response_model=SessionOut, summary="Sign in with email and password")
-async def login(body: LoginIn, request: Request, state: State) -> SessionOut:
+async def login(body: LoginIn, request: Request, response: Response, state: State) -> SessionOut:
     """Rate limited per IP and per account (429 with Retry-After). A wrong password and an unknown
     email get the same answer."""
     ip_wait = state.login_by_ip.take(client_ip(request))
@@ -241,15 +243,17 @@ async def login(body: LoginIn, request: Request, state: State) -> SessionOut:
         pb.LoginRequest(email=body.email, password=body.password, client=_client(request))
     )
     state.login_by_account.reset(account)
+    response.headers.update(NO_STORE)
     return _session_out(state, reply.user, reply.refresh_token)
 
 
 @router.post("/v1/auth/refresh", response_model=SessionOut, summary="Exchange a refresh token")
-async def refresh(body: RefreshIn, request: Request, state: State) -> SessionOut:
+async def refresh(body: RefreshIn, request: Request, response: Response, state: State) -> SessionOut:
     """Rotates the refresh token. Using a refresh token twice revokes the whole session."""
     reply = await accounts(request).RefreshSession(
         pb.RefreshSessionRequest(refresh_token=body.refresh_token, client=_client(request))
     )
+    response.headers.update(NO_STORE)
     return _session_out(state, reply.user, reply.refresh_token)
 
 
@@ -322,13 +326,14 @@ async def list_api_keys(
     summary="Create an API key (shown once)",
 )
 async def create_api_key(
-    body: ApiKeyCreateIn, principal: SessionPrincipal, request: Request
+    body: ApiKeyCreateIn, principal: SessionPrincipal, request: Request, response: Response
 ) -> ApiKeyCreatedOut:
     message = pb.CreateApiKeyRequest(name=body.name, scopes=body.scopes)
     if body.expires_at is not None:
         expires = body.expires_at if body.expires_at.tzinfo else body.expires_at.replace(tzinfo=UTC)
         message.expires_at.FromDatetime(expires)
     reply = await accounts(request).CreateApiKey(message, metadata=principal.metadata())
+    response.headers.update(NO_STORE)
     return ApiKeyCreatedOut(api_key=api_key_out(reply.api_key), key=reply.plaintext)
 
 

@@ -46,6 +46,7 @@ async def register(api: httpx.AsyncClient, email: str, **extra: Any) -> dict[str
 async def login(api: httpx.AsyncClient, email: str, password: str = PASSWORD) -> dict[str, Any]:
     reply = await api.post("/v1/auth/login", json={"email": email, "password": password})
     assert reply.status_code == 200, reply.text
+    assert reply.headers["cache-control"] == "no-store"
     return reply.json()  # type: ignore[no-any-return]
 
 
