@@ -9,10 +9,12 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from gateway import observability, problems
+from gateway.auth import AuthState
 from gateway.bus import connect_bus
 from gateway.clients import Clients
 from gateway.docs.source import LiveCatalog
-from gateway.routes import catalog, docs, ops
+from gateway.live import LiveHub
+from gateway.routes import auth, billing, catalog, docs, live, ops
 from gateway.settings import GatewaySettings
 from kit import telemetry
 
@@ -28,9 +30,13 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         app.state.clients = Clients.connect(settings)
         app.state.docs_catalog = LiveCatalog(app.state.clients.channels["catalog"])
         app.state.bus = await connect_bus(settings)
+        app.state.live = LiveHub()
+        if app.state.bus is not None:
+            await app.state.live.start(app.state.bus)
         try:
             yield
         finally:
+            await app.state.live.stop()
             if app.state.bus is not None:
                 await app.state.bus.close()
             await app.state.clients.close()
@@ -41,15 +47,18 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         description="Credit-billed AI content platform: copy, image and video generation and workflows.",
         lifespan=lifespan,
     )
+    app.state.settings = settings
+    app.state.auth = AuthState.from_settings(settings)
     problems.install(app)
     observability.install(app)
-    app.include_router(ops.router)
-    app.include_router(catalog.router)
-    app.include_router(docs.router)
+    for module in (ops, auth, catalog, billing, live, docs):
+        app.include_router(module.router)
     if settings.otel_exporter != "none":
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
-        FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics")
+        FastAPIInstrumentor.instrument_app(
+            app, excluded_urls="healthz,readyz,metrics,v1/auth/verify-email/"
+        )  # the verification link carries its token in the path: keep it out of traces
     return app
 
 

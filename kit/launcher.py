@@ -26,6 +26,13 @@ from kit.embedded import EmbeddedNats, EmbeddedPostgres
 from kit.settings import SERVICES
 
 _PR_SET_PDEATHSIG = 1
+# The first admin of a development stack (accounts ensures it at start). Never used elsewhere.
+DEV_ADMIN_EMAIL = "admin@atelier.local"
+DEV_ADMIN_PASSWORD = "atelier-dev-2026!"
+
+
+def _development() -> bool:
+    return os.environ.get("ATELIER_ENVIRONMENT", "development") == "development"
 
 
 def _die_with_parent() -> None:
@@ -122,6 +129,8 @@ class Launcher:
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        # Links in mails point at this gateway unless a public URL is configured.
+        common.setdefault("ATELIER_PUBLIC_URL", f"http://127.0.0.1:{self.http_port}")
         for index, service in enumerate(SERVICES, start=1):
             common[f"ATELIER_{service.upper()}_ADDR"] = f"127.0.0.1:{self.grpc_port_base + index}"
         logs = self.home / "logs"
@@ -134,6 +143,9 @@ class Launcher:
                 database_server, f"{prefix}{service}"
             ).render_as_string(hide_password=False)
             env["ATELIER_GRPC_PORT"] = str(self.grpc_port_base + index)
+            if service == "accounts" and _development():
+                env.setdefault("ATELIER_ADMIN_EMAIL", DEV_ADMIN_EMAIL)
+                env.setdefault("ATELIER_ADMIN_PASSWORD", DEV_ADMIN_PASSWORD)
             if self.metrics_port_base:
                 env["ATELIER_METRICS_PORT"] = str(self.metrics_port_base + index)
             children.append(
@@ -164,6 +176,13 @@ class Launcher:
         for child in self.children:
             child.start()
         self.say(f"started {', '.join(c.name for c in self.children)} (logs in {self.home / 'logs'})")
+        if _development() and "ATELIER_ADMIN_PASSWORD" not in os.environ:
+            self.say(
+                f"development admin: {os.environ.get('ATELIER_ADMIN_EMAIL', DEV_ADMIN_EMAIL)} / "
+                f"{DEV_ADMIN_PASSWORD} (set ATELIER_ADMIN_EMAIL / ATELIER_ADMIN_PASSWORD to choose)"
+            )
+        if _development():
+            self.say(f"verification and reset mails are written to {self.home / 'mail'}")
 
     def _write_stack_file(self, database_server: str, nats_url: str) -> None:
         """Where everything runs, for operator commands and tests (no secrets beyond the local DSNs)."""

@@ -11,7 +11,8 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Coroutine
+import sys
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,9 @@ class Runtime:
 
 
 Setup = Callable[[Runtime, GrpcServer], Awaitable[None]]
+# An extra command-line verb of a service (`python -m services.<name> <verb> ...`): gets the settings
+# and the remaining arguments, after logging is set up.
+Command = Callable[[ServiceSettings, list[str]], Coroutine[Any, Any, None]]
 
 
 @dataclass(frozen=True)
@@ -57,9 +61,16 @@ class ServiceDefinition:
     metadata: MetaData
     migrations_dir: Path
     setup: Setup
+    commands: Mapping[str, Command] = field(default_factory=dict)
 
 
 def main(definition: ServiceDefinition, argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in definition.commands:
+        settings = definition.settings_factory()
+        logs.setup(definition.name, level=settings.log_level, json_output=settings.log_json)
+        asyncio.run(definition.commands[argv[0]](settings, argv[1:]))
+        return
     parser = argparse.ArgumentParser(prog=f"python -m services.{definition.name}")
     parser.add_argument("command", nargs="?", default="serve", choices=["serve", "migrate"])
     args = parser.parse_args(argv)

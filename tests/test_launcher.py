@@ -16,6 +16,7 @@ import psutil
 import pytest
 
 from kit.embedded import free_port
+from kit.launcher import DEV_ADMIN_EMAIL, DEV_ADMIN_PASSWORD
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
@@ -109,6 +110,14 @@ def test_launcher_starts_serves_and_stops_cleanly_keeping_its_data(stack: Stack)
         httpx.get(f"http://127.0.0.1:{stack.http_port}/openapi.json").json()["info"]["title"] == "Atelier API"
     )
     stack_file = json.loads((stack.home / "stack.json").read_text())
+    # The first admin exists (development defaults) and can sign in.
+    login = httpx.post(
+        f"http://127.0.0.1:{stack.http_port}/v1/auth/login",
+        json={"email": DEV_ADMIN_EMAIL, "password": DEV_ADMIN_PASSWORD},
+        timeout=10,
+    )
+    assert login.status_code == 200, login.text
+    assert login.json()["user"]["role"] == "admin"
     children = stack.descendants()
     names = " ".join(" ".join(p.cmdline()) for p in children)
     for module in (

@@ -1,8 +1,27 @@
-"""Tables owned by the accounts service."""
+"""Tables owned by the accounts service.
+
+Secrets are never stored in plaintext: passwords as argon2id hashes, every token and API key as the
+SHA-256 of a high-entropy random value (a fast hash is enough when the input has 256 bits of entropy,
+and it lets a key be found by an index lookup).
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import MetaData
+from sqlalchemy import (
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    MetaData,
+    Table,
+    Text,
+    Uuid,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from kit.db_naming import NAMING_CONVENTION
 from kit.inbox import inbox_table
@@ -12,3 +31,81 @@ metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 outbox = outbox_table(metadata)
 inbox = inbox_table(metadata)
+
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    # Normalized (trimmed, lower-cased) by the service; unique on that form.
+    Column("email", Text, nullable=False, unique=True),
+    Column("password_hash", Text, nullable=False),
+    Column("role", Text, nullable=False, server_default="user"),
+    Column("status", Text, nullable=False, server_default="unverified"),
+    Column("locale", Text, nullable=False, server_default="en"),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("email_verified_at", DateTime(timezone=True), nullable=True),
+    CheckConstraint("role IN ('user', 'admin')", name="role"),
+    CheckConstraint("status IN ('unverified', 'active', 'disabled')", name="status"),
+    CheckConstraint("locale IN ('zh', 'en')", name="locale"),
+    CheckConstraint("email = lower(btrim(email))", name="email_normalized"),
+)
+Index("ix_users_created", users.c.created_at, users.c.id)
+
+# Single-use tokens sent by email: verification and password reset.
+email_tokens = Table(
+    "email_tokens",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("user_id", Uuid, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("purpose", Text, nullable=False),
+    Column("token_hash", LargeBinary, nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("used_at", DateTime(timezone=True), nullable=True),
+    CheckConstraint("purpose IN ('verify_email', 'reset_password')", name="purpose"),
+)
+Index(
+    "ix_email_tokens_user_purpose", email_tokens.c.user_id, email_tokens.c.purpose, email_tokens.c.created_at
+)
+
+# Refresh tokens. One row per issued token; `family_id` is the session (stable across rotations).
+refresh_tokens = Table(
+    "refresh_tokens",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("family_id", Uuid, nullable=False),
+    Column("user_id", Uuid, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("token_hash", LargeBinary, nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    # Set when this token was exchanged for its successor; presenting it again is reuse.
+    Column("rotated_at", DateTime(timezone=True), nullable=True),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+    Column("ip", Text, nullable=False, server_default=""),
+    Column("user_agent", Text, nullable=False, server_default=""),
+)
+Index("ix_refresh_tokens_family", refresh_tokens.c.family_id)
+Index(
+    "ix_refresh_tokens_user_live",
+    refresh_tokens.c.user_id,
+    postgresql_where=text("revoked_at IS NULL"),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("user_id", Uuid, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("name", Text, nullable=False),
+    # The visible leading part of the key (e.g. "atl_live_3f9a2b7c"), safe to show and log.
+    Column("prefix", Text, nullable=False),
+    Column("key_hash", LargeBinary, nullable=False, unique=True),
+    Column("scopes", ARRAY(Text), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("last_used_at", DateTime(timezone=True), nullable=True),
+    Column("expires_at", DateTime(timezone=True), nullable=True),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+)
+Index("ix_api_keys_user_created", api_keys.c.user_id, api_keys.c.created_at, api_keys.c.id)

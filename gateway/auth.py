@@ -1,0 +1,312 @@
+"""Authentication at the edge: who is calling, and what they may do.
+
+Clients send `Authorization: Bearer <credential>`, where the credential is either
+- a short-lived access JWT minted here at login/refresh (HS256, `kid` header; several keys may verify,
+  the newest signs — see `GatewaySettings.jwt_keys`), or
+- an API key (`atl_live_...` / `atl_test_...`), checked against the accounts service on every call,
+  so a revoked key stops working at once.
+
+How other routes use this (billing, tasks, admin, ...):
+
+    from gateway.auth import AdminPrincipal, CurrentPrincipal, VerifiedPrincipal
+
+    @router.get("/v1/tasks")                       # any signed-in caller (unverified may read)
+    async def list_tasks(principal: CurrentPrincipal) -> ...:
+        await stub.ListTasks(request, metadata=principal.metadata())
+
+    @router.post("/v1/tasks")                      # spends credits: verified email + "write" scope
+    async def submit(principal: VerifiedPrincipal) -> ...: ...
+
+    @router.get("/v1/admin/users")                 # admin role
+    async def users(principal: AdminPrincipal) -> ...: ...
+
+`principal.metadata()` (or `grpc_metadata(principal)`) is the verified identity as gRPC metadata
+(`kit.identity.Identity.metadata()`); services read it with `kit.identity.caller(context)` and refuse
+user-scoped calls without it. Refusals are problem+json: 401 `unauthenticated` (with
+`WWW-Authenticate: Bearer`), 403 `email_not_verified`, 403 `admin_required`, 403 `insufficient_scope`.
+
+Login is rate limited per IP and per account with in-process token buckets (`RateLimiter`): with
+several gateway replicas each keeps its own buckets, so the effective limit is multiplied by the
+replica count; a shared store (Redis, or the accounts database) is the upgrade path when that matters.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from dataclasses import dataclass, field, replace
+from typing import Annotated, Any, Literal
+
+import jwt
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from atelier.accounts.v1 import accounts_pb2 as pb
+from atelier.accounts.v1 import accounts_pb2_grpc
+from gateway.problems import Problem
+from gateway.settings import GatewaySettings
+from kit.identity import Identity, Role, Status
+
+API_KEY_PREFIXES = ("atl_live_", "atl_test_")
+ALL_SCOPES = frozenset({"read", "write"})
+_ROLE: dict[int, Role] = {pb.ROLE_USER: "user", pb.ROLE_ADMIN: "admin"}
+_STATUS: dict[int, Status] = {
+    pb.USER_STATUS_UNVERIFIED: "unverified",
+    pb.USER_STATUS_ACTIVE: "active",
+    pb.USER_STATUS_DISABLED: "disabled",
+}
+_WWW_AUTHENTICATE = {"WWW-Authenticate": 'Bearer realm="atelier"'}
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The verified caller of one request."""
+
+    identity: Identity
+    method: Literal["session", "api_key"]
+    scopes: frozenset[str] = ALL_SCOPES
+    session_id: str | None = None
+    api_key_id: str | None = None
+
+    @property
+    def user_id(self) -> str:
+        return self.identity.user_id
+
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        return self.identity.metadata()
+
+
+def grpc_metadata(principal: Principal) -> tuple[tuple[str, str], ...]:
+    """The identity as gRPC metadata, for calls made on the principal's behalf."""
+    return principal.metadata()
+
+
+def identity_of(user: pb.User) -> Identity:
+    return Identity(
+        user_id=user.id, role=_ROLE.get(user.role, "user"), status=_STATUS.get(user.status, "unverified")
+    )
+
+
+# -- access tokens ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AccessToken:
+    token: str
+    expires_in: int
+
+    def __repr__(self) -> str:
+        return f"AccessToken(expires_in={self.expires_in})"
+
+
+class AccessTokens:
+    """Mint and verify access JWTs. The first configured key signs; every configured key verifies."""
+
+    algorithm = "HS256"
+
+    def __init__(self, settings: GatewaySettings) -> None:
+        keys = settings.signing_keys()
+        self._signing_kid, self._signing_secret = keys[0]
+        self._keys = dict(keys)
+        self.issuer = settings.jwt_issuer
+        self.audience = settings.jwt_audience
+        self.ttl = settings.access_token_ttl_seconds
+
+    def mint(self, identity: Identity, session_id: str) -> AccessToken:
+        now = int(time.time())
+        claims = {
+            "iss": self.issuer,
+            "aud": self.audience,
+            "sub": identity.user_id,
+            "role": identity.role,
+            "status": identity.status,
+            "sid": session_id,
+            "iat": now,
+            "nbf": now,
+            "exp": now + self.ttl,
+            "jti": uuid.uuid4().hex,
+        }
+        token = jwt.encode(
+            claims, self._signing_secret, algorithm=self.algorithm, headers={"kid": self._signing_kid}
+        )
+        return AccessToken(token, self.ttl)
+
+    def verify(self, token: str) -> Principal:
+        try:
+            kid = jwt.get_unverified_header(token).get("kid")
+            secret = self._keys.get(kid) if isinstance(kid, str) else None
+            if secret is None:
+                raise jwt.InvalidTokenError("unknown key id")
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                secret,
+                algorithms=[self.algorithm],
+                audience=self.audience,
+                issuer=self.issuer,
+                options={"require": ["exp", "iat", "sub", "iss", "aud"]},
+                leeway=5,
+            )
+        except jwt.ExpiredSignatureError:
+            raise _unauthenticated("the access token has expired; refresh it", "token_expired") from None
+        except jwt.InvalidTokenError:
+            raise _unauthenticated("the access token is not valid", "invalid_token") from None
+        role, status = claims.get("role"), claims.get("status")
+        if role not in ("user", "admin") or status not in ("unverified", "active", "disabled"):
+            raise _unauthenticated("the access token is not valid", "invalid_token")
+        return Principal(
+            Identity(user_id=str(claims["sub"]), role=role, status=status),
+            method="session",
+            session_id=str(claims.get("sid") or "") or None,
+        )
+
+
+# -- rate limiting ----------------------------------------------------------------------------------
+@dataclass
+class RateLimiter:
+    """Token buckets by key: `burst` attempts at once, then one more every `refill_seconds`."""
+
+    burst: int
+    refill_seconds: float
+    max_keys: int = 100_000
+    _buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def take(self, key: str, now: float | None = None) -> float:
+        """Spend one token: 0.0 when allowed, otherwise the seconds until one is available."""
+        now = time.monotonic() if now is None else now
+        tokens, last = self._buckets.get(key, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - last) / self.refill_seconds)
+        if tokens < 1.0:
+            self._buckets[key] = (tokens, now)
+            return (1.0 - tokens) * self.refill_seconds
+        self._buckets[key] = (tokens - 1.0, now)
+        if len(self._buckets) > self.max_keys:
+            self._prune(now)
+        return 0.0
+
+    def reset(self, key: str) -> None:
+        self._buckets.pop(key, None)
+
+    def _prune(self, now: float) -> None:
+        """Forget buckets that have refilled completely (they hold no information)."""
+        full = self.burst * self.refill_seconds
+        self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < full}
+
+
+@dataclass
+class AuthState:
+    tokens: AccessTokens
+    login_by_ip: RateLimiter
+    login_by_account: RateLimiter
+    auth_by_ip: RateLimiter
+
+    @classmethod
+    def from_settings(cls, settings: GatewaySettings) -> AuthState:
+        return cls(
+            tokens=AccessTokens(settings),
+            login_by_ip=RateLimiter(settings.login_ip_burst, settings.login_ip_refill_seconds),
+            login_by_account=RateLimiter(settings.login_account_burst, settings.login_account_refill_seconds),
+            auth_by_ip=RateLimiter(settings.auth_ip_burst, settings.auth_ip_refill_seconds),
+        )
+
+
+def rate_limited(retry_after: float, what: str) -> Problem:
+    seconds = max(1, math.ceil(retry_after))
+    return Problem(
+        429,
+        "rate_limited",
+        f"too many {what}; try again in {seconds} s",
+        headers={"Retry-After": str(seconds)},
+        retry_after_seconds=seconds,
+    )
+
+
+def client_ip(request: Request) -> str:
+    settings: GatewaySettings = request.app.state.settings
+    if settings.trust_forwarded_for:
+        forwarded = request.headers.get("x-forwarded-for", "")
+        if forwarded:
+            return forwarded.split(",")[0].strip()
+    return request.client.host if request.client else "unknown"
+
+
+# -- dependencies -----------------------------------------------------------------------------------
+def auth_state(request: Request) -> AuthState:
+    state: AuthState = request.app.state.auth
+    return state
+
+
+def accounts(request: Request) -> accounts_pb2_grpc.AccountsServiceAsyncStub:
+    return accounts_pb2_grpc.AccountsServiceStub(request.app.state.clients.channels["accounts"])  # type: ignore[return-value]
+
+
+def _unauthenticated(detail: str, code: str = "unauthenticated") -> Problem:
+    return Problem(401, code, detail, headers=_WWW_AUTHENTICATE)
+
+
+_bearer = HTTPBearer(auto_error=False, description="An access token from /v1/auth/login, or an API key.")
+
+
+async def current_identity(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Principal:
+    """The caller, from a session JWT or an API key; 401 without valid credentials."""
+    if credentials is None or not credentials.credentials:
+        raise _unauthenticated("sign in first: send Authorization: Bearer <token>")
+    credential = credentials.credentials.strip()
+    if credential.startswith(API_KEY_PREFIXES):
+        reply = await accounts(request).AuthenticateApiKey(pb.AuthenticateApiKeyRequest(key=credential))
+        return Principal(
+            identity_of(reply.user),
+            method="api_key",
+            scopes=frozenset(reply.scopes) & ALL_SCOPES,
+            api_key_id=reply.api_key_id,
+        )
+    principal = auth_state(request).tokens.verify(credential)
+    if principal.identity.status == "disabled":
+        raise Problem(403, "account_disabled", "this account is disabled")
+    return principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_identity)]
+
+
+def require_scope(scope: str) -> Any:
+    """A dependency that refuses API keys without `scope` (sessions carry every scope)."""
+
+    async def dependency(principal: CurrentPrincipal) -> Principal:
+        if scope not in principal.scopes:
+            raise Problem(403, "insufficient_scope", f"this API key lacks the {scope!r} scope", scope=scope)
+        return principal
+
+    return dependency
+
+
+async def require_session(principal: CurrentPrincipal) -> Principal:
+    """For managing credentials: a signed-in session, not an API key (a leaked key can't mint more)."""
+    if principal.method != "session":
+        raise Problem(403, "session_required", "sign in with your password to manage API keys")
+    return principal
+
+
+async def require_verified(request: Request, principal: CurrentPrincipal) -> Principal:
+    """For actions that spend or move money (submit work, recharge): a verified email and, for API
+    keys, the "write" scope. A session token minted before verification is re-checked with accounts,
+    so verifying takes effect at once, without waiting for the next refresh."""
+    if "write" not in principal.scopes:
+        raise Problem(403, "insufficient_scope", "this API key lacks the 'write' scope", scope="write")
+    if principal.identity.status == "unverified" and principal.method == "session":
+        reply = await accounts(request).GetUser(pb.GetUserRequest(), metadata=principal.metadata())
+        principal = replace(principal, identity=identity_of(reply.user))
+    if principal.identity.status != "active":
+        raise Problem(403, "email_not_verified", "verify your email address first")
+    return principal
+
+
+async def require_admin(principal: CurrentPrincipal) -> Principal:
+    if not principal.identity.is_admin:
+        raise Problem(403, "admin_required", "this needs the admin role")
+    return principal
+
+
+VerifiedPrincipal = Annotated[Principal, Depends(require_verified)]
+AdminPrincipal = Annotated[Principal, Depends(require_admin)]
+SessionPrincipal = Annotated[Principal, Depends(require_session)]

@@ -1,0 +1,230 @@
+"""The accounts service for real: its migrated database, its gRPC server in-process, a real SMTP server
+(aiosmtpd) receiving its mail, and the gateway app in front of it through httpx.ASGITransport."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email
+import email.policy
+import re
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from typing import Any
+
+import httpx
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from fastapi import FastAPI
+
+from atelier.accounts.v1 import accounts_pb2, accounts_pb2_grpc
+from gateway.app import create_app
+from gateway.auth import AdminPrincipal, VerifiedPrincipal
+from gateway.settings import GatewaySettings
+from kit.db import Database
+from kit.embedded import free_port
+from kit.grpc_server import GrpcServer
+from services.accounts.__main__ import build_mail_queue, build_service
+from services.accounts.servicer import AccountsServicer
+from services.accounts.settings import AccountsSettings
+from tests.conftest import MigratedDatabase
+from tests.infra import Infra
+
+SMTP_USER = "mailer"
+SMTP_PASSWORD = "smtp-secret-Zq8"
+JWT_KEYS = "k2:second-signing-key-0123456789abcdef0123,k1:first-signing-key-0123456789abcdef01234"
+LINK = re.compile(r"https?://\S+")
+
+
+class Inbox:
+    """What the SMTP server received, with a way to wait for the next message to an address."""
+
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+        self.logins: list[str] = []
+        self._changed = asyncio.Condition()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        message = email.message_from_bytes(envelope.original_content or b"", policy=email.policy.default)
+        assert isinstance(message, EmailMessage)
+        assert self._loop is not None
+        asyncio.run_coroutine_threadsafe(self._add(message), self._loop)
+        return "250 OK"
+
+    async def _add(self, message: EmailMessage) -> None:
+        async with self._changed:
+            self.messages.append(message)
+            self._changed.notify_all()
+
+    def to(self, address: str) -> list[EmailMessage]:
+        return [m for m in self.messages if m["To"] == address]
+
+    async def wait_for(self, address: str, count: int = 1, within: float = 10.0) -> EmailMessage:
+        async def arrived() -> None:
+            async with self._changed:
+                await self._changed.wait_for(lambda: len(self.to(address)) >= count)
+
+        await asyncio.wait_for(arrived(), within)
+        return self.to(address)[count - 1]
+
+
+def link_in(message: EmailMessage) -> str:
+    body = message.get_body(("plain",))
+    assert body is not None
+    found = LINK.search(body.get_content())
+    assert found, "the mail carries no link"
+    return found.group(0)
+
+
+def token_in(message: EmailMessage) -> str:
+    return link_in(message).rstrip("/").rsplit("/", 1)[-1]
+
+
+@pytest.fixture(scope="session")
+async def smtp_inbox() -> AsyncIterator[tuple[Inbox, int]]:
+    inbox = Inbox()
+    inbox._loop = asyncio.get_running_loop()
+
+    def authenticate(
+        server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
+    ) -> AuthResult:
+        ok = isinstance(data, LoginPassword) and data.login.decode() == SMTP_USER
+        ok = ok and data.password.decode() == SMTP_PASSWORD
+        if ok:
+            inbox.logins.append(SMTP_USER)
+        return AuthResult(success=ok)
+
+    port = free_port()
+    controller = Controller(
+        inbox,
+        hostname="127.0.0.1",
+        port=port,
+        authenticator=authenticate,
+        auth_required=True,
+        auth_require_tls=False,  # the test server has no certificate; production uses STARTTLS
+    )
+    controller.start()
+    yield inbox, port
+    controller.stop()
+
+
+def accounts_settings(database_url: str, smtp_port: int, **overrides: Any) -> AccountsSettings:
+    values: dict[str, Any] = {
+        "environment": "test",
+        "database_url": database_url,
+        "public_url": "http://testserver",
+        "mail_backend": "smtp",
+        "smtp_host": "127.0.0.1",
+        "smtp_port": smtp_port,
+        "smtp_starttls": False,
+        "smtp_username": SMTP_USER,
+        "smtp_password": SMTP_PASSWORD,
+        # Cheap hashes keep the suite fast; the timing test builds its own at realistic cost.
+        "argon2_time_cost": 1,
+        "argon2_memory_kib": 8 * 1024,
+        "argon2_parallelism": 1,
+        "email_resend_cooldown_seconds": 60,
+    }
+    values.update(overrides)
+    return AccountsSettings(**values)
+
+
+@dataclass
+class AccountsStack:
+    settings: AccountsSettings
+    db: Database
+    port: int
+    inbox: Inbox
+    channel: Any = None
+    stub: accounts_pb2_grpc.AccountsServiceAsyncStub = field(init=False)
+
+
+@pytest.fixture(scope="session")
+async def accounts_stack(
+    migrated_database: MigratedDatabase, smtp_inbox: tuple[Inbox, int]
+) -> AsyncIterator[AccountsStack]:
+    from kit import grpc_client
+
+    inbox, smtp_port = smtp_inbox
+    url = await migrated_database("accounts")
+    settings = accounts_settings(url, smtp_port)
+    db = Database(url, application_name="atelier-accounts-tests")
+    mail = build_mail_queue(settings)
+    mail.backoff_seconds = 0.05
+    stop = asyncio.Event()
+    mail_task = asyncio.create_task(mail.run(stop))
+    server = GrpcServer("accounts", host="127.0.0.1", port=0)
+    accounts_pb2_grpc.add_AccountsServiceServicer_to_server(
+        AccountsServicer(db, build_service(settings), mail), server.server
+    )
+    server.add(accounts_pb2.DESCRIPTOR.services_by_name["AccountsService"].full_name)
+    port = await server.start()
+    stack = AccountsStack(settings, db, port, inbox)
+    stack.channel = grpc_client.channel(f"127.0.0.1:{port}")
+    stack.stub = accounts_pb2_grpc.AccountsServiceStub(stack.channel)  # type: ignore[assignment]
+    yield stack
+    await stack.channel.close()
+    stop.set()
+    await mail_task
+    await server.stop(0.5)
+    await db.dispose()
+
+
+def gateway_settings(infra: Infra, accounts_port: int, **overrides: Any) -> GatewaySettings:
+    values: dict[str, Any] = {
+        "environment": "test",
+        "accounts_addr": f"127.0.0.1:{accounts_port}",
+        "nats_url": infra.nats_url,
+        "namespace": infra.namespace,
+        "jwt_keys": JWT_KEYS,
+        "login_ip_burst": 1000,
+        "login_account_burst": 1000,
+        "auth_ip_burst": 1000,
+    }
+    values.update(overrides)
+    return GatewaySettings(**values)
+
+
+def with_probes(app: FastAPI) -> FastAPI:
+    """Stand-ins for endpoints other issues build: submitting work and recharging need a verified
+    email; admin pages need the admin role."""
+
+    @app.post("/test/submit")
+    async def submit(principal: VerifiedPrincipal) -> dict[str, str]:
+        return {"user_id": principal.user_id}
+
+    @app.post("/test/recharge")
+    async def recharge(principal: VerifiedPrincipal) -> dict[str, str]:
+        return {"user_id": principal.user_id}
+
+    @app.get("/test/admin")
+    async def admin(principal: AdminPrincipal) -> dict[str, str]:
+        return {"user_id": principal.user_id}
+
+    return app
+
+
+@contextlib.asynccontextmanager
+async def running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 50000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            yield client
+
+
+@pytest.fixture
+async def api(infra: Infra, accounts_stack: AccountsStack) -> AsyncIterator[httpx.AsyncClient]:
+    app = with_probes(create_app(gateway_settings(infra, accounts_stack.port)))
+    async with running(app) as client:
+        yield client
+
+
+def new_email(tag: str = "user") -> str:
+    return f"{tag}-{uuid.uuid4().hex[:10]}@example.com"
+
+
+PASSWORD = "correct horse battery staple"
