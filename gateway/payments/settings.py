@@ -17,7 +17,9 @@ ProviderName = Literal["stripe", "alipay", "wechatpay", "sandbox"]
 
 
 class PaymentSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ATELIER_PAYMENTS_", extra="ignore", env_file=None)
+    model_config = SettingsConfigDict(
+        env_prefix="ATELIER_PAYMENTS_", extra="ignore", env_file=None, populate_by_name=True
+    )
 
     # Read from ATELIER_ENVIRONMENT like every other setting, so one switch governs the process.
     environment: Literal["development", "test", "production"] = Field(
