@@ -11,24 +11,31 @@ from fastapi import FastAPI
 from gateway import problems
 from gateway.bus import connect_bus
 from gateway.clients import Clients
-from gateway.routes import ops
+from gateway.payments.runtime import PaymentsRuntime
+from gateway.payments.settings import PaymentSettings
+from gateway.routes import ops, payments
 from gateway.settings import GatewaySettings
 from kit import telemetry
 
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: GatewaySettings | None = None) -> FastAPI:
+def create_app(
+    settings: GatewaySettings | None = None, payment_settings: PaymentSettings | None = None
+) -> FastAPI:
     settings = settings or GatewaySettings()
+    payment_settings = payment_settings or PaymentSettings()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
         app.state.clients = Clients.connect(settings)
         app.state.bus = await connect_bus(settings)
+        app.state.payments = PaymentsRuntime.start(payment_settings, app.state.clients.channels)
         try:
             yield
         finally:
+            await app.state.payments.close()
             if app.state.bus is not None:
                 await app.state.bus.close()
             await app.state.clients.close()
@@ -41,6 +48,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     )
     problems.install(app)
     app.include_router(ops.router)
+    app.include_router(payments.callbacks)
+    app.include_router(payments.billing)
+    app.include_router(payments.sandbox)
     if settings.otel_exporter != "none":
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal, Self
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from kit.settings import PLACEHOLDER_SECRET
@@ -28,7 +28,10 @@ class PaymentSettings(BaseSettings):
     # Providers the gateway accepts orders and callbacks for. The sandbox is the embedded default.
     enabled: list[ProviderName] = Field(default_factory=lambda: list[ProviderName](["sandbox"]))
     # Where providers send callbacks and payers come back to: the gateway's public base URL.
-    public_url: str = "http://127.0.0.1:8000"
+    public_url: str = Field(
+        default="http://127.0.0.1:8000",
+        validation_alias=AliasChoices("ATELIER_PAYMENTS_PUBLIC_URL", "ATELIER_PUBLIC_URL"),
+    )
     # How long a payer has to pay before the ledger expires the order.
     order_ttl_minutes: int = Field(default=120, ge=5)
 
