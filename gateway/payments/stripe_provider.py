@@ -114,7 +114,12 @@ class StripeProvider:
         envelope: dict[str, Any] = document if isinstance(document, dict) else {}
         event_id = str(envelope.get("id", ""))
 
-        def reject(reason: str, order_id: str = "", status: str = "") -> Rejected:
+        # Before verification these are only claims, kept so the callback log can show them.
+        claimed = envelope.get("data", {}).get("object", {}) if isinstance(envelope.get("data"), dict) else {}
+        claimed_order = _order_id(claimed) if isinstance(claimed, dict) else ""
+        claimed_type = str(envelope.get("type", ""))
+
+        def reject(reason: str, order_id: str = claimed_order, status: str = claimed_type) -> Rejected:
             return Rejected(NAME, reason, event_id, order_id, status, envelope)
 
         timestamp = signature_timestamp(signature)
