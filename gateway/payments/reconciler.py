@@ -34,29 +34,40 @@ class ReconcileReport:
 
 class Reconciler:
     def __init__(
-        self, processor: PaymentProcessor, *, pending_after: timedelta, page_size: int = 100
+        self,
+        processor: PaymentProcessor,
+        *,
+        pending_after: timedelta,
+        page_size: int = 100,
+        max_orders: int = 1000,
     ) -> None:
         self.processor = processor
         self.pending_after = pending_after
         self.page_size = page_size
+        # Per pass; the rest wait for the next one.
+        self.max_orders = max_orders
 
     async def run_once(self, now: datetime | None = None) -> ReconcileReport:
         report = ReconcileReport()
         before = Timestamp()
         before.FromDatetime((now or datetime.now(UTC)) - self.pending_after)
+        # List first, then settle: completing orders while paging would shift an offset-based cursor.
+        pending: list[ledger_pb2.RechargeOrder] = []
         cursor = ""
-        while True:
+        while len(pending) < self.max_orders:
             page = await self.processor.ledger.ListPendingRechargeOrders(
                 ledger_pb2.ListPendingRechargeOrdersRequest(
                     page=common_pb2.PageRequest(cursor=cursor, limit=self.page_size), created_before=before
                 ),
                 metadata=CALLER_METADATA,
             )
-            for order in page.orders:
-                await self._reconcile(order, report)
+            pending.extend(page.orders)
             cursor = page.page.next_cursor
             if not cursor:
-                return report
+                break
+        for order in pending[: self.max_orders]:
+            await self._reconcile(order, report)
+        return report
 
     async def _reconcile(self, order: ledger_pb2.RechargeOrder, report: ReconcileReport) -> None:
         provider = self.processor.payments.providers.get(order.provider)
