@@ -35,6 +35,7 @@ billing = APIRouter(prefix="/v1/billing", tags=["billing"])
 sandbox = APIRouter(prefix="/sandbox", tags=["sandbox payer"], include_in_schema=False)
 
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+MAX_CALLBACK_BYTES = 64 * 1024
 _ORDER_ID = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 
 
@@ -93,7 +94,12 @@ async def _callback(request: Request, provider: str) -> Response:
     runtime = _runtime(request)
     if provider not in runtime.gateway.providers:
         return JSONResponse({"error": f"{provider} is not enabled"}, status_code=404)
-    body = await request.body()
+    # Real notifications are a few kilobytes; refuse floods before verifying anything.
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_CALLBACK_BYTES:
+            return JSONResponse({"error": "payload too large"}, status_code=413)
     remote = request.client.host if request.client else ""
     try:
         answer = await runtime.processor.handle_callback(provider, body, dict(request.headers), remote)

@@ -12,8 +12,10 @@ import httpx
 import pytest
 
 from gateway.app import create_app
+from gateway.payments.base import OrderView
 from gateway.payments.sandbox import SandboxProvider
 from gateway.settings import GatewaySettings
+from kit.money import Money
 from tests.infra import Infra
 from tests.payments.fakes import FakeLedger, serve_fakes
 from tests.payments.signers import (
@@ -326,3 +328,48 @@ async def test_plan_recharge(stack: Stack) -> None:
     assert reply.status_code == 201
     assert reply.json()["plan"] == "growth"
     assert reply.json()["amount"]["amount"] == "499.00"
+
+
+def _delivery(
+    provider: str, order_id: str, minor: int, keys: Keys, i: int
+) -> tuple[str, bytes, dict[str, str]]:
+    """A fresh, correctly signed paid notification for `order_id` as `provider` sends it."""
+    if provider == "alipay":
+        amount = f"{minor // 100}.{minor % 100:02d}"
+        return "/callbacks/alipay", _alipay(order_id, amount, keys), ALIPAY_FORM
+    if provider == "wechatpay":
+        body = wechat_envelope(wechat_transaction(order_id, minor))
+        return (
+            "/callbacks/wechatpay",
+            body,
+            wechat_headers(body, keys.wechat_platform[i % 2], WECHAT_SERIALS[i % 2]),
+        )
+    if provider == "stripe":
+        body = stripe_event(order_id, minor)
+        return "/callbacks/stripe", body, {"Stripe-Signature": stripe_signature(body)}
+    sandbox = SandboxProvider(keys.settings())
+    body, headers = sandbox.signed_callback(OrderView(order_id, "u_1", "sandbox", Money(minor, "CNY")))
+    return "/callbacks/sandbox", body, headers
+
+
+@pytest.mark.parametrize("provider", ["alipay", "wechatpay", "stripe", "sandbox"])
+async def test_every_provider_credits_once_under_duplicates_and_concurrency(
+    stack: Stack, keys: Keys, provider: str
+) -> None:
+    order_id = f"ro_dup_{provider}"
+    stack.ledger.seed(order_id, provider, 30000)
+    path, body, headers = _delivery(provider, order_id, 30000, keys, 0)
+    duplicates = [await stack.http.post(path, content=body, headers=headers) for _ in range(10)]
+    fresh = [_delivery(provider, order_id, 30000, keys, i) for i in range(10)]
+    concurrent = await asyncio.gather(*(stack.http.post(p, content=b, headers=h) for p, b, h in fresh))
+    assert all(reply.status_code in (200, 204) for reply in duplicates + list(concurrent))
+    assert stack.ledger.credits == [order_id]
+    outcomes = stack.ledger.outcomes(order_id)
+    assert outcomes.count("CREDITED") == 1
+    assert outcomes.count("DUPLICATE") == 19
+
+
+async def test_oversized_callback_is_refused_without_reading_it_all(stack: Stack) -> None:
+    reply = await stack.http.post("/callbacks/alipay", content=b"a=" + b"x" * 70_000, headers=ALIPAY_FORM)
+    assert reply.status_code == 413
+    assert stack.ledger.callbacks == []
