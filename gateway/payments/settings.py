@@ -101,6 +101,9 @@ class PaymentSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_placeholders(self) -> Self:
+        if self.environment == "production" and "sandbox" in self.enabled:
+            # The sandbox payer hands out credits for free: never in production.
+            raise ValueError("the sandbox payment provider cannot be enabled in production")
         if self.environment == "development":
             return self
         for provider in self.enabled:

@@ -373,3 +373,28 @@ async def test_oversized_callback_is_refused_without_reading_it_all(stack: Stack
     reply = await stack.http.post("/callbacks/alipay", content=b"a=" + b"x" * 70_000, headers=ALIPAY_FORM)
     assert reply.status_code == 413
     assert stack.ledger.callbacks == []
+
+
+async def test_provider_outage_leaves_a_retryable_order(keys: Keys, infra: Infra) -> None:
+    ledger = FakeLedger()
+    async with serve_fakes(ledger) as address:
+        settings = GatewaySettings(
+            ledger_addr=address, catalog_addr=address, nats_url=infra.nats_url, namespace=infra.namespace
+        )
+        # Nothing listens on port 9 of this host: WeChat Pay is "down".
+        app = create_app(
+            settings, keys.settings(reconcile_interval_seconds=0, wechatpay_api_base="http://127.0.0.1:9")
+        )
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://gateway.test") as http:
+                reply = await http.post(
+                    "/v1/billing/recharges",
+                    json={"method": "wechatpay", "amount": "300"},
+                    headers={**USER, "Idempotency-Key": "wx-1"},
+                )
+    assert reply.status_code == 503
+    assert reply.json()["code"] == "payment_provider_unavailable"
+    [order] = ledger.orders.values()
+    assert order.pay_url == ""
+    assert order.provider == "wechatpay"

@@ -16,19 +16,24 @@ def test_development_runs_on_placeholders() -> None:
     assert settings.sandbox_secret.get_secret_value() == PLACEHOLDER_SECRET
 
 
-@pytest.mark.parametrize("environment", ["test", "production"])
-def test_placeholder_secret_is_refused_outside_development(environment: str) -> None:
+def test_placeholder_secret_is_refused_outside_development() -> None:
     with pytest.raises(ValidationError, match="ATELIER_PAYMENTS_SANDBOX_SECRET"):
-        PaymentSettings(environment=environment)
+        PaymentSettings(environment="test")
+
+
+def test_sandbox_is_refused_in_production(keys: Keys) -> None:
+    with pytest.raises(ValidationError, match="sandbox payment provider cannot be enabled in production"):
+        keys.settings(environment="production")
+    assert keys.settings(environment="production", enabled=["stripe", "alipay", "wechatpay"]).enabled
 
 
 def test_every_enabled_provider_needs_its_keys(keys: Keys) -> None:
     with pytest.raises(ValidationError, match="ATELIER_PAYMENTS_STRIPE_WEBHOOK_SECRET"):
-        keys.settings(environment="production", stripe_webhook_secret=SecretStr(PLACEHOLDER_SECRET))
+        keys.settings(environment="test", stripe_webhook_secret=SecretStr(PLACEHOLDER_SECRET))
     with pytest.raises(ValidationError, match="ATELIER_PAYMENTS_ALIPAY_SELLER_ID"):
-        keys.settings(environment="production", alipay_seller_id="")
+        keys.settings(environment="test", alipay_seller_id="")
     with pytest.raises(ValidationError, match="32 bytes"):
-        keys.settings(environment="production", wechatpay_apiv3_key=SecretStr("short"))
+        keys.settings(environment="test", wechatpay_apiv3_key=SecretStr("short"))
     # A provider that is not enabled needs nothing.
     settings = keys.settings(
         environment="production", enabled=["alipay"], stripe_webhook_secret=SecretStr("")
