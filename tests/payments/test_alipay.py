@@ -7,6 +7,8 @@ import time
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from gateway.payments.alipay import AlipayProvider, notification_message, signed_response_content
 from gateway.payments.base import Ack, OrderView, Rejected, Verified
@@ -157,3 +159,20 @@ def test_signed_response_content_is_the_exact_json_text() -> None:
         '{"code":"10000","msg":"a}b{\\"c","n":{"x":1}}'
     )
     assert signed_response_content('{"other":{}}', "alipay_trade_query_response") is None
+
+
+_VALUE = st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), max_size=20)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(extra=st.dictionaries(st.from_regex(r"^x_[a-z_]{1,10}$", fullmatch=True), _VALUE, max_size=5))
+def test_any_signed_form_survives_encoding_and_any_change_breaks_it(
+    alipay: AlipayProvider, keys: Keys, extra: dict[str, str]
+) -> None:
+    """Values with &, =, +, spaces and any Unicode: what Alipay signed is what we verify."""
+    params = alipay_sign({**alipay_params("ro_h", "300.00"), **extra}, keys.alipay_platform)
+    verdict = _verify(alipay, params)
+    assert isinstance(verdict, Verified), verdict
+    for key, value in extra.items():
+        tampered = _verify(alipay, {**params, key: value + "!"})
+        assert isinstance(tampered, Rejected)
