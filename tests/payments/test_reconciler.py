@@ -133,3 +133,17 @@ async def test_stripe_checkout_is_created_once_per_order(world: World) -> None:
     assert form["mode"] == "payment"
     assert form["line_items[0][price_data][unit_amount]"] == "30000"
     assert form["line_items[0][price_data][currency]"] == "cny"
+
+
+async def test_background_loop_completes_and_stops(world: World) -> None:
+    world.ledger.seed("ro_loop", "wechatpay", 30000, age=OLD)
+    world.providers.wechat["ro_loop"] = ("SUCCESS", 30000)
+    stop = asyncio.Event()
+    task = asyncio.create_task(world.reconciler.run_forever(0.05, stop))
+    for _ in range(100):
+        if world.ledger.credits:
+            break
+        await asyncio.sleep(0.02)
+    stop.set()
+    await asyncio.wait_for(task, timeout=2)
+    assert world.ledger.credits == ["ro_loop"]
