@@ -146,6 +146,11 @@ class PaymentProcessor:
         return provider.answer(ack, settlement.reason)
 
     async def _settle_callback(self, verdict: Verified, callback_id: str) -> Settlement:
+        if not verdict.order_id:
+            # e.g. a Stripe event type this endpoint does not act on.
+            return Settlement(
+                Outcome.CALLBACK_OUTCOME_IGNORED, f"not about an order ({verdict.provider_status})"
+            )
         key = (verdict.provider, verdict.event_id)
         if verdict.event_id and key in self._settled:
             first = self._settled[key]

@@ -398,3 +398,22 @@ async def test_provider_outage_leaves_a_retryable_order(keys: Keys, infra: Infra
     [order] = ledger.orders.values()
     assert order.pay_url == ""
     assert order.provider == "wechatpay"
+
+
+async def test_unrelated_stripe_event_is_ignored_and_acknowledged(stack: Stack) -> None:
+    body = json.dumps(
+        {
+            "id": "evt_other",
+            "object": "event",
+            "type": "customer.created",
+            "livemode": False,
+            "data": {"object": {"id": "cus_1", "object": "customer"}},
+        }
+    ).encode()
+    reply = await stack.http.post(
+        "/callbacks/stripe", content=body, headers={"Stripe-Signature": stripe_signature(body)}
+    )
+    assert reply.status_code == 200
+    [logged] = stack.ledger.callbacks
+    assert logged.outcome == 3  # IGNORED
+    assert logged.reason == "not about an order (customer.created)"
