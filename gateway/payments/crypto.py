@@ -71,10 +71,3 @@ def aes_gcm_decrypt(key: bytes, nonce: str, ciphertext_b64: str, associated_data
         return AESGCM(key).decrypt(nonce.encode(), data, associated_data.encode() or None)
     except (binascii.Error, ValueError, InvalidTag):
         return None
-
-
-def aes_gcm_encrypt(key: bytes, nonce: str, plaintext: bytes, associated_data: str) -> str:
-    """The inverse of `aes_gcm_decrypt` (used by the sandbox and tests to play WeChat Pay)."""
-    return base64.b64encode(
-        AESGCM(key).encrypt(nonce.encode(), plaintext, associated_data.encode() or None)
-    ).decode()
