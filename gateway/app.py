@@ -14,15 +14,20 @@ from gateway.bus import connect_bus
 from gateway.clients import Clients
 from gateway.docs.source import LiveCatalog
 from gateway.live import LiveHub
-from gateway.routes import auth, billing, catalog, docs, live, ops
+from gateway.payments.runtime import PaymentsRuntime
+from gateway.payments.settings import PaymentSettings
+from gateway.routes import auth, billing, catalog, docs, live, ops, payments
 from gateway.settings import GatewaySettings
 from kit import telemetry
 
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: GatewaySettings | None = None) -> FastAPI:
+def create_app(
+    settings: GatewaySettings | None = None, payment_settings: PaymentSettings | None = None
+) -> FastAPI:
     settings = settings or GatewaySettings()
+    payment_settings = payment_settings or PaymentSettings()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -33,9 +38,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         app.state.live = LiveHub()
         if app.state.bus is not None:
             await app.state.live.start(app.state.bus)
+        app.state.payments = PaymentsRuntime.start(payment_settings, app.state.clients.channels)
         try:
             yield
         finally:
+            await app.state.payments.close()
             await app.state.live.stop()
             if app.state.bus is not None:
                 await app.state.bus.close()
@@ -53,6 +60,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     observability.install(app)
     for module in (ops, auth, catalog, billing, live, docs):
         app.include_router(module.router)
+    for router in (payments.callbacks, payments.billing, payments.sandbox):
+        app.include_router(router)
     if settings.otel_exporter != "none":
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 

@@ -162,6 +162,8 @@ class Launcher:
         )
         gateway_env = dict(common)
         gateway_env["ATELIER_HTTP_PORT"] = str(self.http_port)
+        # Where payers and the sandbox payer's callbacks reach this gateway.
+        gateway_env.setdefault("ATELIER_PUBLIC_URL", f"http://127.0.0.1:{self.http_port}")
         if self.metrics_port_base:
             gateway_env["ATELIER_METRICS_PORT"] = str(self.metrics_port_base)
         children.append(Child("gateway", [python, "-m", "gateway"], gateway_env, logs / "gateway.log"))
