@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
+import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -174,3 +177,46 @@ def test_nats_is_a_three_node_jetstream_cluster(rendered: dict[str, list[Manifes
     (claim,) = nats["spec"]["volumeClaimTemplates"]
     assert claim["spec"]["resources"]["requests"]["storage"]
     assert named(manifests, "PodDisruptionBudget", "nats")["spec"]["maxUnavailable"] == 1
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_each_process_accepts_its_settings(
+    rendered: dict[str, list[Manifest]], overlay: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The environment a pod gets (ConfigMap + literal env) loads into that process's settings class."""
+    manifests = rendered[overlay]
+    config = generated(manifests, "ConfigMap", "atelier-config")["data"]
+    for deployment in of_kind(manifests, "Deployment"):
+        name = deployment["metadata"]["name"]
+        if name == "otel-collector":
+            continue
+        (container,) = containers(deployment, init=False)
+        if name == "gateway":
+            factory: Any = GatewaySettings
+        else:
+            # What `python -m <args[0]>` runs: the package's __main__, or the module itself.
+            module = importlib.import_module(container["args"][0])
+            if hasattr(module, "__path__"):
+                module = importlib.import_module(container["args"][0] + ".__main__")
+            factory = module.DEFINITION.settings_factory
+        for variable in list(os.environ):
+            if variable.startswith("ATELIER_"):
+                monkeypatch.delenv(variable)
+        env = dict(config) | {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
+        if name != "gateway":
+            env["ATELIER_DATABASE_URL"] = f"postgresql://{name}:secret@{name}-db-rw:5432/{name}"
+        for variable, value in env.items():
+            monkeypatch.setenv(variable, value)
+        settings = factory()
+        assert settings.environment == config["ATELIER_ENVIRONMENT"]
+        assert settings.nats_url == "nats://nats:4222"
+        assert settings.otel_exporter == "otlp"
+        if name == "gateway":
+            assert isinstance(settings, GatewaySettings)
+            assert settings.http_port == 8000
+        else:
+            assert isinstance(settings, ServiceSettings)
+            assert settings.grpc_port == int(env["ATELIER_GRPC_PORT"])
+            assert settings.metrics_port == 9090
+            assert settings.create_database is False
+            assert settings.migrate_on_start is False
