@@ -32,8 +32,9 @@ COPY atelier/ /app/atelier/
 COPY kit/ /app/kit/
 COPY services/ /app/services/
 COPY gateway/ /app/gateway/
-# Bytecode is compiled at build time: the root filesystem is read-only at run time.
-RUN python -m compileall -q /app /opt/venv
+# Bytecode is compiled at build time (pip already compiled the dependencies): the root filesystem
+# is read-only at run time.
+RUN python -m compileall -q /app
 
 FROM ${PYTHON_IMAGE} AS runtime
 LABEL org.opencontainers.image.title="atelier" \
