@@ -220,3 +220,29 @@ def test_each_process_accepts_its_settings(
             assert settings.metrics_port == 9090
             assert settings.create_database is False
             assert settings.migrate_on_start is False
+
+
+def test_every_secret_the_manifests_need_is_documented(rendered: dict[str, list[Manifest]]) -> None:
+    """Operators create the Secrets by hand: each one the prod manifests read is in docs/operations.md."""
+    operations = (ROOT / "docs" / "operations.md").read_text()
+    manifests = rendered["prod"]
+    names: set[str] = set()
+    for deployment in of_kind(manifests, "Deployment"):
+        for container in containers(deployment):
+            names |= {s["secretRef"]["name"] for s in container.get("envFrom", []) if "secretRef" in s}
+            names |= {
+                e["valueFrom"]["secretKeyRef"]["name"]
+                for e in container.get("env", [])
+                if "secretKeyRef" in e.get("valueFrom", {})
+            }
+    for store in of_kind(manifests, "ObjectStore"):
+        names |= {ref["name"] for ref in store["spec"]["configuration"]["s3Credentials"].values()}
+    names |= {
+        tls["secretName"] for ingress in of_kind(manifests, "Ingress") for tls in ingress["spec"]["tls"]
+    }
+    assert len(names) > 10
+    for name in sorted(names):
+        documented = name
+        for service in SERVICES:
+            documented = documented.replace(f"{service}-db-app", "<service>-db-app")
+        assert f"`{documented}`" in operations, f"Secret {name} is not in docs/operations.md"
