@@ -1,0 +1,290 @@
+"""Offline schemas for the custom resources in the manifests (kubernetes-validate knows built-in kinds only).
+
+They cover the parts of each CRD this project uses, closed (unknown fields are errors, as
+`kubernetes-validate --strict` does for built-in kinds), with the operator's required fields and enums.
+Field names follow the CloudNativePG v1 API (Cluster, ScheduledBackup) and the Barman Cloud plugin
+(barmancloud.cnpg.io/v1 ObjectStore); fields the API has but this project does not set are allowed
+without a deeper schema.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+Schema = dict[str, Any]
+
+ANY: Schema = {}
+STRING: Schema = {"type": "string"}
+BOOL: Schema = {"type": "boolean"}
+QUANTITY: Schema = {"type": ["string", "integer"]}
+NAME_REF: Schema = {
+    "type": "object",
+    "required": ["name"],
+    "properties": {"name": STRING},
+    "additionalProperties": False,
+}
+SECRET_KEY_REF: Schema = {
+    "type": "object",
+    "required": ["name", "key"],
+    "properties": {"name": STRING, "key": STRING},
+    "additionalProperties": False,
+}
+
+
+def closed(
+    properties: dict[str, Schema], required: tuple[str, ...] = (), others: tuple[str, ...] = ()
+) -> Schema:
+    """An object with exactly `properties` (and the known-but-unchecked fields `others`)."""
+    props = dict(properties) | {name: ANY for name in others if name not in properties}
+    return {"type": "object", "properties": props, "required": list(required), "additionalProperties": False}
+
+
+RESOURCES = closed(
+    {
+        "requests": {"type": "object", "additionalProperties": QUANTITY},
+        "limits": {"type": "object", "additionalProperties": QUANTITY},
+    }
+)
+METADATA = closed(
+    {"name": STRING, "namespace": STRING, "labels": {"type": "object"}, "annotations": {"type": "object"}},
+    required=("name",),
+)
+
+CLUSTER = closed(
+    {
+        "apiVersion": {"const": "postgresql.cnpg.io/v1"},
+        "kind": {"const": "Cluster"},
+        "metadata": METADATA,
+        "spec": closed(
+            {
+                "description": STRING,
+                "instances": {"type": "integer", "minimum": 1},
+                "imageName": STRING,
+                "primaryUpdateStrategy": {"enum": ["unsupervised", "supervised"]},
+                "primaryUpdateMethod": {"enum": ["switchover", "restart"]},
+                "enableSuperuserAccess": BOOL,
+                "bootstrap": closed(
+                    {
+                        "initdb": closed(
+                            {"database": STRING, "owner": STRING, "secret": NAME_REF},
+                            required=("database", "owner"),
+                            others=(
+                                "options",
+                                "dataChecksums",
+                                "encoding",
+                                "localeCollate",
+                                "localeCType",
+                                "locale",
+                                "localeProvider",
+                                "icuLocale",
+                                "icuRules",
+                                "builtinLocale",
+                                "walSegmentSize",
+                                "postInitSQL",
+                                "postInitApplicationSQL",
+                                "postInitTemplateSQL",
+                                "import",
+                                "postInitSQLRefs",
+                                "postInitApplicationSQLRefs",
+                                "postInitTemplateSQLRefs",
+                            ),
+                        )
+                    },
+                    others=("recovery", "pg_basebackup"),
+                ),
+                "postgresql": closed(
+                    {
+                        "parameters": {"type": "object", "additionalProperties": STRING},
+                        "synchronous": closed(
+                            {
+                                "method": {"enum": ["any", "first"]},
+                                "number": {"type": "integer", "minimum": 1},
+                                "dataDurability": {"enum": ["required", "preferred"]},
+                            },
+                            required=("method", "number"),
+                            others=("standbyNamesPre", "standbyNamesPost", "maxStandbyNamesFromCluster"),
+                        ),
+                    },
+                    others=(
+                        "pg_hba",
+                        "pg_ident",
+                        "syncReplicaElectionConstraint",
+                        "shared_preload_libraries",
+                        "ldap",
+                        "promotionTimeout",
+                        "enableAlterSystem",
+                        "extensions",
+                    ),
+                ),
+                "storage": closed(
+                    {"size": QUANTITY, "storageClass": STRING, "resizeInUseVolumes": BOOL},
+                    required=("size",),
+                    others=("pvcTemplate",),
+                ),
+                "walStorage": closed(
+                    {"size": QUANTITY, "storageClass": STRING}, required=("size",), others=("pvcTemplate",)
+                ),
+                "resources": RESOURCES,
+                "affinity": closed(
+                    {
+                        "enablePodAntiAffinity": BOOL,
+                        "topologyKey": STRING,
+                        "podAntiAffinityType": {"enum": ["preferred", "required"]},
+                    },
+                    others=(
+                        "nodeSelector",
+                        "nodeAffinity",
+                        "tolerations",
+                        "additionalPodAntiAffinity",
+                        "additionalPodAffinity",
+                    ),
+                ),
+                "plugins": {
+                    "type": "array",
+                    "items": closed(
+                        {
+                            "name": STRING,
+                            "enabled": BOOL,
+                            "isWALArchiver": BOOL,
+                            "parameters": {"type": "object", "additionalProperties": STRING},
+                        },
+                        required=("name",),
+                    ),
+                },
+            },
+            required=("instances", "storage"),
+            others=(
+                "inheritedMetadata",
+                "imageCatalogRef",
+                "imagePullPolicy",
+                "schedulerName",
+                "postgresUID",
+                "postgresGID",
+                "minSyncReplicas",
+                "maxSyncReplicas",
+                "replicationSlots",
+                "replica",
+                "superuserSecret",
+                "certificates",
+                "imagePullSecrets",
+                "serviceAccountTemplate",
+                "ephemeralVolumeSource",
+                "startDelay",
+                "stopDelay",
+                "smartShutdownTimeout",
+                "switchoverDelay",
+                "failoverDelay",
+                "livenessProbeTimeout",
+                "topologySpreadConstraints",
+                "ephemeralVolumesSizeLimit",
+                "priorityClassName",
+                "backup",
+                "nodeMaintenanceWindow",
+                "monitoring",
+                "externalClusters",
+                "logLevel",
+                "projectedVolumeTemplate",
+                "env",
+                "envFrom",
+                "managed",
+                "seccompProfile",
+                "tablespaces",
+                "enablePDB",
+                "probes",
+                "podSecurityContext",
+                "securityContext",
+            ),
+        ),
+    },
+    required=("apiVersion", "kind", "metadata", "spec"),
+)
+
+SCHEDULED_BACKUP = closed(
+    {
+        "apiVersion": {"const": "postgresql.cnpg.io/v1"},
+        "kind": {"const": "ScheduledBackup"},
+        "metadata": METADATA,
+        "spec": closed(
+            {
+                # CNPG's schedule has six fields, seconds first.
+                "schedule": {"type": "string", "pattern": r"^\S+( \S+){5}$"},
+                "cluster": NAME_REF,
+                "suspend": BOOL,
+                "immediate": BOOL,
+                "backupOwnerReference": {"enum": ["none", "self", "cluster"]},
+                "method": {"enum": ["barmanObjectStore", "volumeSnapshot", "plugin"]},
+                "pluginConfiguration": closed(
+                    {"name": STRING, "parameters": {"type": "object", "additionalProperties": STRING}},
+                    required=("name",),
+                ),
+            },
+            required=("schedule", "cluster"),
+            others=("target", "online", "onlineConfiguration"),
+        ),
+    },
+    required=("apiVersion", "kind", "metadata", "spec"),
+)
+
+OBJECT_STORE = closed(
+    {
+        "apiVersion": {"const": "barmancloud.cnpg.io/v1"},
+        "kind": {"const": "ObjectStore"},
+        "metadata": METADATA,
+        "spec": closed(
+            {
+                "retentionPolicy": {"type": "string", "pattern": r"^[1-9][0-9]*[dwm]$"},
+                "configuration": closed(
+                    {
+                        "destinationPath": {"type": "string", "pattern": r"^(s3|gs|https?)://"},
+                        "endpointURL": STRING,
+                        "s3Credentials": closed(
+                            {
+                                "accessKeyId": SECRET_KEY_REF,
+                                "secretAccessKey": SECRET_KEY_REF,
+                                "region": SECRET_KEY_REF,
+                                "sessionToken": SECRET_KEY_REF,
+                                "inheritFromIAMRole": BOOL,
+                            }
+                        ),
+                        "wal": closed(
+                            {
+                                "compression": {"enum": ["bzip2", "gzip", "lz4", "snappy", "xz", "zstd"]},
+                                "maxParallel": {"type": "integer", "minimum": 1},
+                            },
+                            others=(
+                                "encryption",
+                                "archiveAdditionalCommandArgs",
+                                "restoreAdditionalCommandArgs",
+                            ),
+                        ),
+                        "data": closed(
+                            {
+                                "compression": {"enum": ["bzip2", "gzip", "lz4", "snappy", "xz", "zstd"]},
+                                "jobs": {"type": "integer", "minimum": 1},
+                            },
+                            others=("encryption", "immediateCheckpoint", "additionalCommandArgs"),
+                        ),
+                    },
+                    required=("destinationPath",),
+                    others=(
+                        "endpointCA",
+                        "azureCredentials",
+                        "googleCredentials",
+                        "serverName",
+                        "tags",
+                        "historyTags",
+                    ),
+                ),
+            },
+            required=("configuration",),
+            others=("instanceSidecarConfiguration",),
+        ),
+    },
+    required=("apiVersion", "kind", "metadata", "spec"),
+)
+
+SCHEMAS: dict[tuple[str, str], Schema] = {
+    ("postgresql.cnpg.io/v1", "Cluster"): CLUSTER,
+    ("postgresql.cnpg.io/v1", "ScheduledBackup"): SCHEDULED_BACKUP,
+    ("barmancloud.cnpg.io/v1", "ObjectStore"): OBJECT_STORE,
+}
