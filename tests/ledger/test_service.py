@@ -1,0 +1,479 @@
+"""The ledger's rules against real PostgreSQL: holds, captures, refunds, idempotency, error paths,
+and no overdraft under real concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from kit.db import Database
+from kit.errors import Conflict, DomainError, FailedPrecondition, InvalidArgument, NotFound
+from kit.money import Credits, Money
+from services.ledger.models import outbox, transfers
+from services.ledger.service import Balance, Kind, Ledger, Reference, Status
+
+C = Credits.whole
+NewId = Callable[[str], str]
+
+
+async def fund(db: Database, ledger: Ledger, user: str, credits: int) -> None:
+    async with db.transaction() as session:
+        await ledger.credit(
+            session,
+            transfer_id=f"fund-{user}",
+            user_id=user,
+            amount=C(credits),
+            kind=Kind.GRANT,
+            actor_id="t",
+        )
+
+
+async def balance(db: Database, ledger: Ledger, user: str) -> Balance:
+    async with db.transaction() as session:
+        return await ledger.balance(session, user)
+
+
+async def transfer_count(db: Database, user: str) -> int:
+    async with db.transaction() as session:
+        return int(
+            (
+                await session.execute(
+                    select(func.count()).select_from(transfers).where(transfers.c.user_id == user)
+                )
+            ).scalar_one()
+        )
+
+
+async def test_hold_capture_release_move_the_balance(db: Database, ledger: Ledger, new_id: NewId) -> None:
+    user = new_id("u")
+    await fund(db, ledger, user, 10)
+    async with db.transaction() as session:
+        held = await ledger.hold(
+            session,
+            transfer_id=f"hold:{user}:1",
+            user_id=user,
+            amount=C(4),
+            reference=Reference("task", "t1"),
+            metadata={"model": "m1", "kind": "image"},
+        )
+    assert (held.balance.available, held.balance.held, held.balance.posted) == (C(6), C(4), C(10))
+    async with db.transaction() as session:
+        captured = await ledger.capture(
+            session, transfer_id=f"cap:{user}", hold_id=f"hold:{user}:1", amount=C(3)
+        )
+    assert captured.hold is not None
+    assert captured.hold.status == Status.POSTED
+    assert captured.transfer.metadata == {"model": "m1", "kind": "image"}
+    assert captured.transfer.reference == Reference("task", "t1")
+    assert (captured.balance.available, captured.balance.held, captured.balance.posted) == (C(7), C(0), C(7))
+
+    async with db.transaction() as session:
+        await ledger.hold(session, transfer_id=f"hold:{user}:2", user_id=user, amount=C(5))
+        released = await ledger.release(session, transfer_id=f"rel:{user}", hold_id=f"hold:{user}:2")
+    assert released.hold is not None
+    assert released.hold.status == Status.VOIDED
+    assert (released.balance.available, released.balance.held, released.balance.posted) == (C(7), C(0), C(7))
+
+
+async def test_every_wallet_change_publishes_balance_changed(
+    db: Database, ledger: Ledger, new_id: NewId
+) -> None:
+    user = new_id("u")
+    async with db.transaction() as session:
+        before = (await session.execute(select(func.count()).select_from(outbox))).scalar_one()
+    await fund(db, ledger, user, 3)
+    async with db.transaction() as session:
+        await ledger.hold(session, transfer_id=new_id("h"), user_id=user, amount=C(1))
+        after = (
+            await session.execute(
+                select(func.count()).select_from(outbox).where(outbox.c.subject == "balances.changed")
+            )
+        ).scalar_one()
+    assert after - before >= 2
+
+
+async def test_same_id_same_body_replays_other_body_conflicts(
+    db: Database, ledger: Ledger, new_id: NewId
+) -> None:
+    user = new_id("u")
+    await fund(db, ledger, user, 10)
+    args: dict[str, Any] = {"transfer_id": f"debit:{user}", "user_id": user, "amount": C(2)}
+    async with db.transaction() as session:
+        first = await ledger.debit(session, **args)
+    async with db.transaction() as session:
+        again = await ledger.debit(session, **args)
+    assert again.replayed
+    assert again.transfer == first.transfer
+    assert again.balance.available == C(8)
+    count = await transfer_count(db, user)
+    with pytest.raises(Conflict) as caught:
+        async with db.transaction() as session:
+            await ledger.debit(session, **{**args, "amount": C(3)})
+    assert caught.value.code == "idempotency_conflict"
+    assert await transfer_count(db, user) == count
+    assert (await balance(db, ledger, user)).available == C(8)
+
+
+async def expect(
+    db: Database, ledger: Ledger, user: str, error: type[DomainError], code: str, call: Callable[[Any], Any]
+) -> None:
+    """`call(session)` fails with `error`/`code` and changes nothing."""
+    before = await balance(db, ledger, user)
+    count = await transfer_count(db, user)
+    with pytest.raises(error) as caught:
+        async with db.transaction() as session:
+            await call(session)
+    assert caught.value.code == code, caught.value
+    assert await balance(db, ledger, user) == before
+    assert await transfer_count(db, user) == count
+
+
+async def test_error_paths_change_nothing(db: Database, ledger: Ledger, new_id: NewId) -> None:
+    user = new_id("u")
+    await fund(db, ledger, user, 5)
+    hold_id = f"hold:{user}"
+    async with db.transaction() as session:
+        await ledger.hold(session, transfer_id=hold_id, user_id=user, amount=C(2))
+        await ledger.debit(session, transfer_id=f"debit:{user}", user_id=user, amount=C(1))
+
+    await expect(
+        db,
+        ledger,
+        user,
+        NotFound,
+        "hold_not_found",
+        lambda s: ledger.capture(s, transfer_id=new_id("c"), hold_id="nope"),
+    )
+    await expect(
+        db,
+        ledger,
+        user,
+        NotFound,
+        "hold_not_found",
+        lambda s: ledger.release(s, transfer_id=new_id("r"), hold_id=f"debit:{user}"),
+    )
+    await expect(
+        db,
+        ledger,
+        user,
+        FailedPrecondition,
+        "insufficient_balance",
+        lambda s: ledger.hold(s, transfer_id=new_id("h"), user_id=user, amount=C(3)),
+    )
+    await expect(
+        db,
+        ledger,
+        user,
+        FailedPrecondition,
+        "insufficient_balance",
+        lambda s: ledger.debit(s, transfer_id=new_id("d"), user_id=user, amount=C(3)),
+    )
+    await expect(
+        db,
+        ledger,
+        user,
+        FailedPrecondition,
+        "insufficient_balance",
+        lambda s: ledger.adjust(
+            s, transfer_id=new_id("a"), user_id=user, amount=C(-3), reason="x", actor_id="a"
+        ),
+    )
+    for bad in (Credits(0), Credits(-1000)):
+        await expect(
+            db,
+            ledger,
+            user,
+            InvalidArgument,
+            "invalid_amount",
+            lambda s, bad=bad: ledger.hold(s, transfer_id=new_id("h"), user_id=user, amount=bad),
+        )
+        await expect(
+            db,
+            ledger,
+            user,
+            InvalidArgument,
+            "invalid_amount",
+            lambda s, bad=bad: ledger.debit(s, transfer_id=new_id("d"), user_id=user, amount=bad),
+        )
+        await expect(
+            db,
+            ledger,
+            user,
+            InvalidArgument,
+            "invalid_amount",
+            lambda s, bad=bad: ledger.capture(s, transfer_id=new_id("c"), hold_id=hold_id, amount=bad),
+        )
+        await expect(
+            db,
+            ledger,
+            user,
+            InvalidArgument,
+            "invalid_amount",
+            lambda s, bad=bad: ledger.refund(
+                s, transfer_id=new_id("r"), original_transfer_id=f"debit:{user}", amount=bad
+            ),
+        )
+        await expect(
+            db,
+            ledger,
+            user,
+            InvalidArgument,
+            "invalid_amount",
+            lambda s, bad=bad: ledger.credit(
+                s, transfer_id=new_id("c"), user_id=user, amount=bad, kind=Kind.GRANT
+            ),
+        )
+    await expect(
+        db,
+        ledger,
+        user,
+        InvalidArgument,
+        "invalid_amount",
+        lambda s: ledger.adjust(
+            s, transfer_id=new_id("a"), user_id=user, amount=C(0), reason="x", actor_id="a"
+        ),
+    )
+    await expect(
+        db,
+        ledger,
+        user,
+        FailedPrecondition,
+        "capture_exceeds_hold",
+        lambda s: ledger.capture(s, transfer_id=new_id("c"), hold_id=hold_id, amount=C(3)),
+    )
+    await expect(
+        db,
+        ledger,
+        user,
+        FailedPrecondition,
+        "refund_exceeds_remaining",
+        lambda s: ledger.refund(
+            s, transfer_id=new_id("r"), original_transfer_id=f"debit:{user}", amount=C(2)
+        ),
+    )
+    await expect(
+        db,
+        ledger,
+        user,
+        NotFound,
+        "transfer_not_found",
+        lambda s: ledger.refund(s, transfer_id=new_id("r"), original_transfer_id="nope", amount=C(1)),
+    )
+    await expect(
+        db,
+        ledger,
+        user,
+        FailedPrecondition,
+        "not_refundable",
+        lambda s: ledger.refund(s, transfer_id=new_id("r"), original_transfer_id=hold_id, amount=C(1)),
+    )
+    await expect(
+        db,
+        ledger,
+        user,
+        InvalidArgument,
+        "invalid_argument",
+        lambda s: ledger.hold(s, transfer_id=" ", user_id=user, amount=C(1)),
+    )
+
+    # Double capture, capture after release.
+    async with db.transaction() as session:
+        await ledger.capture(session, transfer_id=f"cap:{user}", hold_id=hold_id)
+    await expect(
+        db,
+        ledger,
+        user,
+        FailedPrecondition,
+        "hold_already_captured",
+        lambda s: ledger.capture(s, transfer_id=new_id("c"), hold_id=hold_id),
+    )
+    await expect(
+        db,
+        ledger,
+        user,
+        FailedPrecondition,
+        "hold_already_captured",
+        lambda s: ledger.release(s, transfer_id=new_id("r"), hold_id=hold_id),
+    )
+    async with db.transaction() as session:
+        await ledger.hold(session, transfer_id=f"hold2:{user}", user_id=user, amount=C(1))
+        await ledger.release(session, transfer_id=f"rel2:{user}", hold_id=f"hold2:{user}")
+    await expect(
+        db,
+        ledger,
+        user,
+        FailedPrecondition,
+        "hold_already_released",
+        lambda s: ledger.capture(s, transfer_id=new_id("c"), hold_id=f"hold2:{user}"),
+    )
+    # A refund never goes beyond the original, across several refunds.
+    async with db.transaction() as session:
+        partial = await ledger.refund(
+            session, transfer_id=f"ref1:{user}", original_transfer_id=f"cap:{user}", amount=Credits(1500)
+        )
+    assert partial.refundable_remaining == Credits(500)
+    await expect(
+        db,
+        ledger,
+        user,
+        FailedPrecondition,
+        "refund_exceeds_remaining",
+        lambda s: ledger.refund(s, transfer_id=new_id("r"), original_transfer_id=f"cap:{user}", amount=C(1)),
+    )
+    # Idempotency conflict on a capture id reused for another hold.
+    await expect(
+        db,
+        ledger,
+        user,
+        Conflict,
+        "idempotency_conflict",
+        lambda s: ledger.capture(s, transfer_id=f"cap:{user}", hold_id=hold_id, amount=C(1)),
+    )
+
+
+async def test_expired_holds_cannot_be_captured_and_are_swept(
+    db: Database, ledger: Ledger, new_id: NewId
+) -> None:
+    user = new_id("u")
+    await fund(db, ledger, user, 5)
+    now = datetime.now(UTC)
+    hold_id = f"hold:{user}"
+    async with db.transaction() as session:
+        await ledger.hold(session, transfer_id=hold_id, user_id=user, amount=C(2), ttl=timedelta(seconds=30))
+    later = now + timedelta(minutes=1)
+    await expect(
+        db,
+        ledger,
+        user,
+        FailedPrecondition,
+        "hold_expired",
+        lambda s: ledger.capture(s, transfer_id=new_id("c"), hold_id=hold_id, now=later),
+    )
+    async with db.transaction() as session:
+        due = await ledger.due_holds(session, now=later, limit=1000)
+    assert hold_id in due
+    async with db.transaction() as session:
+        expired = await ledger.expire_hold(session, hold_id, now=later)
+    assert expired is not None
+    assert expired.status == Status.EXPIRED
+    async with db.transaction() as session:
+        assert await ledger.expire_hold(session, hold_id, now=later) is None  # exactly once
+    assert await balance(db, ledger, user) == Balance(
+        user, C(5), C(0), C(5), 3, (await balance(db, ledger, user)).updated_at
+    )
+    await expect(
+        db,
+        ledger,
+        user,
+        FailedPrecondition,
+        "hold_expired",
+        lambda s: ledger.capture(s, transfer_id=new_id("c"), hold_id=hold_id),
+    )
+    await expect(
+        db,
+        ledger,
+        user,
+        FailedPrecondition,
+        "hold_expired",
+        lambda s: ledger.release(s, transfer_id=new_id("r"), hold_id=hold_id),
+    )
+
+
+async def test_fifty_concurrent_holds_against_ten_credits(
+    db: Database, ledger: Ledger, new_id: NewId
+) -> None:
+    user = new_id("u")
+    await fund(db, ledger, user, 10)
+
+    async def one(i: int) -> bool:
+        try:
+            async with db.transaction() as session:
+                await ledger.hold(session, transfer_id=f"hold:{user}:{i}", user_id=user, amount=C(1))
+        except FailedPrecondition as exc:
+            if exc.code != "insufficient_balance":
+                raise
+            return False
+        return True
+
+    results = await asyncio.gather(*(one(i) for i in range(50)))
+    assert sum(results) == 10
+    final = await balance(db, ledger, user)
+    assert (final.available, final.held, final.posted) == (C(0), C(10), C(10))
+
+
+async def test_concurrent_duplicate_completions_credit_once(
+    db: Database, ledger: Ledger, new_id: NewId
+) -> None:
+    user = new_id("u")
+    order_id = new_id("order")
+    async with db.transaction() as session:
+        await ledger.create_order(
+            session,
+            order_id=order_id,
+            user_id=user,
+            method="alipay",
+            provider="alipay",
+            amount=Money(30000, "CNY"),
+            plan_code="p300",
+            paid_credits=C(300),
+            bonus_credits=C(30),
+            catalog_version=1,
+            expires_at=None,
+        )
+
+    async def complete() -> bool:
+        async with db.transaction() as session:
+            result = await ledger.complete_order(
+                session, order_id=order_id, provider_transaction_id="alipay-tx-1", paid=Money(30000, "CNY")
+            )
+        return not result.already_completed
+
+    results = await asyncio.gather(*(complete() for _ in range(10)))
+    assert sum(results) == 1
+    final = await balance(db, ledger, user)
+    assert final.posted == C(330)
+    assert final.available == C(330)
+
+
+async def test_order_amount_mismatch_is_refused(db: Database, ledger: Ledger, new_id: NewId) -> None:
+    user = new_id("u")
+    order_id = new_id("order")
+    async with db.transaction() as session:
+        created, replayed = await ledger.create_order(
+            session,
+            order_id=order_id,
+            user_id=user,
+            method="card",
+            provider="stripe",
+            amount=Money(999, "USD"),
+            plan_code="",
+            paid_credits=C(50),
+            bonus_credits=C(0),
+            catalog_version=2,
+            expires_at=datetime.now(UTC) + timedelta(minutes=30),
+        )
+    assert not replayed
+    assert created.status == "pending"
+    for paid in (Money(998, "USD"), Money(999, "CNY")):
+        await expect(
+            db,
+            ledger,
+            user,
+            FailedPrecondition,
+            "amount_mismatch",
+            lambda s, paid=paid: ledger.complete_order(
+                s, order_id=order_id, provider_transaction_id="pi_1", paid=paid
+            ),
+        )
+    async with db.transaction() as session:
+        done = await ledger.complete_order(
+            session, order_id=order_id, provider_transaction_id="pi_1", paid=Money(999, "USD")
+        )
+    assert done.order.status == "completed"
+    assert done.balance.available == C(50)
+    assert done.order.bonus_transfer_id == ""
