@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,8 @@ class Runtime:
 
 
 Setup = Callable[[Runtime, GrpcServer], Awaitable[None]]
+# An extra operator command of a service (`python -m services.<name> <command>`): its exit status.
+Command = Callable[[ServiceSettings], Coroutine[Any, Any, int]]
 
 
 @dataclass(frozen=True)
@@ -57,14 +59,19 @@ class ServiceDefinition:
     metadata: MetaData
     migrations_dir: Path
     setup: Setup
+    commands: Mapping[str, Command] = field(default_factory=dict)
 
 
 def main(definition: ServiceDefinition, argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog=f"python -m services.{definition.name}")
-    parser.add_argument("command", nargs="?", default="serve", choices=["serve", "migrate"])
+    parser.add_argument(
+        "command", nargs="?", default="serve", choices=["serve", "migrate", *definition.commands]
+    )
     args = parser.parse_args(argv)
     settings = definition.settings_factory()
     logs.setup(definition.name, level=settings.log_level, json_output=settings.log_json)
+    if args.command in definition.commands:
+        raise SystemExit(asyncio.run(definition.commands[args.command](settings)))
     if args.command == "migrate":
         asyncio.run(_migrate(definition, settings))
         return

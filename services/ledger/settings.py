@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+from pydantic import Field
+
 from kit.settings import ServiceSettings
 
 
 class LedgerSettings(ServiceSettings):
     database_url: str = "postgresql://postgres@127.0.0.1:5432/atelier_ledger"
     grpc_port: int = 50053
+    # How often the sweeper voids expired holds and expires unpaid recharge orders.
+    sweep_interval_seconds: float = Field(default=5.0, gt=0)
