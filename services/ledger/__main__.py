@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sqlalchemy.exc import OperationalError
+
 from atelier.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from kit.db import Database
 from kit.grpc_server import GrpcServer
@@ -36,6 +38,9 @@ async def reconcile(settings: ServiceSettings) -> int:
     try:
         async with db.transaction() as session:
             report = await Ledger(Outbox(outbox)).reconcile(session)
+    except OperationalError as exc:
+        print(f"cannot reach the ledger database: {exc.orig}")  # noqa: T201
+        return 2
     finally:
         await db.dispose()
     for violation in report.violations:

@@ -5,11 +5,13 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from kit.db import Database
+from kit.db import Database, drop_database, ensure_database, with_database
+from kit.migrations import upgrade_async
 from kit.outbox import Outbox
 from services.ledger.models import outbox
 from services.ledger.service import Ledger
-from tests.conftest import MigratedDatabase
+from tests.conftest import ROOT, MigratedDatabase
+from tests.infra import Infra
 
 
 @pytest.fixture(scope="session")
@@ -33,3 +35,16 @@ def ledger() -> Ledger:
 def new_id() -> Callable[[str], str]:
     """Unique ids, so tests share one database without seeing each other's rows."""
     return lambda prefix: f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+async def private_db(infra: Infra) -> AsyncIterator[Database]:
+    """A ledger database of this test alone (for whole-ledger checks such as reconcile)."""
+    url = with_database(infra.database_server, f"{infra.database_name('ledger')}_{uuid.uuid4().hex[:6]}")
+    rendered = url.render_as_string(hide_password=False)
+    await ensure_database(rendered)
+    await upgrade_async(ROOT / "services" / "ledger" / "migrations", rendered)
+    database = Database(rendered, application_name="atelier-tests")
+    yield database
+    await database.dispose()
+    await drop_database(rendered)
