@@ -38,13 +38,18 @@ def new_id() -> Callable[[str], str]:
 
 
 @pytest.fixture
-async def private_db(infra: Infra) -> AsyncIterator[Database]:
+async def private_url(infra: Infra) -> AsyncIterator[str]:
     """A ledger database of this test alone (for whole-ledger checks such as reconcile)."""
     url = with_database(infra.database_server, f"{infra.database_name('ledger')}_{uuid.uuid4().hex[:6]}")
     rendered = url.render_as_string(hide_password=False)
     await ensure_database(rendered)
     await upgrade_async(ROOT / "services" / "ledger" / "migrations", rendered)
-    database = Database(rendered, application_name="atelier-tests")
+    yield rendered
+    await drop_database(rendered)
+
+
+@pytest.fixture
+async def private_db(private_url: str) -> AsyncIterator[Database]:
+    database = Database(private_url, application_name="atelier-tests")
     yield database
     await database.dispose()
-    await drop_database(rendered)
