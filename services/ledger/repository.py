@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, func, insert, literal, or_, select, union_all, update
+from sqlalchemy import Row, and_, func, literal, or_, select, union_all, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -59,17 +60,31 @@ async def change_wallet(
     ).one()
 
 
+# System accounts are touched by every transfer of their kind: one row would serialize all wallets
+# on its lock. Each is spread over shard rows, chosen by the wallet, and summed when read.
+SYSTEM_SHARDS = 16
+
+
+def system_row_id(account_id: str, user_id: str) -> str:
+    return f"{account_id}#{zlib.crc32(user_id.encode()) % SYSTEM_SHARDS:02d}"
+
+
+def logical_account(row_id: str) -> str:
+    return row_id.split("#", 1)[0]
+
+
 async def change_system(
     session: AsyncSession,
     account_id: str,
+    user_id: str,
     *,
     posted_credits: int = 0,
     posted_debits: int = 0,
     pending_credits: int = 0,
 ) -> None:
-    """Apply deltas to a system account, creating it on first use (one statement)."""
+    """Apply deltas to the wallet's shard of a system account, creating it on first use."""
     stmt = pg_insert(accounts).values(
-        id=account_id,
+        id=system_row_id(account_id, user_id),
         kind="system",
         posted_credits=posted_credits,
         posted_debits=posted_debits,
@@ -495,8 +510,3 @@ async def order_credit_transfers(session: AsyncSession) -> dict[str, list[tuple[
     for reference_id, kind, amount in rows:
         found.setdefault(reference_id, []).append((kind, int(amount)))
     return found
-
-
-async def insert_raw_transfer(session: AsyncSession, values: dict[str, Any]) -> None:
-    """Tests and repair tools only."""
-    await session.execute(insert(transfers).values(**values))

@@ -538,7 +538,7 @@ class Ledger:
             request_hash=digest,
         )
         wallet = await repo.change_wallet(session, account, posted_credits=amount.milli)
-        await repo.change_system(session, source_account, posted_debits=amount.milli)
+        await repo.change_system(session, source_account, user_id, posted_debits=amount.milli)
         balance = await self._balance_changed(session, user_id, wallet, transfer_id)
         return TransferResult(transfer, balance, False)
 
@@ -599,7 +599,7 @@ class Ledger:
             request_hash=digest,
         )
         wallet = await repo.change_wallet(session, account, pending_debits=amount.milli)
-        await repo.change_system(session, REVENUE, pending_credits=amount.milli)
+        await repo.change_system(session, REVENUE, user_id, pending_credits=amount.milli)
         balance = await self._balance_changed(session, user_id, wallet, transfer_id)
         return TransferResult(transfer, balance, False)
 
@@ -676,7 +676,9 @@ class Ledger:
         wallet = await repo.change_wallet(
             session, hold.debit_account, pending_debits=-held, posted_debits=posted
         )
-        await repo.change_system(session, hold.credit_account, pending_credits=-held, posted_credits=posted)
+        await repo.change_system(
+            session, hold.credit_account, hold.user_id, pending_credits=-held, posted_credits=posted
+        )
         balance = await self._balance_changed(session, hold.user_id, wallet, transfer_id)
         return TransferResult(transfer, balance, False, Transfer.from_row(resolved))
 
@@ -728,7 +730,7 @@ class Ledger:
         )
         resolved = await repo.resolve_hold(session, hold.id, status.value)
         wallet = await repo.change_wallet(session, hold.debit_account, pending_debits=-held)
-        await repo.change_system(session, hold.credit_account, pending_credits=-held)
+        await repo.change_system(session, hold.credit_account, hold.user_id, pending_credits=-held)
         balance = await self._balance_changed(session, hold.user_id, wallet, transfer_id)
         return TransferResult(transfer, balance, False, Transfer.from_row(resolved))
 
@@ -799,7 +801,7 @@ class Ledger:
             request_hash=digest,
         )
         wallet = await repo.change_wallet(session, account, posted_debits=amount.milli)
-        await repo.change_system(session, REVENUE, posted_credits=amount.milli)
+        await repo.change_system(session, REVENUE, user_id, posted_credits=amount.milli)
         balance = await self._balance_changed(session, user_id, wallet, transfer_id)
         return TransferResult(transfer, balance, False)
 
@@ -862,7 +864,7 @@ class Ledger:
             request_hash=digest,
         )
         wallet = await repo.change_wallet(session, account, posted_credits=amount.milli)
-        await repo.change_system(session, REFUNDS, posted_debits=amount.milli)
+        await repo.change_system(session, REFUNDS, original.user_id, posted_debits=amount.milli)
         balance = await self._balance_changed(session, original.user_id, wallet, transfer_id)
         return TransferResult(
             transfer, balance, False, refundable_remaining=Credits(remaining - amount.milli)
@@ -913,10 +915,10 @@ class Ledger:
         )
         if amount.milli > 0:
             wallet = await repo.change_wallet(session, account, posted_credits=size)
-            await repo.change_system(session, ADJUSTMENTS, posted_debits=size)
+            await repo.change_system(session, ADJUSTMENTS, user_id, posted_debits=size)
         else:
             wallet = await repo.change_wallet(session, account, posted_debits=size)
-            await repo.change_system(session, ADJUSTMENTS, posted_credits=size)
+            await repo.change_system(session, ADJUSTMENTS, user_id, posted_credits=size)
         balance = await self._balance_changed(session, user_id, wallet, transfer_id)
         return TransferResult(transfer, balance, False)
 
@@ -1406,35 +1408,41 @@ class Ledger:
         """Checks every invariant of the ledger; an empty violation list means healthy."""
         now = now or datetime.now(UTC)
         violations: list[Violation] = []
-        stored = await repo.all_accounts(session)
+        rows = await repo.all_accounts(session)
         derived = await repo.balances_from_transfers(session)
-        posted_sum = sum(int(a.posted_credits) - int(a.posted_debits) for a in stored)
+        columns = ("posted_credits", "posted_debits", "pending_credits", "pending_debits")
+        # A system account's balance is spread over shard rows ("system:revenue#07"); sum them.
+        stored: dict[str, dict[str, int]] = {}
+        for row in rows:
+            totals = stored.setdefault(repo.logical_account(row.id), dict.fromkeys(columns, 0))
+            for col in columns:
+                totals[col] += int(getattr(row, col))
+        posted_sum = sum(t["posted_credits"] - t["posted_debits"] for t in stored.values())
         if posted_sum != 0:
             violations.append(
                 Violation("balances_sum_nonzero", "*", f"posted balances sum to {Credits(posted_sum)}")
             )
-        pending_gap = sum(int(a.pending_credits) - int(a.pending_debits) for a in stored)
+        pending_gap = sum(t["pending_credits"] - t["pending_debits"] for t in stored.values())
         if pending_gap != 0:
             violations.append(
                 Violation("pending_sum_nonzero", "*", f"pending credits − debits = {Credits(pending_gap)}")
             )
-        columns = ("posted_credits", "posted_debits", "pending_credits", "pending_debits")
         zero = dict.fromkeys(columns, 0)
-        for account in stored:
-            expected = derived.get(account.id, zero)
+        for account_id, totals in sorted(stored.items()):
+            expected = derived.get(account_id, zero)
             wrong = [
-                f"{col} stored {Credits(int(getattr(account, col)))} ≠ transfers {Credits(expected[col])}"
+                f"{col} stored {Credits(totals[col])} ≠ transfers {Credits(expected[col])}"
                 for col in columns
-                if int(getattr(account, col)) != expected[col]
+                if totals[col] != expected[col]
             ]
             if wrong:
-                violations.append(Violation("stored_balance_mismatch", account.id, "; ".join(wrong)))
-            if account.kind == "wallet" and _available(account) < 0:
+                violations.append(Violation("stored_balance_mismatch", account_id, "; ".join(wrong)))
+        for row in rows:
+            if row.kind == "wallet" and _available(row) < 0:
                 violations.append(
-                    Violation("wallet_negative", account.id, f"available {Credits(_available(account))}")
+                    Violation("wallet_negative", row.id, f"available {Credits(_available(row))}")
                 )
-        known = {account.id for account in stored}
-        for account_id in sorted(set(derived) - known):
+        for account_id in sorted(set(derived) - set(stored)):
             violations.append(Violation("account_missing", account_id, "transfers name an unknown account"))
         for hold in await repo.expired_pending_holds(session, now):
             violations.append(

@@ -266,7 +266,7 @@ def test_random_operations_keep_every_invariant(private_url: str) -> None:
         run_state_machine_as_test(
             machine,
             settings=settings(
-                max_examples=20,
+                max_examples=15,
                 stateful_step_count=20,
                 deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
