@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, func, literal, or_, select, union_all, update
+from sqlalchemy import DateTime, Row, and_, bindparam, func, literal, or_, select, text, union_all, update
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -83,28 +84,30 @@ async def change_system(
     pending_credits: int = 0,
 ) -> None:
     """Apply deltas to the wallet's shard of a system account, creating it on first use."""
-    stmt = pg_insert(accounts).values(
-        id=system_row_id(account_id, user_id),
-        kind="system",
-        posted_credits=posted_credits,
-        posted_debits=posted_debits,
-        pending_credits=pending_credits,
-        version=1,
-    )
-    excluded = stmt.excluded
-    c = accounts.c
     await session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[c.id],
-            set_={
-                "posted_credits": c.posted_credits + excluded.posted_credits,
-                "posted_debits": c.posted_debits + excluded.posted_debits,
-                "pending_credits": c.pending_credits + excluded.pending_credits,
-                "version": c.version + 1,
-                "updated_at": func.now(),
-            },
-        )
+        _CHANGE_SYSTEM,
+        {
+            "id": system_row_id(account_id, user_id),
+            "posted_credits": posted_credits,
+            "posted_debits": posted_debits,
+            "pending_credits": pending_credits,
+        },
     )
+
+
+# Built once: an INSERT … ON CONFLICT built per call is not cached by SQLAlchemy and recompiles.
+_CHANGE_SYSTEM = text(
+    """
+    INSERT INTO accounts (id, kind, posted_credits, posted_debits, pending_credits, version)
+    VALUES (:id, 'system', :posted_credits, :posted_debits, :pending_credits, 1)
+    ON CONFLICT (id) DO UPDATE SET
+        posted_credits = accounts.posted_credits + excluded.posted_credits,
+        posted_debits = accounts.posted_debits + excluded.posted_debits,
+        pending_credits = accounts.pending_credits + excluded.pending_credits,
+        version = accounts.version + 1,
+        updated_at = now()
+    """
+)
 
 
 async def all_accounts(session: AsyncSession) -> Sequence[Row[Any]]:
@@ -121,16 +124,34 @@ async def get_transfer(session: AsyncSession, transfer_id: str, *, lock: bool = 
     return (await session.execute(query)).first()
 
 
+_TRANSFER_DEFAULTS: dict[str, Any] = {
+    "user_id": None,
+    "reference_type": "",
+    "reference_id": "",
+    "metadata": {},
+    "trace_id": "",
+    "linked_transfer_id": None,
+    "expires_at": None,
+    "reason": "",
+    "actor_id": "",
+}
+_INSERT_TRANSFER = text(
+    """
+    INSERT INTO transfers (id, kind, debit_account, credit_account, amount, status, user_id,
+        reference_type, reference_id, metadata, trace_id, linked_transfer_id, expires_at, reason,
+        actor_id, request_hash)
+    VALUES (:id, :kind, :debit_account, :credit_account, :amount, :status, :user_id,
+        :reference_type, :reference_id, :metadata, :trace_id, :linked_transfer_id, :expires_at, :reason,
+        :actor_id, :request_hash)
+    ON CONFLICT (id) DO NOTHING
+    RETURNING *
+    """
+).bindparams(bindparam("metadata", type_=JSONB), bindparam("expires_at", type_=DateTime(timezone=True)))
+
+
 async def insert_transfer(session: AsyncSession, values: dict[str, Any]) -> Row[Any] | None:
-    """Insert a transfer; None when its id was taken meanwhile (a concurrent first use of the id)."""
-    return (
-        await session.execute(
-            pg_insert(transfers)
-            .values(**values)
-            .on_conflict_do_nothing(index_elements=[transfers.c.id])
-            .returning(transfers)
-        )
-    ).first()
+    """Insert a transfer; None when its id is already taken (by a retry or a concurrent first use)."""
+    return (await session.execute(_INSERT_TRANSFER, {**_TRANSFER_DEFAULTS, **values})).first()
 
 
 async def resolve_hold(session: AsyncSession, hold_id: str, status: str) -> Row[Any]:

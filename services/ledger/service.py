@@ -12,7 +12,7 @@ import base64
 import hashlib
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from atelier.common.v1 import common_pb2
 from atelier.events.v1 import events_pb2
-from kit.errors import Conflict, FailedPrecondition, InvalidArgument, NotFound
+from kit.errors import Conflict, DomainError, FailedPrecondition, InvalidArgument, NotFound
 from kit.money import Credits, Money
 from kit.outbox import Outbox
 from kit.telemetry import current_trace_id
@@ -324,6 +324,10 @@ class SpendChain:
     trace_ids: list[str] = field(default_factory=list)
 
 
+class _IdTaken(Exception):
+    """The transfer id already exists (found by the insert itself)."""
+
+
 class AmountMismatch(FailedPrecondition):
     """The provider reports a payment that is not what the order asks for."""
 
@@ -454,8 +458,32 @@ class Ledger:
         values.setdefault("trace_id", current_trace_id())
         row = await repo.insert_transfer(session, values)
         if row is None:
-            raise _taken_meanwhile(values["id"])
+            raise _IdTaken(values["id"])
         return Transfer.from_row(row)
+
+    async def _once(
+        self,
+        session: AsyncSession,
+        transfer_id: str,
+        digest: str,
+        user_id: str,
+        wallet: Row[Any],
+        apply: Callable[[], Awaitable[TransferResult]],
+    ) -> TransferResult:
+        """Runs `apply` (its checks, then its writes, the transfer insert first) under the wallet lock.
+
+        The happy path never looks the id up: only when a check fails or the insert finds the id
+        taken is the existing transfer compared — same body → the first result, other → conflict.
+        """
+        try:
+            return await apply()
+        except (_IdTaken, DomainError) as exc:
+            replay = await self._replay(session, transfer_id, digest, user_id, wallet)
+            if replay is not None:
+                return replay
+            if isinstance(exc, _IdTaken):
+                raise _taken_meanwhile(transfer_id) from None
+            raise
 
     async def _replay(
         self, session: AsyncSession, transfer_id: str, digest: str, user_id: str, wallet: Row[Any]
@@ -518,9 +546,43 @@ class Ledger:
         )
         account = wallet_account(user_id)
         wallet = await repo.lock_wallet(session, account, user_id)
-        replay = await self._replay(session, transfer_id, digest, user_id, wallet)
-        if replay is not None:
-            return replay
+        return await self._once(
+            session,
+            transfer_id,
+            digest,
+            user_id,
+            wallet,
+            lambda: self._credit(
+                session,
+                transfer_id,
+                user_id,
+                account,
+                amount,
+                kind,
+                reference,
+                reason,
+                actor_id,
+                meta,
+                source_account,
+                digest,
+            ),
+        )
+
+    async def _credit(
+        self,
+        session: AsyncSession,
+        transfer_id: str,
+        user_id: str,
+        account: str,
+        amount: Credits,
+        kind: Kind,
+        reference: Reference,
+        reason: str,
+        actor_id: str,
+        meta: dict[str, str],
+        source_account: str,
+        digest: str,
+    ) -> TransferResult:
         transfer = await self._new_transfer(
             session,
             id=transfer_id,
@@ -578,9 +640,31 @@ class Ledger:
         )
         account = wallet_account(user_id)
         wallet = await repo.lock_wallet(session, account, user_id)
-        replay = await self._replay(session, transfer_id, digest, user_id, wallet)
-        if replay is not None:
-            return replay
+        expiry = expires_at or now + (ttl or DEFAULT_HOLD_TTL)
+        return await self._once(
+            session,
+            transfer_id,
+            digest,
+            user_id,
+            wallet,
+            lambda: self._hold(
+                session, transfer_id, user_id, account, wallet, amount, expiry, reference, meta, digest
+            ),
+        )
+
+    async def _hold(
+        self,
+        session: AsyncSession,
+        transfer_id: str,
+        user_id: str,
+        account: str,
+        wallet: Row[Any],
+        amount: Credits,
+        expiry: datetime,
+        reference: Reference,
+        meta: dict[str, str],
+        digest: str,
+    ) -> TransferResult:
         if _available(wallet) < amount.milli:
             raise _insufficient(_available(wallet), amount.milli)
         transfer = await self._new_transfer(
@@ -595,7 +679,7 @@ class Ledger:
             reference_type=reference.type,
             reference_id=reference.id,
             metadata=meta,
-            expires_at=expires_at or now + (ttl or DEFAULT_HOLD_TTL),
+            expires_at=expiry,
             request_hash=digest,
         )
         wallet = await repo.change_wallet(session, account, pending_debits=amount.milli)
@@ -606,12 +690,11 @@ class Ledger:
     async def _locked_hold(self, session: AsyncSession, hold_id: str) -> tuple[Row[Any], Row[Any]]:
         """(wallet, hold), both locked; NotFound for an unknown hold."""
         hold_id = _require_id(hold_id, "hold_id")
-        found = await repo.get_transfer(session, hold_id)
-        if found is None or found.kind != Kind.HOLD:
-            raise NotFound(f"no hold {hold_id!r}", code="hold_not_found", hold_id=hold_id)
-        wallet = await repo.lock_wallet(session, found.debit_account, found.user_id)
+        # Hold row first, then its wallet: every path that locks an existing hold does the same.
         hold = await repo.get_transfer(session, hold_id, lock=True)
-        assert hold is not None
+        if hold is None or hold.kind != Kind.HOLD:
+            raise NotFound(f"no hold {hold_id!r}", code="hold_not_found", hold_id=hold_id)
+        wallet = await repo.lock_wallet(session, hold.debit_account, hold.user_id)
         return wallet, hold
 
     @staticmethod
@@ -644,9 +727,25 @@ class Ledger:
             "capture", hold_id=hold_id, amount=amount.milli if amount else None, metadata=meta
         )
         wallet, hold = await self._locked_hold(session, hold_id)
-        replay = await self._replay(session, transfer_id, digest, hold.user_id, wallet)
-        if replay is not None:
-            return replay
+        return await self._once(
+            session,
+            transfer_id,
+            digest,
+            hold.user_id,
+            wallet,
+            lambda: self._capture(session, transfer_id, hold, amount, meta, now, digest),
+        )
+
+    async def _capture(
+        self,
+        session: AsyncSession,
+        transfer_id: str,
+        hold: Row[Any],
+        amount: Credits | None,
+        meta: dict[str, str],
+        now: datetime,
+        digest: str,
+    ) -> TransferResult:
         self._require_pending(hold, now)
         held = int(hold.amount)
         posted = held if amount is None else amount.milli
@@ -696,11 +795,12 @@ class Ledger:
         now = now or datetime.now(UTC)
         digest = request_hash("release", hold_id=hold_id, reason=reason)
         wallet, hold = await self._locked_hold(session, hold_id)
-        replay = await self._replay(session, transfer_id, digest, hold.user_id, wallet)
-        if replay is not None:
-            return replay
-        self._require_pending(hold, now)
-        return await self._void(session, hold, transfer_id, Status.VOIDED, reason, digest)
+
+        async def apply() -> TransferResult:
+            self._require_pending(hold, now)
+            return await self._void(session, hold, transfer_id, Status.VOIDED, reason, digest)
+
+        return await self._once(session, transfer_id, digest, hold.user_id, wallet, apply)
 
     async def _void(
         self,
@@ -781,9 +881,29 @@ class Ledger:
         )
         account = wallet_account(user_id)
         wallet = await repo.lock_wallet(session, account, user_id)
-        replay = await self._replay(session, transfer_id, digest, user_id, wallet)
-        if replay is not None:
-            return replay
+        return await self._once(
+            session,
+            transfer_id,
+            digest,
+            user_id,
+            wallet,
+            lambda: self._debit(
+                session, transfer_id, user_id, account, wallet, amount, reference, meta, digest
+            ),
+        )
+
+    async def _debit(
+        self,
+        session: AsyncSession,
+        transfer_id: str,
+        user_id: str,
+        account: str,
+        wallet: Row[Any],
+        amount: Credits,
+        reference: Reference,
+        meta: dict[str, str],
+        digest: str,
+    ) -> TransferResult:
         if _available(wallet) < amount.milli:
             raise _insufficient(_available(wallet), amount.milli)
         transfer = await self._new_transfer(
@@ -836,9 +956,26 @@ class Ledger:
             )
         account = original.debit_account
         wallet = await repo.lock_wallet(session, account, original.user_id)
-        replay = await self._replay(session, transfer_id, digest, original.user_id, wallet)
-        if replay is not None:
-            return replay
+        return await self._once(
+            session,
+            transfer_id,
+            digest,
+            original.user_id,
+            wallet,
+            lambda: self._refund(session, transfer_id, original, account, amount, reason, meta, digest),
+        )
+
+    async def _refund(
+        self,
+        session: AsyncSession,
+        transfer_id: str,
+        original: Row[Any],
+        account: str,
+        amount: Credits,
+        reason: str,
+        meta: dict[str, str],
+        digest: str,
+    ) -> TransferResult:
         remaining = int(original.amount) - await repo.refunded_total(session, original.id)
         if amount.milli > remaining:
             raise FailedPrecondition(
@@ -893,9 +1030,29 @@ class Ledger:
         )
         account = wallet_account(user_id)
         wallet = await repo.lock_wallet(session, account, user_id)
-        replay = await self._replay(session, transfer_id, digest, user_id, wallet)
-        if replay is not None:
-            return replay
+        return await self._once(
+            session,
+            transfer_id,
+            digest,
+            user_id,
+            wallet,
+            lambda: self._adjust(
+                session, transfer_id, user_id, account, wallet, amount, reason, actor_id, digest
+            ),
+        )
+
+    async def _adjust(
+        self,
+        session: AsyncSession,
+        transfer_id: str,
+        user_id: str,
+        account: str,
+        wallet: Row[Any],
+        amount: Credits,
+        reason: str,
+        actor_id: str,
+        digest: str,
+    ) -> TransferResult:
         size = abs(amount.milli)
         if amount.milli < 0 and _available(wallet) < size:
             raise _insufficient(_available(wallet), size)
