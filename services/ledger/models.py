@@ -154,3 +154,15 @@ callbacks = Table(
     Index("ix_callbacks_user", "user_id", "received_at"),
     Index("ix_callbacks_order", "order_id"),
 )
+
+# Ids whose transfer was refused (insufficient balance): a retry with the same id and body is
+# refused again, even after a top-up — as in TigerBeetle, a new attempt takes a new id.
+failed_transfers = Table(
+    "failed_transfers",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("code", Text, nullable=False),
+    Column("message", Text, nullable=False),
+    Column("request_hash", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)

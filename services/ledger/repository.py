@@ -12,14 +12,30 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.ledger.models import accounts, callbacks, recharge_orders, transfers
+from services.ledger.models import accounts, callbacks, failed_transfers, recharge_orders, transfers
 
 # -- accounts -------------------------------------------------------------------------------------
 
 
-async def lock_wallet(session: AsyncSession, account_id: str, user_id: str) -> Row[Any]:
-    """The wallet row, created on first use, locked `FOR UPDATE` until the transaction ends."""
-    query = select(accounts).where(accounts.c.id == account_id).with_for_update()
+async def lock_wallet(session: AsyncSession, account_id: str, user_id: str, transfer_id: str) -> Row[Any]:
+    """The wallet row, created on first use, locked `FOR UPDATE` until the transaction ends; with it,
+    in the same round trip, whether `transfer_id` was refused before (`failed_code`, `failed_hash`,
+    `failed_message`, else None)."""
+    failed = failed_transfers.c
+
+    def previous(column: Any, label: str) -> Any:
+        return select(column).where(failed.id == transfer_id).scalar_subquery().label(label)
+
+    query = (
+        select(
+            accounts,
+            previous(failed.code, "failed_code"),
+            previous(failed.request_hash, "failed_hash"),
+            previous(failed.message, "failed_message"),
+        )
+        .where(accounts.c.id == account_id)
+        .with_for_update(of=accounts)
+    )
     row = (await session.execute(query)).first()
     if row is None:
         await session.execute(
@@ -112,6 +128,16 @@ _CHANGE_SYSTEM = text(
 
 async def all_accounts(session: AsyncSession) -> Sequence[Row[Any]]:
     return (await session.execute(select(accounts).order_by(accounts.c.id))).all()
+
+
+async def record_failure(
+    session: AsyncSession, transfer_id: str, code: str, message: str, request_hash: str
+) -> None:
+    await session.execute(
+        pg_insert(failed_transfers)
+        .values(id=transfer_id, code=code, message=message, request_hash=request_hash)
+        .on_conflict_do_nothing(index_elements=[failed_transfers.c.id])
+    )
 
 
 # -- transfers ------------------------------------------------------------------------------------

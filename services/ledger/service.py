@@ -328,6 +328,14 @@ class _IdTaken(Exception):
     """The transfer id already exists (found by the insert itself)."""
 
 
+class TransferRefused(FailedPrecondition):
+    """A transfer refused for good: the edge records its id (`Ledger.record_failure`) so that a retry
+    with the same id is refused again rather than succeeding later."""
+
+    transfer_id: str = ""
+    request_hash: str = ""
+
+
 class AmountMismatch(FailedPrecondition):
     """The provider reports a payment that is not what the order asks for."""
 
@@ -374,13 +382,15 @@ def _taken_meanwhile(transfer_id: str) -> Conflict:
     )
 
 
-def _insufficient(available: int, amount: int) -> FailedPrecondition:
-    return FailedPrecondition(
+def _insufficient(available: int, amount: int, transfer_id: str, digest: str) -> TransferRefused:
+    error = TransferRefused(
         "the available balance cannot cover this amount",
         code="insufficient_balance",
         available=str(Credits(available)),
         required=str(Credits(amount)),
     )
+    error.transfer_id, error.request_hash = transfer_id, digest
+    return error
 
 
 def _available(wallet: Row[Any]) -> int:
@@ -475,6 +485,18 @@ class Ledger:
         The happy path never looks the id up: only when a check fails or the insert finds the id
         taken is the existing transfer compared — same body → the first result, other → conflict.
         """
+        if wallet.failed_code is not None:
+            if wallet.failed_hash != digest:
+                raise Conflict(
+                    f"transfer id {transfer_id!r} was already used with a different request",
+                    code="idempotency_conflict",
+                    transfer_id=transfer_id,
+                )
+            raise FailedPrecondition(
+                f"{wallet.failed_message} (this transfer id failed before; retry with a new id)",
+                code=wallet.failed_code,
+                transfer_id=transfer_id,
+            )
         try:
             return await apply()
         except (_IdTaken, DomainError) as exc:
@@ -545,7 +567,7 @@ class Ledger:
             metadata=meta,
         )
         account = wallet_account(user_id)
-        wallet = await repo.lock_wallet(session, account, user_id)
+        wallet = await repo.lock_wallet(session, account, user_id, transfer_id)
         return await self._once(
             session,
             transfer_id,
@@ -639,7 +661,7 @@ class Ledger:
             metadata=meta,
         )
         account = wallet_account(user_id)
-        wallet = await repo.lock_wallet(session, account, user_id)
+        wallet = await repo.lock_wallet(session, account, user_id, transfer_id)
         expiry = expires_at or now + (ttl or DEFAULT_HOLD_TTL)
         return await self._once(
             session,
@@ -666,7 +688,7 @@ class Ledger:
         digest: str,
     ) -> TransferResult:
         if _available(wallet) < amount.milli:
-            raise _insufficient(_available(wallet), amount.milli)
+            raise _insufficient(_available(wallet), amount.milli, transfer_id, digest)
         transfer = await self._new_transfer(
             session,
             id=transfer_id,
@@ -687,14 +709,16 @@ class Ledger:
         balance = await self._balance_changed(session, user_id, wallet, transfer_id)
         return TransferResult(transfer, balance, False)
 
-    async def _locked_hold(self, session: AsyncSession, hold_id: str) -> tuple[Row[Any], Row[Any]]:
+    async def _locked_hold(
+        self, session: AsyncSession, hold_id: str, transfer_id: str
+    ) -> tuple[Row[Any], Row[Any]]:
         """(wallet, hold), both locked; NotFound for an unknown hold."""
         hold_id = _require_id(hold_id, "hold_id")
         # Hold row first, then its wallet: every path that locks an existing hold does the same.
         hold = await repo.get_transfer(session, hold_id, lock=True)
         if hold is None or hold.kind != Kind.HOLD:
             raise NotFound(f"no hold {hold_id!r}", code="hold_not_found", hold_id=hold_id)
-        wallet = await repo.lock_wallet(session, hold.debit_account, hold.user_id)
+        wallet = await repo.lock_wallet(session, hold.debit_account, hold.user_id, transfer_id)
         return wallet, hold
 
     @staticmethod
@@ -726,7 +750,7 @@ class Ledger:
         digest = request_hash(
             "capture", hold_id=hold_id, amount=amount.milli if amount else None, metadata=meta
         )
-        wallet, hold = await self._locked_hold(session, hold_id)
+        wallet, hold = await self._locked_hold(session, hold_id, transfer_id)
         return await self._once(
             session,
             transfer_id,
@@ -794,7 +818,7 @@ class Ledger:
         transfer_id = _require_id(transfer_id, "transfer_id")
         now = now or datetime.now(UTC)
         digest = request_hash("release", hold_id=hold_id, reason=reason)
-        wallet, hold = await self._locked_hold(session, hold_id)
+        wallet, hold = await self._locked_hold(session, hold_id, transfer_id)
 
         async def apply() -> TransferResult:
             self._require_pending(hold, now)
@@ -843,7 +867,7 @@ class Ledger:
         One hold per transaction: locking several wallets in one transaction could deadlock with
         transfers that lock a wallet and then the revenue account.
         """
-        _, hold = await self._locked_hold(session, hold_id)
+        _, hold = await self._locked_hold(session, hold_id, f"expire:{hold_id}")
         if hold.status != Status.PENDING or hold.expires_at is None or hold.expires_at > now:
             return None
         result = await self._void(
@@ -880,7 +904,7 @@ class Ledger:
             metadata=meta,
         )
         account = wallet_account(user_id)
-        wallet = await repo.lock_wallet(session, account, user_id)
+        wallet = await repo.lock_wallet(session, account, user_id, transfer_id)
         return await self._once(
             session,
             transfer_id,
@@ -905,7 +929,7 @@ class Ledger:
         digest: str,
     ) -> TransferResult:
         if _available(wallet) < amount.milli:
-            raise _insufficient(_available(wallet), amount.milli)
+            raise _insufficient(_available(wallet), amount.milli, transfer_id, digest)
         transfer = await self._new_transfer(
             session,
             id=transfer_id,
@@ -955,7 +979,7 @@ class Ledger:
                 "only a debit or a capture can be refunded", code="not_refundable", kind=original.kind
             )
         account = original.debit_account
-        wallet = await repo.lock_wallet(session, account, original.user_id)
+        wallet = await repo.lock_wallet(session, account, original.user_id, transfer_id)
         return await self._once(
             session,
             transfer_id,
@@ -1029,7 +1053,7 @@ class Ledger:
             "adjust", user_id=user_id, amount=amount.milli, reason=reason, actor_id=actor_id
         )
         account = wallet_account(user_id)
-        wallet = await repo.lock_wallet(session, account, user_id)
+        wallet = await repo.lock_wallet(session, account, user_id, transfer_id)
         return await self._once(
             session,
             transfer_id,
@@ -1055,7 +1079,7 @@ class Ledger:
     ) -> TransferResult:
         size = abs(amount.milli)
         if amount.milli < 0 and _available(wallet) < size:
-            raise _insufficient(_available(wallet), size)
+            raise _insufficient(_available(wallet), size, transfer_id, digest)
         debit, credit = (ADJUSTMENTS, account) if amount.milli > 0 else (account, ADJUSTMENTS)
         transfer = await self._new_transfer(
             session,
@@ -1078,6 +1102,13 @@ class Ledger:
             await repo.change_system(session, ADJUSTMENTS, user_id, posted_credits=size)
         balance = await self._balance_changed(session, user_id, wallet, transfer_id)
         return TransferResult(transfer, balance, False)
+
+    async def record_failure(self, session: AsyncSession, error: TransferRefused) -> None:
+        """Remembers a refused transfer id (in its own transaction, after the refusal rolled back)."""
+        if error.transfer_id:
+            await repo.record_failure(
+                session, error.transfer_id, error.code, error.message, error.request_hash
+            )
 
     async def get_transfer(self, session: AsyncSession, transfer_id: str) -> Transfer:
         row = await repo.get_transfer(session, _require_id(transfer_id, "transfer_id"))

@@ -175,6 +175,17 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
         if self.runtime.relay is not None:
             self.runtime.relay.notify()
 
+    @asynccontextmanager
+    async def _transfer_unit(self) -> AsyncIterator[AsyncSession]:
+        """A unit for a transfer that may be refused for good: the refused id is then recorded."""
+        try:
+            async with self._unit() as session:
+                yield session
+        except svc.TransferRefused as refused:
+            async with self._unit() as session:
+                await self.ledger.record_failure(session, refused)
+            raise
+
     # .. transfers ..................................................................................
 
     async def Credit(self, request: pb.CreditRequest, context: Context) -> pb.CreditResponse:
@@ -200,7 +211,7 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
 
     async def Hold(self, request: pb.HoldRequest, context: Context) -> pb.HoldResponse:
         expiry = request.WhichOneof("expiry")
-        async with self._unit() as session:
+        async with self._transfer_unit() as session:
             result = await self.ledger.hold(
                 session,
                 transfer_id=request.transfer_id,
@@ -244,7 +255,7 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
         )
 
     async def Debit(self, request: pb.DebitRequest, context: Context) -> pb.DebitResponse:
-        async with self._unit() as session:
+        async with self._transfer_unit() as session:
             result = await self.ledger.debit(
                 session,
                 transfer_id=request.transfer_id,
@@ -277,7 +288,7 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
         )
 
     async def Adjust(self, request: pb.AdjustRequest, context: Context) -> pb.AdjustResponse:
-        async with self._unit() as session:
+        async with self._transfer_unit() as session:
             result = await self.ledger.adjust(
                 session,
                 transfer_id=request.transfer_id,

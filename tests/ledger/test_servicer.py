@@ -256,3 +256,17 @@ async def test_expire_holds_rpc(stub: ledger_pb2_grpc.LedgerServiceStub) -> None
     assert transfer.transfer.status == pb.TRANSFER_STATUS_EXPIRED
     balance = await stub.GetBalance(pb.GetBalanceRequest(user_id=user))
     assert balance.balance.available.milli == 2000
+
+
+async def test_a_refused_id_stays_refused_after_a_top_up(stub: ledger_pb2_grpc.LedgerServiceStub) -> None:
+    user = f"u-{uuid.uuid4().hex[:8]}"
+    hold = pb.HoldRequest(transfer_id=f"hold:{user}:1", user_id=user, amount=credits(5))
+    assert await code_of(stub.Hold(hold)) == (grpc.StatusCode.FAILED_PRECONDITION, "insufficient_balance")
+    await stub.Credit(
+        pb.CreditRequest(transfer_id=f"g:{user}", user_id=user, amount=credits(10), kind=pb.CREDIT_KIND_GRANT)
+    )
+    assert await code_of(stub.Hold(hold)) == (grpc.StatusCode.FAILED_PRECONDITION, "insufficient_balance")
+    other = pb.HoldRequest(transfer_id=f"hold:{user}:1", user_id=user, amount=credits(1))
+    assert await code_of(stub.Hold(other)) == (grpc.StatusCode.ABORTED, "idempotency_conflict")
+    fresh = await stub.Hold(pb.HoldRequest(transfer_id=f"hold:{user}:2", user_id=user, amount=credits(5)))
+    assert fresh.balance.available.milli == 5000
