@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, select
@@ -477,3 +478,145 @@ async def test_order_amount_mismatch_is_refused(db: Database, ledger: Ledger, ne
     assert done.order.status == "completed"
     assert done.balance.available == C(50)
     assert done.order.bonus_transfer_id == ""
+
+
+async def test_unpaid_orders_expire_and_a_late_payment_is_still_credited(
+    db: Database, ledger: Ledger, new_id: NewId
+) -> None:
+    user = new_id("u")
+    order_id = new_id("order")
+    past = datetime.now(UTC) - timedelta(seconds=1)
+    async with db.transaction() as session:
+        await ledger.create_order(
+            session,
+            order_id=order_id,
+            user_id=user,
+            method="card",
+            provider="stripe",
+            amount=Money(100, "USD"),
+            plan_code="",
+            paid_credits=C(7),
+            bonus_credits=C(0),
+            catalog_version=1,
+            expires_at=past,
+        )
+        pending, _ = await ledger.pending_orders(session, created_before=None, provider="stripe", limit=200)
+        assert order_id in [o.id for o in pending]
+        expired = await ledger.expire_orders(session, before=datetime.now(UTC), limit=200)
+    assert order_id in [o.id for o in expired]
+    async with db.transaction() as session:
+        done = await ledger.complete_order(
+            session, order_id=order_id, provider_transaction_id=new_id("pi"), paid=Money(100, "USD")
+        )
+    assert done.order.status == "completed"
+    assert done.balance.available == C(7)
+
+
+async def test_usage_counts_net_spend_by_day_model_and_kind(
+    db: Database, ledger: Ledger, new_id: NewId
+) -> None:
+    user = new_id("u")
+    await fund(db, ledger, user, 100)
+    async with db.transaction() as session:
+        for i, (model, kind, price) in enumerate(
+            [("seedream", "image", 4), ("veo", "video", 30), ("veo", "video", 10)]
+        ):
+            hold_id = f"h:{user}:{i}"
+            await ledger.hold(
+                session,
+                transfer_id=hold_id,
+                user_id=user,
+                amount=C(price),
+                reference=Reference("task", f"t{i}"),
+                metadata={"model": model, "kind": kind},
+            )
+            await ledger.capture(session, transfer_id=f"c:{user}:{i}", hold_id=hold_id)
+        # A failed task (released) and a fully refunded one never count.
+        await ledger.hold(
+            session, transfer_id=f"h:{user}:x", user_id=user, amount=C(9), metadata={"model": "veo"}
+        )
+        await ledger.release(session, transfer_id=f"r:{user}:x", hold_id=f"h:{user}:x")
+        await ledger.refund(
+            session, transfer_id=f"rf:{user}", original_transfer_id=f"c:{user}:2", amount=C(10)
+        )
+    async with db.transaction() as session:  # a later transaction: a later statement entry
+        await ledger.refund(
+            session, transfer_id=f"rf2:{user}", original_transfer_id=f"c:{user}:1", amount=C(5)
+        )
+        by_model = await ledger.usage(session, user_id=user, from_time=None, to_time=None, group_by="model")
+        by_kind = await ledger.usage(session, user_id=user, from_time=None, to_time=None, group_by="kind")
+        by_day = await ledger.usage(
+            session, user_id=user, from_time=None, to_time=None, group_by="day", time_zone="Asia/Shanghai"
+        )
+        balance = await ledger.balance(session, user)
+        records, _ = await ledger.records(session, user_id=user, types=["refund"])
+    assert [(b.key, b.spend, b.count) for b in by_model.buckets] == [("seedream", C(4), 1), ("veo", C(25), 1)]
+    assert [(b.key, b.spend) for b in by_kind.buckets] == [("image", C(4)), ("video", C(25))]
+    assert by_day.total == C(29)
+    assert [b.key for b in by_day.buckets] == [
+        datetime.now(UTC).astimezone(ZoneInfo("Asia/Shanghai")).date().isoformat()
+    ]
+    assert balance.posted == C(100) - by_model.total  # the same data source as the balance
+    assert [r.id for r in records] == [f"rf2:{user}", f"rf:{user}"]
+    with pytest.raises(InvalidArgument):
+        async with db.transaction() as session:
+            await ledger.usage(
+                session, user_id=user, from_time=None, to_time=None, group_by="day", time_zone="Mars/Base"
+            )
+
+
+async def test_callbacks_are_logged_idempotently(db: Database, ledger: Ledger, new_id: NewId) -> None:
+    callback_id = new_id("cb")
+    args: dict[str, Any] = {
+        "callback_id": callback_id,
+        "provider": "alipay",
+        "order_id": "unknown-order",
+        "verified": False,
+        "outcome": "rejected",
+        "reason": "bad signature",
+        "payload_json": '{"out_trade_no": "x"}',
+    }
+    async with db.transaction() as session:
+        first = await ledger.record_callback(session, **args)
+        again = await ledger.record_callback(session, **args)
+    assert first == again
+    with pytest.raises(Conflict):
+        async with db.transaction() as session:
+            await ledger.record_callback(session, **{**args, "reason": "other"})
+    with pytest.raises(InvalidArgument):
+        async with db.transaction() as session:
+            await ledger.record_callback(
+                session, **{**args, "callback_id": new_id("cb"), "payload_json": "{"}
+            )
+    async with db.transaction() as session:
+        listed, _ = await ledger.list_callbacks(
+            session, order_id="unknown-order", outcome="rejected", limit=200
+        )
+    assert callback_id in [c.id for c in listed]
+
+
+async def test_the_sweeper_loop_voids_expired_holds(
+    db: Database, ledger: Ledger, new_id: NewId, bus: Any
+) -> None:
+    from kit.service import Runtime
+    from kit.settings import ServiceSettings
+    from services.ledger.sweeper import sweep
+
+    user = new_id("u")
+    await fund(db, ledger, user, 2)
+    async with db.transaction() as session:
+        await ledger.hold(
+            session, transfer_id=f"h:{user}", user_id=user, amount=C(2), ttl=timedelta(milliseconds=50)
+        )
+    runtime = Runtime("ledger", ServiceSettings(), db, bus, asyncio.Event())
+    loop = asyncio.create_task(sweep(runtime, ledger, interval=0.05))
+    try:
+        for _ in range(100):
+            if (await balance(db, ledger, user)).available == C(2):
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        runtime.stop.set()
+        await loop
+    async with db.transaction() as session:
+        assert (await ledger.get_transfer(session, f"h:{user}")).status == Status.EXPIRED
