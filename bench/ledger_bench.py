@@ -197,7 +197,7 @@ def write_docs(table: list[str], seconds: int) -> None:
             "shared by the ledger process, the bench client, PostgreSQL and pgbench). One pair = two gRPC",
             "calls and two transactions (hold, then capture), each locking the wallet row, writing a",
             "transfer, updating the wallet and a revenue shard, and adding a `balances.changed` outbox row;",
-            "one pgbench transaction = three updates, a select and an insert.",
+            "one pgbench transaction = one update, a select and an insert.",
             "",
             *table,
             end,
