@@ -16,7 +16,7 @@ from services.ledger.events import Consumers
 from services.ledger.models import metadata, outbox
 from services.ledger.service import Ledger
 from services.ledger.servicer import LedgerServicer
-from services.ledger.settings import LedgerSettings
+from services.ledger.settings import LedgerSettings, expiry_grace
 from services.ledger.sweeper import sweep
 
 
@@ -37,7 +37,7 @@ async def reconcile(settings: ServiceSettings) -> int:
     db = Database(settings.database_url, application_name="atelier-ledger-reconcile")
     try:
         async with db.transaction() as session:
-            report = await Ledger(Outbox(outbox)).reconcile(session)
+            report = await Ledger(Outbox(outbox)).reconcile(session, expiry_grace=expiry_grace(settings))
     except OperationalError as exc:
         print(f"cannot reach the ledger database: {exc.orig}")  # noqa: T201
         return 2

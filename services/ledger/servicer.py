@@ -21,6 +21,7 @@ from kit.service import Runtime
 from services.ledger import service as svc
 from services.ledger.models import outbox as outbox_table
 from services.ledger.service import Kind, Ledger, Reference
+from services.ledger.settings import expiry_grace
 from services.ledger.sweeper import expire_due_holds
 
 Context: TypeAlias = grpc.aio.ServicerContext
@@ -525,7 +526,7 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
 
     async def Reconcile(self, request: pb.ReconcileRequest, context: Context) -> pb.ReconcileResponse:
         async with self.runtime.db.transaction() as session:
-            report = await self.ledger.reconcile(session)
+            report = await self.ledger.reconcile(session, expiry_grace=expiry_grace(self.runtime.settings))
         return reconcile_pb(report)
 
 

@@ -47,7 +47,11 @@ async def populate(db: Database, ledger: Ledger) -> None:
 
 
 async def run_reconcile(db: Database, *command: str) -> tuple[int, str]:
-    env = {**os.environ, "ATELIER_DATABASE_URL": db.url.render_as_string(hide_password=False)}
+    env = {
+        **os.environ,
+        "ATELIER_DATABASE_URL": db.url.render_as_string(hide_password=False),
+        "ATELIER_SWEEP_INTERVAL_SECONDS": "0.1",  # expired holds count after 0.2 s
+    }
     process = await asyncio.create_subprocess_exec(
         *command, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
     )
