@@ -224,6 +224,14 @@ async def transfers_by_reference(
     ).all()
 
 
+async def transfers_by_trace(session: AsyncSession, trace_id: str) -> Sequence[Row[Any]]:
+    return (
+        await session.execute(
+            select(transfers).where(transfers.c.trace_id == trace_id).order_by(transfers.c.seq)
+        )
+    ).all()
+
+
 async def transfers_by_ids(session: AsyncSession, ids: Sequence[str]) -> Sequence[Row[Any]]:
     if not ids:
         return []

@@ -1541,7 +1541,7 @@ class Ledger:
     # .. spend chain and reconciliation .............................................................
 
     async def spend_chain(self, session: AsyncSession, some_id: str) -> SpendChain:
-        """Everything known about a transfer, task, run, message or recharge order id."""
+        """Everything known about a transfer, task, run, message or recharge order id, or a trace id."""
         some_id = _require_id(some_id, "id")
         rows: list[Row[Any]] = []
         reference = Reference()
@@ -1558,6 +1558,8 @@ class Ledger:
                 if await repo.transfers_by_reference(session, reference_type, some_id):
                     reference = Reference(reference_type, some_id)
                     break
+            else:  # a trace id: every transfer the traced request caused
+                rows = list(await repo.transfers_by_trace(session, some_id))
         if reference.id and not rows:
             rows = list(await repo.transfers_by_reference(session, reference.type, reference.id))
         if reference.type == "recharge_order" and order is None:

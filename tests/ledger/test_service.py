@@ -4,6 +4,7 @@ and no overdraft under real concurrency."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -620,3 +621,24 @@ async def test_the_sweeper_loop_voids_expired_holds(
         await loop
     async with db.transaction() as session:
         assert (await ledger.get_transfer(session, f"h:{user}")).status == Status.EXPIRED
+
+
+async def test_transfers_carry_the_trace_id_and_the_spend_chain_finds_it(
+    db: Database, ledger: Ledger, new_id: NewId
+) -> None:
+    from opentelemetry import trace
+
+    user = new_id("u")
+    trace_id = uuid.uuid4().int & ((1 << 128) - 1)
+    context = trace.SpanContext(trace_id=trace_id, span_id=0xABCDEF, is_remote=True)
+    with trace.use_span(trace.NonRecordingSpan(context)):
+        await fund(db, ledger, user, 3)
+        async with db.transaction() as session:
+            held = await ledger.hold(session, transfer_id=f"h:{user}", user_id=user, amount=C(1))
+    assert held.transfer.trace_id == format(trace_id, "032x")
+    async with db.transaction() as session:
+        chain = await ledger.spend_chain(session, format(trace_id, "032x"))
+        with pytest.raises(NotFound):
+            await ledger.spend_chain(session, "nothing-known")
+    assert [t.id for t in chain.transfers] == [f"fund-{user}", f"h:{user}"]
+    assert chain.trace_ids == [format(trace_id, "032x")]
