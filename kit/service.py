@@ -49,9 +49,9 @@ class Runtime:
 
 
 Setup = Callable[[Runtime, GrpcServer], Awaitable[None]]
-# An extra command-line verb of a service (`python -m services.<name> <verb> ...`): gets the settings
-# and the remaining arguments, after logging is set up.
-Command = Callable[[ServiceSettings, list[str]], Coroutine[Any, Any, None]]
+# An extra command-line verb of a service (`python -m services.<name> <verb> ...`): gets the settings and
+# the remaining arguments, after logging is set up; returns its exit status (None means 0).
+Command = Callable[[ServiceSettings, list[str]], Coroutine[Any, Any, int | None]]
 
 
 @dataclass(frozen=True)
@@ -69,10 +69,11 @@ def main(definition: ServiceDefinition, argv: list[str] | None = None) -> None:
     if argv and argv[0] in definition.commands:
         settings = definition.settings_factory()
         logs.setup(definition.name, level=settings.log_level, json_output=settings.log_json)
-        asyncio.run(definition.commands[argv[0]](settings, argv[1:]))
-        return
+        raise SystemExit(asyncio.run(definition.commands[argv[0]](settings, argv[1:])) or 0)
     parser = argparse.ArgumentParser(prog=f"python -m services.{definition.name}")
-    parser.add_argument("command", nargs="?", default="serve", choices=["serve", "migrate"])
+    parser.add_argument(
+        "command", nargs="?", default="serve", choices=["serve", "migrate", *definition.commands]
+    )
     args = parser.parse_args(argv)
     settings = definition.settings_factory()
     logs.setup(definition.name, level=settings.log_level, json_output=settings.log_json)

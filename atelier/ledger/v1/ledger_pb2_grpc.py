@@ -31,7 +31,7 @@ class LedgerServiceStub:
 
     Every mutation takes a caller-chosen id (transfer_id / order_id). The same
     id with the same body returns the first result (replayed = true); with a
-    different body it fails with ALREADY_EXISTS (idempotency_conflict). An id
+    different body it fails with ABORTED (idempotency_conflict). An id
     that failed (e.g. insufficient_balance) stays failed: retry with a new id.
     The trace id stored on transfers is taken from the incoming traceparent.
     """
@@ -165,7 +165,7 @@ class LedgerServiceServicer:
 
     Every mutation takes a caller-chosen id (transfer_id / order_id). The same
     id with the same body returns the first result (replayed = true); with a
-    different body it fails with ALREADY_EXISTS (idempotency_conflict). An id
+    different body it fails with ABORTED (idempotency_conflict). An id
     that failed (e.g. insufficient_balance) stays failed: retry with a new id.
     The trace id stored on transfers is taken from the incoming traceparent.
     """
@@ -460,7 +460,7 @@ class LedgerService:
 
     Every mutation takes a caller-chosen id (transfer_id / order_id). The same
     id with the same body returns the first result (replayed = true); with a
-    different body it fails with ALREADY_EXISTS (idempotency_conflict). An id
+    different body it fails with ABORTED (idempotency_conflict). An id
     that failed (e.g. insufficient_balance) stays failed: retry with a new id.
     The trace id stored on transfers is taken from the incoming traceparent.
     """

@@ -32,7 +32,7 @@ class LedgerServiceStub:
 
     Every mutation takes a caller-chosen id (transfer_id / order_id). The same
     id with the same body returns the first result (replayed = true); with a
-    different body it fails with ALREADY_EXISTS (idempotency_conflict). An id
+    different body it fails with ABORTED (idempotency_conflict). An id
     that failed (e.g. insufficient_balance) stays failed: retry with a new id.
     The trace id stored on transfers is taken from the incoming traceparent.
     """
@@ -98,7 +98,7 @@ class LedgerServiceAsyncStub(LedgerServiceStub):
 
     Every mutation takes a caller-chosen id (transfer_id / order_id). The same
     id with the same body returns the first result (replayed = true); with a
-    different body it fails with ALREADY_EXISTS (idempotency_conflict). An id
+    different body it fails with ABORTED (idempotency_conflict). An id
     that failed (e.g. insufficient_balance) stays failed: retry with a new id.
     The trace id stored on transfers is taken from the incoming traceparent.
     """
@@ -160,7 +160,7 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
 
     Every mutation takes a caller-chosen id (transfer_id / order_id). The same
     id with the same body returns the first result (replayed = true); with a
-    different body it fails with ALREADY_EXISTS (idempotency_conflict). An id
+    different body it fails with ABORTED (idempotency_conflict). An id
     that failed (e.g. insufficient_balance) stays failed: retry with a new id.
     The trace id stored on transfers is taken from the incoming traceparent.
     """

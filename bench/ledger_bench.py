@@ -1,0 +1,214 @@
+"""Hold + capture pairs per second over gRPC against `pgbench -b simple-update`, same PostgreSQL,
+same client counts, same run. Not a test: `python bench/ledger_bench.py [--seconds 8] [--write]`.
+
+The ledger runs as its own process (`python -m services.ledger`) on a scratch database; each bench
+client is one user's wallet doing hold → capture in a loop over one shared gRPC channel. pgbench runs
+on a scratch database initialised with `pgbench -i`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import grpc
+
+from atelier.common.v1 import common_pb2
+from atelier.ledger.v1 import ledger_pb2 as pb
+from atelier.ledger.v1 import ledger_pb2_grpc
+from kit.bus import STREAMS, Bus
+from kit.db import drop_database, ensure_database, libpq_dsn, with_database
+from kit.embedded import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVER = os.environ.get("ATELIER_BENCH_DATABASE_SERVER", "postgresql://postgres@127.0.0.1:5432/postgres")
+NATS = os.environ.get("ATELIER_BENCH_NATS_URL", "nats://127.0.0.1:4222")
+CLIENTS = (1, 8, 32)
+
+
+def pgbench_binary() -> str:
+    for candidate in (shutil.which("pgbench"), "/usr/lib/postgresql/15/bin/pgbench"):
+        if candidate and Path(candidate).exists():
+            return candidate
+    raise SystemExit("pgbench not found")
+
+
+def run_pgbench(dsn: str, clients: int, seconds: int) -> float:
+    out = subprocess.run(
+        [
+            pgbench_binary(),
+            "-n",
+            "-b",
+            "simple-update",
+            "-c",
+            str(clients),
+            "-j",
+            str(min(clients, 2)),
+            "-T",
+            str(seconds),
+            dsn,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    match = re.search(r"tps = ([\d.]+) \(without initial connection time\)", out)
+    if match is None:
+        raise SystemExit(f"cannot read pgbench output:\n{out}")
+    return float(match.group(1))
+
+
+async def wait_serving(target: str, process: asyncio.subprocess.Process) -> None:
+    for _ in range(200):
+        if process.returncode is not None:
+            raise SystemExit("the ledger process exited during startup")
+        try:
+            async with grpc.aio.insecure_channel(target) as channel:
+                await asyncio.wait_for(channel.channel_ready(), 0.5)
+                return
+        except (TimeoutError, grpc.aio.AioRpcError):
+            await asyncio.sleep(0.1)
+    raise SystemExit("the ledger did not start")
+
+
+async def ledger_pairs_per_second(
+    stub: ledger_pb2_grpc.LedgerServiceStub, clients: int, seconds: float
+) -> float:
+    run = uuid.uuid4().hex[:6]
+    amount = common_pb2.Credits(milli=1000)
+    users = [f"bench-{run}-{i}" for i in range(clients)]
+    for user in users:
+        await stub.Credit(
+            pb.CreditRequest(
+                transfer_id=f"fund:{user}",
+                user_id=user,
+                amount=common_pb2.Credits(milli=10**12),
+                kind=pb.CREDIT_KIND_GRANT,
+            )
+        )
+    deadline = time.perf_counter() + seconds
+    counts = [0] * clients
+
+    async def client(index: int) -> None:
+        user = users[index]
+        n = 0
+        while time.perf_counter() < deadline:
+            n += 1
+            hold_id = f"hold:{user}:{n}"
+            await stub.Hold(pb.HoldRequest(transfer_id=hold_id, user_id=user, amount=amount))
+            await stub.Capture(pb.CaptureRequest(transfer_id=f"capture:{hold_id}", hold_id=hold_id))
+            counts[index] += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client(i) for i in range(clients)))
+    return sum(counts) / (time.perf_counter() - started)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--write", action="store_true", help="write the table into docs/benchmarks.md")
+    args = parser.parse_args()
+
+    run = uuid.uuid4().hex[:8]
+    ledger_url = with_database(SERVER, f"bench_{run}_ledger").render_as_string(hide_password=False)
+    pgbench_url = with_database(SERVER, f"bench_{run}_pgbench").render_as_string(hide_password=False)
+    namespace = f"bench{run}"
+    await ensure_database(ledger_url)
+    await ensure_database(pgbench_url)
+    init = await asyncio.create_subprocess_exec(
+        pgbench_binary(),
+        "-i",
+        "-q",
+        libpq_dsn(pgbench_url),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    if await init.wait() != 0:
+        raise SystemExit("pgbench -i failed")
+    port = free_port()
+    env = {
+        **os.environ,
+        "ATELIER_DATABASE_URL": ledger_url,
+        "ATELIER_GRPC_PORT": str(port),
+        "ATELIER_GRPC_HOST": "127.0.0.1",
+        "ATELIER_NATS_URL": NATS,
+        "ATELIER_NAMESPACE": namespace,
+        "ATELIER_DB_POOL_SIZE": "40",
+        "ATELIER_LOG_LEVEL": "WARNING",
+    }
+    server = await asyncio.create_subprocess_exec(sys.executable, "-m", "services.ledger", cwd=ROOT, env=env)
+    rows: list[tuple[int, float, float]] = []
+    try:
+        await wait_serving(f"127.0.0.1:{port}", server)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = ledger_pb2_grpc.LedgerServiceStub(channel)
+            await ledger_pairs_per_second(stub, 4, 1.0)  # warm up pools and caches
+            for clients in CLIENTS:
+                pairs = await ledger_pairs_per_second(stub, clients, args.seconds)
+                tps = await asyncio.to_thread(run_pgbench, libpq_dsn(pgbench_url), clients, args.seconds)
+                rows.append((clients, pairs, tps))
+                print(
+                    f"{clients:>3} clients: ledger {pairs:8.1f} pairs/s   pgbench {tps:8.1f} tps   "
+                    f"ratio {pairs / tps:.3f}"
+                )
+    finally:
+        server.terminate()
+        await asyncio.wait_for(server.wait(), 30)
+        bus = await Bus.connect(NATS, namespace=namespace, name="bench-cleanup")
+        for name in STREAMS:
+            try:
+                await bus.js.delete_stream(bus.stream(name))
+            except Exception:
+                pass
+        await bus.close()
+        await drop_database(ledger_url)
+        await drop_database(pgbench_url)
+
+    table = [
+        "| clients | ledger hold+capture pairs/s | pgbench simple-update tps | ratio |",
+        "|---:|---:|---:|---:|",
+        *[f"| {c} | {p:.1f} | {t:.1f} | {p / t:.3f} |" for c, p, t in rows],
+    ]
+    print("\n".join(table))
+    if args.write:
+        write_docs(table, args.seconds)
+
+
+def write_docs(table: list[str], seconds: int) -> None:
+    path = ROOT / "docs" / "benchmarks.md"
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    start, end = "<!-- ledger-bench:start -->", "<!-- ledger-bench:end -->"
+    section = "\n".join(
+        [
+            start,
+            "## Ledger: hold + capture over gRPC vs `pgbench -b simple-update`",
+            "",
+            f"`python bench/ledger_bench.py --write`, {seconds} s per point, same PostgreSQL, same client",
+            f"counts, one run ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores",
+            "shared by the ledger process, the bench client, PostgreSQL and pgbench). One pair = two gRPC",
+            "calls and two transactions (hold, then capture), each locking the wallet row, writing a",
+            "transfer, updating the wallet and a revenue shard, and adding a `balances.changed` outbox row;",
+            "one pgbench transaction = one update, a select and an insert.",
+            "",
+            *table,
+            end,
+        ]
+    )
+    if start in text and end in text:
+        text = text[: text.index(start)] + section + text[text.index(end) + len(end) :]
+    else:
+        text = text.rstrip() + "\n\n" + section + "\n"
+    path.write_text(text)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
