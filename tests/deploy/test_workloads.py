@@ -110,9 +110,11 @@ def test_each_process_runs_its_module_and_migrates_its_own_database(
 def test_every_atelier_variable_is_a_setting_the_code_reads(
     rendered: dict[str, list[Manifest]], overlay: str
 ) -> None:
-    known = {f"ATELIER_{field.upper()}" for field in ServiceSettings.model_fields} | {
-        f"ATELIER_{field.upper()}" for field in GatewaySettings.model_fields
-    }
+    settings_classes = [GatewaySettings, ServiceSettings] + [
+        importlib.import_module(f"services.{service}.__main__").DEFINITION.settings_factory
+        for service in SERVICES
+    ]
+    known = {f"ATELIER_{field.upper()}" for cls in settings_classes for field in cls.model_fields}
     manifests = rendered[overlay]
     config = generated(manifests, "ConfigMap", "atelier-config")["data"]
     names = set(config)
@@ -205,6 +207,8 @@ def test_each_process_accepts_its_settings(
         env = dict(config) | {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
         if name != "gateway":
             env["ATELIER_DATABASE_URL"] = f"postgresql://{name}:secret@{name}-db-rw:5432/{name}"
+        # What the pod's Secret would add: real (non-placeholder) signing keys.
+        env.setdefault("ATELIER_JWT_KEYS", "k2026:" + "s" * 48)
         for variable, value in env.items():
             monkeypatch.setenv(variable, value)
         settings = factory()
