@@ -121,7 +121,7 @@ class Recharges:
         else:
             quote_request.plan_code = request.plan_code
         quote = (await self.catalog.QuoteRecharge(quote_request, metadata=identity.metadata())).quote
-        self.payments.get(quote.provider)  # refuse methods whose provider is not enabled here
+        provider = self.payments.route(quote.provider)  # refuses methods whose provider is not enabled
         expires_at = Timestamp()
         expires_at.FromDatetime(datetime.now(UTC) + self.order_ttl)
         created: ledger_pb2.CreateRechargeOrderResponse = await self.ledger.CreateRechargeOrder(
@@ -129,7 +129,7 @@ class Recharges:
                 order_id=order_id,
                 user_id=identity.user_id,
                 method=quote.method or request.method,
-                provider=quote.provider,
+                provider=provider,
                 amount=quote.amount,
                 plan_code=quote.plan_code,
                 paid_credits=quote.paid_credits,
