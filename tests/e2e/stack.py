@@ -1,0 +1,135 @@
+"""The whole product as processes, started by the same launcher as `make run`, driven over HTTP.
+
+Where the tests have PostgreSQL and NATS servers (tests/infra.py), the launcher uses them (its own
+databases and NATS namespace for this run); elsewhere it starts its embedded ones.
+"""
+
+from __future__ import annotations
+
+import email
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import psycopg
+
+from kit.db import libpq_dsn
+from kit.embedded import free_port
+from tests.infra import Infra
+
+ROOT = Path(__file__).resolve().parents[2]
+SERVICES = ("accounts", "catalog", "ledger", "generation", "workflow")
+
+
+class Stack:
+    def __init__(self, home: Path, infra: Infra | None) -> None:
+        self.home = home
+        self.http_port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.http_port}"
+        self.prefix = f"e{uuid.uuid4().hex[:6]}_"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ATELIER_") and k != "DATABASE_URL"}
+        env.update(
+            ATELIER_HOME=str(home),
+            ATELIER_HTTP_PORT=str(self.http_port),
+            ATELIER_GRPC_PORT_BASE=str(free_port()),
+            ATELIER_METRICS_PORT_BASE="0",
+            ATELIER_EMBEDDED_NATS_PORT=str(free_port()),
+            ATELIER_DB_PREFIX=self.prefix,
+            ATELIER_LOG_LEVEL="INFO",
+        )
+        if infra is not None:
+            env.update(
+                DATABASE_URL=infra.database_server,
+                ATELIER_NATS_URL=infra.nats_url,
+                ATELIER_NAMESPACE=f"{infra.namespace}{self.prefix.rstrip('_')}",
+            )
+        self.env = env
+        self.process: subprocess.Popen[str] | None = None
+        self.log = home / "launcher.log"
+
+    # -- life ------------------------------------------------------------------------------------
+    def start(self, timeout: float = 150) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "kit.cli", "run"],
+            cwd=ROOT,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=self.log.open("a"),
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the launcher exited:\n{self.log.read_text()[-4000:]}")
+            try:
+                if httpx.get(f"{self.base_url}/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        raise RuntimeError(f"the stack was not ready in {timeout} s:\n{self.log.read_text()[-4000:]}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        self.drop_databases()
+
+    def drop_databases(self) -> None:
+        server = self.env.get("DATABASE_URL")
+        if not server:
+            return
+        with psycopg.connect(libpq_dsn(server), autocommit=True) as conn:
+            for service in SERVICES:
+                conn.execute(f'DROP DATABASE IF EXISTS "{self.prefix}{service}" WITH (FORCE)')
+
+    def database(self, service: str) -> str:
+        import json
+
+        info = json.loads((self.home / "stack.json").read_text())
+        dsn: str = info["databases"][service]
+        return dsn
+
+    # -- a client's view -------------------------------------------------------------------------
+    def client(self, token: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.base_url, headers=headers, timeout=30)
+
+    def verification_token(self, address: str, timeout: float = 15) -> str:
+        """The token in the newest verification mail to `address` in the dev mail outbox."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for path in sorted((self.home / "mail").glob("*.eml"), reverse=True):
+                message = email.message_from_bytes(path.read_bytes())
+                if message["To"] and address in message["To"]:
+                    for part in message.walk():
+                        if part.get_content_type() == "text/plain":
+                            text = part.get_payload(decode=True).decode()  # type: ignore[union-attr]
+                            found = re.search(r"verify-email/([A-Za-z0-9_=-]+)", text)
+                            if found:
+                                return found.group(1)
+            time.sleep(0.2)
+        raise AssertionError(f"no verification mail for {address}")
+
+    def reconcile(self) -> subprocess.CompletedProcess[str]:
+        env = dict(self.env)
+        env["ATELIER_DATABASE_URL"] = self.database("ledger")
+        return subprocess.run(
+            [sys.executable, "-m", "services.ledger", "reconcile"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
