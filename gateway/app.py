@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from gateway import observability, problems
+from gateway import observability, problems, web
 from gateway.bus import connect_bus
 from gateway.clients import Clients
 from gateway.docs.source import LiveCatalog
@@ -45,6 +45,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     observability.install(app)
     app.include_router(ops.router)
     app.include_router(docs.router)
+    app.include_router(web.router)  # the console; claims only its own page paths
     if settings.otel_exporter != "none":
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
