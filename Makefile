@@ -27,9 +27,11 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy
 
-# The console's browser tests drive Debian's Chromium; install it once where it is missing (CI: root, Debian).
+# The console's browser tests drive Debian's Chromium (and a CJK font for the zh screenshots); install them
+# once where they are missing (CI runs as root on Debian).
 browser:
-	@test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+	@test -x /usr/bin/chromium -a -e /usr/share/fonts/truetype/wqy/wqy-zenhei.ttc || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-wqy-zenhei; }
 
 pytest: install browser
 	$(PY) -m pytest $(PYTEST_ARGS)
