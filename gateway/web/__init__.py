@@ -8,6 +8,7 @@ page from the public HTTP API. Assets are served from `/assets/`. Only the page 
 from __future__ import annotations
 
 import mimetypes
+import re
 from pathlib import Path
 from typing import Final
 
@@ -70,6 +71,8 @@ _PAGE_HEADERS: Final = {
     "Cache-Control": "no-cache",
 }
 
+_ASSET_PATH: Final = re.compile(r"[A-Za-z0-9_\-]+(?:[./][A-Za-z0-9_\-]+)*")
+
 router = APIRouter(include_in_schema=False)
 
 
@@ -101,10 +104,14 @@ for _name in PAGES:
 async def asset(path: str) -> Response:
     """A file under `static/`, never outside it; revalidated on each load (ETag) since there is no
     build step to fingerprint names."""
-    target = (STATIC / path).resolve()
-    if not target.is_relative_to(STATIC) or not target.is_file() or target.name.startswith("."):
+    if not _ASSET_PATH.fullmatch(path) or ".." in path.split("/"):
         raise Problem(404, "not_found", "no such asset")
-    media_type = _TYPES.get(target.suffix) or mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+    target = (STATIC / path).resolve()
+    if not target.is_relative_to(STATIC) or not target.is_file():
+        raise Problem(404, "not_found", "no such asset")
+    media_type = (
+        _TYPES.get(target.suffix) or mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+    )
     return FileResponse(
         target,
         media_type=media_type,

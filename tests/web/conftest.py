@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from tests.docs.catalog_fixture import seed_snapshot
 from tests.infra import Infra
 
 CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_PATH = Path(CHROMIUM)
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -95,7 +95,7 @@ async def console(infra: Infra) -> AsyncIterator[Console]:
 
 @pytest.fixture(scope="session")
 async def browser() -> AsyncIterator[Browser]:
-    if not os.path.exists(CHROMIUM):
+    if not CHROMIUM_PATH.exists():  # noqa: ASYNC240 (a stat, once per session)
         pytest.fail(f"{CHROMIUM} is missing: `make browser` installs Debian's chromium")
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)

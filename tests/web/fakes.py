@@ -88,8 +88,18 @@ RECHARGE_OPTIONS = {
         "credits_expire": False,
     },
     "plans": [
-        {"code": "starter", "name": "Starter", "price": {"amount": "29.00", "currency": "USD"}, "credits": "29"},
-        {"code": "growth", "name": "Growth", "price": {"amount": "99.00", "currency": "USD"}, "credits": "99"},
+        {
+            "code": "starter",
+            "name": "Starter",
+            "price": {"amount": "29.00", "currency": "USD"},
+            "credits": "29",
+        },
+        {
+            "code": "growth",
+            "name": "Growth",
+            "price": {"amount": "99.00", "currency": "USD"},
+            "credits": "99",
+        },
     ],
     "payment_methods": [
         {"code": "card", "name": "Visa / MasterCard", "currencies": ["USD", "CNY"]},
@@ -156,7 +166,9 @@ class FakeApi:
             return 200, {**USER, "auth_method": "session", "scopes": ["read", "write"]}
         if path == "/v1/models":
             kind = query.get("kind", "")
-            models = self.models.get(kind, []) if kind else sum(self.models.values(), [])
+            models = (
+                self.models.get(kind, []) if kind else [m for group in self.models.values() for m in group]
+            )
             return 200, {"catalog_version": 1, "admin_must_enable_models": not models, "models": models}
         if path == "/v1/pricing":
             groups = [{"kind": k, "models": v} for k, v in self.models.items() if v]
@@ -266,7 +278,9 @@ class FakeApi:
         task.update(
             status="succeeded",
             progress=100,
-            outputs=[{"id": "o_1", "index": 0, "mime_type": "image/png", "url": url, "width": 1, "height": 1}],
+            outputs=[
+                {"id": "o_1", "index": 0, "mime_type": "image/png", "url": url, "width": 1, "height": 1}
+            ],
         )
 
 

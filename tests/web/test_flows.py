@@ -4,7 +4,6 @@ pricing, the studios with exact quotes, the live balance, billing and usage char
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 
 import pytest
 from playwright.async_api import BrowserContext, Page, expect
@@ -14,10 +13,10 @@ from tests.web.fakes import FakeApi, sign_in
 
 
 @pytest.fixture
-async def api(context: BrowserContext) -> AsyncIterator[FakeApi]:
+async def api(context: BrowserContext) -> FakeApi:
     fake = FakeApi()
     await fake.install(context)
-    yield fake
+    return fake
 
 
 @pytest.fixture
@@ -34,10 +33,14 @@ async def test_pricing_tells_that_an_admin_must_enable_models_when_none_are(page
     )
     await screenshot(page, "pricing-empty")
     await page.get_by_role("button", name="中文").click()
-    await expect(page.locator("#main").get_by_role("status")).to_have_text("暂无可用模型：需要管理员先启用模型。")
+    await expect(page.locator("#main").get_by_role("status")).to_have_text(
+        "暂无可用模型：需要管理员先启用模型。"
+    )
 
 
-async def test_pricing_lists_models_by_kind_with_billing_specs_and_capabilities(page: Page, api: FakeApi) -> None:
+async def test_pricing_lists_models_by_kind_with_billing_specs_and_capabilities(
+    page: Page, api: FakeApi
+) -> None:
     await page.goto("/pricing")
     image = page.get_by_role("region", name="Image")
     card = image.locator('[data-model="gpt-image-1.5-all"]')
@@ -83,7 +86,9 @@ async def test_image_studio_shows_only_supported_specs_quotes_and_shows_the_resu
     await page.get_by_label("Prompt").fill("A bottle of tea on a wooden table")
     await page.get_by_label("Ratio").select_option("16:9")
     await page.get_by_role("button", name="Generate").click()
-    await expect(page.locator("#main").get_by_role("status").filter(has_text="Submitted")).to_contain_text("0.5 credits")
+    await expect(page.locator("#main").get_by_role("status").filter(has_text="Submitted")).to_contain_text(
+        "0.5 credits"
+    )
     [submitted] = api.sent("POST", "/v1/tasks")
     assert submitted == {
         "kind": "image",
@@ -96,7 +101,9 @@ async def test_image_studio_shows_only_supported_specs_quotes_and_shows_the_resu
         "capability": "",
         "inputs": [],
     }
-    keys = [headers.get("idempotency-key") for m, p, _, headers in api.requests if (m, p) == ("POST", "/v1/tasks")]
+    keys = [
+        headers.get("idempotency-key") for m, p, _, headers in api.requests if (m, p) == ("POST", "/v1/tasks")
+    ]
     assert keys[0]
 
     card = page.locator('[data-task="t_1"]')
@@ -122,7 +129,9 @@ async def test_video_studio_offers_the_models_durations(page: Page, signed_in: F
 async def test_studio_without_enabled_models_says_so(page: Page, signed_in: FakeApi) -> None:
     signed_in.models["video"] = []
     await page.goto("/video")
-    await expect(page.locator("#main").get_by_role("status")).to_contain_text("an admin must enable models first")
+    await expect(page.locator("#main").get_by_role("status")).to_contain_text(
+        "an admin must enable models first"
+    )
 
 
 async def test_the_top_right_balance_follows_live_events(page: Page, signed_in: FakeApi) -> None:
@@ -139,10 +148,13 @@ async def test_the_top_right_balance_follows_live_events(page: Page, signed_in: 
     await expect(balance).to_have_text("430")
     await expect(balance).to_have_attribute("aria-live", "polite")
     events = [h for m, p, _, h in signed_in.requests if p == "/v1/events"]
-    assert events and all(h["authorization"] == "Bearer fake-access-token" for h in events)
+    assert events
+    assert all(h["authorization"] == "Bearer fake-access-token" for h in events)
 
 
-async def test_billing_enforces_the_minimum_and_shows_tiers_plans_and_methods(page: Page, signed_in: FakeApi) -> None:
+async def test_billing_enforces_the_minimum_and_shows_tiers_plans_and_methods(
+    page: Page, signed_in: FakeApi
+) -> None:
     await page.goto("/billing")
     await expect(page.locator("#bonus-tiers li")).to_have_text(
         ["¥300.00 delivers 330 credits", "¥1000.00 delivers 1150 credits"]
@@ -155,7 +167,9 @@ async def test_billing_enforces_the_minimum_and_shows_tiers_plans_and_methods(pa
     await amount.fill("29.99")
     await expect(page.locator("#recharge-preview")).to_have_text("The minimum recharge is 30.00 RMB.")
     await page.get_by_role("button", name="Recharge").click()
-    await expect(page.locator("#main").get_by_role("alert")).to_have_text("The minimum recharge is 30.00 RMB.")
+    await expect(page.locator("#main").get_by_role("alert")).to_have_text(
+        "The minimum recharge is 30.00 RMB."
+    )
     assert signed_in.sent("POST", "/v1/billing/recharges") == []
     await amount.fill("300")
     await expect(page.locator("#recharge-preview")).to_have_text("You get 330 credits (300 paid + 30 bonus).")
@@ -182,11 +196,27 @@ async def test_wechat_pay_shows_a_qr_code_and_the_sandbox_pays(page: Page, signe
 
 async def test_records_can_be_filtered_by_type(page: Page, signed_in: FakeApi) -> None:
     signed_in.records = [
-        {"id": "tr_1", "type": "recharge", "occurred_at": "2026-03-14T08:00:00Z", "delta": "330", "transfer": {}},
-        {"id": "tr_2", "type": "consumption", "occurred_at": "2026-03-14T09:00:00Z", "delta": "-0.5",
-         "transfer": {"metadata": {"model": "gpt-image-1.5-all"}}},
-        {"id": "cb_1", "type": "callback", "occurred_at": "2026-03-14T08:00:00Z", "delta": "0",
-         "callback": {"provider": "sandbox", "outcome": "credited", "reason": ""}},
+        {
+            "id": "tr_1",
+            "type": "recharge",
+            "occurred_at": "2026-03-14T08:00:00Z",
+            "delta": "330",
+            "transfer": {},
+        },
+        {
+            "id": "tr_2",
+            "type": "consumption",
+            "occurred_at": "2026-03-14T09:00:00Z",
+            "delta": "-0.5",
+            "transfer": {"metadata": {"model": "gpt-image-1.5-all"}},
+        },
+        {
+            "id": "cb_1",
+            "type": "callback",
+            "occurred_at": "2026-03-14T08:00:00Z",
+            "delta": "0",
+            "callback": {"provider": "sandbox", "outcome": "credited", "reason": ""},
+        },
     ]
     await page.goto("/billing")
     rows = page.get_by_role("region", name="Records").locator("tbody tr")
@@ -210,8 +240,13 @@ async def test_usage_draws_spend_per_day_and_per_model(page: Page, signed_in: Fa
             ],
             "total": "1.5",
         },
-        "kind": {"buckets": [{"key": "image", "spend": "1", "count": 2}, {"key": "video", "spend": "0.5", "count": 1}],
-                 "total": "1.5"},
+        "kind": {
+            "buckets": [
+                {"key": "image", "spend": "1", "count": 2},
+                {"key": "video", "spend": "0.5", "count": 1},
+            ],
+            "total": "1.5",
+        },
     }
     await page.goto("/usage")
     await expect(page.locator("#usage-total")).to_have_text("Spent: 1.5 credits")
@@ -230,5 +265,7 @@ async def test_usage_draws_spend_per_day_and_per_model(page: Page, signed_in: Fa
 async def test_admin_pages_are_for_admins_only(page: Page, signed_in: FakeApi) -> None:
     await page.goto("/admin")
     await expect(page.locator("#main").get_by_role("alert")).to_have_text("This page needs the admin role.")
-    await expect(page.get_by_role("navigation", name="Main").get_by_role("link", name="Admin")).to_have_count(0)
+    await expect(page.get_by_role("navigation", name="Main").get_by_role("link", name="Admin")).to_have_count(
+        0
+    )
     await expect(page).to_have_url(re.compile(r"/admin$"))

@@ -3,6 +3,7 @@ client-side form validation, routing and sign-in redirects."""
 
 from __future__ import annotations
 
+import json
 import re
 
 from playwright.async_api import Page, expect
@@ -104,7 +105,9 @@ async def test_register_checks_password_length_and_confirmation(page: Page) -> N
 async def test_signed_in_pages_send_a_visitor_to_sign_in_and_back(page: Page) -> None:
     for path in ("/billing", "/image", "/video", "/copy", "/workflow", "/tasks", "/usage", "/admin"):
         await page.goto(path)
-        await expect(page).to_have_url(re.compile(r"/login\?next=" + re.escape(path.replace("/", "%2F")) + "$"))
+        await expect(page).to_have_url(
+            re.compile(r"/login\?next=" + re.escape(path.replace("/", "%2F")) + "$")
+        )
         await expect(page.get_by_role("heading", level=1)).to_have_text("Sign in")
 
 
@@ -144,7 +147,9 @@ async def test_verification_link_calls_verify_email_and_hides_the_token(page: Pa
         await route.fulfill(
             status=200,
             content_type="application/json",
-            body='{"id": "u_1", "email": "ada@example.com", "role": "user", "status": "active", "locale": "en"}',
+            body=json.dumps(
+                {"id": "u_1", "email": "ada@example.com", "role": "user", "status": "active", "locale": "en"}
+            ),
         )
 
     await page.route("**/v1/auth/verify-email", verify)
