@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
 import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import StreamingResponse
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
 from atelier.catalog.v1 import catalog_pb2, catalog_pb2_grpc
@@ -60,10 +64,62 @@ class FakeCatalog(catalog_pb2_grpc.CatalogServiceServicer):
 class Console:
     base_url: str
     catalog: FakeCatalog
+    live: LiveStreams
+
+
+@dataclass
+class LiveStreams:
+    """Test-only streaming endpoints on the served app (under /__test__/), for what `page.route` cannot
+    fake: a response that arrives over time. Tests push events; the browser reads them as they come."""
+
+    events: asyncio.Queue[tuple[str, dict[str, Any]]] = field(default_factory=asyncio.Queue)
+    event_requests: list[dict[str, str]] = field(default_factory=list)
+    deltas: list[str] = field(default_factory=list)
+    final: dict[str, Any] = field(default_factory=dict)
+    release_final: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def reset(self) -> None:
+        self.events = asyncio.Queue()
+        self.event_requests.clear()
+        self.release_final = asyncio.Event()
+
+    def install(self, app: FastAPI) -> None:
+        async def events(request: Request) -> StreamingResponse:
+            self.event_requests.append(dict(request.headers))
+            queue = self.events
+
+            async def stream() -> AsyncIterator[str]:
+                yield ": connected\n\n"
+                while True:
+                    name, data = await queue.get()
+                    yield f"event: {name}\ndata: {json.dumps(data)}\n\n"
+
+            return StreamingResponse(stream(), media_type="text/event-stream")
+
+        async def message(request: Request) -> StreamingResponse:
+            async def stream() -> AsyncIterator[str]:
+                yield f"event: user_message\ndata: {json.dumps({'role': 'user'})}\n\n"
+                for delta in self.deltas:
+                    yield f"event: delta\ndata: {json.dumps({'text': delta})}\n\n"
+                    await asyncio.sleep(0.05)
+                await self.release_final.wait()
+                yield f"event: final\ndata: {json.dumps(self.final)}\n\n"
+
+            return StreamingResponse(stream(), media_type="text/event-stream")
+
+        app.add_api_route("/__test__/events", events, methods=["GET"])
+        app.add_api_route("/__test__/copy-message", message, methods=["POST"])
 
 
 async def _serve(app: object, port: int) -> tuple[uvicorn.Server, asyncio.Task[None]]:
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")  # type: ignore[arg-type]
+    config = uvicorn.Config(
+        app,  # type: ignore[arg-type]
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        timeout_graceful_shutdown=1,
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     for _ in range(200):
@@ -85,8 +141,11 @@ async def console(infra: Infra) -> AsyncIterator[Console]:
         catalog_addr=f"127.0.0.1:{grpc_port}", nats_url=infra.nats_url, namespace=infra.namespace
     )
     port = free_port()
-    server, task = await _serve(create_app(settings), port)
-    yield Console(f"http://127.0.0.1:{port}", catalog)
+    app = create_app(settings)
+    live = LiveStreams()
+    live.install(app)
+    server, task = await _serve(app, port)
+    yield Console(f"http://127.0.0.1:{port}", catalog, live)
     server.should_exit = True
     with contextlib.suppress(asyncio.CancelledError):
         await asyncio.wait_for(task, 10)
@@ -105,6 +164,7 @@ async def browser() -> AsyncIterator[Browser]:
 
 @pytest.fixture
 async def context(browser: Browser, console: Console) -> AsyncIterator[BrowserContext]:
+    console.live.reset()
     context = await browser.new_context(base_url=console.base_url, locale="en-US")
     context.set_default_timeout(10_000)
     yield context

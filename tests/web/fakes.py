@@ -128,6 +128,11 @@ class FakeApi:
     recharge_step: dict[str, Any] = field(default_factory=lambda: {"type": "none"})
     recharge_provider: str = "sandbox"
     requests: list[tuple[str, str, Any, dict[str, str]]] = field(default_factory=list)
+    # When set, these paths go to the served app's streaming test endpoints instead of a canned body.
+    stream_events_to: str | None = None
+    stream_copy_to: str | None = None
+    conversations: list[dict[str, Any]] = field(default_factory=list)
+    admin_models: list[dict[str, Any]] = field(default_factory=list)
 
     def sent(self, method: str, path: str) -> list[Any]:
         return [body for m, p, body, _ in self.requests if m == method and p == path]
@@ -143,6 +148,12 @@ class FakeApi:
         if request.post_data and "json" in (request.headers.get("content-type") or ""):
             body = json.loads(request.post_data)
         self.requests.append((request.method, path, body, dict(request.headers)))
+        if path == "/v1/events" and self.stream_events_to:
+            await route.continue_(url=self.stream_events_to)
+            return
+        if path.endswith("/messages") and self.stream_copy_to:
+            await route.continue_(url=self.stream_copy_to)
+            return
         if path.startswith("/v1/files/"):
             await route.fulfill(status=200, content_type="image/png", body=PNG_1X1)
             return
@@ -206,7 +217,7 @@ class FakeApi:
         if path == "/v1/usage":
             return 200, self.usage.get(query.get("group_by", "day"), {"buckets": [], "total": "0"})
         if path == "/v1/tasks" and method == "POST":
-            task = self._task(body)
+            task = self.new_task(body)
             self.tasks[task["id"]] = task
             return 201, {"task": task, "created": True}
         if path == "/v1/tasks":
@@ -214,6 +225,13 @@ class FakeApi:
         if path.startswith("/v1/tasks/"):
             task = self.tasks.get(path.rsplit("/", 1)[1])
             return (200, {"task": task}) if task else None
+        if path == "/v1/copy/conversations" and method == "POST":
+            number = len(self.conversations) + 1
+            conversation = {"id": f"c_{number}", "title": "", "model_code": body["model"]}
+            self.conversations.append(conversation)
+            return 201, {"conversation": conversation}
+        if path == "/v1/copy/conversations":
+            return 200, {"items": self.conversations, "next_cursor": None}
         if path == "/v1/workflow-runs" and method == "GET":
             return 200, {"items": [], "next_cursor": None}
         return None
@@ -257,7 +275,7 @@ class FakeApi:
             "completed_at": None,
         }
 
-    def _task(self, body: dict[str, Any]) -> dict[str, Any]:
+    def new_task(self, body: dict[str, Any]) -> dict[str, Any]:
         return {
             "id": f"t_{len(self.tasks) + 1}",
             "kind": body["kind"],
