@@ -107,6 +107,63 @@ RECHARGE_OPTIONS = {
         {"code": "wechatpay", "name": "微信支付", "currencies": ["CNY"]},
     ],
 }
+TEMPLATE = {
+    "code": "health-supplement",
+    "name": "保健品宣传视频",
+    "description": "",
+    "price": "1",
+    "inputs": [
+        {
+            "name": "productText",
+            "type": "text",
+            "required": True,
+            "allowed_values": [],
+            "label": "Product text",
+            "min_items": 0,
+            "max_items": 0,
+            "max_length": 2000,
+        },
+        {
+            "name": "productPhotos",
+            "type": "image_uploads",
+            "required": True,
+            "allowed_values": [],
+            "label": "Product photos",
+            "min_items": 1,
+            "max_items": 4,
+            "max_length": 0,
+        },
+        {
+            "name": "ratio",
+            "type": "choice",
+            "required": True,
+            "allowed_values": ["9:16", "16:9"],
+            "label": "Ratio",
+            "min_items": 0,
+            "max_items": 0,
+            "max_length": 0,
+        },
+        {
+            "name": "tone",
+            "type": "choice",
+            "required": True,
+            "allowed_values": ["warm", "energetic"],
+            "label": "Tone",
+            "min_items": 0,
+            "max_items": 0,
+            "max_length": 0,
+        },
+    ],
+    "required_inputs": ["productText", "productPhotos", "ratio", "tone"],
+    "steps": [
+        {"key": "prompt-image", "kind": "text", "model": "gemini-2.5-pro", "label": "Image prompt"},
+        {"key": "image", "kind": "image", "model": "google-flow-image", "label": "Product image"},
+        {"key": "prompt-video", "kind": "text", "model": "gemini-2.5-pro", "label": "Video prompt"},
+        {"key": "video", "kind": "video", "model": "google-flow-video", "label": "Promo video"},
+    ],
+    "notes": "图片提示词 -> 产品展示图 -> 视频提示词 -> 宣传视频",
+    "refund_policy": "full",
+}
 PNG_1X1 = bytes.fromhex(
     "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
     "1f15c4890000000d49444154789c6360f8cfc0f01f0005000201e2a8d7a60000000049454e44ae426082"
@@ -133,6 +190,9 @@ class FakeApi:
     stream_copy_to: str | None = None
     conversations: list[dict[str, Any]] = field(default_factory=list)
     admin_models: list[dict[str, Any]] = field(default_factory=list)
+    runs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    uploads: int = 0
+    expired_tokens: set[str] = field(default_factory=set)
 
     def sent(self, method: str, path: str) -> list[Any]:
         return [body for m, p, body, _ in self.requests if m == method and p == path]
@@ -156,6 +216,14 @@ class FakeApi:
             return
         if path.startswith("/v1/files/"):
             await route.fulfill(status=200, content_type="image/png", body=PNG_1X1)
+            return
+        token = (request.headers.get("authorization") or "").removeprefix("Bearer ")
+        if token in self.expired_tokens and not path.startswith("/v1/auth/"):
+            await route.fulfill(
+                status=401,
+                content_type="application/problem+json",
+                body=json.dumps({"status": 401, "code": "token_expired", "detail": "expired"}),
+            )
             return
         answer = self.answer(request.method, path, query, body)
         if answer is None:
@@ -232,8 +300,76 @@ class FakeApi:
             return 201, {"conversation": conversation}
         if path == "/v1/copy/conversations":
             return 200, {"items": self.conversations, "next_cursor": None}
-        if path == "/v1/workflow-runs" and method == "GET":
+        if path == "/v1/auth/refresh":
+            return 200, {
+                "access_token": f"fresh-{body['refresh_token']}",
+                "token_type": "Bearer",
+                "expires_in": 900,
+                "refresh_token": "rotated-refresh-token",
+                "refresh_expires_at": None,
+                "session_id": "s_1",
+                "user": USER,
+            }
+        if path == "/v1/api-keys":
             return 200, {"items": [], "next_cursor": None}
+        if path == "/v1/uploads":
+            self.uploads += 1
+            upload_id = f"up_{self.uploads}"
+            return 201, {"id": upload_id, "url": f"/v1/files/{upload_id}.png", "mime_type": "image/png"}
+        if path == "/v1/workflow-templates":
+            return 200, {"catalog_version": 1, "templates": [TEMPLATE]}
+        if path == "/v1/workflow-runs" and method == "POST":
+            run = {
+                "id": f"r_{len(self.runs) + 1}",
+                "template_code": body["template"],
+                "status": "RUN_STATUS_RUNNING",
+                "inputs": body["inputs"],
+                "price": "1",
+                "refund_amount": "0",
+                "steps": [
+                    {
+                        "key": step["key"],
+                        "index": i,
+                        "kind": step["kind"],
+                        "model_code": step["model"],
+                        "status": "STEP_STATUS_PENDING",
+                        "outputs": [],
+                    }
+                    for i, step in enumerate(TEMPLATE["steps"])
+                ],
+                "created_at": "2026-03-14T08:00:00Z",
+            }
+            self.runs[run["id"]] = run
+            return 201, {"run": run, "created": True}
+        if path == "/v1/workflow-runs":
+            return 200, {"items": list(self.runs.values())[::-1], "next_cursor": None}
+        if path.startswith("/v1/workflow-runs/"):
+            found = self.runs.get(path.rsplit("/", 1)[1])
+            return (200, {"run": found}) if found else None
+        if path == "/v1/admin/models" and method == "GET":
+            return 200, {"items": self.admin_models}
+        if path.startswith("/v1/admin/models/") and method in ("PATCH", "PUT"):
+            code = path.rsplit("/", 1)[1]
+            for item in self.admin_models:
+                if item["code"] == code:
+                    item.update(body)
+            return 200, {"model": body}
+        if path == "/v1/admin/users":
+            return 200, {"items": [{**USER, "balance": {"available": "100"}}], "next_cursor": None}
+        if path.startswith("/v1/admin/users/") and path.endswith("/credit-adjustments"):
+            return 201, {"id": "adj_1", "amount": body["amount"]}
+        if path == "/v1/admin/audit":
+            return 200, {
+                "items": [
+                    {
+                        "created_at": "2026-03-14T08:00:00Z",
+                        "actor_email": "root@atelier.local",
+                        "action": "model.enabled",
+                        "target": "grok-video-3",
+                        "catalog_version": 7,
+                    }
+                ]
+            }
         return None
 
     def _quote(self, body: dict[str, Any]) -> dict[str, Any]:

@@ -60,17 +60,18 @@ async function withRefreshLock(fn) {
   return fn();
 }
 
-/** A valid access token, refreshed when it is about to expire; null when signed out. */
-export async function accessToken({ force = false } = {}) {
+/** A valid access token, refreshed when it is about to expire or when the server `rejected` it;
+ *  null when signed out. Concurrent callers (requests, tabs) that saw the same token rejected share
+ *  one refresh: whoever comes second finds a newer token stored and uses it. */
+export async function accessToken({ rejected = null } = {}) {
+  const usable = (s) => s.expires_at - Date.now() > EARLY_REFRESH_MS && s.access_token !== rejected;
   const current = session();
   if (!current) return null;
-  if (!force && current.expires_at - Date.now() > EARLY_REFRESH_MS) return current.access_token;
+  if (usable(current)) return current.access_token;
   return withRefreshLock(async () => {
-    const latest = session(); // another tab may have refreshed while we waited
+    const latest = session(); // another request or tab may have refreshed while we waited
     if (!latest) return null;
-    if (latest.access_token !== current.access_token && latest.expires_at - Date.now() > EARLY_REFRESH_MS) {
-      return latest.access_token;
-    }
+    if (usable(latest)) return latest.access_token;
     try {
       const body = await request("POST", "/v1/auth/refresh", {
         body: { refresh_token: latest.refresh_token },
@@ -121,8 +122,10 @@ async function problemOf(response) {
 /** fetch with auth, language and problem+json errors; one retry after a refresh on 401. */
 export async function send(method, path, options = {}) {
   const { body, query, auth = true, idempotencyKey, form, accept, signal } = options;
+  let used = null;
   const attempt = async () => {
     const headers = await headersFor({ auth, idempotencyKey, json: body !== undefined, accept });
+    used = headers.Authorization?.slice("Bearer ".length) ?? null;
     let payload;
     if (form) payload = form;
     else if (body !== undefined) payload = JSON.stringify(body);
@@ -137,7 +140,7 @@ export async function send(method, path, options = {}) {
   if (response.status === 401 && auth && session()) {
     const problem = await problemOf(response);
     if (problem.code === "token_expired" || problem.code === "invalid_token") {
-      await accessToken({ force: true });
+      await accessToken({ rejected: used });
       response = await attempt();
     } else {
       throw new ApiError(401, problem);
@@ -437,7 +440,7 @@ export function liveEvents(handlers) {
           cache: "no-store",
         });
         if (response.status === 401) {
-          await accessToken({ force: true });
+          await accessToken({ rejected: token });
           continue;
         }
         if (!response.ok || !response.body) throw new ApiError(response.status, null);
