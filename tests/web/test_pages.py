@@ -157,6 +157,9 @@ async def test_verification_link_calls_verify_email_and_hides_the_token(page: Pa
     await expect(page.get_by_role("status")).to_contain_text("Your email ada@example.com is verified")
     assert calls == ['{"token":"tok_abc123"}']
     await expect(page).to_have_url(re.compile(r"/verify-email$"))
+    await page.get_by_role("button", name="中文").click()
+    await expect(page.get_by_role("status")).to_contain_text("邮箱 ada@example.com 已验证")
+    assert len(calls) == 1
 
 
 async def test_a_failed_verification_offers_a_new_link(page: Page) -> None:

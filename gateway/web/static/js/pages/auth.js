@@ -128,9 +128,25 @@ function resendForm() {
   );
 }
 
+// The outcome of this page load's verification, so a re-render (e.g. a language switch) shows it again
+// after the single-use token has left the address bar.
+let verifiedEmail = null;
+
+function verifiedView(main, note) {
+  note.success(t("auth.verify.done", { email: verifiedEmail }));
+  const next = session() ? ["/billing", t("nav.billing")] : ["/login", t("nav.login")];
+  main.append(h("p", {}, h("a", { href: next[0], class: "button" }, next[1])));
+}
+
 async function verify({ main, params }) {
   main.append(pageHeader(t("auth.verify.title")));
   const token = params.token;
+  if (!token && verifiedEmail !== null) {
+    const note = notice();
+    main.append(note.el);
+    verifiedView(main, note);
+    return;
+  }
   if (!token) {
     main.append(h("p", {}, t("auth.verify.check_inbox")), resendForm());
     return;
@@ -142,8 +158,8 @@ async function verify({ main, params }) {
   note.info(t("auth.verify.working"));
   try {
     const user = await auth.verifyEmail(token);
-    note.success(t("auth.verify.done", { email: user?.email ?? "" }));
-    main.append(h("p", {}, h("a", { href: session() ? "/billing" : "/login", class: "button" }, session() ? t("nav.billing") : t("nav.login"))));
+    verifiedEmail = user?.email ?? "";
+    verifiedView(main, note);
     if (session()) await auth.me().catch(() => {});
   } catch (error) {
     note.error(error);

@@ -40,8 +40,16 @@ export default async function render({ main }) {
       const modelBuckets = byModel.buckets || [];
       const parts = [h("p", { class: "price", id: "usage-total" }, t("usage.total", { amount: credits(byDay.total ?? "0") }))];
       if (!modelBuckets.length) parts.push(emptyState(t("usage.empty")));
+      const spentDays = (byDay.buckets || []).filter((b) => b.spend !== "0");
       parts.push(
-        h("section", { class: "card", id: "chart-day" }, barChart(t("usage.per_day"), fillDays(byDay.buckets || [], days))),
+        h(
+          "section",
+          { class: "card", id: "chart-day" },
+          barChart(t("usage.per_day"), fillDays(byDay.buckets || [], days)),
+          spentDays.length
+            ? h("div", { class: "visually-hidden" }, table(t("usage.per_day"), [[t("usage.day"), (b) => b.key], [t("usage.spend"), (b) => b.spend]], spentDays))
+            : null,
+        ),
         h("section", { class: "card", id: "chart-model" }, barChart(t("usage.per_model"), modelBuckets)),
       );
       if (modelBuckets.length) {
