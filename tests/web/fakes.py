@@ -321,7 +321,7 @@ class FakeApi:
         if path == "/v1/workflow-runs" and method == "POST":
             run = {
                 "id": f"r_{len(self.runs) + 1}",
-                "template_code": body["template"],
+                "template_code": body["template_code"],
                 "status": "RUN_STATUS_RUNNING",
                 "inputs": body["inputs"],
                 "price": "1",

@@ -63,7 +63,7 @@ async def test_workflow_shows_template_inputs_and_price_and_follows_a_run(
     )
     [started] = api.sent("POST", "/v1/workflow-runs")
     assert started == {
-        "template": "health-supplement",
+        "template_code": "health-supplement",
         "inputs": {
             "productText": "Vitamin C for busy people",
             "productPhotos": ["up_1"],

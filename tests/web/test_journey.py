@@ -23,8 +23,14 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, expect
 
-from tests.test_launcher import Stack
+from tests.infra import Infra
+from tests.test_launcher import Stack as LauncherStack
 from tests.web.conftest import screenshot
+
+try:  # the e2e harness on main: the launcher on this run's PostgreSQL and NATS, databases dropped after
+    from tests.e2e.stack import Stack as E2EStack  # type: ignore[import-not-found,unused-ignore]
+except ImportError:  # before integration: the launcher on its embedded servers
+    E2EStack = None
 
 pytestmark = [
     pytest.mark.journey,
@@ -36,23 +42,42 @@ PASSWORD = "a long journey password"
 STEP_TIMEOUT = 60_000  # generation on the local provider, workflow steps, callbacks
 
 
+class Stack:
+    """`atelier run` as a process: main's e2e harness when present, else the launcher test's."""
+
+    def __init__(self, home: Path, infra: Infra) -> None:
+        self.home = home
+        self.inner = E2EStack(home, infra) if E2EStack is not None else LauncherStack(home)
+        self.http_port: int = self.inner.http_port
+        # Mailed links land on the console's pages, which call the API.
+        self.inner.env.update(
+            ATELIER_VERIFY_URL_TEMPLATE="{public_url}/verify-email/{token}",
+            ATELIER_RESET_URL_TEMPLATE="{public_url}/reset-password/{token}",
+            ATELIER_ADMIN_EMAIL=ADMIN_EMAIL,
+            ATELIER_ADMIN_PASSWORD=ADMIN_PASSWORD,
+        )
+
+    def start(self) -> None:
+        if isinstance(self.inner, LauncherStack):
+            self.inner.start()
+            self.inner.wait_ready(180)
+        else:
+            self.inner.start(180)
+
+    def stop(self) -> None:
+        process = self.inner.process
+        if process is not None and process.poll() is None:
+            self.inner.stop()
+
+
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    stack = Stack(tmp_path_factory.mktemp("journey") / "home")
-    # Mailed links land on the console's pages, which call the API.
-    stack.env.update(
-        ATELIER_VERIFY_URL_TEMPLATE="{public_url}/verify-email/{token}",
-        ATELIER_RESET_URL_TEMPLATE="{public_url}/reset-password/{token}",
-        ATELIER_ADMIN_EMAIL=ADMIN_EMAIL,
-        ATELIER_ADMIN_PASSWORD=ADMIN_PASSWORD,
-    )
-    stack.start()
+def stack(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    stack = Stack(tmp_path_factory.mktemp("journey") / "home", infra)
     try:
-        stack.wait_ready(180)
+        stack.start()
         yield stack
     finally:
-        if stack.process and stack.process.poll() is None:
-            stack.stop()
+        stack.stop()
 
 
 @pytest.fixture

@@ -364,9 +364,15 @@ function normalizeRun(run) {
   };
 }
 
+// Shapes: gateway/routes/workflows.py (workflow branch). Start answers {run, created}; get and cancel
+// answer the run: {id, template_code, status, inputs, price, refund_amount, refund_policy, error,
+// steps: [{key, index, kind, model_code, status, task_id, outputs, error}], created_at, ...}.
 export const workflows = {
   async start(template, inputs, idempotencyKey) {
-    const reply = await request("POST", "/v1/workflow-runs", { body: { template, inputs }, idempotencyKey });
+    const reply = await request("POST", "/v1/workflow-runs", {
+      body: { template_code: template, inputs },
+      idempotencyKey,
+    });
     return normalizeRun(reply.run ?? reply);
   },
   async list(query = {}) {
@@ -387,14 +393,16 @@ export const workflows = {
 };
 
 // -- billing and usage ------------------------------------------------------------------------------
+// Shapes: gateway/routes/billing.py and payments.py on main.
 export const billing = {
-  // {available, held, posted, version}
+  // {user_id, available, held, posted, version, updated_at}
   async balance() {
     const reply = await request("GET", "/v1/billing/balance");
     return reply.balance ?? reply;
   },
-  // type: recharge | consumption | refund | adjustment | callback; rows: {id, type, occurred_at, delta,
-  //  transfer?, callback?}
+  // type: recharge | consumption | refund | adjustment | callback → {items: [{id, type, occurred_at, delta,
+  //  transfer?: {kind, amount, reference: {type, id}, metadata, reason}, callback?: {provider, outcome,
+  //  reason, verified, amount}}], next_cursor}
   async records(query = {}) {
     const reply = await request("GET", "/v1/billing/records", { query: { limit: 50, ...query } });
     const items = (reply.items ?? reply.records ?? []).map((r) => ({ ...r, type: enumValue(r.type, "RECORD_TYPE_") }));
@@ -405,10 +413,11 @@ export const billing = {
   recharge: (id) => request("GET", `/v1/billing/recharges/${encodeURIComponent(id)}`),
   /** The sandbox provider's payer: sends the signed callback for a sandbox order (local only). */
   sandboxPay: (orderId) => request("POST", `/sandbox/pay/${encodeURIComponent(orderId)}`, { auth: false }),
-  // group_by: day | model | kind → {buckets: [{key, spend, count}], total}
+  // group_by: day | model | kind; from / to (RFC 3339); tz (IANA, for day buckets)
+  //  → {group_by, from, to, total, buckets: [{key, spend, count}]}
   usage: (query) =>
     request("GET", "/v1/usage", {
-      query: { time_zone: Intl.DateTimeFormat().resolvedOptions().timeZone, ...query },
+      query: { tz: Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC", ...query },
     }),
 };
 
