@@ -174,6 +174,7 @@ async def test_register_verify_recharge_generate_run_and_see_the_usage(
     await expect(page.locator("#balance")).to_have_text("30", timeout=STEP_TIMEOUT)
     live_seconds = time.monotonic() - paid_at
     await expect(page.locator("#billing-available")).to_have_text("30 credits")
+    await expect(page.locator("#recharge-step .badge")).to_have_text("Completed", timeout=3000)
     records = page.get_by_role("region", name="Records")
     await expect(records.locator("tbody tr").filter(has_text="Recharge")).not_to_have_count(0)
     await page.get_by_label("Show").select_option("callback")

@@ -117,15 +117,17 @@ function rechargeSection(options, stops) {
   });
 
   let poll = null;
+  let check = null;
   const watch = (order) => {
     const draw = (current) => replace(stepBox, nextStepView(current, () => refreshBalance()));
     draw(order);
     clearInterval(poll);
-    poll = setInterval(async () => {
+    check = async () => {
       try {
         const current = await billing.recharge(order.id);
         if (current.status !== "pending") {
           clearInterval(poll);
+          check = null;
           draw(current);
           if (current.status === "completed") note.success(t("billing.credited", { credits: current.total_credits }));
           refreshBalance();
@@ -133,14 +135,13 @@ function rechargeSection(options, stops) {
       } catch {
         /* try again on the next tick */
       }
-    }, 2000);
+    };
+    poll = setInterval(() => check?.(), 2000);
   };
   stops.push(() => clearInterval(poll));
-  stops.push(
-    onLive("recharge", (event) => {
-      note.success(t("billing.credited", { credits: event.total_credits }));
-    }),
-  );
+  // A completed recharge (or any balance change) settles the order shown at once, not at the next poll.
+  stops.push(onLive("recharge", () => check?.()));
+  stops.push(onBalance(() => check?.()));
 
   const tiers = (rules.bonus_tiers || []).map((tier) => h("li", {}, t("billing.tier", { amount: money(tier.amount), credits: tier.credits })));
   const form = h(
@@ -187,7 +188,11 @@ function rechargeSection(options, stops) {
 function describe(record) {
   const transfer = record.transfer;
   const callback = record.callback;
-  if (callback) return `${callback.provider} · ${callback.outcome ? t(`outcome.${String(callback.outcome).toLowerCase().replace("callback_outcome_", "")}`) : ""} ${callback.reason || ""}`.trim();
+  if (callback) {
+    const outcome = String(callback.outcome || "").toLowerCase().replace("callback_outcome_", "");
+    const reason = callback.reason && callback.reason.toLowerCase() !== outcome ? callback.reason : "";
+    return [callback.provider, outcome ? t(`outcome.${outcome}`) : "", reason].filter(Boolean).join(" · ");
+  }
   if (!transfer) return "";
   const meta = transfer.metadata || {};
   return [meta.model, meta.template, transfer.reference?.id, transfer.reason].filter(Boolean).join(" · ");
