@@ -20,8 +20,9 @@ function magnitude(value) {
 /** buckets: [{key, spend, count}] → a figure with an SVG bar chart and a data table for screen readers. */
 export function barChart(title, buckets, { label = (b) => b.key, value = (b) => b.spend } = {}) {
   const width = 640;
-  const height = 260;
-  const pad = { top: 16, right: 12, bottom: 48, left: 48 };
+  const height = 300;
+  const pad = { top: 20, right: 12, bottom: 92, left: 72 };
+  const short = (text) => (text.length > 18 ? `${text.slice(0, 17)}…` : text);
   const innerW = width - pad.left - pad.right;
   const innerH = height - pad.top - pad.bottom;
   const max = Math.max(0, ...buckets.map((b) => magnitude(value(b))));
@@ -38,8 +39,11 @@ export function barChart(title, buckets, { label = (b) => b.key, value = (b) => 
     const bar = svg("rect", { class: "bar", x, y: pad.top + innerH - barH, width: barW, height: Math.max(barH, v > 0 ? 1 : 0), "data-key": bucket.key, "data-value": value(bucket) });
     bar.append(svg("title", {}, `${label(bucket)}: ${value(bucket)}`));
     chart.append(bar);
+    if (v > 0 && buckets.length <= 16) {
+      chart.append(svg("text", { x: x + barW / 2, y: pad.top + innerH - barH - 4, "text-anchor": "middle" }, value(bucket)));
+    }
     if (buckets.length <= 16 || i % Math.ceil(buckets.length / 16) === 0) {
-      chart.append(svg("text", { x: x + barW / 2, y: pad.top + innerH + 14, "text-anchor": "end", transform: `rotate(-35 ${x + barW / 2} ${pad.top + innerH + 14})` }, label(bucket)));
+      chart.append(svg("text", { x: x + barW / 2, y: pad.top + innerH + 14, "text-anchor": "end", transform: `rotate(-35 ${x + barW / 2} ${pad.top + innerH + 14})` }, short(label(bucket))));
     }
   });
   return h("figure", { class: "chart" }, h("figcaption", {}, title), chart);
