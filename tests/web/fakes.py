@@ -238,7 +238,8 @@ class FakeApi:
             stream = "".join(f"event: {name}\ndata: {json.dumps(data)}\n\n" for name, data in payload)
             await route.fulfill(status=200, content_type="text/event-stream", body=stream)
             return
-        await route.fulfill(status=status, content_type="application/json", body=json.dumps(payload))
+        content_type = "application/problem+json" if status >= 400 else "application/json"
+        await route.fulfill(status=status, content_type=content_type, body=json.dumps(payload))
 
     def answer(self, method: str, path: str, query: dict[str, str], body: Any) -> tuple[int, Any] | None:
         if path == "/v1/me":
@@ -300,6 +301,22 @@ class FakeApi:
             return 201, {"conversation": conversation}
         if path == "/v1/copy/conversations":
             return 200, {"items": self.conversations, "next_cursor": None}
+        if path == "/v1/auth/login":
+            if body["password"] != "right password":
+                return 401, {
+                    "status": 401,
+                    "code": "invalid_credentials",
+                    "detail": "wrong email or password",
+                }
+            return 200, {
+                "access_token": "fake-access-token",
+                "token_type": "Bearer",
+                "expires_in": 900,
+                "refresh_token": "fake-refresh-token",
+                "refresh_expires_at": None,
+                "session_id": "s_1",
+                "user": {**USER, "email": body["email"]},
+            }
         if path == "/v1/auth/refresh":
             return 200, {
                 "access_token": f"fresh-{body['refresh_token']}",

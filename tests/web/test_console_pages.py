@@ -174,6 +174,25 @@ async def test_signing_out_forgets_the_session(page: Page, context: BrowserConte
     await other.close()
 
 
+@pytest.mark.parametrize(
+    ("next_path", "landing"),
+    [("/billing", "/billing"), ("//evil.example/x", "/image"), ("/\\evil.example", "/image"), ("", "/image")],
+)
+async def test_sign_in_goes_back_only_to_a_page_of_this_site(
+    page: Page, api: FakeApi, next_path: str, landing: str
+) -> None:
+    await page.goto(f"/login?next={next_path}" if next_path else "/login")
+    await page.get_by_label("Email").fill("ada@example.com")
+    await page.get_by_label("Password").fill("wrong password")
+    await page.get_by_role("button", name="Sign in").last.click()
+    await expect(page.locator("#main").get_by_role("alert")).to_have_text("Wrong email or password.")
+    await page.get_by_label("Password").fill("right password")
+    await page.get_by_role("button", name="Sign in").last.click()
+    await expect(page).to_have_url(re.compile(re.escape(landing) + "$"))
+    await expect(page.locator("#balance")).to_have_text("100")
+    await expect(page.get_by_role("heading", level=1)).to_be_focused()
+
+
 UNLABELLED = """() => {
   const named = (el) =>
     el.labels?.length || el.getAttribute('aria-label') || el.getAttribute('aria-labelledby');

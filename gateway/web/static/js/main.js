@@ -70,7 +70,7 @@ function match(pathname) {
 export function navigate(to, { replace: replaceState = false } = {}) {
   if (replaceState) history.replaceState(null, "", to);
   else history.pushState(null, "", to);
-  render();
+  return render().then(focusHeading);
 }
 
 function isAdmin() {

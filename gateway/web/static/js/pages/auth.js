@@ -50,7 +50,8 @@ function login({ main, query, navigate }) {
         await busy(submit, note, async () => {
           note.clear();
           await auth.login(email.value.trim(), password.value);
-          const next = query.next && query.next.startsWith("/") && !query.next.startsWith("//") ? query.next : "/image";
+          // Only a path on this site (never "//host" or "/\\host", which browsers read as another origin).
+          const next = /^\/(?![/\\])[^\\]*$/.test(query.next || "") ? query.next : "/image";
           navigate(next, { replace: true });
         });
       },
