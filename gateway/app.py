@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from gateway import observability, problems
+from gateway import observability, problems, web
 from gateway.auth import AuthState
 from gateway.bus import connect_bus
 from gateway.clients import Clients
@@ -62,6 +62,7 @@ def create_app(
         app.include_router(module.router)
     for router in (payments.callbacks, payments.billing, payments.sandbox):
         app.include_router(router)
+    app.include_router(web.router)  # the console; claims only its own page paths
     if settings.otel_exporter != "none":
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 

@@ -14,7 +14,9 @@ class AccountsSettings(ServiceSettings):
 
     # Where links in emails point (the public web/API origin).
     public_url: str = "http://127.0.0.1:8000"
-    verify_url_template: str = "{public_url}/v1/auth/verify-email/{token}"
+    # The console page that verifies (it calls POST /v1/auth/verify-email); the API also accepts
+    # GET /v1/auth/verify-email/{token} for clients without the console.
+    verify_url_template: str = "{public_url}/verify-email/{token}"
     reset_url_template: str = "{public_url}/reset-password/{token}"
     home: Path = Path(".atelier")
 
