@@ -202,6 +202,11 @@ class Bus:
                 task.add_done_callback(in_flight.discard)
         if in_flight:
             await asyncio.wait(in_flight)
+        # Without this, draining the connection at shutdown waits out its whole timeout.
+        try:
+            await sub.unsubscribe()
+        except Exception as exc:
+            log.debug("unsubscribe of %s failed: %s", durable, exc)
 
     async def _pull_subscribe(
         self, subject: str, durable: str, stream: str, config: ConsumerConfig

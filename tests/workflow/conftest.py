@@ -16,8 +16,8 @@ from typing import Any
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from google.protobuf import json_format, struct_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from atelier.workflow.v1 import workflow_pb2, workflow_pb2_grpc
 from kit import grpc_client
@@ -114,7 +114,9 @@ class Client:
         return reply.run
 
     async def cancel(self, who: Identity, run_id: str) -> workflow_pb2.Run:
-        reply = await self.stub.CancelRun(workflow_pb2.CancelRunRequest(run_id=run_id), metadata=who.metadata())
+        reply = await self.stub.CancelRun(
+            workflow_pb2.CancelRunRequest(run_id=run_id), metadata=who.metadata()
+        )
         return reply.run
 
     async def wait(
@@ -122,9 +124,9 @@ class Client:
         who: Identity,
         run_id: str,
         predicate: Callable[[workflow_pb2.Run], bool],
-        timeout: float = 15.0,
+        within: float = 15.0,
     ) -> workflow_pb2.Run:
-        deadline = asyncio.get_running_loop().time() + timeout
+        deadline = asyncio.get_running_loop().time() + within
         while True:
             try:
                 run = await self.get(who, run_id)
@@ -195,13 +197,13 @@ StartService = Callable[..., Awaitable[InProcess]]
 
 
 @pytest.fixture
-async def start_service(
-    db_url: str, wf_bus: Bus, fakes: Fakes, infra: Infra
-) -> AsyncIterator[StartService]:
+async def start_service(db_url: str, wf_bus: Bus, fakes: Fakes, infra: Infra) -> AsyncIterator[StartService]:
     started: list[InProcess] = []
 
     async def start(**overrides: Any) -> InProcess:
-        settings = WorkflowSettings(**settings_for(db_url, wf_bus, fakes, nats_url=infra.nats_url, grpc_port=0))
+        settings = WorkflowSettings(
+            **settings_for(db_url, wf_bus, fakes, nats_url=infra.nats_url, grpc_port=0)
+        )
         for key, value in overrides.items():
             setattr(settings, key, value)
         db = Database(settings.database_url, application_name="atelier-workflow")
@@ -235,7 +237,7 @@ class Process:
     async def start(self) -> None:
         assert self.log_path is not None
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
+        self.proc = subprocess.Popen(  # noqa: ASYNC220 - returns at once; the child runs on its own
             [sys.executable, "-m", "services.workflow"], env=self.env, cwd=ROOT, stdout=log, stderr=log
         )
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{self.port}")

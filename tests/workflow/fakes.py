@@ -36,7 +36,11 @@ def _inputs(*names: str) -> list[catalog_pb2.TemplateInput]:
             name="productText", type=catalog_pb2.INPUT_TYPE_TEXT, required=True, max_length=500
         ),
         "productPhotos": catalog_pb2.TemplateInput(
-            name="productPhotos", type=catalog_pb2.INPUT_TYPE_IMAGE_UPLOADS, required=True, min_items=1, max_items=4
+            name="productPhotos",
+            type=catalog_pb2.INPUT_TYPE_IMAGE_UPLOADS,
+            required=True,
+            min_items=1,
+            max_items=4,
         ),
         "ratio": catalog_pb2.TemplateInput(
             name="ratio", type=catalog_pb2.INPUT_TYPE_CHOICE, required=True, allowed_values=RATIOS
@@ -308,7 +312,9 @@ class FakeGeneration(generation_pb2_grpc.GenerationServiceServicer):
         await self.submit_gate.maybe_block()
         if self.auto:
             step_key = request.workflow_step.step_key
-            job = asyncio.create_task(self.complete(task.id, succeeded=step_key not in self.fail_steps, delay=0.05))
+            job = asyncio.create_task(
+                self.complete(task.id, succeeded=step_key not in self.fail_steps, delay=0.05)
+            )
             self._background.add(job)
             job.add_done_callback(self._background.discard)
         return generation_pb2.SubmitTaskResponse(task=task, created=True)
@@ -316,16 +322,25 @@ class FakeGeneration(generation_pb2_grpc.GenerationServiceServicer):
     def outputs_for(self, task: generation_pb2.Task) -> list[generation_pb2.TaskOutput]:
         output_id = f"out_{task.id}"
         if task.kind == TEXT:
-            return [generation_pb2.TaskOutput(id=output_id, mime_type="text/plain", text=f"prompt from {task.id}")]
+            return [
+                generation_pb2.TaskOutput(id=output_id, mime_type="text/plain", text=f"prompt from {task.id}")
+            ]
         if task.kind == IMAGE:
             return [
                 generation_pb2.TaskOutput(
-                    id=output_id, mime_type="image/png", url=f"https://files.test/{output_id}.png", width=1280, height=720
+                    id=output_id,
+                    mime_type="image/png",
+                    url=f"https://files.test/{output_id}.png",
+                    width=1280,
+                    height=720,
                 )
             ]
         return [
             generation_pb2.TaskOutput(
-                id=output_id, mime_type="video/mp4", url=f"https://files.test/{output_id}.mp4", duration_seconds=5.0
+                id=output_id,
+                mime_type="video/mp4",
+                url=f"https://files.test/{output_id}.mp4",
+                duration_seconds=5.0,
             )
         ]
 
@@ -352,7 +367,9 @@ class FakeGeneration(generation_pb2_grpc.GenerationServiceServicer):
     async def publish(self, event: events_pb2.TaskCompleted) -> None:
         await self.bus.publish("tasks.completed", event.SerializeToString(), msg_id=event.meta.event_id)
 
-    async def complete(self, task_id: str, *, succeeded: bool = True, delay: float = 0.0) -> events_pb2.TaskCompleted:
+    async def complete(
+        self, task_id: str, *, succeeded: bool = True, delay: float = 0.0
+    ) -> events_pb2.TaskCompleted:
         if delay:
             await asyncio.sleep(delay)
         event = self.completion(task_id, succeeded=succeeded)

@@ -44,7 +44,9 @@ async def events_by_subject(db: Database) -> Counter[str]:
 
 async def completed_events(db: Database) -> list[events_pb2.RunCompleted]:
     async with db.session() as session:
-        rows = (await session.execute(select(outbox.c.payload).where(outbox.c.subject == "runs.completed"))).scalars()
+        rows = (
+            await session.execute(select(outbox.c.payload).where(outbox.c.subject == "runs.completed"))
+        ).scalars()
         return [events_pb2.RunCompleted.FromString(payload) for payload in rows]
 
 
@@ -71,17 +73,21 @@ async def test_each_template_runs_end_to_end(
     assert [s.key for s in run.steps] == steps
     assert all(s.status == STEP_SUCCEEDED and s.task_id and s.outputs for s in run.steps)
     assert all(s.started_at.seconds and s.finished_at.seconds for s in run.steps)
-    assert run.price.milli == price and run.refund_amount.milli == 0
-    assert run.template_snapshot.code == template and run.catalog_version == 7
+    assert run.price.milli == price
+    assert run.refund_amount.milli == 0
+    assert run.template_snapshot.code == template
+    assert run.catalog_version == 7
     # one debit with the id derived from the run, no refund
     assert fakes.ledger.balance(alice.user_id) == 50_000 - price
     assert run.debit_transfer_id == f"run:{run.id}:debit"
     debits = fakes.ledger.of_kind(ledger_pb2.TRANSFER_KIND_DEBIT)
     assert [d.id for d in debits] == [run.debit_transfer_id]
-    assert debits[0].reference.type == ledger_pb2.REFERENCE_TYPE_RUN and debits[0].reference.id == run.id
+    assert debits[0].reference.type == ledger_pb2.REFERENCE_TYPE_RUN
+    assert debits[0].reference.id == run.id
     assert not fakes.ledger.of_kind(ledger_pb2.TRANSFER_KIND_REFUND)
     # one internal task per step, each output feeding the next
-    assert set(fakes.generation.created().values()) == {1} and len(fakes.generation.created()) == len(steps)
+    assert set(fakes.generation.created().values()) == {1}
+    assert len(fakes.generation.created()) == len(steps)
     tasks = {key: fakes.generation.task_for(key) for key in steps}
     assert all(t.internal and t.workflow_step.run_id == run.id for t in tasks.values())
     if "prompt-image" in tasks:
@@ -96,10 +102,12 @@ async def test_each_template_runs_end_to_end(
     # events: started once, completed once, progress for each step start and finish
     await asyncio.sleep(0.1)
     subjects = await events_by_subject(db)
-    assert subjects["runs.started"] == 1 and subjects["runs.completed"] == 1
+    assert subjects["runs.started"] == 1
+    assert subjects["runs.completed"] == 1
     assert subjects["runs.progress"] == 2 * len(steps)
     (completed,) = await completed_events(db)
-    assert completed.status == RUN.RUN_STATUS_SUCCEEDED and completed.refund.milli == 0
+    assert completed.status == RUN.RUN_STATUS_SUCCEEDED
+    assert completed.refund.milli == 0
 
 
 async def test_failing_step_refunds_in_full_by_default(
@@ -126,14 +134,18 @@ async def test_failing_step_refunds_in_full_by_default(
     assert run.refund_transfer_id == f"run:{run.id}:refund"
     assert fakes.ledger.balance(alice.user_id) == 5_000  # debited 1, refunded 1
     (refund,) = fakes.ledger.of_kind(ledger_pb2.TRANSFER_KIND_REFUND)
-    assert refund.linked_transfer_id == run.debit_transfer_id and refund.amount.milli == 1000
+    assert refund.linked_transfer_id == run.debit_transfer_id
+    assert refund.amount.milli == 1000
     assert len(fakes.generation.created()) == 2  # the later steps were never submitted
     (completed,) = await completed_events(db)
     assert completed.status == RUN.RUN_STATUS_FAILED
-    assert completed.refund.milli == 1000 and completed.refund_transfer_id == run.refund_transfer_id
+    assert completed.refund.milli == 1000
+    assert completed.refund_transfer_id == run.refund_transfer_id
 
 
-async def test_proportional_policy_refunds_the_unfinished_steps(start_service: StartService, fakes: Fakes) -> None:
+async def test_proportional_policy_refunds_the_unfinished_steps(
+    start_service: StartService, fakes: Fakes
+) -> None:
     service = await start_service()
     alice = user()
     fakes.ledger.balances[alice.user_id] = 20_000
@@ -155,11 +167,15 @@ async def test_a_step_refused_at_submission_fails_the_run_and_refunds(
     fakes.ledger.balances[alice.user_id] = 12_000
     fakes.generation.refuse["video"] = "model_disabled"
 
-    started = await service.client.start(alice, "ecom-video-pro", inputs_for(fakes, alice.user_id, "ecom-video-pro"))
+    started = await service.client.start(
+        alice, "ecom-video-pro", inputs_for(fakes, alice.user_id, "ecom-video-pro")
+    )
     run = await service.client.wait(alice, started.run.id, settled)
 
-    assert run.status == RUN.RUN_STATUS_FAILED and run.error.code == "model_disabled"
-    assert run.steps[1].status == RUN.STEP_STATUS_FAILED and not run.steps[1].task_id
+    assert run.status == RUN.RUN_STATUS_FAILED
+    assert run.error.code == "model_disabled"
+    assert run.steps[1].status == RUN.STEP_STATUS_FAILED
+    assert not run.steps[1].task_id
     assert fakes.ledger.balance(alice.user_id) == 12_000
 
 
@@ -172,7 +188,9 @@ async def test_duplicate_and_out_of_order_completions_change_nothing(
     fakes.generation.auto = False
     gen = fakes.generation
 
-    started = await service.client.start(alice, "ecom-video-pro", inputs_for(fakes, alice.user_id, "ecom-video-pro"))
+    started = await service.client.start(
+        alice, "ecom-video-pro", inputs_for(fakes, alice.user_id, "ecom-video-pro")
+    )
     run_id = started.run.id
     image = gen.task_for("image")
 
@@ -185,7 +203,9 @@ async def test_duplicate_and_out_of_order_completions_change_nothing(
     first = gen.completion(image.id, succeeded=True)
     await gen.publish(first)
     await service.client.wait(alice, run_id, lambda r: r.steps[0].status == STEP_SUCCEEDED)
-    await fakes.generation.bus.publish("tasks.completed", first.SerializeToString(), msg_id=f"{first.meta.event_id}-again")
+    await fakes.generation.bus.publish(
+        "tasks.completed", first.SerializeToString(), msg_id=f"{first.meta.event_id}-again"
+    )
     await gen.complete(image.id, succeeded=False)
     video = await asyncio.wait_for(_task_when_submitted(fakes, "video"), 5)
     # out of order: the video "completes" as FAILED then SUCCEEDED; only the first one counts
@@ -197,11 +217,14 @@ async def test_duplicate_and_out_of_order_completions_change_nothing(
     run = await service.client.get(alice, run_id)
     assert run.status == RUN.RUN_STATUS_SUCCEEDED
     assert [s.status for s in run.steps] == [STEP_SUCCEEDED, STEP_SUCCEEDED]
-    assert run.steps[0].task_id == image.id and run.steps[0].outputs[0].id == f"out_{image.id}"
-    assert fakes.ledger.balance(alice.user_id) == 0 and not fakes.ledger.of_kind(ledger_pb2.TRANSFER_KIND_REFUND)
+    assert run.steps[0].task_id == image.id
+    assert run.steps[0].outputs[0].id == f"out_{image.id}"
+    assert fakes.ledger.balance(alice.user_id) == 0
+    assert not fakes.ledger.of_kind(ledger_pb2.TRANSFER_KIND_REFUND)
     assert len(gen.created()) == 2
     subjects = await events_by_subject(db)
-    assert subjects["runs.completed"] == 1 and subjects["runs.progress"] == 4
+    assert subjects["runs.completed"] == 1
+    assert subjects["runs.progress"] == 4
 
 
 async def _task_when_submitted(fakes: Fakes, step_key: str) -> generation_pb2.Task:
@@ -212,12 +235,16 @@ async def _task_when_submitted(fakes: Fakes, step_key: str) -> generation_pb2.Ta
         await asyncio.sleep(0.02)
 
 
-async def test_a_completion_for_a_step_not_yet_started_is_ignored(start_service: StartService, fakes: Fakes) -> None:
+async def test_a_completion_for_a_step_not_yet_started_is_ignored(
+    start_service: StartService, fakes: Fakes
+) -> None:
     service = await start_service()
     alice = user()
     fakes.ledger.balances[alice.user_id] = 12_000
     fakes.generation.auto = False
-    started = await service.client.start(alice, "ecom-video-pro", inputs_for(fakes, alice.user_id, "ecom-video-pro"))
+    started = await service.client.start(
+        alice, "ecom-video-pro", inputs_for(fakes, alice.user_id, "ecom-video-pro")
+    )
     image = fakes.generation.task_for("image")
     early = fakes.generation.completion(image.id, succeeded=True)
     early.step_key = "video"  # claims to finish the step after the running one
@@ -227,7 +254,9 @@ async def test_a_completion_for_a_step_not_yet_started_is_ignored(start_service:
     assert [s.status for s in run.steps] == [RUN.STEP_STATUS_RUNNING, RUN.STEP_STATUS_PENDING]
 
 
-async def test_cancel_refunds_and_skips_the_rest(start_service: StartService, fakes: Fakes, db: Database) -> None:
+async def test_cancel_refunds_and_skips_the_rest(
+    start_service: StartService, fakes: Fakes, db: Database
+) -> None:
     service = await start_service()
     alice = user()
     fakes.ledger.balances[alice.user_id] = 20_000
@@ -267,7 +296,8 @@ async def test_start_is_idempotent_per_user_and_key(start_service: StartService,
     assert fakes.ledger.balance(alice.user_id) == 0
     # the same key of another user is another run
     other = await service.client.start(bob, "ecom-video-pro", inputs, key="same-key")
-    assert other.created and other.run.id != results[0].run.id
+    assert other.created
+    assert other.run.id != results[0].run.id
     # the same key with another body is refused
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await service.client.start(alice, "ecom-video-pro", {**inputs, "ratio": "1:1"}, key="same-key")
@@ -284,48 +314,48 @@ async def count_rows(db: Database) -> tuple[int, int, int]:
         )
 
 
-@pytest.mark.parametrize(
-    ("template", "change", "code"),
-    [
-        ("health-supplement", {"productText": ""}, "invalid_input"),
-        ("health-supplement", {"productText": "x" * 501}, "invalid_input"),
-        ("health-supplement", {"productText": 42}, "invalid_input"),
-        ("health-supplement", {"productPhotos": []}, "invalid_input"),
-        ("health-supplement", {"productPhotos": ["up_missing"]}, "invalid_input"),
-        ("health-supplement", {"productPhotos": "BOB"}, "invalid_input"),
-        ("health-supplement", {"ratio": "4:3"}, "invalid_input"),
-        ("health-supplement", {"tone": "sarcastic"}, "invalid_input"),
-        ("health-supplement", {"tone": None}, "invalid_input"),
-        ("ecom-video-pro", {"surprise": "field"}, "invalid_input"),
-        ("no-such-template", {}, "template_not_found"),
-        ("disabled", {}, "template_disabled"),
-    ],
-)
-async def test_bad_starts_change_nothing(
-    start_service: StartService, fakes: Fakes, db: Database, template: str, change: dict[str, object], code: str
-) -> None:
+BAD_STARTS: list[tuple[str, dict[str, object], str]] = [
+    ("health-supplement", {"productText": ""}, "invalid_input"),
+    ("health-supplement", {"productText": "x" * 501}, "invalid_input"),
+    ("health-supplement", {"productText": 42}, "invalid_input"),
+    ("health-supplement", {"productPhotos": []}, "invalid_input"),
+    ("health-supplement", {"productPhotos": ["up_missing"]}, "invalid_input"),
+    ("health-supplement", {"productPhotos": "BOB"}, "invalid_input"),
+    ("health-supplement", {"ratio": "4:3"}, "invalid_input"),
+    ("health-supplement", {"tone": "sarcastic"}, "invalid_input"),
+    ("health-supplement", {"tone": None}, "invalid_input"),
+    ("ecom-video-pro", {"surprise": "field"}, "invalid_input"),
+    ("no-such-template", {}, "template_not_found"),
+    ("disabled", {}, "template_disabled"),
+]
+
+
+async def test_bad_starts_change_nothing(start_service: StartService, fakes: Fakes, db: Database) -> None:
     service = await start_service()
     alice, bob = user(), user()
     fakes.ledger.balances[alice.user_id] = 50_000
-    if template == "disabled":
-        disabled = catalog_pb2.WorkflowTemplate()
-        disabled.CopyFrom(fakes.catalog.templates["ecom-video-pro"])
-        disabled.code, disabled.enabled = "disabled", False
-        fakes.catalog.templates["disabled"] = disabled
-    inputs = inputs_for(fakes, alice.user_id, "ecom-video-pro" if template != "health-supplement" else template)
-    if change.get("productPhotos") == "BOB":
-        change = {"productPhotos": [fakes.generation.add_upload(bob.user_id)]}  # another user's upload
-    inputs.update(change)
-    if inputs.get("tone", "") is None:
-        del inputs["tone"]
+    disabled = catalog_pb2.WorkflowTemplate()
+    disabled.CopyFrom(fakes.catalog.templates["ecom-video-pro"])
+    disabled.code, disabled.enabled = "disabled", False
+    fakes.catalog.templates["disabled"] = disabled
+    for template, change, code in BAD_STARTS:
+        inputs = inputs_for(
+            fakes, alice.user_id, "ecom-video-pro" if template != "health-supplement" else template
+        )
+        if change.get("productPhotos") == "BOB":
+            change = {"productPhotos": [fakes.generation.add_upload(bob.user_id)]}  # another user's upload
+        inputs.update(change)
+        if "tone" in inputs and inputs["tone"] is None:
+            del inputs["tone"]
 
-    with pytest.raises(grpc.aio.AioRpcError) as refused:
-        await service.client.start(alice, template, inputs)
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await service.client.start(alice, template, inputs)
 
-    assert dict(refused.value.trailing_metadata())["atelier-code"] == code
-    assert fakes.ledger.balance(alice.user_id) == 50_000 and fakes.ledger.calls["Debit"] == 0
-    assert not fakes.generation.tasks
-    assert await count_rows(db) == (0, 0, 0)
+        assert dict(refused.value.trailing_metadata())["atelier-code"] == code, (template, change)
+        assert fakes.ledger.balance(alice.user_id) == 50_000
+        assert fakes.ledger.calls["Debit"] == 0
+        assert not fakes.generation.tasks
+        assert await count_rows(db) == (0, 0, 0)
 
 
 async def test_insufficient_balance_is_refused_and_leaves_nothing(
@@ -345,7 +375,8 @@ async def test_insufficient_balance_is_refused_and_leaves_nothing(
     # after a recharge the same key starts afresh
     fakes.ledger.balances[alice.user_id] = 12_000
     retried = await service.client.start(alice, "ecom-video-pro", inputs, key="k1")
-    assert retried.created and fakes.ledger.balance(alice.user_id) == 0
+    assert retried.created
+    assert fakes.ledger.balance(alice.user_id) == 0
 
 
 async def test_unverified_callers_cannot_start(start_service: StartService, fakes: Fakes) -> None:
@@ -353,7 +384,9 @@ async def test_unverified_callers_cannot_start(start_service: StartService, fake
     stranger = user()
     unverified = type(stranger)(user_id=stranger.user_id, status="unverified")
     with pytest.raises(grpc.aio.AioRpcError) as refused:
-        await service.client.start(unverified, "ecom-video-pro", inputs_for(fakes, stranger.user_id, "ecom-video-pro"))
+        await service.client.start(
+            unverified, "ecom-video-pro", inputs_for(fakes, stranger.user_id, "ecom-video-pro")
+        )
     assert dict(refused.value.trailing_metadata())["atelier-code"] == "email_not_verified"
 
 
@@ -362,7 +395,9 @@ async def test_another_users_run_is_invisible(start_service: StartService, fakes
     alice, mallory = user(), user()
     fakes.ledger.balances[alice.user_id] = 12_000
     fakes.generation.auto = False
-    started = await service.client.start(alice, "ecom-video-pro", inputs_for(fakes, alice.user_id, "ecom-video-pro"))
+    started = await service.client.start(
+        alice, "ecom-video-pro", inputs_for(fakes, alice.user_id, "ecom-video-pro")
+    )
     run_id = started.run.id
 
     for call in (service.client.get(mallory, run_id), service.client.cancel(mallory, run_id)):
@@ -372,7 +407,8 @@ async def test_another_users_run_is_invisible(start_service: StartService, fakes
     listed = await service.client.stub.ListRuns(workflow_pb2.ListRunsRequest(), metadata=mallory.metadata())
     assert not listed.runs
     run = await service.client.get(alice, run_id)
-    assert run.status == RUN.RUN_STATUS_RUNNING and not run.cancel_requested
+    assert run.status == RUN.RUN_STATUS_RUNNING
+    assert not run.cancel_requested
     # another user's event for the run is ignored too
     forged = fakes.generation.completion(fakes.generation.task_for("image").id, succeeded=True)
     forged.user_id = mallory.user_id
