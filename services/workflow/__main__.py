@@ -44,7 +44,7 @@ async def setup(runtime: Runtime, server: GrpcServer) -> None:
             event = events_pb2.TaskCompleted.FromString(delivery.data)
         except DecodeError as exc:
             raise Permanent(f"not a TaskCompleted: {exc}") from exc
-        event_id = delivery.event_id or event.meta.event_id
+        event_id = event.meta.event_id or delivery.event_id
         if not event_id:
             raise Permanent("a tasks.completed event without an id")
         await runner.on_task_completed(event_id, event)

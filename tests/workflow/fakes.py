@@ -255,6 +255,7 @@ class FakeGeneration(generation_pb2_grpc.GenerationServiceServicer):
         self.auto = True
         self.fail_steps: set[str] = set()
         self.submit_gate = Gate()
+        self.gate_step = ""  # the step whose submission the gate holds (empty: every step)
         self.refuse: dict[str, str] = {}  # step key -> error code answered by SubmitTask
         self._background: set[asyncio.Task[None]] = set()
 
@@ -309,7 +310,8 @@ class FakeGeneration(generation_pb2_grpc.GenerationServiceServicer):
         )
         self.tasks[task.id] = task
         self.by_key[(identity.user_id, request.idempotency_key)] = task.id
-        await self.submit_gate.maybe_block()
+        if not self.gate_step or self.gate_step == request.workflow_step.step_key:
+            await self.submit_gate.maybe_block()
         if self.auto:
             step_key = request.workflow_step.step_key
             job = asyncio.create_task(
