@@ -86,6 +86,13 @@ class Clients:
         )
         return reply.upload
 
+    async def get_task(self, user_id: str, task_id: str) -> generation_pb2.Task:
+        request = generation_pb2.GetTaskRequest(task_id=task_id)
+        reply: generation_pb2.GetTaskResponse = await _call(
+            lambda: self.generation.GetTask(request, metadata=_as_user(user_id))
+        )
+        return reply.task
+
     async def submit_task(
         self, user_id: str, request: generation_pb2.SubmitTaskRequest
     ) -> generation_pb2.SubmitTaskResponse:

@@ -42,6 +42,13 @@ from services.workflow.settings import WorkflowSettings
 log = logging.getLogger(__name__)
 
 
+FINAL_TASK = (
+    generation_pb2.TASK_STATUS_SUCCEEDED,
+    generation_pb2.TASK_STATUS_FAILED,
+    generation_pb2.TASK_STATUS_CANCELED,
+)
+
+
 def _transient(exc: DomainError) -> bool:
     """Failures worth retrying later with the same ids (the peer may have applied the call)."""
     return isinstance(exc, Unavailable) or exc.code in ("upstream_unavailable", "unavailable")
@@ -218,6 +225,9 @@ class Runner:
                 continue
             if action.kind == "refund":
                 await self._refund(run_id)
+            elif action.kind == "wait" and action.step is not None:
+                if await self._poll(run, action.step):
+                    continue
             return
 
     async def _submit(self, run: RunRecord, step: repository.StepRecord) -> bool:
@@ -248,16 +258,29 @@ class Runner:
         async with self.db.transaction() as session:
             await repository.set_step_task_id(session, run.id, step.index, reply.task.id)
         task = reply.task
-        if task.status in (
-            generation_pb2.TASK_STATUS_SUCCEEDED,
-            generation_pb2.TASK_STATUS_FAILED,
-            generation_pb2.TASK_STATUS_CANCELED,
-        ):
+        if task.status in FINAL_TASK:
             # Already final (a resubmission after a crash): no need to wait for the event.
             return await self._complete(
                 run.id, step.key, task.id, task.status, list(task.outputs), task.error, run.user_id
             )
         return False
+
+    async def _poll(self, run: RunRecord, step: repository.StepRecord) -> bool:
+        """Ask generation about a step waiting too long for its event; True when it ended."""
+        if step.task_id is None or step.started_at is None:
+            return False
+        if datetime.now(UTC) - step.started_at < timedelta(seconds=self.settings.task_poll_seconds):
+            return False
+        try:
+            task = await self.clients.get_task(run.user_id, step.task_id)
+        except DomainError as exc:
+            log.warning("polling task %s of run %s failed: %r", step.task_id, run.id, exc)
+            return False
+        if task.status not in FINAL_TASK:
+            return False
+        return await self._complete(
+            run.id, step.key, task.id, task.status, list(task.outputs), task.error, run.user_id
+        )
 
     async def _refund(self, run_id: str) -> None:
         async with self.db.transaction() as session:

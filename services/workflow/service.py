@@ -229,7 +229,7 @@ async def next_action(session: AsyncSession, outbox: Outbox, run: RunRecord) -> 
             await events.run_progress(outbox, session, run, "running", step.key, "running")
             return Action("submit", replace(step, status="running"))
         # running: submit again until a task id is stored (idempotent), else wait for its event
-        return Action("submit", step) if step.task_id is None else Action("wait")
+        return Action("submit", step) if step.task_id is None else Action("wait", step)
     return await finalize(session, outbox, run, "succeeded")
 
 

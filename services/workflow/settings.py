@@ -12,6 +12,9 @@ class WorkflowSettings(ServiceSettings):
     resume_interval_seconds: float = Field(default=5.0, gt=0)
     # A run still `debiting` after this long lost its start request (crash): the loop finishes it.
     debit_stale_seconds: float = Field(default=15.0, ge=0)
+    # A step whose task has run this long without a tasks.completed event is checked with GetTask
+    # (an event lost to the dead-letter subject must not strand a run).
+    task_poll_seconds: float = Field(default=120.0, gt=0)
     # Concurrent tasks.completed handlers per replica.
     consumer_concurrency: int = Field(default=4, ge=1)
     # Limits applied when a template input leaves them at 0.

@@ -283,6 +283,20 @@ class FakeGeneration(generation_pb2_grpc.GenerationServiceServicer):
             upload=generation_pb2.Upload(id=request.upload_id, user_id=user_id, mime_type="image/png")
         )
 
+    async def GetTask(
+        self, request: generation_pb2.GetTaskRequest, context: grpc.aio.ServicerContext
+    ) -> generation_pb2.GetTaskResponse:
+        task = self.tasks.get(request.task_id)
+        if task is None or task.user_id != caller(context).user_id:
+            raise NotFound("no such task", code="task_not_found")
+        return generation_pb2.GetTaskResponse(task=task)
+
+    def finish_silently(self, task_id: str) -> None:
+        """The task succeeds but its tasks.completed event is lost (e.g. dead-lettered)."""
+        task = self.tasks[task_id]
+        task.status = generation_pb2.TASK_STATUS_SUCCEEDED
+        task.outputs.extend(self.outputs_for(task))
+
     async def SubmitTask(
         self, request: generation_pb2.SubmitTaskRequest, context: grpc.aio.ServicerContext
     ) -> generation_pb2.SubmitTaskResponse:

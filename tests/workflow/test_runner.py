@@ -448,3 +448,21 @@ async def test_list_is_newest_first_with_a_cursor(start_service: StartService, f
             workflow_pb2.ListRunsRequest(page={"cursor": "not-a-cursor"}), metadata=alice.metadata()
         )
     assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_a_step_whose_event_was_lost_is_caught_up_by_polling(
+    start_service: StartService, fakes: Fakes
+) -> None:
+    service = await start_service(task_poll_seconds=0.5)
+    alice = user()
+    fakes.ledger.balances[alice.user_id] = 12_000
+    fakes.generation.auto = False
+    started = await service.client.start(
+        alice, "ecom-video-pro", inputs_for(fakes, alice.user_id, "ecom-video-pro")
+    )
+    fakes.generation.finish_silently(fakes.generation.task_for("image").id)
+    await service.client.wait(alice, started.run.id, lambda r: r.steps[1].status == RUN.STEP_STATUS_RUNNING)
+    fakes.generation.finish_silently(fakes.generation.task_for("video").id)
+    run = await service.client.wait(alice, started.run.id, settled)
+    assert run.status == RUN.RUN_STATUS_SUCCEEDED
+    assert run.steps[1].outputs[0].mime_type == "video/mp4"
