@@ -115,12 +115,20 @@ async def test_killed_while_waiting_and_the_step_finishes_meanwhile(
     started = await client.start(alice, "ecom-video-pro", inputs_for(fakes, alice.user_id, "ecom-video-pro"))
     image = fakes.generation.task_for("image")
     service.kill()
-    event = await fakes.generation.complete(image.id)  # lands on the durable consumer while down
+    # A pull request of the dead process lives on for its 1 s expiry; a message handed to it would
+    # only come back after ack_wait. Publish once it has expired: the event waits on the durable
+    # consumer while the service is down.
+    await asyncio.sleep(1.2)
+    event = await fakes.generation.complete(image.id)
     await service.start()
-    await fakes.generation.publish(event)  # and once more after the restart: a duplicate
+    # the same event again after the restart (another NATS message id, same event id): a duplicate
+    await fakes.generation.bus.publish(
+        "tasks.completed", event.SerializeToString(), msg_id=f"{event.meta.event_id}:again"
+    )
     await client.wait(alice, started.run.id, lambda r: r.steps[1].status == workflow_pb2.STEP_STATUS_RUNNING)
     video = fakes.generation.task_for("video")
     service.kill()
+    await asyncio.sleep(1.2)
     await service.start()
     await fakes.generation.complete(video.id)
     run = await client.wait(alice, started.run.id, settled)
