@@ -93,6 +93,10 @@ class Clients:
         )
         return reply.task
 
+    async def cancel_task(self, user_id: str, task_id: str) -> None:
+        request = generation_pb2.CancelTaskRequest(task_id=task_id)
+        await _call(lambda: self.generation.CancelTask(request, metadata=_as_user(user_id)))
+
     async def submit_task(
         self, user_id: str, request: generation_pb2.SubmitTaskRequest
     ) -> generation_pb2.SubmitTaskResponse:

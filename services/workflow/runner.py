@@ -381,9 +381,19 @@ class Runner:
             run = await repository.get_run(session, run_id, lock=True)
             if run is None or run.user_id != user_id:
                 raise NotFound("no such workflow run", code="run_not_found")
-            if not run.is_final and not run.cancel_requested:
+            in_flight = [s.task_id for s in run.steps if s.status == "running" and s.task_id]
+            if run.is_final or run.cancel_requested:
+                in_flight = []
+            else:
                 await repository.update_run(session, run_id, cancel_requested=True)
         await self._drive_quietly(run_id)
+        for task_id in in_flight:
+            # Best effort: stop paying the provider for a result nobody will use. Whatever happens,
+            # the step is already skipped and its completion will be ignored.
+            try:
+                await self.clients.cancel_task(user_id, task_id)
+            except DomainError as exc:
+                log.info("could not cancel task %s of run %s: %r", task_id, run_id, exc)
         return await self.get(run_id, user_id)
 
     # -- recovery --------------------------------------------------------------------------------

@@ -252,6 +252,7 @@ class FakeGeneration(generation_pb2_grpc.GenerationServiceServicer):
         self.tasks: dict[str, generation_pb2.Task] = {}
         self.by_key: dict[tuple[str, str], str] = {}
         self.requests: list[generation_pb2.SubmitTaskRequest] = []
+        self.canceled: list[str] = []
         self.auto = True
         self.fail_steps: set[str] = set()
         self.submit_gate = Gate()
@@ -290,6 +291,17 @@ class FakeGeneration(generation_pb2_grpc.GenerationServiceServicer):
         if task is None or task.user_id != caller(context).user_id:
             raise NotFound("no such task", code="task_not_found")
         return generation_pb2.GetTaskResponse(task=task)
+
+    async def CancelTask(
+        self, request: generation_pb2.CancelTaskRequest, context: grpc.aio.ServicerContext
+    ) -> generation_pb2.CancelTaskResponse:
+        task = self.tasks.get(request.task_id)
+        if task is None or task.user_id != caller(context).user_id:
+            raise NotFound("no such task", code="task_not_found")
+        self.canceled.append(task.id)
+        if task.status in (generation_pb2.TASK_STATUS_QUEUED, generation_pb2.TASK_STATUS_RUNNING):
+            task.status = generation_pb2.TASK_STATUS_CANCELED
+        return generation_pb2.CancelTaskResponse(task=task)
 
     def finish_silently(self, task_id: str) -> None:
         """The task succeeds but its tasks.completed event is lost (e.g. dead-lettered)."""

@@ -270,6 +270,7 @@ async def test_cancel_refunds_and_skips_the_rest(
     assert [s.status for s in canceled.steps] == [STEP_SUCCEEDED] + [RUN.STEP_STATUS_SKIPPED] * 3
     run = await service.client.wait(alice, started.run.id, settled)
     assert run.refund_amount.milli == 15_000  # proportional: 3 of 4 steps unfinished
+    assert fakes.generation.canceled == [fakes.generation.task_for("image").id]  # stopped upstream
     # the image finishing afterwards changes nothing; canceling again is harmless
     await fakes.generation.complete(fakes.generation.task_for("image").id)
     again = await service.client.cancel(alice, started.run.id)
