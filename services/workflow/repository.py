@@ -223,13 +223,31 @@ async def delete_debiting_run(session: AsyncSession, run_id: str) -> bool:
     return deleted.first() is not None
 
 
-async def runs_to_resume(session: AsyncSession, *, debit_stale_after: timedelta, limit: int) -> list[str]:
-    """Runs the resume loop must look at: unfinished (debiting ones only once stale) or owing a refund."""
+async def runs_to_resume(
+    session: AsyncSession, *, debit_stale_after: timedelta, poll_after: timedelta, limit: int
+) -> list[str]:
+    """Runs the resume loop must look at: debits gone stale, owed refunds, and unfinished runs that are
+    not simply waiting for a recent task (no step running, a step without its task id, a task
+    running for longer than `poll_after`, or a cancel request)."""
+    running = run_steps.alias("running")
+    waiting_normally = (
+        select(running.c.run_id)
+        .where(
+            running.c.run_id == runs.c.id,
+            running.c.status == "running",
+            running.c.task_id.is_not(None),
+            running.c.started_at >= func.now() - poll_after,
+        )
+        .exists()
+    )
     query = (
         select(runs.c.id)
         .where(
             or_(
-                runs.c.status.in_(("pending", "running")),
+                and_(
+                    runs.c.status.in_(("pending", "running")),
+                    or_(runs.c.cancel_requested, ~waiting_normally),
+                ),
                 and_(runs.c.status == "debiting", runs.c.created_at < func.now() - debit_stale_after),
                 runs.c.refund_state == "pending",
             )

@@ -403,6 +403,7 @@ class Runner:
             run_ids = await repository.runs_to_resume(
                 session,
                 debit_stale_after=timedelta(seconds=self.settings.debit_stale_seconds),
+                poll_after=timedelta(seconds=self.settings.task_poll_seconds),
                 limit=500,
             )
         for run_id in run_ids:
