@@ -67,9 +67,9 @@ class Clients:
         )
 
     # -- catalog ---------------------------------------------------------------------------------
-    async def get_template(self, code: str) -> catalog_pb2.GetTemplateResponse:
+    async def get_template(self, user_id: str, code: str) -> catalog_pb2.GetTemplateResponse:
         request = catalog_pb2.GetTemplateRequest(code=code)
-        return await _call(lambda: self.catalog.GetTemplate(request, metadata=_INTERNAL))
+        return await _call(lambda: self.catalog.GetTemplate(request, metadata=_as_user(user_id)))
 
     # -- ledger ----------------------------------------------------------------------------------
     async def debit(self, request: ledger_pb2.DebitRequest) -> ledger_pb2.DebitResponse:

@@ -80,7 +80,7 @@ class Runner:
         if replay is not None:
             return replay, False
 
-        reply = await self.clients.get_template(template_code)
+        reply = await self.clients.get_template(identity.user_id, template_code)
         template = reply.template
         if not template.enabled:
             raise FailedPrecondition(

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from atelier.generation.v1 import generation_pb2
+from kit.errors import InvalidArgument, NotFound
 from services.workflow import service
 from services.workflow.repository import RunRecord, StepRecord
 from tests.workflow.fakes import seed_templates
@@ -117,3 +119,42 @@ def test_each_output_feeds_the_next_step() -> None:
     assert video.inputs[0].role == generation_pb2.INPUT_ROLE_FIRST_FRAME
     # the same state always builds the same request (resubmissions are identical)
     assert service.step_request(run, steps[3]) == video
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.floats(allow_nan=False) | st.text(max_size=30),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=10,
+)
+NAMES = st.sampled_from(["productText", "productPhotos", "ratio", "tone", "other"])
+
+
+async def _validate(raw: dict[str, object]) -> dict[str, object] | InvalidArgument:
+    async def check_upload(upload_id: str) -> None:
+        if upload_id != "up_ok":
+            raise NotFound("no such upload")
+
+    try:
+        return await service.validate_inputs(
+            seed_templates()["health-supplement"],
+            raw,
+            check_upload=check_upload,
+            text_max_length=2000,
+            max_uploads=8,
+        )
+    except InvalidArgument as exc:
+        return exc
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(raw=st.dictionaries(NAMES, JSON | st.sampled_from(["16:9", "friendly", "up_ok"]), max_size=5))
+def test_any_input_is_either_clean_or_refused_with_invalid_input(raw: dict[str, object]) -> None:
+    """Whatever JSON arrives, the answer is clean inputs or invalid_input naming a field — never a crash."""
+    result = asyncio.run(_validate(raw))
+    if isinstance(result, InvalidArgument):
+        assert result.code == "invalid_input"
+        assert result.details["field"] in {*raw, "productText", "productPhotos", "ratio", "tone"}
+        return
+    assert set(result) == {"productText", "productPhotos", "ratio", "tone"}
+    assert result["productPhotos"] == ["up_ok"]
+    assert isinstance(result["productText"], str)
