@@ -14,6 +14,7 @@ from atelier.common.v1 import common_pb2
 from atelier.events.v1 import events_pb2
 from atelier.workflow.v1 import workflow_pb2
 from kit.outbox import Outbox
+from services.workflow import metrics
 from services.workflow.repository import RunRecord
 
 PRODUCER = "workflow"
@@ -121,3 +122,5 @@ async def run_completed(
     if error_code:
         message.error.CopyFrom(common_pb2.ErrorDetail(code=error_code, message=error_message or ""))
     await _add(outbox, session, RUNS_COMPLETED, event_id, message)
+    # Counted when the event is written: a rare rolled-back transaction may count once too often.
+    metrics.RUNS_COMPLETED.labels(run.template_code, status).inc()

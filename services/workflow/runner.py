@@ -23,6 +23,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from atelier.common.v1 import common_pb2
 from atelier.events.v1 import events_pb2
 from atelier.generation.v1 import generation_pb2
@@ -33,7 +35,7 @@ from kit.identity import Identity
 from kit.inbox import Inbox
 from kit.outbox import Outbox
 from kit.telemetry import current_trace_id
-from services.workflow import events, repository, service
+from services.workflow import events, metrics, repository, service
 from services.workflow.clients import Clients
 from services.workflow.models import inbox as inbox_table
 from services.workflow.repository import RunRecord
@@ -199,10 +201,9 @@ class Runner:
             # The first step's submission intent commits with the debit confirmation.
             run = await repository.get_run(session, run_id)
             assert run is not None
-            action = await service.next_action(session, self.outbox, run)
+            await service.next_action(session, self.outbox, run)
+        metrics.RUNS_STARTED.labels(run.template_code).inc()
         self._notify()
-        if action.kind != "wait":
-            log.debug("run %s started, next: %s", run_id, action.kind)
 
     # -- advancing -------------------------------------------------------------------------------
     async def drive(self, run_id: str) -> None:
@@ -305,6 +306,7 @@ class Runner:
                 return
             transfer_id = reply.transfer.id or request.transfer_id
             await repository.update_run(session, run_id, refund_state="done", refund_transfer_id=transfer_id)
+            metrics.REFUNDED_MILLI.labels(run.template_code).inc(run.refund_milli)
             await events.run_completed(
                 self.outbox,
                 session,
@@ -352,7 +354,7 @@ class Runner:
             return await self._record(session, run_id, step_key, event, user_id)
 
     async def _record(
-        self, session: Any, run_id: str, step_key: str, event: events_pb2.TaskCompleted, user_id: str
+        self, session: AsyncSession, run_id: str, step_key: str, event: events_pb2.TaskCompleted, user_id: str
     ) -> bool:
         run = await repository.get_run(session, run_id, lock=True)
         if run is None or (user_id and run.user_id != user_id):
@@ -406,6 +408,7 @@ class Runner:
                 poll_after=timedelta(seconds=self.settings.task_poll_seconds),
                 limit=500,
             )
+        metrics.RESUMED.inc(len(run_ids))
         for run_id in run_ids:
             try:
                 await self.finish_debit(run_id)
