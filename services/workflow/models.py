@@ -1,8 +1,30 @@
-"""Tables owned by the workflow service."""
+"""Tables owned by the workflow service: runs and their steps (plus the outbox and inbox).
+
+A run row is the checkpoint of a durable workflow: its status, the template snapshot and the
+ledger ids it wrote. Each step row is the checkpoint of one generation task: after a crash the run
+resumes at its first step without a stored output.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import MetaData
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
 
 from kit.db_naming import NAMING_CONVENTION
 from kit.inbox import inbox_table
@@ -12,3 +34,79 @@ metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 outbox = outbox_table(metadata)
 inbox = inbox_table(metadata)
+
+# debiting: the row exists so that a crash during the ledger call is recovered (never debited twice
+# with the same deterministic id, never lost); nothing runs until the debit is confirmed.
+RUN_STATUSES = ("debiting", "pending", "running", "succeeded", "failed", "canceled")
+STEP_STATUSES = ("pending", "running", "succeeded", "failed", "skipped")
+# none: nothing to refund; pending: owed, the ledger call is not confirmed yet; done: written.
+REFUND_STATES = ("none", "pending", "done")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("user_id", Text, nullable=False),
+    Column("idempotency_key", Text, nullable=False),
+    # sha256 of the start request, to refuse a replayed key with another body.
+    Column("request_hash", Text, nullable=False),
+    Column("template_code", Text, nullable=False),
+    # atelier.catalog.v1.WorkflowTemplate as it was at start (serialized protobuf).
+    Column("template_snapshot", LargeBinary, nullable=False),
+    Column("catalog_version", BigInteger, nullable=False, server_default="0"),
+    Column("inputs", JSONB, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("price_milli", BigInteger, nullable=False),
+    Column("refund_policy", Text, nullable=False),
+    Column("debit_transfer_id", Text),
+    Column("refund_state", Text, nullable=False, server_default="none"),
+    Column("refund_milli", BigInteger, nullable=False, server_default="0"),
+    Column("refund_transfer_id", Text),
+    Column("cancel_requested", Boolean, nullable=False, server_default="false"),
+    Column("error_code", Text),
+    Column("error_message", Text),
+    Column("trace_id", Text, nullable=False, server_default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("started_at", DateTime(timezone=True)),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    UniqueConstraint("user_id", "idempotency_key", name="uq_runs_user_id_idempotency_key"),
+    CheckConstraint(_in("status", RUN_STATUSES), name="status"),
+    CheckConstraint(_in("refund_state", REFUND_STATES), name="refund_state"),
+    CheckConstraint("price_milli >= 0 AND refund_milli >= 0 AND refund_milli <= price_milli", name="amounts"),
+    Index("ix_runs_user_created", "user_id", "created_at", "id"),
+    # The resume loop's work list: unfinished runs and owed refunds.
+    Index(
+        "ix_runs_unfinished",
+        "updated_at",
+        postgresql_where=text("status IN ('debiting', 'pending', 'running') OR refund_state = 'pending'"),
+    ),
+)
+
+run_steps = Table(
+    "run_steps",
+    metadata,
+    Column("run_id", Text, ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("index", Integer, primary_key=True),
+    Column("key", Text, nullable=False),
+    # text | image | video
+    Column("kind", Text, nullable=False),
+    Column("model_code", Text, nullable=False),
+    Column("status", Text, nullable=False, server_default="pending"),
+    # The generation task, submitted with an idempotency key derived from run + step.
+    Column("task_id", Text),
+    # atelier.generation.v1.TaskOutput messages as JSON.
+    Column("outputs", JSONB, nullable=False, server_default="[]"),
+    Column("error_code", Text),
+    Column("error_message", Text),
+    Column("started_at", DateTime(timezone=True)),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    UniqueConstraint("run_id", "key", name="uq_run_steps_run_id_key"),
+    CheckConstraint(_in("status", STEP_STATUSES), name="status"),
+)

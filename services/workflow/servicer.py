@@ -2,10 +2,139 @@
 
 from __future__ import annotations
 
-from atelier.workflow.v1 import workflow_pb2_grpc
-from kit.service import Runtime
+import base64
+import json
+from datetime import datetime
+
+import grpc
+from google.protobuf import json_format, struct_pb2
+
+from atelier.common.v1 import common_pb2
+from atelier.workflow.v1 import workflow_pb2, workflow_pb2_grpc
+from kit.errors import InvalidArgument
+from kit.identity import caller, require_verified
+from services.workflow import repository, service
+from services.workflow.events import RUN_STATUS, STEP_STATUS
+from services.workflow.repository import RunRecord
+from services.workflow.runner import Runner
+
+DEFAULT_PAGE = 20
+MAX_PAGE = 100
+_STATUS_NAMES = {value: name for name, value in RUN_STATUS.items() if name != "debiting"}
 
 
 class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
+    def __init__(self, runner: Runner) -> None:
+        self.runner = runner
+
+    async def StartRun(
+        self, request: workflow_pb2.StartRunRequest, context: grpc.aio.ServicerContext
+    ) -> workflow_pb2.StartRunResponse:
+        identity = require_verified(context)
+        if not request.template_code:
+            raise InvalidArgument("template_code is required", code="invalid_input", field="template_code")
+        if len(request.idempotency_key) > 200:
+            raise InvalidArgument("the idempotency key is too long", code="invalid_input")
+        inputs = json_format.MessageToDict(request.inputs) if request.HasField("inputs") else {}
+        run, created = await self.runner.start(
+            identity, request.idempotency_key, request.template_code, inputs
+        )
+        return workflow_pb2.StartRunResponse(run=run_to_proto(run), created=created)
+
+    async def GetRun(
+        self, request: workflow_pb2.GetRunRequest, context: grpc.aio.ServicerContext
+    ) -> workflow_pb2.GetRunResponse:
+        identity = caller(context)
+        run = await self.runner.get(request.run_id, identity.user_id)
+        return workflow_pb2.GetRunResponse(run=run_to_proto(run))
+
+    async def ListRuns(
+        self, request: workflow_pb2.ListRunsRequest, context: grpc.aio.ServicerContext
+    ) -> workflow_pb2.ListRunsResponse:
+        identity = caller(context)
+        limit = min(MAX_PAGE, request.page.limit or DEFAULT_PAGE)
+        if request.page.limit < 0:
+            raise InvalidArgument("limit must not be negative", code="invalid_input", field="limit")
+        after = decode_cursor(request.page.cursor) if request.page.cursor else None
+        status = _STATUS_NAMES.get(request.status) if request.status else None
+        async with self.runner.db.transaction() as session:
+            runs = await repository.list_runs(
+                session,
+                identity.user_id,
+                limit=limit + 1,
+                after=after,
+                status=status,
+                template_code=request.template_code or None,
+            )
+        page = common_pb2.PageInfo()
+        if len(runs) > limit:
+            runs = runs[:limit]
+            page.next_cursor = encode_cursor(runs[-1])
+        return workflow_pb2.ListRunsResponse(runs=[run_to_proto(run) for run in runs], page=page)
+
+    async def CancelRun(
+        self, request: workflow_pb2.CancelRunRequest, context: grpc.aio.ServicerContext
+    ) -> workflow_pb2.CancelRunResponse:
+        identity = caller(context)
+        run = await self.runner.cancel(identity.user_id, request.run_id)
+        return workflow_pb2.CancelRunResponse(run=run_to_proto(run))
+
+
+def encode_cursor(run: RunRecord) -> str:
+    raw = json.dumps([run.created_at.isoformat(), run.id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        created_at, run_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        return datetime.fromisoformat(created_at), str(run_id)
+    except (ValueError, TypeError) as exc:
+        raise InvalidArgument("the cursor is not valid", code="invalid_cursor", field="cursor") from exc
+
+
+def run_to_proto(run: RunRecord) -> workflow_pb2.Run:
+    template = service.template_of(run)
+    inputs = struct_pb2.Struct()
+    inputs.update(run.inputs)
+    message = workflow_pb2.Run(
+        id=run.id,
+        user_id=run.user_id,
+        template_code=run.template_code,
+        status=RUN_STATUS[run.status],
+        inputs=inputs,
+        price=common_pb2.Credits(milli=run.price_milli),
+        refund_amount=common_pb2.Credits(milli=run.refund_milli if run.refund_state == "done" else 0),
+        template_snapshot=template,
+        catalog_version=run.catalog_version,
+        debit_transfer_id=run.debit_transfer_id or "",
+        refund_transfer_id=run.refund_transfer_id or "",
+        cancel_requested=run.cancel_requested,
+        trace_id=run.trace_id,
+    )
+    if run.error_code:
+        message.error.CopyFrom(common_pb2.ErrorDetail(code=run.error_code, message=run.error_message or ""))
+    message.created_at.FromDatetime(run.created_at)
+    message.updated_at.FromDatetime(run.updated_at)
+    if run.started_at:
+        message.started_at.FromDatetime(run.started_at)
+    if run.finished_at:
+        message.finished_at.FromDatetime(run.finished_at)
+    for step in run.steps:
+        item = message.steps.add(
+            key=step.key,
+            index=step.index,
+            kind=service.KINDS.get(step.kind, common_pb2.MODEL_KIND_UNSPECIFIED),
+            model_code=step.model_code,
+            status=STEP_STATUS[step.status],
+            task_id=step.task_id or "",
+            outputs=service.step_outputs(step),
+        )
+        if step.error_code:
+            error = common_pb2.ErrorDetail(code=step.error_code, message=step.error_message or "")
+            item.error.CopyFrom(error)
+        if step.started_at:
+            item.started_at.FromDatetime(step.started_at)
+        if step.finished_at:
+            item.finished_at.FromDatetime(step.finished_at)
+    return message

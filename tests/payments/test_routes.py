@@ -12,11 +12,9 @@ import httpx
 import pytest
 
 from gateway.app import create_app
-from gateway.auth import AccessTokens
 from gateway.payments.base import OrderView
 from gateway.payments.sandbox import SandboxProvider
 from gateway.settings import GatewaySettings
-from kit.identity import Identity, Status
 from kit.money import Money
 from tests.infra import Infra
 from tests.payments.fakes import FakeLedger, serve_fakes
@@ -32,17 +30,9 @@ from tests.payments.signers import (
     wechat_headers,
     wechat_transaction,
 )
+from tests.tokens import as_user
 
 ALIPAY_FORM = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}
-_TOKENS = AccessTokens(GatewaySettings())
-
-
-def as_user(user_id: str, status: Status = "active") -> dict[str, str]:
-    """Authorization for a signed-in user, minted with the gateway's own (development) keys."""
-    token = _TOKENS.mint(Identity(user_id=user_id, status=status), session_id="test-session").token
-    return {"Authorization": f"Bearer {token}"}
-
-
 USER = as_user("u_1")
 
 

@@ -1,0 +1,258 @@
+"""Every query of the workflow service."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, delete, func, insert, literal, or_, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.workflow.models import run_steps, runs
+
+UNFINISHED = ("debiting", "pending", "running")
+FINAL = ("succeeded", "failed", "canceled")
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    run_id: str
+    index: int
+    key: str
+    kind: str
+    model_code: str
+    status: str
+    task_id: str | None
+    outputs: list[dict[str, Any]]
+    error_code: str | None
+    error_message: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, row: RowMapping) -> StepRecord:
+        return cls(
+            run_id=row["run_id"],
+            index=row["index"],
+            key=row["key"],
+            kind=row["kind"],
+            model_code=row["model_code"],
+            status=row["status"],
+            task_id=row["task_id"],
+            outputs=list(row["outputs"] or []),
+            error_code=row["error_code"],
+            error_message=row["error_message"],
+            started_at=row["started_at"],
+            finished_at=row["finished_at"],
+        )
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: str
+    user_id: str
+    idempotency_key: str
+    request_hash: str
+    template_code: str
+    template_snapshot: bytes
+    catalog_version: int
+    inputs: dict[str, Any]
+    status: str
+    price_milli: int
+    refund_policy: str
+    debit_transfer_id: str | None
+    refund_state: str
+    refund_milli: int
+    refund_transfer_id: str | None
+    cancel_requested: bool
+    error_code: str | None
+    error_message: str | None
+    trace_id: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    updated_at: datetime
+    steps: list[StepRecord] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, row: RowMapping, steps: list[StepRecord] | None = None) -> RunRecord:
+        return cls(
+            id=row["id"],
+            user_id=row["user_id"],
+            idempotency_key=row["idempotency_key"],
+            request_hash=row["request_hash"],
+            template_code=row["template_code"],
+            template_snapshot=bytes(row["template_snapshot"]),
+            catalog_version=row["catalog_version"],
+            inputs=dict(row["inputs"]),
+            status=row["status"],
+            price_milli=row["price_milli"],
+            refund_policy=row["refund_policy"],
+            debit_transfer_id=row["debit_transfer_id"],
+            refund_state=row["refund_state"],
+            refund_milli=row["refund_milli"],
+            refund_transfer_id=row["refund_transfer_id"],
+            cancel_requested=row["cancel_requested"],
+            error_code=row["error_code"],
+            error_message=row["error_message"],
+            trace_id=row["trace_id"],
+            created_at=row["created_at"],
+            started_at=row["started_at"],
+            finished_at=row["finished_at"],
+            updated_at=row["updated_at"],
+            steps=steps or [],
+        )
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL
+
+
+async def insert_run(session: AsyncSession, values: dict[str, Any], steps: list[dict[str, Any]]) -> bool:
+    """Insert a run and its steps; False when the caller's idempotency key already has a run."""
+    created = (
+        await session.execute(
+            pg_insert(runs)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=[runs.c.user_id, runs.c.idempotency_key])
+            .returning(runs.c.id)
+        )
+    ).first()
+    if created is None:
+        return False
+    if steps:
+        await session.execute(insert(run_steps), [{"run_id": values["id"], **step} for step in steps])
+    return True
+
+
+async def _steps(session: AsyncSession, run_ids: list[str]) -> dict[str, list[StepRecord]]:
+    by_run: dict[str, list[StepRecord]] = {run_id: [] for run_id in run_ids}
+    if not run_ids:
+        return by_run
+    rows = (
+        await session.execute(
+            select(run_steps).where(run_steps.c.run_id.in_(run_ids)).order_by(run_steps.c.index)
+        )
+    ).mappings()
+    for row in rows:
+        by_run[row["run_id"]].append(StepRecord.of(row))
+    return by_run
+
+
+async def get_run(session: AsyncSession, run_id: str, *, lock: bool = False) -> RunRecord | None:
+    query = select(runs).where(runs.c.id == run_id)
+    if lock:
+        query = query.with_for_update()
+    row = (await session.execute(query)).mappings().first()
+    if row is None:
+        return None
+    return RunRecord.of(row, (await _steps(session, [run_id]))[run_id])
+
+
+async def get_run_by_key(session: AsyncSession, user_id: str, idempotency_key: str) -> RunRecord | None:
+    row = (
+        (
+            await session.execute(
+                select(runs).where(runs.c.user_id == user_id, runs.c.idempotency_key == idempotency_key)
+            )
+        )
+        .mappings()
+        .first()
+    )
+    if row is None:
+        return None
+    return RunRecord.of(row, (await _steps(session, [row["id"]]))[row["id"]])
+
+
+async def list_runs(
+    session: AsyncSession,
+    user_id: str,
+    *,
+    limit: int,
+    after: tuple[datetime, str] | None,
+    status: str | None,
+    template_code: str | None,
+) -> list[RunRecord]:
+    query = select(runs).where(runs.c.user_id == user_id)
+    if after is not None:
+        cursor = tuple_(literal(after[0]), literal(after[1]))
+        query = query.where(tuple_(runs.c.created_at, runs.c.id) < cursor)
+    if status is not None:
+        query = query.where(runs.c.status.in_(("debiting", "pending") if status == "pending" else (status,)))
+    if template_code:
+        query = query.where(runs.c.template_code == template_code)
+    query = query.order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(limit)
+    rows = list((await session.execute(query)).mappings())
+    steps = await _steps(session, [row["id"] for row in rows])
+    return [RunRecord.of(row, steps[row["id"]]) for row in rows]
+
+
+async def update_run(session: AsyncSession, run_id: str, **values: Any) -> None:
+    await session.execute(update(runs).where(runs.c.id == run_id).values(updated_at=func.now(), **values))
+
+
+async def update_step(session: AsyncSession, run_id: str, index: int, **values: Any) -> None:
+    await session.execute(
+        update(run_steps)
+        .where(run_steps.c.run_id == run_id, run_steps.c.index == index)
+        .values(updated_at=func.now(), **values)
+    )
+
+
+async def set_step_task_id(session: AsyncSession, run_id: str, index: int, task_id: str) -> None:
+    """Compare-and-set: only a running step without a task yet takes the id."""
+    await session.execute(
+        update(run_steps)
+        .where(
+            run_steps.c.run_id == run_id,
+            run_steps.c.index == index,
+            run_steps.c.status == "running",
+            run_steps.c.task_id.is_(None),
+        )
+        .values(task_id=task_id, updated_at=func.now())
+    )
+
+
+async def delete_debiting_run(session: AsyncSession, run_id: str) -> bool:
+    deleted = await session.execute(
+        delete(runs).where(runs.c.id == run_id, runs.c.status == "debiting").returning(runs.c.id)
+    )
+    return deleted.first() is not None
+
+
+async def runs_to_resume(
+    session: AsyncSession, *, debit_stale_after: timedelta, poll_after: timedelta, limit: int
+) -> list[str]:
+    """Runs the resume loop must look at: debits gone stale, owed refunds, and unfinished runs that are
+    not simply waiting for a recent task (no step running, a step without its task id, a task
+    running for longer than `poll_after`, or a cancel request)."""
+    running = run_steps.alias("running")
+    waiting_normally = (
+        select(running.c.run_id)
+        .where(
+            running.c.run_id == runs.c.id,
+            running.c.status == "running",
+            running.c.task_id.is_not(None),
+            running.c.started_at >= func.now() - poll_after,
+        )
+        .exists()
+    )
+    query = (
+        select(runs.c.id)
+        .where(
+            or_(
+                and_(
+                    runs.c.status.in_(("pending", "running")),
+                    or_(runs.c.cancel_requested, ~waiting_normally),
+                ),
+                and_(runs.c.status == "debiting", runs.c.created_at < func.now() - debit_stale_after),
+                runs.c.refund_state == "pending",
+            )
+        )
+        .order_by(runs.c.updated_at)
+        .limit(limit)
+    )
+    return list((await session.execute(query)).scalars())
