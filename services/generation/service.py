@@ -225,16 +225,12 @@ class Generation:
         clients: Clients,
         blobs: Blobs,
         settings: GenerationSettings,
-        *,
-        text_provider: Any = None,
     ) -> None:
         self.db = db
         self.outbox = outbox
         self.clients = clients
         self.blobs = blobs
         self.settings = settings
-        # Resolves a QuoteSnapshot's channel to a provider (Copy Studio streams from the service).
-        self.text_provider = text_provider
 
     def deadline_for(self, kind: str) -> dt.timedelta:
         seconds = {
