@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +33,7 @@ from services.generation.servicer import GenerationServicer
 from services.generation.settings import GenerationSettings
 from services.generation.worker import Worker
 from tests.generation.fakes import FakeCatalog, FakeLedger, FakeModel, start_fakes
+from tests.generation.upstream import FakeUpstream
 from tests.infra import Infra
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -107,6 +108,25 @@ class Stack:
 
 def metadata(identity: Identity, caller: str = "gateway") -> tuple[tuple[str, str], ...]:
     return identity.metadata(caller)
+
+
+@pytest.fixture(scope="session")
+def fake() -> Iterator[FakeUpstream]:
+    """One fake upstream HTTP server for the run; tests reset it through `upstream`."""
+    upstream = FakeUpstream()
+    upstream.start()
+    yield upstream
+    upstream.stop()
+
+
+@pytest.fixture
+def upstream(fake: FakeUpstream) -> FakeUpstream:
+    fake.calls.clear()
+    fake.scripts.clear()
+    fake.bodies.clear()
+    fake.next_outcome = "ok"
+    fake.operation_seconds = 0.3
+    return fake
 
 
 @pytest.fixture

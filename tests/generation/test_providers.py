@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -24,24 +24,6 @@ from services.generation.providers.local import LocalProvider, image_size, video
 from services.generation.providers.openai import OpenAIAdapter
 from services.generation.providers.xai import XaiAdapter
 from tests.generation.upstream import KEY, FakeUpstream, Scripted, rate_limited
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeUpstream]:
-    upstream = FakeUpstream()
-    upstream.start()
-    yield upstream
-    upstream.stop()
-
-
-@pytest.fixture
-def upstream(fake: FakeUpstream) -> FakeUpstream:
-    fake.calls.clear()
-    fake.scripts.clear()
-    fake.bodies.clear()
-    fake.next_outcome = "ok"
-    fake.operation_seconds = 0.3
-    return fake
 
 
 def image_job(**kwargs: object) -> ProviderJob:
