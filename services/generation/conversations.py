@@ -155,6 +155,8 @@ class Conversations:
                 reference_id=answer_id,
                 metadata={"model": model, "kind": "text"},
             )
+        # Explicit times: both rows share one transaction (one now()), and history is ordered by time.
+        asked_at = dt.datetime.now(dt.UTC)
         try:
             async with self.db.transaction() as session:
                 asked = await repository.insert_message(
@@ -166,6 +168,7 @@ class Conversations:
                         "role": "user",
                         "content": content,
                         "status": "completed",
+                        "created_at": asked_at,
                     },
                 )
                 answer = await repository.insert_message(
@@ -181,6 +184,7 @@ class Conversations:
                         "quote": quote.SerializeToString(),
                         "hold_id": held if price.is_positive else None,
                         "idempotency_key": idempotency_key or None,
+                        "created_at": asked_at + dt.timedelta(microseconds=1),
                     },
                 )
                 await repository.update_conversation(

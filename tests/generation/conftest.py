@@ -52,6 +52,7 @@ class Stack:
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     background: list[asyncio.Task[None]] = field(default_factory=list)
     worker: Worker | None = None
+    providers: ProviderRegistry | None = None
 
     def user(self, credits_milli: int = 0, *, verified: bool = True) -> Identity:
         user_id = f"u_{uuid.uuid4().hex[:10]}"
@@ -177,6 +178,7 @@ async def stack(infra: Infra, tmp_path: Path) -> AsyncIterator[Stack]:
     stack = Stack(
         settings, db, bus, catalog, ledger, generation_pb2_grpc.GenerationServiceStub(channel), blobs
     )
+    stack.providers = providers
     relay = OutboxRelay(outbox_table, db, bus, service="generation", idle_interval=0.05)
     stack.background.append(asyncio.create_task(relay.run(stack.stop)))
 
