@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from gateway import problems
 from gateway.bus import connect_bus
 from gateway.clients import Clients
-from gateway.routes import ops
+from gateway.routes import ops, tasks
 from gateway.settings import GatewaySettings
 from kit import telemetry
 
@@ -41,6 +41,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     )
     problems.install(app)
     app.include_router(ops.router)
+    app.include_router(tasks.router)
     if settings.otel_exporter != "none":
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 

@@ -53,6 +53,7 @@ class Stack:
     background: list[asyncio.Task[None]] = field(default_factory=list)
     worker: Worker | None = None
     providers: ProviderRegistry | None = None
+    generation_addr: str = ""
 
     def user(self, credits_milli: int = 0, *, verified: bool = True) -> Identity:
         user_id = f"u_{uuid.uuid4().hex[:10]}"
@@ -179,6 +180,7 @@ async def stack(infra: Infra, tmp_path: Path) -> AsyncIterator[Stack]:
         settings, db, bus, catalog, ledger, generation_pb2_grpc.GenerationServiceStub(channel), blobs
     )
     stack.providers = providers
+    stack.generation_addr = f"127.0.0.1:{port}"
     relay = OutboxRelay(outbox_table, db, bus, service="generation", idle_interval=0.05)
     stack.background.append(asyncio.create_task(relay.run(stack.stop)))
 
