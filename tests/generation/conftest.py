@@ -74,6 +74,7 @@ class Stack:
             "ATELIER_POLL_INTERVAL_SECONDS": str(s.poll_interval_seconds),
             "ATELIER_LOCAL_DELAY_SECONDS": str(s.local_delay_seconds),
             "ATELIER_LOG_LEVEL": "INFO",
+            "ATELIER_SHUTDOWN_GRACE_SECONDS": "1",
         }
 
     async def start_worker(self) -> Worker:

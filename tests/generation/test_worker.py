@@ -170,7 +170,7 @@ async def test_a_worker_killed_mid_job_is_redelivered_and_never_submits_twice(
     stack: Stack, upstream: FakeUpstream, tmp_path: Path
 ) -> None:
     bind(stack, upstream, "seedance", "video", catalog_pb2.ADAPTER_KIND_ARK, "ark")
-    upstream.operation_seconds = 5.0
+    upstream.operation_seconds = 3.0
     log = tmp_path / "worker.log"
     first = start_worker_process(stack, log)
     second: subprocess.Popen[bytes] | None = None
@@ -220,3 +220,68 @@ async def test_a_worker_killed_mid_job_is_redelivered_and_never_submits_twice(
                     process.wait(timeout=15)
                 except subprocess.TimeoutExpired:
                     process.kill()
+
+
+async def wait_for_operation(stack: Stack, task_id: str) -> str:
+    for _ in range(200):
+        async with stack.db.session() as session:
+            operation_id = (
+                await session.execute(select(tasks.c.upstream_operation_id).where(tasks.c.id == task_id))
+            ).scalar_one()
+        if operation_id:
+            return str(operation_id)
+        await asyncio.sleep(0.05)
+    raise AssertionError("the operation id was never stored")
+
+
+async def test_canceling_a_running_operation_cancels_it_upstream(
+    stack: Stack, upstream: FakeUpstream
+) -> None:
+    bind(stack, upstream, "seedance", "video", catalog_pb2.ADAPTER_KIND_ARK, "ark")
+    upstream.operation_seconds = 30
+    await stack.start_worker()
+    user = stack.user(100_000)
+    task = await submit(
+        stack,
+        user,
+        kind=VIDEO,
+        model_code="seedance",
+        prompt="p",
+        ratio="16:9",
+        resolution="720p",
+        duration_seconds=5,
+    )
+    await wait_for_operation(stack, task.id)
+    canceled = await stack.stub.CancelTask(
+        generation_pb2.CancelTaskRequest(task_id=task.id), metadata=metadata(user)
+    )
+    assert canceled.task.status == generation_pb2.TASK_STATUS_CANCELED
+    for _ in range(100):
+        if upstream.calls["ark.video.cancel"]:
+            break
+        await asyncio.sleep(0.05)
+    assert upstream.calls["ark.video.cancel"] == 1
+    event = await stack.wait_completed(task.id)
+    assert event.status == generation_pb2.TASK_STATUS_CANCELED
+    assert stack.ledger.releases == [task.hold_id]
+    assert stack.ledger.available(user.user_id) == 100_000
+
+
+async def test_two_workers_racing_on_one_task_complete_it_once(stack: Stack) -> None:
+    first = await stack.start_worker()
+    user = stack.user(10_000)
+    # Submitted while the consumers run, so the bus delivers it to one of them too: three runners.
+    task = await submit(
+        stack, user, kind=IMAGE, model_code="img", prompt="p", ratio="1:1", resolution="1K", n=2
+    )
+    second = await stack.start_worker()
+    await asyncio.gather(first.run(task.id), second.run(task.id))
+    await stack.wait_completed(task.id)
+    await asyncio.sleep(1.0)
+    assert [e.task_id for e in stack.completed].count(task.id) == 1
+    got = (
+        await stack.stub.GetTask(generation_pb2.GetTaskRequest(task_id=task.id), metadata=metadata(user))
+    ).task
+    assert got.status == generation_pb2.TASK_STATUS_SUCCEEDED
+    assert len(got.outputs) == 2
+    assert stack.ledger.captures == [(task.hold_id, 4000)]
