@@ -3,7 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from kit.settings import PLACEHOLDER_SECRET, ServiceSettings
 
@@ -55,6 +55,12 @@ class GenerationSettings(ServiceSettings):
     # -- the local provider ----------------------------------------------------------------------
     local_delay_seconds: float = Field(default=2.0, ge=0)
     local_failure_fraction: float = Field(default=0.0, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _real_secret_in_production(self) -> GenerationSettings:
+        if self.environment == "production" and self.blob_url_secret == PLACEHOLDER_SECRET:
+            raise ValueError("ATELIER_BLOB_URL_SECRET must be set in production")
+        return self
 
     @property
     def blob_root(self) -> Path:
