@@ -34,6 +34,7 @@ from kit.outbox import Outbox
 from services.generation import events, repository
 from services.generation.blobs import Blobs
 from services.generation.clients import Clients, QuoteArgs
+from services.generation.models import tasks
 from services.generation.settings import GenerationSettings
 
 log = logging.getLogger(__name__)
@@ -196,6 +197,7 @@ async def finish_task(
     values: dict[str, Any] = {"status": status, "finished_at": dt.datetime.now(dt.UTC)}
     if status == "succeeded":
         values["progress"] = 100
+        values["charge_milli"] = charge.milli if charge is not None else tasks.c.price_milli
     if error is not None:
         values["error_code"], values["error_message"] = error
     if usage is not None:
@@ -205,12 +207,6 @@ async def finish_task(
     row = await repository.transition(session, task_id, from_statuses=from_statuses, values=values)
     if row is None:
         return None
-    if status == "succeeded":
-        charged = charge if charge is not None else Credits(row.price_milli)
-        row = await repository.transition(
-            session, task_id, from_statuses=("succeeded",), values={"charge_milli": charged.milli}
-        )
-        assert row is not None
     await repository.insert_outputs(session, outputs)
     output_rows = (await repository.outputs_of(session, [task_id]))[task_id]
     await events.task_completed(session, outbox, row, output_rows, blobs)

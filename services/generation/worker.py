@@ -34,7 +34,7 @@ from kit.grpc_server import GrpcServer
 from kit.money import Credits
 from kit.service import Runtime, ServiceDefinition, main
 from services.generation import events, repository
-from services.generation.blobs import Blobs
+from services.generation.blobs import BlobNotFound, Blobs
 from services.generation.models import metadata
 from services.generation.providers import ProviderRegistry
 from services.generation.providers.base import (
@@ -88,6 +88,10 @@ class Worker:
         heartbeat = asyncio.create_task(self._heartbeat(delivery))
         try:
             await self.run(job.task_id)
+        except Permanent as exc:
+            # Dead-lettered now: the task must not stay running forever.
+            await self._fail(job.task_id, "internal_error", f"the job cannot run: {exc}")
+            raise
         except Exception as exc:
             if delivery.num_delivered >= self.settings.job_max_deliver:
                 # The bus dead-letters the job now; the task must not stay running forever.
@@ -181,9 +185,11 @@ class Worker:
                     row = await repository.get_output(session, item["id"])
                 if row is None or not row.blob_key:
                     raise Permanent(f"input {item['id']} of task {task.id} is gone")
-                images.append(
-                    InputImage(await self.blobs.store.get(row.blob_key), row.mime_type, item["role"])
-                )
+                try:
+                    data = await self.blobs.store.get(row.blob_key)
+                except BlobNotFound as exc:
+                    raise Permanent(f"input {item['id']} of task {task.id} is gone") from exc
+                images.append(InputImage(data, row.mime_type, item["role"]))
         return ProviderJob(
             kind=task.kind,
             model=quote.channel.upstream_model_id or task.model_code,

@@ -287,3 +287,36 @@ async def test_two_workers_racing_on_one_task_complete_it_once(stack: Stack) -> 
     assert got.status == generation_pb2.TASK_STATUS_SUCCEEDED
     assert len(got.outputs) == 2
     assert stack.ledger.captures == [(task.hold_id, 4000)]
+
+
+async def test_a_job_that_can_never_run_fails_its_task_and_releases(stack: Stack) -> None:
+    import io
+
+    from PIL import Image
+
+    user = stack.user(10_000)
+    png = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(png, format="PNG")
+    upload = (
+        await stack.stub.CreateUpload(
+            generation_pb2.CreateUploadRequest(content=png.getvalue(), content_type="image/png"),
+            metadata=metadata(user),
+        )
+    ).upload
+    task = await submit(
+        stack,
+        user,
+        kind=IMAGE,
+        model_code="img",
+        prompt="p",
+        ratio="1:1",
+        resolution="1K",
+        capability="image_edit",
+        inputs=[generation_pb2.TaskInput(upload_id=upload.id, role=generation_pb2.INPUT_ROLE_EDIT)],
+    )
+    for path in stack.settings.blob_root.rglob(f"{upload.id}.*"):
+        path.unlink()  # the input vanished between submission and the job
+    await stack.start_worker()
+    event = await stack.wait_completed(task.id)
+    assert (event.status, event.error.code) == (generation_pb2.TASK_STATUS_FAILED, "internal_error")
+    assert stack.ledger.releases == [task.hold_id]
