@@ -7,16 +7,36 @@ from pathlib import Path
 from atelier.generation.v1 import generation_pb2, generation_pb2_grpc
 from kit.grpc_server import GrpcServer
 from kit.service import Runtime, ServiceDefinition, main
+from services.generation.blobs import Blobs
+from services.generation.clients import Clients
+from services.generation.conversations import Conversations
 from services.generation.models import metadata
+from services.generation.providers import ProviderRegistry
+from services.generation.service import Generation
 from services.generation.servicer import GenerationServicer
 from services.generation.settings import GenerationSettings
 
 
 async def setup(runtime: Runtime, server: GrpcServer) -> None:
-    # Until every RPC is built, the generated base class answers the rest with UNIMPLEMENTED.
-    servicer = GenerationServicer(runtime)  # type: ignore[abstract]
+    settings = runtime.settings
+    assert isinstance(settings, GenerationSettings)
+    assert runtime.outbox is not None
+    clients = Clients(settings.catalog_addr, settings.ledger_addr)
+    blobs = Blobs.from_settings(settings)
+    providers = ProviderRegistry(settings)
+    generation = Generation(runtime.db, runtime.outbox, clients, blobs, settings)
+    conversations = Conversations(runtime.db, runtime.outbox, clients, providers, settings)
+    servicer = GenerationServicer(generation, conversations, blobs)
     generation_pb2_grpc.add_GenerationServiceServicer_to_server(servicer, server.server)
     server.add(generation_pb2.DESCRIPTOR.services_by_name["GenerationService"].full_name)
+
+    async def close() -> None:
+        await runtime.stop.wait()
+        await clients.close()
+        await providers.aclose()
+        await blobs.aclose()
+
+    runtime.spawn(close())
 
 
 DEFINITION = ServiceDefinition(

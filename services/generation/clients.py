@@ -1,0 +1,104 @@
+"""gRPC clients of the services generation calls: catalog (Quote) and ledger (Hold, Release)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import grpc
+from google.protobuf.duration_pb2 import Duration
+
+from atelier.catalog.v1 import catalog_pb2, catalog_pb2_grpc
+from atelier.common.v1 import common_pb2
+from atelier.ledger.v1 import ledger_pb2, ledger_pb2_grpc
+from kit import grpc_client
+from kit.identity import CALLER_KEY
+from kit.money import Credits
+
+METADATA = ((CALLER_KEY, "generation"),)
+
+
+@dataclass(frozen=True)
+class QuoteArgs:
+    model_code: str
+    ratio: str = ""
+    resolution: str = ""
+    duration_seconds: int = 0
+    n: int = 0
+    capability: str = ""
+    input_image_count: int = 0
+    input_tokens: int = 0
+    max_output_tokens: int = 0
+    internal: bool = False
+
+
+class Clients:
+    """Channels are opened at startup and closed at shutdown."""
+
+    def __init__(self, catalog_addr: str, ledger_addr: str) -> None:
+        self._catalog_channel = grpc_client.channel(catalog_addr)
+        self._ledger_channel = grpc_client.channel(ledger_addr)
+        self.catalog = catalog_pb2_grpc.CatalogServiceStub(self._catalog_channel)
+        self.ledger = ledger_pb2_grpc.LedgerServiceStub(self._ledger_channel)
+
+    async def quote(self, args: QuoteArgs) -> catalog_pb2.QuoteSnapshot:
+        """The catalog's priced, validated snapshot; its domain errors (model_disabled,
+        unsupported_spec, unsupported_capability) pass through unchanged."""
+        request = catalog_pb2.QuoteRequest(
+            model_code=args.model_code,
+            ratio=args.ratio,
+            resolution=args.resolution,
+            duration_seconds=args.duration_seconds,
+            n=args.n,
+            capability=args.capability,
+            input_image_count=args.input_image_count,
+            input_tokens=args.input_tokens,
+            max_output_tokens=args.max_output_tokens,
+            internal=args.internal,
+        )
+        try:
+            response = await self.catalog.Quote(request, metadata=METADATA)
+        except grpc.aio.AioRpcError as exc:
+            raise grpc_client.domain_error(exc) from exc
+        quote: catalog_pb2.QuoteSnapshot = response.quote
+        return quote
+
+    async def hold(
+        self,
+        *,
+        hold_id: str,
+        user_id: str,
+        amount: Credits,
+        ttl: dt.timedelta,
+        reference_type: ledger_pb2.ReferenceType.ValueType,
+        reference_id: str,
+        metadata: dict[str, str],
+    ) -> ledger_pb2.HoldResponse:
+        """A pending debit; FAILED_PRECONDITION insufficient_balance passes through."""
+        duration = Duration()
+        duration.FromTimedelta(ttl)
+        request = ledger_pb2.HoldRequest(
+            transfer_id=hold_id,
+            user_id=user_id,
+            amount=common_pb2.Credits(milli=amount.milli),
+            ttl=duration,
+            reference=ledger_pb2.Reference(type=reference_type, id=reference_id),
+            metadata=metadata,
+        )
+        try:
+            response: ledger_pb2.HoldResponse = await self.ledger.Hold(request, metadata=METADATA)
+        except grpc.aio.AioRpcError as exc:
+            raise grpc_client.domain_error(exc) from exc
+        return response
+
+    async def release(self, *, hold_id: str, reason: str) -> None:
+        """Compensation when a held submission could not be recorded."""
+        request = ledger_pb2.ReleaseRequest(transfer_id=f"release:{hold_id}", hold_id=hold_id, reason=reason)
+        try:
+            await self.ledger.Release(request, metadata=METADATA)
+        except grpc.aio.AioRpcError as exc:
+            raise grpc_client.domain_error(exc) from exc
+
+    async def close(self) -> None:
+        await self._catalog_channel.close()
+        await self._ledger_channel.close()

@@ -1,0 +1,115 @@
+"""What the generation service publishes (through its outbox): `jobs.<kind>` for its workers,
+`tasks.progress` for live views, `tasks.completed` for the ledger, the workflow service and live views."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from sqlalchemy import Row
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from atelier.common.v1 import common_pb2
+from atelier.events.v1 import events_pb2
+from kit.outbox import Outbox
+from services.generation import views
+from services.generation.blobs import Blobs
+
+PRODUCER = "generation"
+JOB_SUBJECTS = {"text": "jobs.text", "image": "jobs.image", "video": "jobs.video"}
+PROGRESS = "tasks.progress"
+COMPLETED = "tasks.completed"
+_NAMESPACE = uuid.UUID("6d1c3f5e-2b7a-4b8e-9a51-0c7e4f1d2a90")
+
+
+def _meta(event_id: uuid.UUID) -> events_pb2.EventMeta:
+    meta = events_pb2.EventMeta(event_id=str(event_id), producer=PRODUCER)
+    meta.occurred_at.GetCurrentTime()
+    return meta
+
+
+def derived_id(*parts: object) -> uuid.UUID:
+    """Event ids derived from what they announce, so that a repeated write de-duplicates."""
+    return uuid.uuid5(_NAMESPACE, ":".join(str(p) for p in parts))
+
+
+async def job_requested(session: AsyncSession, outbox: Outbox, task: Row[Any]) -> None:
+    event_id = derived_id(task.id, task.attempt, "job")
+    deadline = Timestamp()
+    deadline.FromDatetime(task.deadline_at)
+    event = events_pb2.JobRequested(
+        meta=_meta(event_id),
+        task_id=task.id,
+        attempt=task.attempt,
+        kind=views.KINDS[task.kind],
+        model_code=task.model_code,
+        deadline=deadline,
+    )
+    await outbox.add(session, JOB_SUBJECTS[task.kind], event, event_id=event_id)
+
+
+async def task_progress(session: AsyncSession, outbox: Outbox, task: Row[Any]) -> None:
+    event_id = derived_id(task.id, task.attempt, "progress", task.status, task.progress)
+    event = events_pb2.TaskProgress(
+        meta=_meta(event_id),
+        task_id=task.id,
+        user_id=task.user_id,
+        status=views.STATUSES[task.status],
+        progress=task.progress,
+        internal=task.internal,
+        run_id=task.run_id or "",
+    )
+    await outbox.add(session, PROGRESS, event, event_id=event_id)
+
+
+async def task_completed(
+    session: AsyncSession, outbox: Outbox, task: Row[Any], outputs: Sequence[Row[Any]], blobs: Blobs
+) -> None:
+    event_id = derived_id(task.id, task.attempt, "completed")
+    event = events_pb2.TaskCompleted(
+        meta=_meta(event_id),
+        task_id=task.id,
+        user_id=task.user_id,
+        kind=views.KINDS[task.kind],
+        model_code=task.model_code,
+        status=views.STATUSES[task.status],
+        price=views.credits(task.price_milli),
+        charge=views.credits(task.charge_milli if task.status == "succeeded" else 0),
+        hold_id=task.hold_id or "",
+        internal=task.internal,
+        run_id=task.run_id or "",
+        step_key=task.step_key or "",
+        outputs=[views.output(o, blobs) for o in outputs],
+        attempt=task.attempt,
+    )
+    if (error := views.error_detail(task.error_code, task.error_message)) is not None:
+        event.error.CopyFrom(error)
+    await outbox.add(session, COMPLETED, event, event_id=event_id)
+
+
+async def message_completed(
+    session: AsyncSession,
+    outbox: Outbox,
+    *,
+    message: Row[Any],
+    status: str,
+) -> None:
+    """A Copy Studio answer settles its hold like a task: the charge is the token usage priced."""
+    event_id = derived_id(message.id, "completed")
+    event = events_pb2.TaskCompleted(
+        meta=_meta(event_id),
+        task_id=message.id,
+        user_id=message.user_id,
+        kind=common_pb2.MODEL_KIND_TEXT,
+        model_code=message.model_code,
+        status=views.STATUSES[status],
+        price=views.credits(message.price_milli),
+        charge=views.credits(message.charge_milli if status == "succeeded" else 0),
+        hold_id=message.hold_id or "",
+        attempt=1,
+    )
+    if (error := views.error_detail(message.error_code, message.error_message)) is not None:
+        event.error.CopyFrom(error)
+    await outbox.add(session, COMPLETED, event, event_id=event_id)

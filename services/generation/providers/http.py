@@ -1,0 +1,97 @@
+"""Shared plumbing of the HTTP adapters, and the adapter for a catalog adapter kind."""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+from atelier.catalog.v1 import catalog_pb2
+from services.generation.providers.base import (
+    Polled,
+    Provider,
+    ProviderError,
+    ProviderJob,
+    Submitted,
+    TextChunk,
+    classify_response,
+    transport_error,
+)
+
+
+class HttpAdapter:
+    """An httpx client per channel; every non-2xx answer becomes a classified `ProviderError`."""
+
+    def __init__(self, *, base_url: str, api_key: str, timeout: float) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.api_key = api_key
+        self.client = httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=min(10.0, timeout)))
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"}
+
+    async def request(self, method: str, path: str, body: Any = None) -> Any:
+        try:
+            response = await self.client.request(
+                method, f"{self.base_url}/{path.lstrip('/')}", json=body, headers=self.headers()
+            )
+        except httpx.HTTPError as exc:
+            raise transport_error(exc) from exc
+        if response.status_code >= 400:
+            raise classify_response(response)
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise ProviderError("the provider answered with malformed JSON", retryable=True) from exc
+
+    async def poll(self, job: ProviderJob, operation_id: str) -> Polled:
+        raise ProviderError("this upstream has no operations to poll", code="unsupported_operation")
+
+    async def cancel(self, operation_id: str) -> bool:
+        return False
+
+    async def stream_text(self, job: ProviderJob) -> AsyncIterator[TextChunk]:
+        # Upstreams without streaming answer in one piece.
+        submitted = await self.submit(job)
+        for artifact in submitted.artifacts:
+            yield TextChunk(text=artifact.text)
+        yield TextChunk(usage=submitted.usage)
+
+    async def submit(self, job: ProviderJob) -> Submitted:
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+def decode_b64(value: str) -> bytes:
+    try:
+        return base64.b64decode(value, validate=True)
+    except ValueError as exc:
+        raise ProviderError("the provider returned an undecodable image", retryable=True) from exc
+
+
+def ratio_parts(ratio: str) -> tuple[int, int]:
+    match = re.fullmatch(r"(\d+):(\d+)", ratio or "1:1")
+    return (int(match.group(1)), int(match.group(2))) if match else (1, 1)
+
+
+def adapter_for(kind: int, *, base_url: str, api_key: str, timeout: float) -> Provider:
+    from services.generation.providers.ark import ArkAdapter
+    from services.generation.providers.gemini import GeminiAdapter
+    from services.generation.providers.openai import OpenAIAdapter
+    from services.generation.providers.xai import XaiAdapter
+
+    adapters: dict[int, type[HttpAdapter]] = {
+        catalog_pb2.ADAPTER_KIND_OPENAI: OpenAIAdapter,
+        catalog_pb2.ADAPTER_KIND_ARK: ArkAdapter,
+        catalog_pb2.ADAPTER_KIND_XAI: XaiAdapter,
+        catalog_pb2.ADAPTER_KIND_GEMINI: GeminiAdapter,
+    }
+    adapter = adapters.get(kind)
+    if adapter is None or not base_url:
+        raise ProviderError(f"channel of kind {kind} is not configured", code="channel_misconfigured")
+    return adapter(base_url=base_url, api_key=api_key, timeout=timeout)

@@ -1,0 +1,233 @@
+"""Every query of the generation service."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Row, and_, func, insert, literal, or_, select, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.generation.models import conversations, messages, outputs, tasks, uploads
+
+FINAL_STATUSES = ("succeeded", "failed", "canceled")
+OPEN_STATUSES = ("queued", "running")
+
+
+# -- cursors -----------------------------------------------------------------------------------------
+
+
+def encode_cursor(at: dt.datetime, row_id: str) -> str:
+    return base64.urlsafe_b64encode(f"{at.isoformat()}|{row_id}".encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[dt.datetime, str] | None:
+    try:
+        at, row_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
+        return dt.datetime.fromisoformat(at), row_id
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+# -- tasks -------------------------------------------------------------------------------------------
+
+
+async def insert_task(session: AsyncSession, values: dict[str, Any]) -> Row[Any]:
+    row = (await session.execute(insert(tasks).values(**values).returning(tasks))).one()
+    return row
+
+
+async def get_task(session: AsyncSession, task_id: str, *, lock: bool = False) -> Row[Any] | None:
+    query = select(tasks).where(tasks.c.id == task_id)
+    if lock:
+        query = query.with_for_update()
+    return (await session.execute(query)).one_or_none()
+
+
+async def get_user_task(session: AsyncSession, user_id: str, task_id: str) -> Row[Any] | None:
+    query = select(tasks).where(tasks.c.id == task_id, tasks.c.user_id == user_id)
+    return (await session.execute(query)).one_or_none()
+
+
+async def find_by_idempotency_key(session: AsyncSession, user_id: str, key: str) -> Row[Any] | None:
+    query = select(tasks).where(tasks.c.user_id == user_id, tasks.c.idempotency_key == key)
+    return (await session.execute(query)).one_or_none()
+
+
+async def list_tasks(
+    session: AsyncSession,
+    user_id: str,
+    *,
+    kind: str | None,
+    status: str | None,
+    model_code: str | None,
+    include_internal: bool,
+    after: tuple[dt.datetime, str] | None,
+    limit: int,
+) -> Sequence[Row[Any]]:
+    query = select(tasks).where(tasks.c.user_id == user_id)
+    if kind:
+        query = query.where(tasks.c.kind == kind)
+    if status:
+        query = query.where(tasks.c.status == status)
+    if model_code:
+        query = query.where(tasks.c.model_code == model_code)
+    if not include_internal:
+        query = query.where(tasks.c.internal.is_(False))
+    if after is not None:
+        query = query.where(
+            tuple_(tasks.c.created_at, tasks.c.id) < tuple_(literal(after[0]), literal(after[1]))
+        )
+    query = query.order_by(tasks.c.created_at.desc(), tasks.c.id.desc()).limit(limit)
+    return (await session.execute(query)).all()
+
+
+async def transition(
+    session: AsyncSession, task_id: str, *, from_statuses: Sequence[str], values: dict[str, Any]
+) -> Row[Any] | None:
+    """Compare-and-set: changes the task only while its status is one of `from_statuses`; None when
+    another writer got there first."""
+    query = (
+        update(tasks)
+        .where(tasks.c.id == task_id, tasks.c.status.in_(from_statuses))
+        .values(**values, updated_at=func.now())
+        .returning(tasks)
+    )
+    return (await session.execute(query)).one_or_none()
+
+
+async def set_operation_id(session: AsyncSession, task_id: str, operation_id: str) -> bool:
+    """Records the upstream operation once; False when the task already has one or is final."""
+    query = (
+        update(tasks)
+        .where(tasks.c.id == task_id, tasks.c.upstream_operation_id.is_(None), tasks.c.status == "running")
+        .values(upstream_operation_id=operation_id, upstream_submitted_at=func.now(), updated_at=func.now())
+    )
+    result = await session.execute(query)
+    return bool(getattr(result, "rowcount", 0))
+
+
+async def set_progress(session: AsyncSession, task_id: str, progress: int) -> bool:
+    query = (
+        update(tasks)
+        .where(tasks.c.id == task_id, tasks.c.status == "running", tasks.c.progress < progress)
+        .values(progress=progress, updated_at=func.now())
+    )
+    result = await session.execute(query)
+    return bool(getattr(result, "rowcount", 0))
+
+
+# -- outputs -----------------------------------------------------------------------------------------
+
+
+async def insert_outputs(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        await session.execute(insert(outputs), list(rows))
+
+
+async def outputs_of(session: AsyncSession, task_ids: Sequence[str]) -> dict[str, list[Row[Any]]]:
+    found: dict[str, list[Row[Any]]] = {task_id: [] for task_id in task_ids}
+    if not task_ids:
+        return found
+    query = (
+        select(outputs).where(outputs.c.task_id.in_(task_ids)).order_by(outputs.c.task_id, outputs.c.position)
+    )
+    for row in (await session.execute(query)).all():
+        found[row.task_id].append(row)
+    return found
+
+
+async def get_user_output(session: AsyncSession, user_id: str, output_id: str) -> Row[Any] | None:
+    query = select(outputs).where(outputs.c.id == output_id, outputs.c.user_id == user_id)
+    return (await session.execute(query)).one_or_none()
+
+
+async def get_output(session: AsyncSession, output_id: str) -> Row[Any] | None:
+    return (await session.execute(select(outputs).where(outputs.c.id == output_id))).one_or_none()
+
+
+# -- uploads -----------------------------------------------------------------------------------------
+
+
+async def insert_upload(session: AsyncSession, values: dict[str, Any]) -> Row[Any]:
+    return (await session.execute(insert(uploads).values(**values).returning(uploads))).one()
+
+
+async def get_user_upload(session: AsyncSession, user_id: str, upload_id: str) -> Row[Any] | None:
+    query = select(uploads).where(uploads.c.id == upload_id, uploads.c.user_id == user_id)
+    return (await session.execute(query)).one_or_none()
+
+
+async def get_upload(session: AsyncSession, upload_id: str) -> Row[Any] | None:
+    return (await session.execute(select(uploads).where(uploads.c.id == upload_id))).one_or_none()
+
+
+# -- conversations -------------------------------------------------------------------------------------
+
+
+async def insert_conversation(session: AsyncSession, values: dict[str, Any]) -> Row[Any]:
+    return (await session.execute(insert(conversations).values(**values).returning(conversations))).one()
+
+
+async def get_user_conversation(
+    session: AsyncSession, user_id: str, conversation_id: str, *, lock: bool = False
+) -> Row[Any] | None:
+    query = select(conversations).where(
+        conversations.c.id == conversation_id, conversations.c.user_id == user_id
+    )
+    if lock:
+        query = query.with_for_update()
+    return (await session.execute(query)).one_or_none()
+
+
+async def list_conversations(
+    session: AsyncSession, user_id: str, *, after: tuple[dt.datetime, str] | None, limit: int
+) -> Sequence[Row[Any]]:
+    query = select(conversations).where(conversations.c.user_id == user_id)
+    if after is not None:
+        query = query.where(
+            or_(
+                conversations.c.updated_at < after[0],
+                and_(conversations.c.updated_at == after[0], conversations.c.id < after[1]),
+            )
+        )
+    query = query.order_by(conversations.c.updated_at.desc(), conversations.c.id.desc()).limit(limit)
+    return (await session.execute(query)).all()
+
+
+async def update_conversation(session: AsyncSession, conversation_id: str, values: dict[str, Any]) -> None:
+    await session.execute(
+        update(conversations)
+        .where(conversations.c.id == conversation_id)
+        .values(**values, updated_at=func.now())
+    )
+
+
+async def messages_of(session: AsyncSession, conversation_id: str) -> Sequence[Row[Any]]:
+    query = (
+        select(messages)
+        .where(messages.c.conversation_id == conversation_id)
+        .order_by(messages.c.created_at, messages.c.id)
+    )
+    return (await session.execute(query)).all()
+
+
+async def insert_message(session: AsyncSession, values: dict[str, Any]) -> Row[Any]:
+    return (await session.execute(insert(messages).values(**values).returning(messages))).one()
+
+
+async def find_message_by_key(session: AsyncSession, user_id: str, key: str) -> Row[Any] | None:
+    query = select(messages).where(messages.c.user_id == user_id, messages.c.idempotency_key == key)
+    return (await session.execute(query)).one_or_none()
+
+
+async def finish_message(session: AsyncSession, message_id: str, values: dict[str, Any]) -> Row[Any] | None:
+    query = (
+        update(messages)
+        .where(messages.c.id == message_id, messages.c.status == "streaming")
+        .values(**values)
+        .returning(messages)
+    )
+    return (await session.execute(query)).one_or_none()
