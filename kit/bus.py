@@ -190,10 +190,10 @@ class Bus:
                 continue
             try:
                 messages = await sub.fetch(min(batch, free), timeout=1.0)
-            except NatsTimeoutError:
+            except (NatsTimeoutError, TimeoutError):  # nothing to fetch within the wait
                 continue
             except Exception as exc:  # connection blips: nats-py reconnects on its own
-                log.warning("fetch from %s failed: %s", durable, exc)
+                log.warning("fetch from %s failed: %r", durable, exc)
                 await asyncio.sleep(0.5)
                 continue
             for msg in messages:

@@ -18,6 +18,7 @@ from urllib.parse import quote
 import httpx
 
 from kit import signed_urls
+from kit.errors import NotFound, PermissionDenied
 from services.generation.settings import GenerationSettings
 
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,400}$")
@@ -171,7 +172,7 @@ class Blobs:
             store = LocalBlobStore(settings.blob_root)
         return cls(
             store,
-            url_base=settings.blob_url_base,
+            url_base=settings.blob_url_base or f"{settings.public_url.rstrip('/')}/v1/files",
             secret=settings.blob_url_secret,
             ttl_seconds=settings.blob_url_ttl_seconds,
         )
@@ -184,6 +185,15 @@ class Blobs:
 
     def verify(self, key: str, expires: int, signature: str, *, now: float | None = None) -> bool:
         return signed_urls.verify(key, expires, signature, secret=self.secret, now=now)
+
+    async def read_signed(self, key: str, expires: int, signature: str) -> bytes:
+        """The bytes behind a signed URL; PermissionDenied for an expired or forged link."""
+        if not self.verify(key, expires, signature):
+            raise PermissionDenied("this link has expired or is not valid", code="link_invalid")
+        try:
+            return await self.store.get(check_key(key))
+        except BlobNotFound as exc:
+            raise NotFound("no such file", code="file_not_found") from exc
 
     async def aclose(self) -> None:
         await self.store.aclose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mimetypes
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,6 +16,7 @@ from services.generation.conversations import Conversations
 from services.generation.service import Generation, InputSpec, TaskSpec, TaskView, require_internal_caller
 
 Context = Any  # grpc.aio.ServicerContext (grpc ships no types)
+FILE_CHUNK = 1024 * 1024
 
 
 class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
@@ -91,6 +93,19 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
         identity = caller(context)
         view = await self.generation.cancel_task(identity.user_id, request.task_id)
         return generation_pb2.CancelTaskResponse(task=self._task(view))
+
+    # -- files -----------------------------------------------------------------------------------
+
+    async def ReadFile(
+        self, request: generation_pb2.ReadFileRequest, context: Context
+    ) -> AsyncIterator[generation_pb2.ReadFileResponse]:
+        data = await self.blobs.read_signed(request.path, request.expires, request.signature)
+        content_type = mimetypes.guess_type(request.path)[0] or "application/octet-stream"
+        yield generation_pb2.ReadFileResponse(
+            data=data[:FILE_CHUNK], content_type=content_type, size=len(data)
+        )
+        for start in range(FILE_CHUNK, len(data), FILE_CHUNK):
+            yield generation_pb2.ReadFileResponse(data=data[start : start + FILE_CHUNK])
 
     # -- uploads ---------------------------------------------------------------------------------
 

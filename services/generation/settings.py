@@ -18,7 +18,9 @@ class GenerationSettings(ServiceSettings):
     blob_backend: Literal["local", "s3"] = "local"
     # Empty: `{home}/blobs`.
     blob_dir: Path | None = None
-    blob_url_base: str = "http://127.0.0.1:8000/v1/files"
+    # Where the gateway serves files; empty: `{public_url}/v1/files`.
+    blob_url_base: str = ""
+    public_url: str = "http://127.0.0.1:8000"
     blob_url_secret: str = PLACEHOLDER_SECRET
     blob_url_ttl_seconds: int = Field(default=3600, ge=60)
     s3_endpoint: str = ""

@@ -71,6 +71,16 @@ async def test_tasks_over_http(stack: Stack, client: tuple[httpx.AsyncClient, di
     got = (await http.get(f"/v1/tasks/{task['id']}")).json()
     assert got["status"] == "succeeded"
     assert got["outputs"][0]["width"] == 1024
+    # The output's signed URL is served by the gateway (no session needed: the link is the credential).
+    link = httpx.URL(got["outputs"][0]["url"])
+    image = await http.get(link.path, params=dict(link.params), headers={"Authorization": ""})
+    assert image.status_code == 200, image.text
+    assert image.headers["content-type"] == "image/png"
+    assert image.content.startswith(b"\x89PNG")
+    assert Image.open(io.BytesIO(image.content)).size == (1024, 1024)
+    forged = dict(link.params) | {"signature": "0" * 64}
+    refused = await http.get(link.path, params=forged)
+    assert (refused.status_code, refused.json()["code"]) == (403, "link_invalid")
     listed = (await http.get("/v1/tasks", params={"status": "succeeded"})).json()
     assert [t["id"] for t in listed["items"]] == [task["id"]]
     poor = await http.post("/v1/tasks", json=body | {"n": 10}, headers={"Idempotency-Key": "h2"})

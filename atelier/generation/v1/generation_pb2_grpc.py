@@ -87,6 +87,11 @@ class GenerationServiceStub:
                 request_serializer=atelier_dot_generation_dot_v1_dot_generation__pb2.SendMessageRequest.SerializeToString,
                 response_deserializer=atelier_dot_generation_dot_v1_dot_generation__pb2.SendMessageResponse.FromString,
                 _registered_method=True)
+        self.ReadFile = channel.unary_stream(
+                '/atelier.generation.v1.GenerationService/ReadFile',
+                request_serializer=atelier_dot_generation_dot_v1_dot_generation__pb2.ReadFileRequest.SerializeToString,
+                response_deserializer=atelier_dot_generation_dot_v1_dot_generation__pb2.ReadFileResponse.FromString,
+                _registered_method=True)
 
 
 class GenerationServiceServicer:
@@ -166,6 +171,15 @@ class GenerationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReadFile(self, request, context):
+        """A stored file (output or upload) named by one of our expiring signed URLs;
+        the gateway passes the path, expiry and signature it was given and streams
+        the chunks back. An expired or forged link is PERMISSION_DENIED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GenerationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -218,6 +232,11 @@ def add_GenerationServiceServicer_to_server(servicer, server):
                     servicer.SendMessage,
                     request_deserializer=atelier_dot_generation_dot_v1_dot_generation__pb2.SendMessageRequest.FromString,
                     response_serializer=atelier_dot_generation_dot_v1_dot_generation__pb2.SendMessageResponse.SerializeToString,
+            ),
+            'ReadFile': grpc.unary_stream_rpc_method_handler(
+                    servicer.ReadFile,
+                    request_deserializer=atelier_dot_generation_dot_v1_dot_generation__pb2.ReadFileRequest.FromString,
+                    response_serializer=atelier_dot_generation_dot_v1_dot_generation__pb2.ReadFileResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -493,6 +512,33 @@ class GenerationService:
             '/atelier.generation.v1.GenerationService/SendMessage',
             atelier_dot_generation_dot_v1_dot_generation__pb2.SendMessageRequest.SerializeToString,
             atelier_dot_generation_dot_v1_dot_generation__pb2.SendMessageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReadFile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/atelier.generation.v1.GenerationService/ReadFile',
+            atelier_dot_generation_dot_v1_dot_generation__pb2.ReadFileRequest.SerializeToString,
+            atelier_dot_generation_dot_v1_dot_generation__pb2.ReadFileResponse.FromString,
             options,
             channel_credentials,
             insecure,

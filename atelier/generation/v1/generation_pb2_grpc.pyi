@@ -61,6 +61,11 @@ class GenerationServiceStub:
     """Holds the maximum, streams the answer as deltas, then one final message
     with token usage and the charge (the captured part of the hold).
     """
+    ReadFile: _grpc.UnaryStreamMultiCallable[_generation_pb2.ReadFileRequest, _generation_pb2.ReadFileResponse]
+    """A stored file (output or upload) named by one of our expiring signed URLs;
+    the gateway passes the path, expiry and signature it was given and streams
+    the chunks back. An expired or forged link is PERMISSION_DENIED.
+    """
 
 @_typing.type_check_only
 class GenerationServiceAsyncStub(GenerationServiceStub):
@@ -94,6 +99,11 @@ class GenerationServiceAsyncStub(GenerationServiceStub):
     SendMessage: _aio.UnaryStreamMultiCallable[_generation_pb2.SendMessageRequest, _generation_pb2.SendMessageResponse]  # type: ignore[assignment]
     """Holds the maximum, streams the answer as deltas, then one final message
     with token usage and the charge (the captured part of the hold).
+    """
+    ReadFile: _aio.UnaryStreamMultiCallable[_generation_pb2.ReadFileRequest, _generation_pb2.ReadFileResponse]  # type: ignore[assignment]
+    """A stored file (output or upload) named by one of our expiring signed URLs;
+    the gateway passes the path, expiry and signature it was given and streams
+    the chunks back. An expired or forged link is PERMISSION_DENIED.
     """
 
 class GenerationServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -185,6 +195,17 @@ class GenerationServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_generation_pb2.SendMessageResponse], _abc.AsyncIterator[_generation_pb2.SendMessageResponse]]:
         """Holds the maximum, streams the answer as deltas, then one final message
         with token usage and the charge (the captured part of the hold).
+        """
+
+    @_abc_1.abstractmethod
+    def ReadFile(
+        self,
+        request: _generation_pb2.ReadFileRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_generation_pb2.ReadFileResponse], _abc.AsyncIterator[_generation_pb2.ReadFileResponse]]:
+        """A stored file (output or upload) named by one of our expiring signed URLs;
+        the gateway passes the path, expiry and signature it was given and streams
+        the chunks back. An expired or forged link is PERMISSION_DENIED.
         """
 
 def add_GenerationServiceServicer_to_server(servicer: GenerationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
