@@ -754,10 +754,17 @@ def _quote_text(model: ModelSpec, params: QuoteParams, n: int, common: dict[str,
         ("resolution", params.resolution),
         ("duration_seconds", params.duration_seconds),
         ("capability", params.capability),
-        ("input_image_count", params.input_image_count),
     ):
         if given:
             raise _unsupported(model, field, given, [])
+    # Multimodal text models read images too (e.g. a workflow's product photos).
+    if not 0 <= params.input_image_count <= model.max_input_images:
+        raise _unsupported(
+            model,
+            "input_image_count",
+            params.input_image_count,
+            [str(i) for i in range(model.max_input_images + 1)],
+        )
     if n != 1:
         raise _unsupported(model, "n", params.n, ["1"])
     if params.input_tokens < 0:
