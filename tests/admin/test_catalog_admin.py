@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import pytest
-
 from tests.admin.conftest import Admin
 
 MODEL = "doubao-seedream-5-0-260128"
