@@ -26,10 +26,11 @@ from gateway.auth import AccessTokens
 from gateway.settings import GatewaySettings
 from kit import grpc_client
 from kit.bus import Bus
-from kit.db import Database
+from kit.db import Database, drop_database, ensure_database, with_database
 from kit.embedded import free_port
 from kit.grpc_server import GrpcServer
 from kit.identity import Identity, Role
+from kit.migrations import upgrade_async
 from kit.outbox import Outbox
 from kit.service import Runtime
 from kit.settings import ServiceSettings
@@ -38,15 +39,15 @@ from services.ledger.service import Ledger
 from services.ledger.servicer import LedgerServicer
 from tests.accounts.conftest import JWT_KEYS, PASSWORD, AccountsStack, accounts_stack, new_email, smtp_inbox
 from tests.catalog.conftest import CatalogStack, catalog, catalog_template
+from tests.conftest import ROOT
 from tests.infra import Infra
-from tests.ledger.conftest import ledger_url
 
 if TYPE_CHECKING:
     from atelier.accounts.v1.accounts_pb2_grpc import AccountsServiceAsyncStub
     from atelier.ledger.v1.ledger_pb2_grpc import LedgerServiceAsyncStub
 
-# Fixtures of the catalog, ledger and accounts suites, reused rather than copied.
-__all__ = ["accounts_stack", "catalog", "catalog_template", "ledger_url", "smtp_inbox"]
+# Fixtures of the catalog and accounts suites, reused rather than copied.
+__all__ = ["accounts_stack", "catalog", "catalog_template", "smtp_inbox"]
 
 TRACING_UI = "https://traces.example/trace/{trace_id}?from=admin"
 
@@ -61,7 +62,21 @@ class LedgerStack:
 
 
 @pytest.fixture(scope="session")
-async def ledger_stack(ledger_url: str, bus: Bus) -> AsyncIterator[LedgerStack]:
+async def admin_ledger_url(infra: Infra) -> AsyncIterator[str]:
+    """A ledger database of this suite alone: its recharges and adjustments stay out of the ledger
+    suite's counts, and whole-ledger checks (reconcile) see only what these tests did."""
+    url = with_database(infra.database_server, f"{infra.database_name('ledger')}_admin").render_as_string(
+        hide_password=False
+    )
+    await ensure_database(url)
+    await upgrade_async(ROOT / "services" / "ledger" / "migrations", url)
+    yield url
+    await drop_database(url)
+
+
+@pytest.fixture(scope="session")
+async def ledger_stack(admin_ledger_url: str, bus: Bus) -> AsyncIterator[LedgerStack]:
+    ledger_url = admin_ledger_url
     db = Database(ledger_url, application_name="atelier-admin-tests-ledger")
     runtime = Runtime("ledger", ServiceSettings(), db, bus, asyncio.Event(), outbox=Outbox(outbox))
     ledger = Ledger(Outbox(outbox))
@@ -69,7 +84,7 @@ async def ledger_stack(ledger_url: str, bus: Bus) -> AsyncIterator[LedgerStack]:
     ledger_pb2_grpc.add_LedgerServiceServicer_to_server(LedgerServicer(runtime, ledger), server.server)
     port = await server.start()
     async with grpc_client.channel(f"127.0.0.1:{port}") as channel:
-        yield LedgerStack(ledger_url, db, port, ledger, ledger_pb2_grpc.LedgerServiceStub(channel))  # type: ignore[arg-type]
+        yield LedgerStack(ledger_url, db, port, ledger, ledger_pb2_grpc.LedgerServiceStub(channel))
     await server.stop(0.5)
     await db.dispose()
 

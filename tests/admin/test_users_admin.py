@@ -167,8 +167,7 @@ async def test_reconcile_reports_the_ledger_invariants(api_without_catalog: Admi
     reply = await api.http.get("/v1/admin/reconcile", headers=api.headers)
     assert reply.status_code == 200
     body = reply.json()
-    assert body["healthy"] == (body["violations"] == [])
-    assert int(body["accounts_checked"]) >= 2
-    assert int(body["transfers_checked"]) >= 1
-    # Other suites share this ledger database; our wallet at least is consistent.
-    assert not [v for v in body["violations"] if user in v["subject"]]
+    assert body["violations"] == []
+    assert body["healthy"] is True
+    assert body["accounts_checked"] >= 2
+    assert body["transfers_checked"] >= 1
