@@ -975,7 +975,7 @@ async def spend(
     run = run_reply.run if run_reply is not None else None
 
     if chain is None and task is None and run is None:
-        if "unavailable" in sources.values() and sources["ledger"] != "not_found":
+        if sources["ledger"] == "unavailable":
             raise Problem(
                 503, "upstream_unavailable", "the ledger could not be asked; try again", sources=sources
             )

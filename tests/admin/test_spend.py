@@ -202,3 +202,29 @@ async def test_the_ledger_chain_stands_when_generation_is_down(api_without_gener
     assert nothing.json()["code"] == "not_found"
     bad = await api.http.get("/v1/admin/spend/%20drop%20table", headers=api.headers)
     assert bad.status_code == 422
+
+
+@pytest.fixture
+async def api_without_ledger(
+    infra: Infra, accounts_stack: AccountsStack, ledger_stack: LedgerStack, fakes: Fakes
+) -> AsyncIterator[Admin]:
+    async for admin in admin_client(
+        infra, accounts_stack, ledger_stack, fakes, None, ledger=f"127.0.0.1:{free_port()}"
+    ):
+        yield admin
+
+
+async def test_a_task_is_shown_without_the_ledger_and_nothing_known_is_503(api_without_ledger: Admin) -> None:
+    api = api_without_ledger
+    task_id = f"tsk_{uuid.uuid4().hex[:16]}"
+    api.fakes.generation.tasks[task_id] = generation_pb2.Task(
+        id=task_id, status=generation_pb2.TASK_STATUS_FAILED, hold_id=f"hold:{task_id}:1"
+    )
+    shown = await api.http.get(f"/v1/admin/spend/{task_id}", headers=api.headers)
+    assert shown.status_code == 200, shown.text
+    assert shown.json()["task"]["status"] == "failed"
+    assert shown.json()["transfers"] == []
+    assert shown.json()["sources"]["ledger"] == "unavailable"
+
+    unknown = await api.http.get("/v1/admin/spend/tr_unknown", headers=api.headers)
+    assert (unknown.status_code, unknown.json()["code"]) == (503, "upstream_unavailable")
