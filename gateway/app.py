@@ -16,7 +16,7 @@ from gateway.docs.source import LiveCatalog
 from gateway.live import LiveHub
 from gateway.payments.runtime import PaymentsRuntime
 from gateway.payments.settings import PaymentSettings
-from gateway.routes import auth, billing, catalog, docs, files, live, ops, payments, tasks, workflows
+from gateway.routes import admin, auth, billing, catalog, docs, files, live, ops, payments, tasks, workflows
 from gateway.settings import GatewaySettings
 from kit import telemetry
 
@@ -58,7 +58,7 @@ def create_app(
     app.state.auth = AuthState.from_settings(settings)
     problems.install(app)
     observability.install(app)
-    for module in (ops, auth, catalog, billing, live, docs, tasks, files, workflows):
+    for module in (ops, auth, catalog, billing, live, docs, tasks, files, workflows, admin):
         app.include_router(module.router)
     for router in (payments.callbacks, payments.billing, payments.sandbox):
         app.include_router(router)

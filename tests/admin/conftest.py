@@ -1,0 +1,233 @@
+"""The admin API for real: the gateway app (httpx over ASGI) in front of the real catalog (a fresh
+seeded database per test), ledger and accounts services running in-process. Generation and workflow
+are stood in for by a small fake that answers GetTask for the tasks a test registers, and
+UNIMPLEMENTED for everything else (the real services are being built elsewhere)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import grpc
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from atelier.accounts.v1 import accounts_pb2
+from atelier.generation.v1 import generation_pb2, generation_pb2_grpc
+from atelier.ledger.v1 import ledger_pb2_grpc
+from atelier.workflow.v1 import workflow_pb2_grpc
+from gateway.app import create_app
+from gateway.auth import AccessTokens
+from gateway.settings import GatewaySettings
+from kit import grpc_client
+from kit.bus import Bus
+from kit.db import Database, drop_database, ensure_database, with_database
+from kit.embedded import free_port
+from kit.grpc_server import GrpcServer
+from kit.identity import Identity, Role
+from kit.migrations import upgrade_async
+from kit.outbox import Outbox
+from kit.service import Runtime
+from kit.settings import ServiceSettings
+from services.ledger.models import outbox
+from services.ledger.service import Ledger
+from services.ledger.servicer import LedgerServicer
+from tests.accounts.conftest import JWT_KEYS, PASSWORD, AccountsStack, accounts_stack, new_email, smtp_inbox
+from tests.catalog.conftest import CatalogStack, catalog, catalog_template
+from tests.conftest import ROOT
+from tests.infra import Infra
+
+if TYPE_CHECKING:
+    from atelier.accounts.v1.accounts_pb2_grpc import AccountsServiceAsyncStub
+    from atelier.ledger.v1.ledger_pb2_grpc import LedgerServiceAsyncStub
+
+# Fixtures of the catalog and accounts suites, reused rather than copied.
+__all__ = ["accounts_stack", "catalog", "catalog_template", "smtp_inbox"]
+
+TRACING_UI = "https://traces.example/trace/{trace_id}?from=admin"
+
+
+@dataclass
+class LedgerStack:
+    url: str
+    db: Database
+    port: int
+    ledger: Ledger
+    stub: LedgerServiceAsyncStub
+
+
+@pytest.fixture(scope="session")
+async def admin_ledger_url(infra: Infra) -> AsyncIterator[str]:
+    """A ledger database of this suite alone: its recharges and adjustments stay out of the ledger
+    suite's counts, and whole-ledger checks (reconcile) see only what these tests did."""
+    url = with_database(infra.database_server, f"{infra.database_name('ledger')}_admin").render_as_string(
+        hide_password=False
+    )
+    await ensure_database(url)
+    await upgrade_async(ROOT / "services" / "ledger" / "migrations", url)
+    yield url
+    await drop_database(url)
+
+
+@pytest.fixture(scope="session")
+async def ledger_stack(admin_ledger_url: str, bus: Bus) -> AsyncIterator[LedgerStack]:
+    ledger_url = admin_ledger_url
+    db = Database(ledger_url, application_name="atelier-admin-tests-ledger")
+    runtime = Runtime("ledger", ServiceSettings(), db, bus, asyncio.Event(), outbox=Outbox(outbox))
+    ledger = Ledger(Outbox(outbox))
+    server = GrpcServer("ledger", host="127.0.0.1", port=0)
+    ledger_pb2_grpc.add_LedgerServiceServicer_to_server(LedgerServicer(runtime, ledger), server.server)
+    port = await server.start()
+    async with grpc_client.channel(f"127.0.0.1:{port}") as channel:
+        yield LedgerStack(ledger_url, db, port, ledger, ledger_pb2_grpc.LedgerServiceStub(channel))
+    await server.stop(0.5)
+    await db.dispose()
+
+
+class FakeGeneration(generation_pb2_grpc.GenerationServiceServicer):
+    """GetTask for registered tasks (the caller must be an admin); every other RPC is UNIMPLEMENTED."""
+
+    def __init__(self) -> None:
+        self.tasks: dict[str, generation_pb2.Task] = {}
+        self.callers: list[str] = []
+
+    async def GetTask(
+        self, request: generation_pb2.GetTaskRequest, context: grpc.aio.ServicerContext
+    ) -> generation_pb2.GetTaskResponse:
+        metadata = dict(context.invocation_metadata() or ())
+        self.callers.append(str(metadata.get("x-atelier-user-role")))
+        task = self.tasks.get(request.task_id)
+        if task is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, "no such task")
+        return generation_pb2.GetTaskResponse(task=task)
+
+
+@dataclass
+class Fakes:
+    port: int
+    generation: FakeGeneration
+
+
+@pytest.fixture(scope="session")
+async def fakes() -> AsyncIterator[Fakes]:
+    generation = FakeGeneration()
+    server = grpc.aio.server()
+    generation_pb2_grpc.add_GenerationServiceServicer_to_server(generation, server)
+    workflow_pb2_grpc.add_WorkflowServiceServicer_to_server(
+        workflow_pb2_grpc.WorkflowServiceServicer(), server
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    yield Fakes(port, generation)
+    await server.stop(0.2)
+
+
+@dataclass
+class Admin:
+    """A client of the gateway and the people who call it."""
+
+    http: httpx.AsyncClient
+    app: FastAPI
+    tokens: AccessTokens
+    accounts: AccountsServiceAsyncStub
+    ledger: LedgerStack
+    catalog: CatalogStack | None
+    fakes: Fakes
+    admin_id: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def bearer(self, user_id: str, role: Role = "user") -> dict[str, str]:
+        token = self.tokens.mint(Identity(user_id=user_id, role=role), session_id="admin-tests").token
+        return {"Authorization": f"Bearer {token}"}
+
+    async def new_user(self) -> str:
+        reply = await self.accounts.Register(
+            accounts_pb2.RegisterRequest(email=new_email("member"), password=PASSWORD, locale="en")
+        )
+        return str(reply.user.id)
+
+
+def settings_for(infra: Infra, **addresses: str) -> GatewaySettings:
+    unreachable = f"127.0.0.1:{free_port()}"
+    values = {
+        f"{name}_addr": addresses.get(name, unreachable)
+        for name in ("accounts", "catalog", "ledger", "generation", "workflow")
+    }
+    return GatewaySettings(
+        environment="test",
+        jwt_keys=JWT_KEYS,
+        nats_url=infra.nats_url,
+        namespace=infra.namespace,
+        tracing_ui_url=TRACING_UI,
+        **values,
+    )
+
+
+@contextlib.asynccontextmanager
+async def serving(settings: GatewaySettings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
+            yield app, http
+
+
+async def admin_client(
+    infra: Infra,
+    accounts_stack: AccountsStack,
+    ledger_stack: LedgerStack,
+    fakes: Fakes,
+    catalog_stack: CatalogStack | None,
+    **addresses: str,
+) -> AsyncIterator[Admin]:
+    base = {
+        "accounts": f"127.0.0.1:{accounts_stack.port}",
+        "ledger": f"127.0.0.1:{ledger_stack.port}",
+        "generation": f"127.0.0.1:{fakes.port}",
+        "workflow": f"127.0.0.1:{fakes.port}",
+    }
+    if catalog_stack is not None:
+        base["catalog"] = f"127.0.0.1:{catalog_stack.port}"
+    base.update(addresses)
+    settings = settings_for(infra, **base)
+    async with serving(settings) as (app, http):
+        ensured = await accounts_stack.stub.EnsureAdmin(
+            accounts_pb2.EnsureAdminRequest(email=new_email("admin"), password=PASSWORD, locale="en"),
+            metadata=Identity(user_id=str(uuid.uuid4()), role="admin").metadata(),  # like the launcher's CLI
+        )
+        admin = Admin(
+            http, app, AccessTokens(settings), accounts_stack.stub, ledger_stack, catalog_stack, fakes
+        )
+        admin.admin_id = str(ensured.user.id)
+        admin.headers = admin.bearer(admin.admin_id, "admin")
+        yield admin
+
+
+@pytest.fixture
+async def api(
+    infra: Infra,
+    accounts_stack: AccountsStack,
+    ledger_stack: LedgerStack,
+    fakes: Fakes,
+    catalog: CatalogStack,
+) -> AsyncIterator[Admin]:
+    async for admin in admin_client(infra, accounts_stack, ledger_stack, fakes, catalog):
+        yield admin
+
+
+@pytest.fixture
+async def api_without_catalog(
+    infra: Infra, accounts_stack: AccountsStack, ledger_stack: LedgerStack, fakes: Fakes
+) -> AsyncIterator[Admin]:
+    """For ledger and accounts tests: no catalog database to clone."""
+    async for admin in admin_client(infra, accounts_stack, ledger_stack, fakes, None):
+        yield admin
+
+
+def random_user_id() -> str:
+    return str(uuid.uuid4())
