@@ -46,8 +46,11 @@ async def get_task(session: AsyncSession, task_id: str, *, lock: bool = False) -
     return (await session.execute(query)).one_or_none()
 
 
-async def get_user_task(session: AsyncSession, user_id: str, task_id: str) -> Row[Any] | None:
-    query = select(tasks).where(tasks.c.id == task_id, tasks.c.user_id == user_id)
+async def get_user_task(session: AsyncSession, user_id: str | None, task_id: str) -> Row[Any] | None:
+    """The task when `user_id` owns it; any owner's when `user_id` is None."""
+    query = select(tasks).where(tasks.c.id == task_id)
+    if user_id is not None:
+        query = query.where(tasks.c.user_id == user_id)
     return (await session.execute(query)).one_or_none()
 
 

@@ -355,7 +355,8 @@ class Generation:
         outputs = await repository.outputs_of(session, [row.id])
         return TaskView(row, outputs[row.id])
 
-    async def get_task(self, user_id: str, task_id: str) -> TaskView:
+    async def get_task(self, user_id: str | None, task_id: str) -> TaskView:
+        """The task, if `user_id` owns it (None: any owner, for admins)."""
         async with self.db.session() as session:
             row = await repository.get_user_task(session, user_id, task_id)
             if row is None:

@@ -66,8 +66,10 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
         self, request: generation_pb2.GetTaskRequest, context: Context
     ) -> generation_pb2.GetTaskResponse:
         identity = caller(context)
+        # Admins read any task (the spend debugger); everyone else only their own.
+        owner = None if identity.is_admin else identity.user_id
         return generation_pb2.GetTaskResponse(
-            task=self._task(await self.generation.get_task(identity.user_id, request.task_id))
+            task=self._task(await self.generation.get_task(owner, request.task_id))
         )
 
     async def ListTasks(

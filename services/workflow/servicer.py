@@ -45,7 +45,8 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
         self, request: workflow_pb2.GetRunRequest, context: grpc.aio.ServicerContext
     ) -> workflow_pb2.GetRunResponse:
         identity = caller(context)
-        run = await self.runner.get(request.run_id, identity.user_id)
+        # Admins read any run (the spend debugger); everyone else only their own.
+        run = await self.runner.get(request.run_id, None if identity.is_admin else identity.user_id)
         return workflow_pb2.GetRunResponse(run=run_to_proto(run))
 
     async def ListRuns(
