@@ -2,15 +2,13 @@
 register → verify from the mailed link → sandbox recharge → the top-right balance updates live →
 image task → result visible → workflow run → the usage chart shows the spend.
 
-Needs every service and route merged, so it runs only with ATELIER_JOURNEY=1 (and is marked `journey`):
-    ATELIER_JOURNEY=1 .venv/bin/python -m pytest tests/web/test_journey.py -q
+Runs in the default suite (marked `journey` and `slow`; deselect with -m "not journey").
 Screenshots of each step land in test-artifacts/web/journey-*.png.
 """
 
 from __future__ import annotations
 
 import email
-import os
 import re
 import struct
 import time
@@ -23,19 +21,11 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, expect
 
+from tests.e2e.stack import Stack as E2EStack
 from tests.infra import Infra
-from tests.test_launcher import Stack as LauncherStack
 from tests.web.conftest import screenshot
 
-try:  # the e2e harness on main: the launcher on this run's PostgreSQL and NATS, databases dropped after
-    from tests.e2e.stack import Stack as E2EStack  # type: ignore[import-not-found,unused-ignore]
-except ImportError:  # before integration: the launcher on its embedded servers
-    E2EStack = None
-
-pytestmark = [
-    pytest.mark.journey,
-    pytest.mark.skipif(os.environ.get("ATELIER_JOURNEY") != "1", reason="set ATELIER_JOURNEY=1 to run"),
-]
+pytestmark = [pytest.mark.journey, pytest.mark.slow]
 ADMIN_EMAIL = "journey-admin@atelier.local"
 ADMIN_PASSWORD = "journey admin password 1"
 PASSWORD = "a long journey password"
@@ -43,31 +33,19 @@ STEP_TIMEOUT = 60_000  # generation on the local provider, workflow steps, callb
 
 
 class Stack:
-    """`atelier run` as a process: main's e2e harness when present, else the launcher test's."""
+    """`atelier run` as a process (tests/e2e/stack.py), with a known admin."""
 
     def __init__(self, home: Path, infra: Infra) -> None:
         self.home = home
-        self.inner = E2EStack(home, infra) if E2EStack is not None else LauncherStack(home)
+        self.inner = E2EStack(home, infra)
         self.http_port: int = self.inner.http_port
-        # Mailed links land on the console's pages, which call the API.
-        self.inner.env.update(
-            ATELIER_VERIFY_URL_TEMPLATE="{public_url}/verify-email/{token}",
-            ATELIER_RESET_URL_TEMPLATE="{public_url}/reset-password/{token}",
-            ATELIER_ADMIN_EMAIL=ADMIN_EMAIL,
-            ATELIER_ADMIN_PASSWORD=ADMIN_PASSWORD,
-        )
+        self.inner.env.update(ATELIER_ADMIN_EMAIL=ADMIN_EMAIL, ATELIER_ADMIN_PASSWORD=ADMIN_PASSWORD)
 
     def start(self) -> None:
-        if isinstance(self.inner, LauncherStack):
-            self.inner.start()
-            self.inner.wait_ready(180)
-        else:
-            self.inner.start(180)
+        self.inner.start(180)
 
     def stop(self) -> None:
-        process = self.inner.process
-        if process is not None and process.poll() is None:
-            self.inner.stop()
+        self.inner.stop()
 
 
 @pytest.fixture(scope="module")

@@ -121,14 +121,17 @@ async function problemOf(response) {
 
 /** fetch with auth, language and problem+json errors; one retry after a refresh on 401. */
 export async function send(method, path, options = {}) {
-  const { body, query, auth = true, idempotencyKey, form, accept, signal } = options;
+  const { body, query, auth = true, idempotencyKey, form, raw, contentType, accept, signal } = options;
   let used = null;
   const attempt = async () => {
     const headers = await headersFor({ auth, idempotencyKey, json: body !== undefined, accept });
     used = headers.Authorization?.slice("Bearer ".length) ?? null;
     let payload;
     if (form) payload = form;
-    else if (body !== undefined) payload = JSON.stringify(body);
+    else if (raw !== undefined) {
+      payload = raw;
+      headers["Content-Type"] = contentType || "application/octet-stream";
+    } else if (body !== undefined) payload = JSON.stringify(body);
     try {
       return await fetch(url(path, query), { method, headers, body: payload, signal });
     } catch (error) {
@@ -296,11 +299,14 @@ export const tasks = {
     });
     return normalizeTask(reply.task ?? reply);
   },
-  /** Multipart upload of one image → {id, url, filename, mime_type, width, height}. */
+  /** Upload one image (the raw file as the body) → {id, url, mime_type, width, height}. */
   async upload(file) {
-    const form = new FormData();
-    form.append("file", file, file.name);
-    const reply = await request("POST", "/v1/uploads", { form, idempotencyKey: newIdempotencyKey() });
+    const reply = await request("POST", "/v1/uploads", {
+      raw: file,
+      contentType: file.type,
+      query: { filename: file.name },
+      idempotencyKey: newIdempotencyKey(),
+    });
     return reply.upload ?? reply;
   },
 };
