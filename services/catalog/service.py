@@ -78,11 +78,8 @@ def read_seed(path: Path) -> SeedFile:
     return seed
 
 
-async def load_seed(session: AsyncSession, outbox: Outbox, seed: SeedFile) -> bool:
-    """Loads `seed` into an empty catalog as version 1. Idempotent: False when a catalog exists."""
-    await repository.lock_seed(session)
-    if await repository.current_version(session) is not None:
-        return False
+def seed_catalog(seed: SeedFile) -> Catalog:
+    """The catalog a seed describes, as version 1 dated the seed's effective date."""
     loaded_at = seed.effective_date
     catalog = Catalog.model_validate(seed.model_dump(exclude={"effective_date"}))
     for model in catalog.models:
@@ -94,6 +91,16 @@ async def load_seed(session: AsyncSession, outbox: Outbox, seed: SeedFile) -> bo
     catalog.version = 1
     catalog.updated_at = loaded_at
     _sort(catalog)
+    return catalog
+
+
+async def load_seed(session: AsyncSession, outbox: Outbox, seed: SeedFile) -> bool:
+    """Loads `seed` into an empty catalog as version 1. Idempotent: False when a catalog exists."""
+    await repository.lock_seed(session)
+    if await repository.current_version(session) is not None:
+        return False
+    loaded_at = seed.effective_date
+    catalog = seed_catalog(seed)
     for channel in catalog.channels:
         await repository.save_channel(session, channel)
     for model in catalog.models:

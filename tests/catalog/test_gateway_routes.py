@@ -77,7 +77,7 @@ async def test_pricing_and_templates(client: httpx.AsyncClient) -> None:
     assert (health["code"], health["price"], health["name"]) == (
         "health-supplement",
         "1",
-        "Health Supplement Promo Video",
+        "保健品宣传视频",  # as the product document names it on its English page
     )
     assert health["required_inputs"] == ["productText", "productPhotos", "ratio", "tone"]
     assert [(s["key"], s["model"]) for s in health["steps"]] == [
@@ -99,8 +99,8 @@ async def test_recharge_options_and_quotes(client: httpx.AsyncClient) -> None:
     ]
     assert [m["name"] for m in options["payment_methods"]] == ["Visa / MasterCard", "支付宝", "微信支付"]
     assert [(p["name"], p["price"]["amount"], p["credits"]) for p in options["plans"]] == [
-        ("Starter", "29.00", "29"),
-        ("Growth", "99.00", "99"),
+        ("入门版", "29.00", "29"),
+        ("成长版", "99.00", "99"),
     ]
 
     recharge = await client.post("/v1/recharge-quotes", json={"method": "wechatpay", "amount": "500"})
