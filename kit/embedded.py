@@ -3,6 +3,7 @@ and for tests on machines where no servers are running."""
 
 from __future__ import annotations
 
+import random
 import shutil
 import socket
 import subprocess
@@ -18,6 +19,29 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
             return True
     except OSError:
         return False
+
+
+def port_block(size: int, *, low: int = 20000, high: int = 30000) -> int:
+    """A base port whose next `size` ports (base+1 .. base+size) are all free now.
+
+    Chosen below Linux's ephemeral range (32768+), so outgoing connections never take them between
+    the check and the servers binding them; random, so parallel stacks rarely pick the same block.
+    """
+    rng = random.SystemRandom()
+    for _ in range(200):
+        base = rng.randrange(low, high - size)
+        if all(_bindable(base + offset) for offset in range(1, size + 1)):
+            return base
+    raise RuntimeError(f"no block of {size} free ports in {low}-{high}")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+        return True
 
 
 def free_port() -> int:

@@ -15,7 +15,7 @@ import httpx
 import psutil
 import pytest
 
-from kit.embedded import free_port
+from kit.embedded import port_block
 from kit.launcher import DEV_ADMIN_EMAIL, DEV_ADMIN_PASSWORD
 
 pytestmark = pytest.mark.slow
@@ -25,8 +25,10 @@ ROOT = Path(__file__).resolve().parent.parent
 class Stack:
     def __init__(self, home: Path) -> None:
         self.home = home
-        self.http_port = free_port()
-        grpc_base = free_port()
+        # gateway = base+1, gRPC services = base+3 .. base+7, NATS = base+8
+        ports = port_block(8)
+        self.http_port = ports + 1
+        grpc_base = ports + 2
         self.env = {
             key: value
             for key, value in os.environ.items()
@@ -37,7 +39,7 @@ class Stack:
             ATELIER_HTTP_PORT=str(self.http_port),
             ATELIER_GRPC_PORT_BASE=str(grpc_base),
             ATELIER_METRICS_PORT_BASE="0",
-            ATELIER_EMBEDDED_NATS_PORT=str(free_port()),
+            ATELIER_EMBEDDED_NATS_PORT=str(ports + 8),
         )
         self.process: subprocess.Popen[str] | None = None
 

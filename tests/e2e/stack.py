@@ -20,7 +20,7 @@ import httpx
 import psycopg
 
 from kit.db import libpq_dsn
-from kit.embedded import free_port
+from kit.embedded import port_block
 from tests.infra import Infra
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,16 +30,18 @@ SERVICES = ("accounts", "catalog", "ledger", "generation", "workflow")
 class Stack:
     def __init__(self, home: Path, infra: Infra | None) -> None:
         self.home = home
-        self.http_port = free_port()
+        # gateway = base+1, NATS = base+2, gRPC services = base+3 .. base+7
+        ports = port_block(8)
+        self.http_port = ports + 1
         self.base_url = f"http://127.0.0.1:{self.http_port}"
         self.prefix = f"e{uuid.uuid4().hex[:6]}_"
         env = {k: v for k, v in os.environ.items() if not k.startswith("ATELIER_") and k != "DATABASE_URL"}
         env.update(
             ATELIER_HOME=str(home),
             ATELIER_HTTP_PORT=str(self.http_port),
-            ATELIER_GRPC_PORT_BASE=str(free_port()),
+            ATELIER_GRPC_PORT_BASE=str(ports + 2),
             ATELIER_METRICS_PORT_BASE="0",
-            ATELIER_EMBEDDED_NATS_PORT=str(free_port()),
+            ATELIER_EMBEDDED_NATS_PORT=str(ports + 8),
             ATELIER_DB_PREFIX=self.prefix,
             ATELIER_LOG_LEVEL="INFO",
         )
