@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -78,12 +77,8 @@ async def change_wallet(
 
 
 # System accounts are touched by every transfer of their kind: one row would serialize all wallets
-# on its lock. Each is spread over shard rows, chosen by the wallet, and summed when read.
-SYSTEM_SHARDS = 16
-
-
-def system_row_id(account_id: str, user_id: str) -> str:
-    return f"{account_id}#{zlib.crc32(user_id.encode()) % SYSTEM_SHARDS:02d}"
+# on its lock. Each is spread over 16 shard rows ("system:revenue#07"), chosen by the wallet's user in
+# SQL (`ledger_system_row`, so the server-side hold and capture pick the same row), summed when read.
 
 
 def logical_account(row_id: str) -> str:
@@ -103,7 +98,8 @@ async def change_system(
     await session.execute(
         _CHANGE_SYSTEM,
         {
-            "id": system_row_id(account_id, user_id),
+            "account": account_id,
+            "user_id": user_id,
             "posted_credits": posted_credits,
             "posted_debits": posted_debits,
             "pending_credits": pending_credits,
@@ -111,18 +107,9 @@ async def change_system(
     )
 
 
-# Built once: an INSERT … ON CONFLICT built per call is not cached by SQLAlchemy and recompiles.
 _CHANGE_SYSTEM = text(
-    """
-    INSERT INTO accounts (id, kind, posted_credits, posted_debits, pending_credits, version)
-    VALUES (:id, 'system', :posted_credits, :posted_debits, :pending_credits, 1)
-    ON CONFLICT (id) DO UPDATE SET
-        posted_credits = accounts.posted_credits + excluded.posted_credits,
-        posted_debits = accounts.posted_debits + excluded.posted_debits,
-        pending_credits = accounts.pending_credits + excluded.pending_credits,
-        version = accounts.version + 1,
-        updated_at = now()
-    """
+    "SELECT ledger_change_system(ledger_system_row(:account, :user_id), "
+    ":posted_credits, :posted_debits, :pending_credits)"
 )
 
 
@@ -189,6 +176,34 @@ async def resolve_hold(session: AsyncSession, hold_id: str, status: str) -> Row[
             .returning(transfers)
         )
     ).one()
+
+
+# The happy path of a hold or a capture in one round trip (see the migration that defines them). The
+# row's `outcome` is "ok" when the transfer was written, "slow" when nothing was and the caller must
+# take the general path.
+FAST_HOLD = text(
+    """
+    SELECT * FROM ledger_hold(:id, :user_id, :wallet, :credit_account, :amount, :expires_at,
+        :reference_type, :reference_id, :metadata, :trace_id, :request_hash)
+    """
+).bindparams(bindparam("metadata", type_=JSONB), bindparam("expires_at", type_=DateTime(timezone=True)))
+FAST_CAPTURE = text(
+    """
+    SELECT * FROM ledger_capture(:id, :hold_id, :amount, :metadata, :now, :trace_id, :request_hash)
+    """
+).bindparams(bindparam("metadata", type_=JSONB), bindparam("now", type_=DateTime(timezone=True)))
+
+
+async def fast_hold(session: AsyncSession, values: dict[str, Any]) -> Row[Any] | None:
+    """The new wallet balance and the transfer's `created_at`; None when the general path must run."""
+    row = (await session.execute(FAST_HOLD, values)).one()
+    return row if row.outcome == "ok" else None
+
+
+async def fast_capture(session: AsyncSession, values: dict[str, Any]) -> Row[Any] | None:
+    """The new wallet balance, the capture's `created_at` and the hold's `resolved_at`; or None."""
+    row = (await session.execute(FAST_CAPTURE, values)).one()
+    return row if row.outcome == "ok" else None
 
 
 async def refunded_total(session: AsyncSession, original_id: str) -> int:

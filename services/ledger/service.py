@@ -661,8 +661,43 @@ class Ledger:
             metadata=meta,
         )
         account = wallet_account(user_id)
-        wallet = await repo.lock_wallet(session, account, user_id, transfer_id)
         expiry = expires_at or now + (ttl or DEFAULT_HOLD_TTL)
+        trace_id = current_trace_id()
+        fast = await repo.fast_hold(
+            session,
+            {
+                "id": transfer_id,
+                "user_id": user_id,
+                "wallet": account,
+                "credit_account": REVENUE,
+                "amount": amount.milli,
+                "expires_at": expiry,
+                "reference_type": reference.type,
+                "reference_id": reference.id,
+                "metadata": meta,
+                "trace_id": trace_id,
+                "request_hash": digest,
+            },
+        )
+        if fast is not None:
+            transfer = Transfer(
+                id=transfer_id,
+                kind=Kind.HOLD,
+                debit_account=account,
+                credit_account=REVENUE,
+                amount=amount,
+                status=Status.PENDING,
+                user_id=user_id,
+                reference=reference,
+                metadata=meta,
+                trace_id=trace_id,
+                created_at=fast.created_at,
+                expires_at=expiry,
+            )
+            balance = await self._balance_changed(session, user_id, fast, transfer_id)
+            return TransferResult(transfer, balance, False)
+        # Anything but the happy path (first use, a retry, too little balance): the general path.
+        wallet = await repo.lock_wallet(session, account, user_id, transfer_id)
         return await self._once(
             session,
             transfer_id,
@@ -750,6 +785,22 @@ class Ledger:
         digest = request_hash(
             "capture", hold_id=hold_id, amount=amount.milli if amount else None, metadata=meta
         )
+        trace_id = current_trace_id()
+        fast = await repo.fast_capture(
+            session,
+            {
+                "id": transfer_id,
+                "hold_id": _require_id(hold_id, "hold_id"),
+                "amount": amount.milli if amount is not None else None,
+                "metadata": meta,
+                "now": now,
+                "trace_id": trace_id,
+                "request_hash": digest,
+            },
+        )
+        if fast is not None:
+            return await self._fast_captured(session, fast, transfer_id, hold_id.strip(), meta, trace_id)
+        # A retry, an unknown, resolved or expired hold, too large an amount: the general path.
         wallet, hold = await self._locked_hold(session, hold_id, transfer_id)
         return await self._once(
             session,
@@ -759,6 +810,49 @@ class Ledger:
             wallet,
             lambda: self._capture(session, transfer_id, hold, amount, meta, now, digest),
         )
+
+    async def _fast_captured(
+        self,
+        session: AsyncSession,
+        row: Row[Any],
+        transfer_id: str,
+        hold_id: str,
+        meta: dict[str, str],
+        trace_id: str,
+    ) -> TransferResult:
+        """The result of a capture `ledger_capture` made, and its `balances.changed` event."""
+        reference = Reference(row.hold_reference_type, row.hold_reference_id)
+        hold = Transfer(
+            id=hold_id,
+            kind=Kind.HOLD,
+            debit_account=row.hold_debit_account,
+            credit_account=row.hold_credit_account,
+            amount=Credits(int(row.hold_amount)),
+            status=Status.POSTED,
+            user_id=row.hold_user_id,
+            reference=reference,
+            metadata=dict(row.hold_metadata),
+            trace_id=row.hold_trace_id,
+            created_at=row.hold_created_at,
+            expires_at=row.hold_expires_at,
+            resolved_at=row.resolved_at,
+        )
+        capture = Transfer(
+            id=transfer_id,
+            kind=Kind.CAPTURE,
+            debit_account=hold.debit_account,
+            credit_account=hold.credit_account,
+            amount=Credits(int(row.amount)),
+            status=Status.POSTED,
+            user_id=hold.user_id,
+            reference=reference,
+            metadata={**hold.metadata, **meta},
+            trace_id=trace_id,
+            created_at=row.created_at,
+            linked_transfer_id=hold_id,
+        )
+        balance = await self._balance_changed(session, hold.user_id, row, transfer_id)
+        return TransferResult(capture, balance, False, hold)
 
     async def _capture(
         self,
