@@ -175,6 +175,37 @@ class TransferResult:
 
 
 @dataclass(frozen=True)
+class HoldPlan:
+    """A checked hold request, ready to apply (its trace id is the requester's)."""
+
+    transfer_id: str
+    user_id: str
+    amount: Credits
+    expires_at: datetime
+    reference: Reference
+    metadata: dict[str, str]
+    digest: str
+    trace_id: str
+
+    @property
+    def account(self) -> str:
+        return wallet_account(self.user_id)
+
+
+@dataclass(frozen=True)
+class CapturePlan:
+    """A checked capture request, ready to apply (its trace id is the requester's)."""
+
+    transfer_id: str
+    hold_id: str
+    amount: Credits | None
+    metadata: dict[str, str]
+    now: datetime
+    digest: str
+    trace_id: str
+
+
+@dataclass(frozen=True)
 class RechargeOrder:
     id: str
     user_id: str
@@ -626,9 +657,8 @@ class Ledger:
         balance = await self._balance_changed(session, user_id, wallet, transfer_id)
         return TransferResult(transfer, balance, False)
 
-    async def hold(
+    def plan_hold(
         self,
-        session: AsyncSession,
         *,
         transfer_id: str,
         user_id: str,
@@ -638,8 +668,8 @@ class Ledger:
         reference: Reference = Reference(),
         metadata: Mapping[str, str] | None = None,
         now: datetime | None = None,
-    ) -> TransferResult:
-        """Reserves `amount` of the available balance until it is captured, released or expires."""
+    ) -> HoldPlan:
+        """Checks a hold request (InvalidArgument) and fixes its digest, expiry and trace id."""
         transfer_id = _require_id(transfer_id, "transfer_id")
         user_id = _require_id(user_id, "user_id")
         _require_positive(amount)
@@ -660,52 +690,93 @@ class Ledger:
             reference=[reference.type, reference.id],
             metadata=meta,
         )
-        account = wallet_account(user_id)
         expiry = expires_at or now + (ttl or DEFAULT_HOLD_TTL)
-        trace_id = current_trace_id()
+        return HoldPlan(transfer_id, user_id, amount, expiry, reference, meta, digest, current_trace_id())
+
+    async def hold(
+        self,
+        session: AsyncSession,
+        *,
+        transfer_id: str,
+        user_id: str,
+        amount: Credits,
+        expires_at: datetime | None = None,
+        ttl: timedelta | None = None,
+        reference: Reference = Reference(),
+        metadata: Mapping[str, str] | None = None,
+        now: datetime | None = None,
+    ) -> TransferResult:
+        """Reserves `amount` of the available balance until it is captured, released or expires."""
+        plan = self.plan_hold(
+            transfer_id=transfer_id,
+            user_id=user_id,
+            amount=amount,
+            expires_at=expires_at,
+            ttl=ttl,
+            reference=reference,
+            metadata=metadata,
+            now=now,
+        )
+        return await self.hold_fast(session, plan) or await self.hold_general(session, plan)
+
+    async def hold_fast(self, session: AsyncSession, plan: HoldPlan) -> TransferResult | None:
+        """The happy path in one round trip; None (nothing written) when `hold_general` must run:
+        a first use of the wallet, a retry, a refused id, too little balance."""
         fast = await repo.fast_hold(
             session,
             {
-                "id": transfer_id,
-                "user_id": user_id,
-                "wallet": account,
+                "id": plan.transfer_id,
+                "user_id": plan.user_id,
+                "wallet": plan.account,
                 "credit_account": REVENUE,
-                "amount": amount.milli,
-                "expires_at": expiry,
-                "reference_type": reference.type,
-                "reference_id": reference.id,
-                "metadata": meta,
-                "trace_id": trace_id,
-                "request_hash": digest,
+                "amount": plan.amount.milli,
+                "expires_at": plan.expires_at,
+                "reference_type": plan.reference.type,
+                "reference_id": plan.reference.id,
+                "metadata": plan.metadata,
+                "trace_id": plan.trace_id,
+                "request_hash": plan.digest,
             },
         )
-        if fast is not None:
-            transfer = Transfer(
-                id=transfer_id,
-                kind=Kind.HOLD,
-                debit_account=account,
-                credit_account=REVENUE,
-                amount=amount,
-                status=Status.PENDING,
-                user_id=user_id,
-                reference=reference,
-                metadata=meta,
-                trace_id=trace_id,
-                created_at=fast.created_at,
-                expires_at=expiry,
-            )
-            balance = await self._balance_changed(session, user_id, fast, transfer_id)
-            return TransferResult(transfer, balance, False)
-        # Anything but the happy path (first use, a retry, too little balance): the general path.
-        wallet = await repo.lock_wallet(session, account, user_id, transfer_id)
+        if fast is None:
+            return None
+        transfer = Transfer(
+            id=plan.transfer_id,
+            kind=Kind.HOLD,
+            debit_account=plan.account,
+            credit_account=REVENUE,
+            amount=plan.amount,
+            status=Status.PENDING,
+            user_id=plan.user_id,
+            reference=plan.reference,
+            metadata=plan.metadata,
+            trace_id=plan.trace_id,
+            created_at=fast.created_at,
+            expires_at=plan.expires_at,
+        )
+        balance = await self._balance_changed(session, plan.user_id, fast, plan.transfer_id)
+        return TransferResult(transfer, balance, False)
+
+    async def hold_general(self, session: AsyncSession, plan: HoldPlan) -> TransferResult:
+        """Every case, step by step under the wallet lock: the result, a replay or the error."""
+        wallet = await repo.lock_wallet(session, plan.account, plan.user_id, plan.transfer_id)
         return await self._once(
             session,
-            transfer_id,
-            digest,
-            user_id,
+            plan.transfer_id,
+            plan.digest,
+            plan.user_id,
             wallet,
             lambda: self._hold(
-                session, transfer_id, user_id, account, wallet, amount, expiry, reference, meta, digest
+                session,
+                plan.transfer_id,
+                plan.user_id,
+                plan.account,
+                wallet,
+                plan.amount,
+                plan.expires_at,
+                plan.reference,
+                plan.metadata,
+                plan.digest,
             ),
         )
 
@@ -766,6 +837,28 @@ class Ledger:
         if status == Status.EXPIRED or (hold.expires_at is not None and hold.expires_at <= now):
             raise FailedPrecondition("the hold has expired", code="hold_expired")
 
+    def plan_capture(
+        self,
+        *,
+        transfer_id: str,
+        hold_id: str,
+        amount: Credits | None = None,
+        metadata: Mapping[str, str] | None = None,
+        now: datetime | None = None,
+    ) -> CapturePlan:
+        """Checks a capture request (InvalidArgument) and fixes its digest, time and trace id."""
+        transfer_id = _require_id(transfer_id, "transfer_id")
+        if amount is not None:
+            _require_positive(amount)
+        meta = dict(metadata or {})
+        digest = request_hash(
+            "capture", hold_id=hold_id, amount=amount.milli if amount else None, metadata=meta
+        )
+        hold_id = _require_id(hold_id, "hold_id")
+        return CapturePlan(
+            transfer_id, hold_id, amount, meta, now or datetime.now(UTC), digest, current_trace_id()
+        )
+
     async def capture(
         self,
         session: AsyncSession,
@@ -777,53 +870,31 @@ class Ledger:
         now: datetime | None = None,
     ) -> TransferResult:
         """Posts all of a pending hold, or part of it with the rest released. Exactly once."""
-        transfer_id = _require_id(transfer_id, "transfer_id")
-        if amount is not None:
-            _require_positive(amount)
-        now = now or datetime.now(UTC)
-        meta = dict(metadata or {})
-        digest = request_hash(
-            "capture", hold_id=hold_id, amount=amount.milli if amount else None, metadata=meta
+        plan = self.plan_capture(
+            transfer_id=transfer_id, hold_id=hold_id, amount=amount, metadata=metadata, now=now
         )
-        trace_id = current_trace_id()
-        fast = await repo.fast_capture(
+        return await self.capture_fast(session, plan) or await self.capture_general(session, plan)
+
+    async def capture_fast(self, session: AsyncSession, plan: CapturePlan) -> TransferResult | None:
+        """The happy path in one round trip; None (nothing written) when `capture_general` must run:
+        a retry, an unknown, resolved or expired hold, too large an amount."""
+        row = await repo.fast_capture(
             session,
             {
-                "id": transfer_id,
-                "hold_id": _require_id(hold_id, "hold_id"),
-                "amount": amount.milli if amount is not None else None,
-                "metadata": meta,
-                "now": now,
-                "trace_id": trace_id,
-                "request_hash": digest,
+                "id": plan.transfer_id,
+                "hold_id": plan.hold_id,
+                "amount": plan.amount.milli if plan.amount is not None else None,
+                "metadata": plan.metadata,
+                "now": plan.now,
+                "trace_id": plan.trace_id,
+                "request_hash": plan.digest,
             },
         )
-        if fast is not None:
-            return await self._fast_captured(session, fast, transfer_id, hold_id.strip(), meta, trace_id)
-        # A retry, an unknown, resolved or expired hold, too large an amount: the general path.
-        wallet, hold = await self._locked_hold(session, hold_id, transfer_id)
-        return await self._once(
-            session,
-            transfer_id,
-            digest,
-            hold.user_id,
-            wallet,
-            lambda: self._capture(session, transfer_id, hold, amount, meta, now, digest),
-        )
-
-    async def _fast_captured(
-        self,
-        session: AsyncSession,
-        row: Row[Any],
-        transfer_id: str,
-        hold_id: str,
-        meta: dict[str, str],
-        trace_id: str,
-    ) -> TransferResult:
-        """The result of a capture `ledger_capture` made, and its `balances.changed` event."""
+        if row is None:
+            return None
         reference = Reference(row.hold_reference_type, row.hold_reference_id)
         hold = Transfer(
-            id=hold_id,
+            id=plan.hold_id,
             kind=Kind.HOLD,
             debit_account=row.hold_debit_account,
             credit_account=row.hold_credit_account,
@@ -838,7 +909,7 @@ class Ledger:
             resolved_at=row.resolved_at,
         )
         capture = Transfer(
-            id=transfer_id,
+            id=plan.transfer_id,
             kind=Kind.CAPTURE,
             debit_account=hold.debit_account,
             credit_account=hold.credit_account,
@@ -846,13 +917,27 @@ class Ledger:
             status=Status.POSTED,
             user_id=hold.user_id,
             reference=reference,
-            metadata={**hold.metadata, **meta},
-            trace_id=trace_id,
+            metadata={**hold.metadata, **plan.metadata},
+            trace_id=plan.trace_id,
             created_at=row.created_at,
-            linked_transfer_id=hold_id,
+            linked_transfer_id=plan.hold_id,
         )
-        balance = await self._balance_changed(session, hold.user_id, row, transfer_id)
+        balance = await self._balance_changed(session, hold.user_id, row, plan.transfer_id)
         return TransferResult(capture, balance, False, hold)
+
+    async def capture_general(self, session: AsyncSession, plan: CapturePlan) -> TransferResult:
+        """Every case, step by step under the hold and wallet locks: the result, a replay or the error."""
+        wallet, hold = await self._locked_hold(session, plan.hold_id, plan.transfer_id)
+        return await self._once(
+            session,
+            plan.transfer_id,
+            plan.digest,
+            hold.user_id,
+            wallet,
+            lambda: self._capture(
+                session, plan.transfer_id, hold, plan.amount, plan.metadata, plan.now, plan.digest
+            ),
+        )
 
     async def _capture(
         self,
