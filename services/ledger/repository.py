@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+import psycopg
+from psycopg.rows import namedtuple_row
 from sqlalchemy import DateTime, Row, and_, bindparam, func, literal, or_, select, text, union_all, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -178,32 +180,34 @@ async def resolve_hold(session: AsyncSession, hold_id: str, status: str) -> Row[
     ).one()
 
 
-# The happy path of a hold or a capture in one round trip (see the migration that defines them). The
-# row's `outcome` is "ok" when the transfer was written, "slow" when nothing was and the caller must
-# take the general path.
-FAST_HOLD = text(
-    """
-    SELECT * FROM ledger_hold(:id, :user_id, :wallet, :credit_account, :amount, :expires_at,
-        :reference_type, :reference_id, :metadata, :trace_id, :request_hash)
-    """
-).bindparams(bindparam("metadata", type_=JSONB), bindparam("expires_at", type_=DateTime(timezone=True)))
-FAST_CAPTURE = text(
-    """
-    SELECT * FROM ledger_capture(:id, :hold_id, :amount, :metadata, :now, :trace_id, :request_hash)
-    """
-).bindparams(bindparam("metadata", type_=JSONB), bindparam("now", type_=DateTime(timezone=True)))
+# The happy path of a hold or a capture in one call of a server-side function (defined by a
+# migration). Its row's `outcome` is "ok" when the transfer was written, "slow" when nothing was and
+# the caller must take the general path. Plain psycopg, so that many calls share one round trip.
+HOLD_CALL = """
+    SELECT * FROM ledger_hold(%(id)s::text, %(user_id)s::text, %(wallet)s::text,
+        %(credit_account)s::text, %(amount)s::bigint, %(expires_at)s::timestamptz,
+        %(reference_type)s::text, %(reference_id)s::text, %(metadata)s::jsonb, %(trace_id)s::text,
+        %(request_hash)s::text)
+"""
+CAPTURE_CALL = """
+    SELECT * FROM ledger_capture(%(id)s::text, %(hold_id)s::text, %(amount)s::bigint,
+        %(metadata)s::jsonb, %(now)s::timestamptz, %(trace_id)s::text, %(request_hash)s::text)
+"""
 
 
-async def fast_hold(session: AsyncSession, values: dict[str, Any]) -> Row[Any] | None:
-    """The new wallet balance and the transfer's `created_at`; None when the general path must run."""
-    row = (await session.execute(FAST_HOLD, values)).one()
-    return row if row.outcome == "ok" else None
-
-
-async def fast_capture(session: AsyncSession, values: dict[str, Any]) -> Row[Any] | None:
-    """The new wallet balance, the capture's `created_at` and the hold's `resolved_at`; or None."""
-    row = (await session.execute(FAST_CAPTURE, values)).one()
-    return row if row.outcome == "ok" else None
+async def call_pipelined(session: AsyncSession, calls: Sequence[tuple[str, dict[str, Any]]]) -> list[Any]:
+    """The first row of each call, run in order in the session's transaction, in one round trip."""
+    connection = await session.connection()
+    driver = (await connection.get_raw_connection()).driver_connection
+    if not isinstance(driver, psycopg.AsyncConnection):
+        raise TypeError("the ledger runs on psycopg 3")
+    cursors = []
+    async with driver.pipeline():
+        for query, params in calls:
+            cursor = driver.cursor(row_factory=namedtuple_row)
+            await cursor.execute(query, params)
+            cursors.append(cursor)
+    return [await cursor.fetchone() for cursor in cursors]
 
 
 async def refunded_total(session: AsyncSession, original_id: str) -> int:

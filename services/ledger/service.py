@@ -20,6 +20,8 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from google.protobuf.timestamp_pb2 import Timestamp
+from opentelemetry import context as otel_context
+from psycopg.types.json import Jsonb
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -27,7 +29,7 @@ from atelier.common.v1 import common_pb2
 from atelier.events.v1 import events_pb2
 from kit.errors import Conflict, DomainError, FailedPrecondition, InvalidArgument, NotFound
 from kit.money import Credits, Money
-from kit.outbox import Outbox
+from kit.outbox import Outbox, OutboxEvent
 from kit.telemetry import current_trace_id
 from services.ledger import repository as repo
 
@@ -186,6 +188,7 @@ class HoldPlan:
     metadata: dict[str, str]
     digest: str
     trace_id: str
+    trace: otel_context.Context
 
     @property
     def account(self) -> str:
@@ -203,6 +206,17 @@ class CapturePlan:
     now: datetime
     digest: str
     trace_id: str
+    trace: otel_context.Context
+
+
+@dataclass(frozen=True)
+class FastStep:
+    """One transfer's happy path: a call of a server-side function and how to read its row."""
+
+    query: str
+    params: dict[str, Any]
+    result: Callable[[Any], TransferResult]
+    trace: otel_context.Context
 
 
 @dataclass(frozen=True)
@@ -471,22 +485,23 @@ class Ledger:
         self, session: AsyncSession, user_id: str, wallet: Row[Any], transfer_id: str
     ) -> Balance:
         balance = Balance.from_row(user_id, wallet)
-        event_id = uuid.uuid4()
-        await self.outbox.add(
-            session,
-            BALANCES_CHANGED,
-            events_pb2.BalanceChanged(
-                meta=self._meta(event_id),
-                user_id=user_id,
-                available=common_pb2.Credits(milli=balance.available.milli),
-                held=common_pb2.Credits(milli=balance.held.milli),
-                posted=common_pb2.Credits(milli=balance.posted.milli),
-                version=balance.version,
-                transfer_id=transfer_id,
-            ),
-            event_id=event_id,
-        )
+        await self.outbox.add_many(session, [self._balance_event(balance, transfer_id)])
         return balance
+
+    def _balance_event(
+        self, balance: Balance, transfer_id: str, trace: otel_context.Context | None = None
+    ) -> OutboxEvent:
+        event_id = uuid.uuid4()
+        message = events_pb2.BalanceChanged(
+            meta=self._meta(event_id),
+            user_id=balance.user_id,
+            available=common_pb2.Credits(milli=balance.available.milli),
+            held=common_pb2.Credits(milli=balance.held.milli),
+            posted=common_pb2.Credits(milli=balance.posted.milli),
+            version=balance.version,
+            transfer_id=transfer_id,
+        )
+        return OutboxEvent(BALANCES_CHANGED, message, event_id, trace)
 
     def _meta(self, event_id: uuid.UUID) -> events_pb2.EventMeta:
         return events_pb2.EventMeta(
@@ -691,7 +706,17 @@ class Ledger:
             metadata=meta,
         )
         expiry = expires_at or now + (ttl or DEFAULT_HOLD_TTL)
-        return HoldPlan(transfer_id, user_id, amount, expiry, reference, meta, digest, current_trace_id())
+        return HoldPlan(
+            transfer_id,
+            user_id,
+            amount,
+            expiry,
+            reference,
+            meta,
+            digest,
+            current_trace_id(),
+            otel_context.get_current(),
+        )
 
     async def hold(
         self,
@@ -719,43 +744,44 @@ class Ledger:
         )
         return await self.hold_fast(session, plan) or await self.hold_general(session, plan)
 
+    def hold_step(self, plan: HoldPlan) -> FastStep:
+        """The happy path as one call; its result is None (nothing written) when `hold_general` must
+        run: a first use of the wallet, a retry, a refused id, too little balance."""
+
+        def result(row: Any) -> TransferResult:
+            transfer = Transfer(
+                id=plan.transfer_id,
+                kind=Kind.HOLD,
+                debit_account=plan.account,
+                credit_account=REVENUE,
+                amount=plan.amount,
+                status=Status.PENDING,
+                user_id=plan.user_id,
+                reference=plan.reference,
+                metadata=plan.metadata,
+                trace_id=plan.trace_id,
+                created_at=row.created_at,
+                expires_at=plan.expires_at,
+            )
+            return TransferResult(transfer, Balance.from_row(plan.user_id, row), False)
+
+        params = {
+            "id": plan.transfer_id,
+            "user_id": plan.user_id,
+            "wallet": plan.account,
+            "credit_account": REVENUE,
+            "amount": plan.amount.milli,
+            "expires_at": plan.expires_at,
+            "reference_type": plan.reference.type,
+            "reference_id": plan.reference.id,
+            "metadata": Jsonb(plan.metadata),
+            "trace_id": plan.trace_id,
+            "request_hash": plan.digest,
+        }
+        return FastStep(repo.HOLD_CALL, params, result, plan.trace)
+
     async def hold_fast(self, session: AsyncSession, plan: HoldPlan) -> TransferResult | None:
-        """The happy path in one round trip; None (nothing written) when `hold_general` must run:
-        a first use of the wallet, a retry, a refused id, too little balance."""
-        fast = await repo.fast_hold(
-            session,
-            {
-                "id": plan.transfer_id,
-                "user_id": plan.user_id,
-                "wallet": plan.account,
-                "credit_account": REVENUE,
-                "amount": plan.amount.milli,
-                "expires_at": plan.expires_at,
-                "reference_type": plan.reference.type,
-                "reference_id": plan.reference.id,
-                "metadata": plan.metadata,
-                "trace_id": plan.trace_id,
-                "request_hash": plan.digest,
-            },
-        )
-        if fast is None:
-            return None
-        transfer = Transfer(
-            id=plan.transfer_id,
-            kind=Kind.HOLD,
-            debit_account=plan.account,
-            credit_account=REVENUE,
-            amount=plan.amount,
-            status=Status.PENDING,
-            user_id=plan.user_id,
-            reference=plan.reference,
-            metadata=plan.metadata,
-            trace_id=plan.trace_id,
-            created_at=fast.created_at,
-            expires_at=plan.expires_at,
-        )
-        balance = await self._balance_changed(session, plan.user_id, fast, plan.transfer_id)
-        return TransferResult(transfer, balance, False)
+        return (await self.apply_fast(session, [self.hold_step(plan)]))[0]
 
     async def hold_general(self, session: AsyncSession, plan: HoldPlan) -> TransferResult:
         """Every case, step by step under the wallet lock: the result, a replay or the error."""
@@ -855,9 +881,9 @@ class Ledger:
             "capture", hold_id=hold_id, amount=amount.milli if amount else None, metadata=meta
         )
         hold_id = _require_id(hold_id, "hold_id")
-        return CapturePlan(
-            transfer_id, hold_id, amount, meta, now or datetime.now(UTC), digest, current_trace_id()
-        )
+        now = now or datetime.now(UTC)
+        trace = otel_context.get_current()
+        return CapturePlan(transfer_id, hold_id, amount, meta, now, digest, current_trace_id(), trace)
 
     async def capture(
         self,
@@ -875,55 +901,75 @@ class Ledger:
         )
         return await self.capture_fast(session, plan) or await self.capture_general(session, plan)
 
+    def capture_step(self, plan: CapturePlan) -> FastStep:
+        """The happy path as one call; its result is None (nothing written) when `capture_general`
+        must run: a retry, an unknown, resolved or expired hold, too large an amount."""
+
+        def result(row: Any) -> TransferResult:
+            reference = Reference(row.hold_reference_type, row.hold_reference_id)
+            hold = Transfer(
+                id=plan.hold_id,
+                kind=Kind.HOLD,
+                debit_account=row.hold_debit_account,
+                credit_account=row.hold_credit_account,
+                amount=Credits(int(row.hold_amount)),
+                status=Status.POSTED,
+                user_id=row.hold_user_id,
+                reference=reference,
+                metadata=dict(row.hold_metadata),
+                trace_id=row.hold_trace_id,
+                created_at=row.hold_created_at,
+                expires_at=row.hold_expires_at,
+                resolved_at=row.resolved_at,
+            )
+            capture = Transfer(
+                id=plan.transfer_id,
+                kind=Kind.CAPTURE,
+                debit_account=hold.debit_account,
+                credit_account=hold.credit_account,
+                amount=Credits(int(row.amount)),
+                status=Status.POSTED,
+                user_id=hold.user_id,
+                reference=reference,
+                metadata={**hold.metadata, **plan.metadata},
+                trace_id=plan.trace_id,
+                created_at=row.created_at,
+                linked_transfer_id=plan.hold_id,
+            )
+            return TransferResult(capture, Balance.from_row(hold.user_id, row), False, hold)
+
+        params = {
+            "id": plan.transfer_id,
+            "hold_id": plan.hold_id,
+            "amount": plan.amount.milli if plan.amount is not None else None,
+            "metadata": Jsonb(plan.metadata),
+            "now": plan.now,
+            "trace_id": plan.trace_id,
+            "request_hash": plan.digest,
+        }
+        return FastStep(repo.CAPTURE_CALL, params, result, plan.trace)
+
     async def capture_fast(self, session: AsyncSession, plan: CapturePlan) -> TransferResult | None:
-        """The happy path in one round trip; None (nothing written) when `capture_general` must run:
-        a retry, an unknown, resolved or expired hold, too large an amount."""
-        row = await repo.fast_capture(
+        return (await self.apply_fast(session, [self.capture_step(plan)]))[0]
+
+    async def apply_fast(
+        self, session: AsyncSession, steps: Sequence[FastStep]
+    ) -> list[TransferResult | None]:
+        """Runs the steps in order in one round trip, then writes one `balances.changed` event per
+        transfer made in one statement. None for each step that wrote nothing."""
+        rows = await repo.call_pipelined(session, [(step.query, step.params) for step in steps])
+        results = [
+            step.result(row) if row.outcome == "ok" else None for step, row in zip(steps, rows, strict=True)
+        ]
+        await self.outbox.add_many(
             session,
-            {
-                "id": plan.transfer_id,
-                "hold_id": plan.hold_id,
-                "amount": plan.amount.milli if plan.amount is not None else None,
-                "metadata": plan.metadata,
-                "now": plan.now,
-                "trace_id": plan.trace_id,
-                "request_hash": plan.digest,
-            },
+            [
+                self._balance_event(result.balance, result.transfer.id, step.trace)
+                for step, result in zip(steps, results, strict=True)
+                if result is not None
+            ],
         )
-        if row is None:
-            return None
-        reference = Reference(row.hold_reference_type, row.hold_reference_id)
-        hold = Transfer(
-            id=plan.hold_id,
-            kind=Kind.HOLD,
-            debit_account=row.hold_debit_account,
-            credit_account=row.hold_credit_account,
-            amount=Credits(int(row.hold_amount)),
-            status=Status.POSTED,
-            user_id=row.hold_user_id,
-            reference=reference,
-            metadata=dict(row.hold_metadata),
-            trace_id=row.hold_trace_id,
-            created_at=row.hold_created_at,
-            expires_at=row.hold_expires_at,
-            resolved_at=row.resolved_at,
-        )
-        capture = Transfer(
-            id=plan.transfer_id,
-            kind=Kind.CAPTURE,
-            debit_account=hold.debit_account,
-            credit_account=hold.credit_account,
-            amount=Credits(int(row.amount)),
-            status=Status.POSTED,
-            user_id=hold.user_id,
-            reference=reference,
-            metadata={**hold.metadata, **plan.metadata},
-            trace_id=plan.trace_id,
-            created_at=row.created_at,
-            linked_transfer_id=plan.hold_id,
-        )
-        balance = await self._balance_changed(session, hold.user_id, row, plan.transfer_id)
-        return TransferResult(capture, balance, False, hold)
+        return results
 
     async def capture_general(self, session: AsyncSession, plan: CapturePlan) -> TransferResult:
         """Every case, step by step under the hold and wallet locks: the result, a replay or the error."""

@@ -169,7 +169,9 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
         self.runtime = runtime
         self.ledger = ledger or Ledger(runtime.outbox or Outbox(outbox_table))
         # Holds and captures, the hot path, share commits; the general path runs alone when needed.
-        self.batch: GroupCommit[svc.TransferResult] = GroupCommit(runtime.db, after_commit=self._notify)
+        self.batch: GroupCommit[svc.FastStep, svc.TransferResult] = GroupCommit(
+            runtime.db, self.ledger.apply_fast, after_commit=self._notify
+        )
 
     def _notify(self) -> None:
         if self.runtime.relay is not None:
@@ -227,7 +229,7 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
             reference=_reference(request.reference),
             metadata=dict(request.metadata),
         )
-        result = await self.batch.run(lambda session: self.ledger.hold_fast(session, plan))
+        result = await self.batch.run(self.ledger.hold_step(plan))
         if result is None:
             async with self._transfer_unit() as session:
                 result = await self.ledger.hold_general(session, plan)
@@ -242,7 +244,7 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
             amount=_credits(request.amount) if request.HasField("amount") else None,
             metadata=dict(request.metadata),
         )
-        result = await self.batch.run(lambda session: self.ledger.capture_fast(session, plan))
+        result = await self.batch.run(self.ledger.capture_step(plan))
         if result is None:
             async with self._unit() as session:
                 result = await self.ledger.capture_general(session, plan)
