@@ -44,6 +44,12 @@ class _Queued(Generic[Step, Result]):
     answer: asyncio.Future[Result | None] = field(default_factory=_future)
 
 
+def _answer(batch: Sequence[_Queued[Step, Result]], results: Sequence[Result | None]) -> None:
+    for queued, result in zip(batch, results, strict=True):
+        if not queued.answer.done():  # its requester may have been cancelled
+            queued.answer.set_result(result)
+
+
 class GroupCommit(Generic[Step, Result]):
     def __init__(
         self,
@@ -69,17 +75,21 @@ class GroupCommit(Generic[Step, Result]):
         return await queued.answer
 
     async def _drain(self) -> None:
-        while self._queue:
-            batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
-            results: Sequence[Result | None] = [None] * len(batch)
-            try:
-                results = await self._commit([queued.step for queued in batch])
-            except Exception:
-                log.warning("a batch of %d transfers rolled back; each goes alone", len(batch), exc_info=True)
-            finally:  # cancelled too: nobody is left waiting
-                for queued, result in zip(batch, results, strict=True):
-                    if not queued.answer.done():
-                        queued.answer.set_result(result)
+        try:
+            while self._queue:
+                batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
+                results: Sequence[Result | None] = [None] * len(batch)
+                try:
+                    results = await self._commit([queued.step for queued in batch])
+                except Exception:
+                    log.warning(
+                        "a batch of %d transfers rolled back; each goes alone", len(batch), exc_info=True
+                    )
+                finally:  # cancelled too: nobody in the batch is left waiting
+                    _answer(batch, results)
+        finally:  # cancelled (shutdown): whoever is still queued takes the general path
+            queued, self._queue = self._queue, []
+            _answer(queued, [None] * len(queued))
 
     async def _commit(self, steps: list[Step]) -> Sequence[Result | None]:
         async with self.db.transaction() as session:
