@@ -13,6 +13,7 @@ import asyncio
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -115,6 +116,7 @@ async def ledger_pairs_per_second(
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--runs", type=int, default=3, help="runs of every point; the table shows medians")
     parser.add_argument("--write", action="store_true", help="write the table into docs/benchmarks.md")
     args = parser.parse_args()
 
@@ -143,23 +145,26 @@ async def main() -> None:
         "ATELIER_NATS_URL": NATS,
         "ATELIER_NAMESPACE": namespace,
         "ATELIER_DB_POOL_SIZE": "40",
-        "ATELIER_LOG_LEVEL": "WARNING",
+        "ATELIER_LOG_LEVEL": "ERROR",
     }
     server = await asyncio.create_subprocess_exec(sys.executable, "-m", "services.ledger", cwd=ROOT, env=env)
-    rows: list[tuple[int, float, float]] = []
+    samples: dict[int, list[tuple[float, float]]] = {clients: [] for clients in CLIENTS}
+    loads: list[float] = []
     try:
         await wait_serving(f"127.0.0.1:{port}", server)
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = ledger_pb2_grpc.LedgerServiceStub(channel)
             await ledger_pairs_per_second(stub, 4, 1.0)  # warm up pools and caches
-            for clients in CLIENTS:
-                pairs = await ledger_pairs_per_second(stub, clients, args.seconds)
-                tps = await asyncio.to_thread(run_pgbench, libpq_dsn(pgbench_url), clients, args.seconds)
-                rows.append((clients, pairs, tps))
-                print(
-                    f"{clients:>3} clients: ledger {pairs:8.1f} pairs/s   pgbench {tps:8.1f} tps   "
-                    f"ratio {pairs / tps:.3f}"
-                )
+            for attempt in range(1, args.runs + 1):
+                for clients in CLIENTS:
+                    loads.append(os.getloadavg()[0])
+                    pairs = await ledger_pairs_per_second(stub, clients, args.seconds)
+                    tps = await asyncio.to_thread(run_pgbench, libpq_dsn(pgbench_url), clients, args.seconds)
+                    samples[clients].append((pairs, tps))
+                    print(
+                        f"run {attempt} {clients:>3} clients: ledger {pairs:8.1f} pairs/s   "
+                        f"pgbench {tps:8.1f} tps   ratio {pairs / tps:.3f}   load {loads[-1]:.1f}"
+                    )
     finally:
         server.terminate()
         await asyncio.wait_for(server.wait(), 30)
@@ -173,17 +178,32 @@ async def main() -> None:
         await drop_database(ledger_url)
         await drop_database(pgbench_url)
 
+    rows = []
+    for clients, points in samples.items():
+        ratios = [pairs / tps for pairs, tps in points]
+        rows.append(
+            (
+                clients,
+                statistics.median(p for p, _ in points),
+                statistics.median(t for _, t in points),
+                statistics.median(ratios),
+                min(ratios),
+                max(ratios),
+            )
+        )
     table = [
-        "| clients | ledger hold+capture pairs/s | pgbench simple-update tps | ratio |",
-        "|---:|---:|---:|---:|",
-        *[f"| {c} | {p:.1f} | {t:.1f} | {p / t:.3f} |" for c, p, t in rows],
+        "| clients | ledger hold+capture pairs/s | pgbench simple-update tps | ratio (median) | range |",
+        "|---:|---:|---:|---:|---:|",
+        *[f"| {c} | {p:.1f} | {t:.1f} | {r:.3f} | {lo:.3f}–{hi:.3f} |" for c, p, t, r, lo, hi in rows],
     ]
+    load = f"load average {min(loads):.1f}–{max(loads):.1f}"
     print("\n".join(table))
+    print(load)
     if args.write:
-        write_docs(table, args.seconds)
+        write_docs(table, args.seconds, args.runs, load)
 
 
-def write_docs(table: list[str], seconds: int) -> None:
+def write_docs(table: list[str], seconds: int, runs: int, load: str) -> None:
     path = ROOT / "docs" / "benchmarks.md"
     text = path.read_text() if path.exists() else "# Benchmarks\n"
     start, end = "<!-- ledger-bench:start -->", "<!-- ledger-bench:end -->"
@@ -192,12 +212,13 @@ def write_docs(table: list[str], seconds: int) -> None:
             start,
             "## Ledger: hold + capture over gRPC vs `pgbench -b simple-update`",
             "",
-            f"`python bench/ledger_bench.py --write`, {seconds} s per point, same PostgreSQL, same client",
-            f"counts, one run ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores",
-            "shared by the ledger process, the bench client, PostgreSQL and pgbench). One pair = two gRPC",
-            "calls and two transactions (hold, then capture), each locking the wallet row, writing a",
-            "transfer, updating the wallet and a revenue shard, and adding a `balances.changed` outbox row;",
-            "one pgbench transaction = one update, a select and an insert.",
+            f"`python bench/ledger_bench.py --runs {runs} --write`: {seconds} s per point, {runs} runs of",
+            "each (ledger then pgbench, alternating), medians; same PostgreSQL server and settings, same",
+            f"client counts ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores",
+            f"shared with other engineers' test runs, {load}). One pair = two gRPC calls (hold, then",
+            "capture), each locking the wallet row, writing a transfer, updating the wallet and a revenue",
+            "shard, and adding a `balances.changed` outbox row; one pgbench transaction = one update, a",
+            "select and an insert.",
             "",
             *table,
             end,

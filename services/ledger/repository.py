@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+import psycopg
+from psycopg.rows import namedtuple_row
 from sqlalchemy import DateTime, Row, and_, bindparam, func, literal, or_, select, text, union_all, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -78,12 +79,8 @@ async def change_wallet(
 
 
 # System accounts are touched by every transfer of their kind: one row would serialize all wallets
-# on its lock. Each is spread over shard rows, chosen by the wallet, and summed when read.
-SYSTEM_SHARDS = 16
-
-
-def system_row_id(account_id: str, user_id: str) -> str:
-    return f"{account_id}#{zlib.crc32(user_id.encode()) % SYSTEM_SHARDS:02d}"
+# on its lock. Each is spread over 16 shard rows ("system:revenue#07"), chosen by the wallet's user in
+# SQL (`ledger_system_row`, so the server-side hold and capture pick the same row), summed when read.
 
 
 def logical_account(row_id: str) -> str:
@@ -103,7 +100,8 @@ async def change_system(
     await session.execute(
         _CHANGE_SYSTEM,
         {
-            "id": system_row_id(account_id, user_id),
+            "account": account_id,
+            "user_id": user_id,
             "posted_credits": posted_credits,
             "posted_debits": posted_debits,
             "pending_credits": pending_credits,
@@ -111,18 +109,9 @@ async def change_system(
     )
 
 
-# Built once: an INSERT … ON CONFLICT built per call is not cached by SQLAlchemy and recompiles.
 _CHANGE_SYSTEM = text(
-    """
-    INSERT INTO accounts (id, kind, posted_credits, posted_debits, pending_credits, version)
-    VALUES (:id, 'system', :posted_credits, :posted_debits, :pending_credits, 1)
-    ON CONFLICT (id) DO UPDATE SET
-        posted_credits = accounts.posted_credits + excluded.posted_credits,
-        posted_debits = accounts.posted_debits + excluded.posted_debits,
-        pending_credits = accounts.pending_credits + excluded.pending_credits,
-        version = accounts.version + 1,
-        updated_at = now()
-    """
+    "SELECT ledger_change_system(ledger_system_row(:account, :user_id), "
+    ":posted_credits, :posted_debits, :pending_credits)"
 )
 
 
@@ -189,6 +178,36 @@ async def resolve_hold(session: AsyncSession, hold_id: str, status: str) -> Row[
             .returning(transfers)
         )
     ).one()
+
+
+# The happy path of a hold or a capture in one call of a server-side function (defined by a
+# migration). Its row's `outcome` is "ok" when the transfer was written, "slow" when nothing was and
+# the caller must take the general path. Plain psycopg, so that many calls share one round trip.
+HOLD_CALL = """
+    SELECT * FROM ledger_hold(%(id)s::text, %(user_id)s::text, %(wallet)s::text,
+        %(credit_account)s::text, %(amount)s::bigint, %(expires_at)s::timestamptz,
+        %(reference_type)s::text, %(reference_id)s::text, %(metadata)s::jsonb, %(trace_id)s::text,
+        %(request_hash)s::text)
+"""
+CAPTURE_CALL = """
+    SELECT * FROM ledger_capture(%(id)s::text, %(hold_id)s::text, %(amount)s::bigint,
+        %(metadata)s::jsonb, %(now)s::timestamptz, %(trace_id)s::text, %(request_hash)s::text)
+"""
+
+
+async def call_pipelined(session: AsyncSession, calls: Sequence[tuple[str, dict[str, Any]]]) -> list[Any]:
+    """The first row of each call, run in order in the session's transaction, in one round trip."""
+    connection = await session.connection()
+    driver = (await connection.get_raw_connection()).driver_connection
+    if not isinstance(driver, psycopg.AsyncConnection):
+        raise TypeError("the ledger runs on psycopg 3")
+    cursors = []
+    async with driver.pipeline():
+        for query, params in calls:
+            cursor = driver.cursor(row_factory=namedtuple_row)
+            await cursor.execute(query, params)
+            cursors.append(cursor)
+    return [await cursor.fetchone() for cursor in cursors]
 
 
 async def refunded_total(session: AsyncSession, original_id: str) -> int:

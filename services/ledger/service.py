@@ -20,6 +20,8 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from google.protobuf.timestamp_pb2 import Timestamp
+from opentelemetry import context as otel_context
+from psycopg.types.json import Jsonb
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -27,7 +29,7 @@ from atelier.common.v1 import common_pb2
 from atelier.events.v1 import events_pb2
 from kit.errors import Conflict, DomainError, FailedPrecondition, InvalidArgument, NotFound
 from kit.money import Credits, Money
-from kit.outbox import Outbox
+from kit.outbox import Outbox, OutboxEvent
 from kit.telemetry import current_trace_id
 from services.ledger import repository as repo
 
@@ -172,6 +174,49 @@ class TransferResult:
     replayed: bool
     hold: Transfer | None = None
     refundable_remaining: Credits | None = None
+
+
+@dataclass(frozen=True)
+class HoldPlan:
+    """A checked hold request, ready to apply (its trace id is the requester's)."""
+
+    transfer_id: str
+    user_id: str
+    amount: Credits
+    expires_at: datetime
+    reference: Reference
+    metadata: dict[str, str]
+    digest: str
+    trace_id: str
+    trace: otel_context.Context
+
+    @property
+    def account(self) -> str:
+        return wallet_account(self.user_id)
+
+
+@dataclass(frozen=True)
+class CapturePlan:
+    """A checked capture request, ready to apply (its trace id is the requester's)."""
+
+    transfer_id: str
+    hold_id: str
+    amount: Credits | None
+    metadata: dict[str, str]
+    now: datetime
+    digest: str
+    trace_id: str
+    trace: otel_context.Context
+
+
+@dataclass(frozen=True)
+class FastStep:
+    """One transfer's happy path: a call of a server-side function and how to read its row."""
+
+    query: str
+    params: dict[str, Any]
+    result: Callable[[Any], TransferResult]
+    trace: otel_context.Context
 
 
 @dataclass(frozen=True)
@@ -440,22 +485,23 @@ class Ledger:
         self, session: AsyncSession, user_id: str, wallet: Row[Any], transfer_id: str
     ) -> Balance:
         balance = Balance.from_row(user_id, wallet)
-        event_id = uuid.uuid4()
-        await self.outbox.add(
-            session,
-            BALANCES_CHANGED,
-            events_pb2.BalanceChanged(
-                meta=self._meta(event_id),
-                user_id=user_id,
-                available=common_pb2.Credits(milli=balance.available.milli),
-                held=common_pb2.Credits(milli=balance.held.milli),
-                posted=common_pb2.Credits(milli=balance.posted.milli),
-                version=balance.version,
-                transfer_id=transfer_id,
-            ),
-            event_id=event_id,
-        )
+        await self.outbox.add_many(session, [self._balance_event(balance, transfer_id)])
         return balance
+
+    def _balance_event(
+        self, balance: Balance, transfer_id: str, trace: otel_context.Context | None = None
+    ) -> OutboxEvent:
+        event_id = uuid.uuid4()
+        message = events_pb2.BalanceChanged(
+            meta=self._meta(event_id),
+            user_id=balance.user_id,
+            available=common_pb2.Credits(milli=balance.available.milli),
+            held=common_pb2.Credits(milli=balance.held.milli),
+            posted=common_pb2.Credits(milli=balance.posted.milli),
+            version=balance.version,
+            transfer_id=transfer_id,
+        )
+        return OutboxEvent(BALANCES_CHANGED, message, event_id, trace)
 
     def _meta(self, event_id: uuid.UUID) -> events_pb2.EventMeta:
         return events_pb2.EventMeta(
@@ -626,9 +672,8 @@ class Ledger:
         balance = await self._balance_changed(session, user_id, wallet, transfer_id)
         return TransferResult(transfer, balance, False)
 
-    async def hold(
+    def plan_hold(
         self,
-        session: AsyncSession,
         *,
         transfer_id: str,
         user_id: str,
@@ -638,8 +683,8 @@ class Ledger:
         reference: Reference = Reference(),
         metadata: Mapping[str, str] | None = None,
         now: datetime | None = None,
-    ) -> TransferResult:
-        """Reserves `amount` of the available balance until it is captured, released or expires."""
+    ) -> HoldPlan:
+        """Checks a hold request (InvalidArgument) and fixes its digest, expiry and trace id."""
         transfer_id = _require_id(transfer_id, "transfer_id")
         user_id = _require_id(user_id, "user_id")
         _require_positive(amount)
@@ -660,17 +705,104 @@ class Ledger:
             reference=[reference.type, reference.id],
             metadata=meta,
         )
-        account = wallet_account(user_id)
-        wallet = await repo.lock_wallet(session, account, user_id, transfer_id)
         expiry = expires_at or now + (ttl or DEFAULT_HOLD_TTL)
+        return HoldPlan(
+            transfer_id,
+            user_id,
+            amount,
+            expiry,
+            reference,
+            meta,
+            digest,
+            current_trace_id(),
+            otel_context.get_current(),
+        )
+
+    async def hold(
+        self,
+        session: AsyncSession,
+        *,
+        transfer_id: str,
+        user_id: str,
+        amount: Credits,
+        expires_at: datetime | None = None,
+        ttl: timedelta | None = None,
+        reference: Reference = Reference(),
+        metadata: Mapping[str, str] | None = None,
+        now: datetime | None = None,
+    ) -> TransferResult:
+        """Reserves `amount` of the available balance until it is captured, released or expires."""
+        plan = self.plan_hold(
+            transfer_id=transfer_id,
+            user_id=user_id,
+            amount=amount,
+            expires_at=expires_at,
+            ttl=ttl,
+            reference=reference,
+            metadata=metadata,
+            now=now,
+        )
+        return await self.hold_fast(session, plan) or await self.hold_general(session, plan)
+
+    def hold_step(self, plan: HoldPlan) -> FastStep:
+        """The happy path as one call; its result is None (nothing written) when `hold_general` must
+        run: a first use of the wallet, a retry, a refused id, too little balance."""
+
+        def result(row: Any) -> TransferResult:
+            transfer = Transfer(
+                id=plan.transfer_id,
+                kind=Kind.HOLD,
+                debit_account=plan.account,
+                credit_account=REVENUE,
+                amount=plan.amount,
+                status=Status.PENDING,
+                user_id=plan.user_id,
+                reference=plan.reference,
+                metadata=plan.metadata,
+                trace_id=plan.trace_id,
+                created_at=row.created_at,
+                expires_at=plan.expires_at,
+            )
+            return TransferResult(transfer, Balance.from_row(plan.user_id, row), False)
+
+        params = {
+            "id": plan.transfer_id,
+            "user_id": plan.user_id,
+            "wallet": plan.account,
+            "credit_account": REVENUE,
+            "amount": plan.amount.milli,
+            "expires_at": plan.expires_at,
+            "reference_type": plan.reference.type,
+            "reference_id": plan.reference.id,
+            "metadata": Jsonb(plan.metadata),
+            "trace_id": plan.trace_id,
+            "request_hash": plan.digest,
+        }
+        return FastStep(repo.HOLD_CALL, params, result, plan.trace)
+
+    async def hold_fast(self, session: AsyncSession, plan: HoldPlan) -> TransferResult | None:
+        return (await self.apply_fast(session, [self.hold_step(plan)]))[0]
+
+    async def hold_general(self, session: AsyncSession, plan: HoldPlan) -> TransferResult:
+        """Every case, step by step under the wallet lock: the result, a replay or the error."""
+        wallet = await repo.lock_wallet(session, plan.account, plan.user_id, plan.transfer_id)
         return await self._once(
             session,
-            transfer_id,
-            digest,
-            user_id,
+            plan.transfer_id,
+            plan.digest,
+            plan.user_id,
             wallet,
             lambda: self._hold(
-                session, transfer_id, user_id, account, wallet, amount, expiry, reference, meta, digest
+                session,
+                plan.transfer_id,
+                plan.user_id,
+                plan.account,
+                wallet,
+                plan.amount,
+                plan.expires_at,
+                plan.reference,
+                plan.metadata,
+                plan.digest,
             ),
         )
 
@@ -731,6 +863,28 @@ class Ledger:
         if status == Status.EXPIRED or (hold.expires_at is not None and hold.expires_at <= now):
             raise FailedPrecondition("the hold has expired", code="hold_expired")
 
+    def plan_capture(
+        self,
+        *,
+        transfer_id: str,
+        hold_id: str,
+        amount: Credits | None = None,
+        metadata: Mapping[str, str] | None = None,
+        now: datetime | None = None,
+    ) -> CapturePlan:
+        """Checks a capture request (InvalidArgument) and fixes its digest, time and trace id."""
+        transfer_id = _require_id(transfer_id, "transfer_id")
+        if amount is not None:
+            _require_positive(amount)
+        meta = dict(metadata or {})
+        digest = request_hash(
+            "capture", hold_id=hold_id, amount=amount.milli if amount else None, metadata=meta
+        )
+        hold_id = _require_id(hold_id, "hold_id")
+        now = now or datetime.now(UTC)
+        trace = otel_context.get_current()
+        return CapturePlan(transfer_id, hold_id, amount, meta, now, digest, current_trace_id(), trace)
+
     async def capture(
         self,
         session: AsyncSession,
@@ -742,22 +896,93 @@ class Ledger:
         now: datetime | None = None,
     ) -> TransferResult:
         """Posts all of a pending hold, or part of it with the rest released. Exactly once."""
-        transfer_id = _require_id(transfer_id, "transfer_id")
-        if amount is not None:
-            _require_positive(amount)
-        now = now or datetime.now(UTC)
-        meta = dict(metadata or {})
-        digest = request_hash(
-            "capture", hold_id=hold_id, amount=amount.milli if amount else None, metadata=meta
+        plan = self.plan_capture(
+            transfer_id=transfer_id, hold_id=hold_id, amount=amount, metadata=metadata, now=now
         )
-        wallet, hold = await self._locked_hold(session, hold_id, transfer_id)
+        return await self.capture_fast(session, plan) or await self.capture_general(session, plan)
+
+    def capture_step(self, plan: CapturePlan) -> FastStep:
+        """The happy path as one call; its result is None (nothing written) when `capture_general`
+        must run: a retry, an unknown, resolved or expired hold, too large an amount."""
+
+        def result(row: Any) -> TransferResult:
+            reference = Reference(row.hold_reference_type, row.hold_reference_id)
+            hold = Transfer(
+                id=plan.hold_id,
+                kind=Kind.HOLD,
+                debit_account=row.hold_debit_account,
+                credit_account=row.hold_credit_account,
+                amount=Credits(int(row.hold_amount)),
+                status=Status.POSTED,
+                user_id=row.hold_user_id,
+                reference=reference,
+                metadata=dict(row.hold_metadata),
+                trace_id=row.hold_trace_id,
+                created_at=row.hold_created_at,
+                expires_at=row.hold_expires_at,
+                resolved_at=row.resolved_at,
+            )
+            capture = Transfer(
+                id=plan.transfer_id,
+                kind=Kind.CAPTURE,
+                debit_account=hold.debit_account,
+                credit_account=hold.credit_account,
+                amount=Credits(int(row.amount)),
+                status=Status.POSTED,
+                user_id=hold.user_id,
+                reference=reference,
+                metadata={**hold.metadata, **plan.metadata},
+                trace_id=plan.trace_id,
+                created_at=row.created_at,
+                linked_transfer_id=plan.hold_id,
+            )
+            return TransferResult(capture, Balance.from_row(hold.user_id, row), False, hold)
+
+        params = {
+            "id": plan.transfer_id,
+            "hold_id": plan.hold_id,
+            "amount": plan.amount.milli if plan.amount is not None else None,
+            "metadata": Jsonb(plan.metadata),
+            "now": plan.now,
+            "trace_id": plan.trace_id,
+            "request_hash": plan.digest,
+        }
+        return FastStep(repo.CAPTURE_CALL, params, result, plan.trace)
+
+    async def capture_fast(self, session: AsyncSession, plan: CapturePlan) -> TransferResult | None:
+        return (await self.apply_fast(session, [self.capture_step(plan)]))[0]
+
+    async def apply_fast(
+        self, session: AsyncSession, steps: Sequence[FastStep]
+    ) -> list[TransferResult | None]:
+        """Runs the steps in order in one round trip, then writes one `balances.changed` event per
+        transfer made in one statement. None for each step that wrote nothing."""
+        rows = await repo.call_pipelined(session, [(step.query, step.params) for step in steps])
+        results = [
+            step.result(row) if row.outcome == "ok" else None for step, row in zip(steps, rows, strict=True)
+        ]
+        await self.outbox.add_many(
+            session,
+            [
+                self._balance_event(result.balance, result.transfer.id, step.trace)
+                for step, result in zip(steps, results, strict=True)
+                if result is not None
+            ],
+        )
+        return results
+
+    async def capture_general(self, session: AsyncSession, plan: CapturePlan) -> TransferResult:
+        """Every case, step by step under the hold and wallet locks: the result, a replay or the error."""
+        wallet, hold = await self._locked_hold(session, plan.hold_id, plan.transfer_id)
         return await self._once(
             session,
-            transfer_id,
-            digest,
+            plan.transfer_id,
+            plan.digest,
             hold.user_id,
             wallet,
-            lambda: self._capture(session, transfer_id, hold, amount, meta, now, digest),
+            lambda: self._capture(
+                session, plan.transfer_id, hold, plan.amount, plan.metadata, plan.now, plan.digest
+            ),
         )
 
     async def _capture(

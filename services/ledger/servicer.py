@@ -19,6 +19,7 @@ from kit.money import Credits, Money, MoneyParseError
 from kit.outbox import Outbox
 from kit.service import Runtime
 from services.ledger import service as svc
+from services.ledger.batch import GroupCommit
 from services.ledger.models import outbox as outbox_table
 from services.ledger.service import Kind, Ledger, Reference
 from services.ledger.settings import expiry_grace
@@ -167,14 +168,21 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
     def __init__(self, runtime: Runtime, ledger: Ledger | None = None) -> None:
         self.runtime = runtime
         self.ledger = ledger or Ledger(runtime.outbox or Outbox(outbox_table))
+        # Holds and captures, the hot path, share commits; the general path runs alone when needed.
+        self.batch: GroupCommit[svc.FastStep, svc.TransferResult] = GroupCommit(
+            runtime.db, self.ledger.apply_fast, after_commit=self._notify
+        )
+
+    def _notify(self) -> None:
+        if self.runtime.relay is not None:
+            self.runtime.relay.notify()
 
     @asynccontextmanager
     async def _unit(self) -> AsyncIterator[AsyncSession]:
         """One transaction; after commit, the outbox relay is told there is something to send."""
         async with self.runtime.db.transaction() as session:
             yield session
-        if self.runtime.relay is not None:
-            self.runtime.relay.notify()
+        self._notify()
 
     @asynccontextmanager
     async def _transfer_unit(self) -> AsyncIterator[AsyncSession]:
@@ -212,30 +220,34 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
 
     async def Hold(self, request: pb.HoldRequest, context: Context) -> pb.HoldResponse:
         expiry = request.WhichOneof("expiry")
-        async with self._transfer_unit() as session:
-            result = await self.ledger.hold(
-                session,
-                transfer_id=request.transfer_id,
-                user_id=request.user_id,
-                amount=_credits(request.amount),
-                expires_at=_from_ts(request.expires_at) if expiry == "expires_at" else None,
-                ttl=request.ttl.ToTimedelta() if expiry == "ttl" else None,
-                reference=_reference(request.reference),
-                metadata=dict(request.metadata),
-            )
+        plan = self.ledger.plan_hold(
+            transfer_id=request.transfer_id,
+            user_id=request.user_id,
+            amount=_credits(request.amount),
+            expires_at=_from_ts(request.expires_at) if expiry == "expires_at" else None,
+            ttl=request.ttl.ToTimedelta() if expiry == "ttl" else None,
+            reference=_reference(request.reference),
+            metadata=dict(request.metadata),
+        )
+        result = await self.batch.run(self.ledger.hold_step(plan))
+        if result is None:
+            async with self._transfer_unit() as session:
+                result = await self.ledger.hold_general(session, plan)
         return pb.HoldResponse(
             hold=transfer_pb(result.transfer), balance=balance_pb(result.balance), replayed=result.replayed
         )
 
     async def Capture(self, request: pb.CaptureRequest, context: Context) -> pb.CaptureResponse:
-        async with self._unit() as session:
-            result = await self.ledger.capture(
-                session,
-                transfer_id=request.transfer_id,
-                hold_id=request.hold_id,
-                amount=_credits(request.amount) if request.HasField("amount") else None,
-                metadata=dict(request.metadata),
-            )
+        plan = self.ledger.plan_capture(
+            transfer_id=request.transfer_id,
+            hold_id=request.hold_id,
+            amount=_credits(request.amount) if request.HasField("amount") else None,
+            metadata=dict(request.metadata),
+        )
+        result = await self.batch.run(self.ledger.capture_step(plan))
+        if result is None:
+            async with self._unit() as session:
+                result = await self.ledger.capture_general(session, plan)
         return pb.CaptureResponse(
             capture=transfer_pb(result.transfer),
             hold=transfer_pb(result.hold) if result.hold else None,

@@ -270,3 +270,48 @@ async def test_a_refused_id_stays_refused_after_a_top_up(stub: ledger_pb2_grpc.L
     assert await code_of(stub.Hold(other)) == (grpc.StatusCode.ABORTED, "idempotency_conflict")
     fresh = await stub.Hold(pb.HoldRequest(transfer_id=f"hold:{user}:2", user_id=user, amount=credits(5)))
     assert fresh.balance.available.milli == 5000
+
+
+async def test_concurrent_holds_and_captures_over_grpc(stub: ledger_pb2_grpc.LedgerServiceStub) -> None:
+    """Through the group commit: 15 concurrent holds of 1 against 5 credits (each sent twice, the
+    retry replaying), then every successful hold captured concurrently, each exactly once. (Small:
+    the PostgreSQL server's connections are shared with every other test run on the machine.)"""
+    user = f"u-{uuid.uuid4().hex[:8]}"
+    await stub.Credit(
+        pb.CreditRequest(transfer_id=f"g:{user}", user_id=user, amount=credits(5), kind=pb.CREDIT_KIND_GRANT)
+    )
+
+    async def hold(i: int) -> str:
+        request = pb.HoldRequest(transfer_id=f"hold:{user}:{i}", user_id=user, amount=credits(1))
+        try:
+            first, again = await asyncio.gather(stub.Hold(request), stub.Hold(request))
+        except grpc.aio.AioRpcError as exc:
+            error = from_rpc_error(exc)
+            return error.code if error else "?"
+        assert first.hold == again.hold
+        assert first.replayed != again.replayed
+        return request.transfer_id
+
+    outcomes = await asyncio.gather(*(hold(i) for i in range(15)))
+    held = [o for o in outcomes if o.startswith("hold:")]
+    assert len(held) == 5
+    assert sorted(set(outcomes) - set(held)) == ["insufficient_balance"]
+    captures = await asyncio.gather(
+        *(
+            stub.Capture(pb.CaptureRequest(transfer_id=f"capture:{h}:{n}", hold_id=h))
+            for h in held
+            for n in range(2)
+        ),
+        return_exceptions=True,
+    )
+    codes = sorted(
+        "ok" if isinstance(c, pb.CaptureResponse) else getattr(from_rpc_error(c), "code", "?")
+        for c in captures
+    )
+    assert codes == ["hold_already_captured"] * 5 + ["ok"] * 5
+    balance = await stub.GetBalance(pb.GetBalanceRequest(user_id=user))
+    assert (balance.balance.available.milli, balance.balance.held.milli, balance.balance.posted.milli) == (
+        0,
+        0,
+        0,
+    )
