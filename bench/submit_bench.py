@@ -189,15 +189,19 @@ async def load_pair(
             print(f"  submit → {reply.status_code} {reply.text[:200]}", file=sys.stderr)
         return reply
 
-    floor_result = await run_load("floor: 1 PG txn/request", floor.base_url, floor_request,
-                                  concurrency=concurrency, duration=duration)
-    product = await run_load("POST /v1/tasks (image)", stack.base_url, submit,
-                             concurrency=concurrency, duration=duration)
+    floor_result = await run_load(
+        "floor: 1 PG txn/request", floor.base_url, floor_request, concurrency=concurrency, duration=duration
+    )
+    product = await run_load(
+        "POST /v1/tasks (image)", stack.base_url, submit, concurrency=concurrency, duration=duration
+    )
     return floor_result, product
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per load point")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[4, 16])
     parser.add_argument("--users", type=int, default=4)
@@ -241,8 +245,10 @@ def main() -> None:
         infra.stop()
 
     print(f"\nload average after the load: {load_avg[0]:.2f} {load_avg[1]:.2f} {load_avg[2]:.2f}")
-    print("\n| concurrency | floor req/s | submit req/s | ratio | floor p50 / p99 ms | submit p50 / p99 ms "
-          "| p99 ratio | submit errors |")
+    print(
+        "\n| concurrency | floor req/s | submit req/s | ratio | floor p50 / p99 ms | submit p50 / p99 ms "
+        "| p99 ratio | submit errors |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for floor_result, product in rows:
         print(
