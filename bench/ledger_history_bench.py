@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
 import tempfile
@@ -28,11 +29,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import grpc
 import httpx
 import psycopg
+from google.protobuf.timestamp_pb2 import Timestamp
 
+from atelier.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from bench.submit_bench import register_verified
 from kit.db import libpq_dsn
+from kit.identity import Identity
 from tests.e2e.stack import Stack
 from tests.infra import start_infra
 
@@ -116,13 +121,31 @@ class Point:
         return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
-async def measure(base_url: str, token: str, path: str, seconds: float, max_requests: int = 500) -> Point:
-    """Sequential requests for up to `seconds` (at least 3 requests); latency of each."""
+async def idle(client: httpx.AsyncClient, patience: float = 180) -> None:
+    """Waits until the ledger answers a balance read quickly again: a read the gateway gave up on
+    keeps the ledger busy, and the next point must not pay for it."""
+    deadline = time.perf_counter() + patience
+    while time.perf_counter() < deadline:
+        started = time.perf_counter()
+        reply = await client.get("/v1/billing/balance")
+        if reply.status_code == 200 and time.perf_counter() - started < 0.5:
+            return
+        await asyncio.sleep(1)
+
+
+async def measure(
+    base_url: str, token: str, probe_token: str, path: str, seconds: float, max_requests: int = 500
+) -> Point:
+    """Sequential requests for up to `seconds` (at least 3, at most 2 failures); latency of each."""
     point = Point()
-    async with httpx.AsyncClient(
-        base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=120
-    ) as client:
-        await client.get(path)  # warm the connection and caches
+    headers = {"Authorization": f"Bearer {token}"}
+    async with (
+        httpx.AsyncClient(base_url=base_url, headers=headers, timeout=120) as client,
+        httpx.AsyncClient(
+            base_url=base_url, headers={"Authorization": f"Bearer {probe_token}"}, timeout=120
+        ) as probe,
+    ):
+        await idle(probe)
         deadline = time.perf_counter() + seconds
         count = 0
         while count < max_requests and (count < 3 or time.perf_counter() < deadline):
@@ -134,7 +157,56 @@ async def measure(base_url: str, token: str, path: str, seconds: float, max_requ
             else:
                 point.failures[reply.status_code] = point.failures.get(reply.status_code, 0) + 1
                 point.failed_after.append(time.perf_counter() - started)
+                if sum(point.failures.values()) >= 2:
+                    break
+                await idle(probe)
     return point
+
+
+@dataclass
+class Direct:
+    seconds: float
+    buckets: int
+    probes: list[float]
+    probe_failures: int
+
+
+async def direct_usage(ledger_addr: str, user_id: str, base_url: str, probe_token: str) -> Direct:
+    """GetUsage straight on the ledger with a long deadline (its real cost), while another user's
+    balance is read through the gateway every 0.2 s (what that cost does to everyone else)."""
+    end = datetime.now(UTC) + timedelta(seconds=1)
+    start, stop = Timestamp(), Timestamp()
+    start.FromDatetime(end - timedelta(days=30))
+    stop.FromDatetime(end)
+    request = ledger_pb2.GetUsageRequest(
+        user_id=user_id, from_time=start, to_time=stop, group_by=ledger_pb2.USAGE_GROUP_BY_DAY
+    )
+    probes: list[float] = []
+    failures = 0
+    done = asyncio.Event()
+
+    async def prober() -> None:
+        nonlocal failures
+        async with httpx.AsyncClient(
+            base_url=base_url, headers={"Authorization": f"Bearer {probe_token}"}, timeout=120
+        ) as client:
+            while not done.is_set():
+                started = time.perf_counter()
+                reply = await client.get("/v1/billing/balance")
+                probes.append(time.perf_counter() - started)
+                failures += reply.status_code != 200
+                await asyncio.sleep(0.2)
+
+    async with grpc.aio.insecure_channel(ledger_addr) as channel:
+        stub = ledger_pb2_grpc.LedgerServiceStub(channel)
+        task = asyncio.create_task(prober())
+        await asyncio.sleep(1)
+        started = time.perf_counter()
+        reply = await stub.GetUsage(request, metadata=Identity(user_id).metadata(), timeout=600)
+        took = time.perf_counter() - started
+        done.set()
+        await task
+    return Direct(took, len(reply.buckets), probes, failures)
 
 
 def main() -> None:
@@ -172,22 +244,20 @@ def main() -> None:
         print(f"reconcile: exit {reconcile.returncode}: {reconcile.stdout.strip()[-200:]}")
         if reconcile.returncode != 0:
             raise SystemExit(reconcile.stdout + reconcile.stderr)
-        for size, (token, _) in users.items():
-            with stack.client(token) as http:
-                usage = http.get("/v1/usage", params={"group_by": "model"}, timeout=120).json()
-                print(
-                    f"{size:,}: balance {http.get('/v1/billing/balance').json()}, "
-                    f"usage total {usage.get('total')}"
-                )
+        probe_token = register_verified(stack, f"probe-{uuid.uuid4().hex[:8]}@example.com")
         for name, path in paths.items():
             for size, (token, _) in users.items():
-                results[(name, size)] = asyncio.run(measure(stack.base_url, token, path, args.seconds))
+                results[(name, size)] = asyncio.run(
+                    measure(stack.base_url, token, probe_token, path, args.seconds)
+                )
                 point = results[(name, size)]
                 print(
                     f"{name:<26} {size:>9,} transfers: n={len(point.latencies)} "
                     f"p50 {point.pct(50) * 1000:.1f} ms p99 {point.pct(99) * 1000:.1f} ms "
                     f"failures {point.failures} (after {statistics.median(point.failed_after or [0]):.1f} s)"
                 )
+        ledger_addr = json.loads((stack.home / "stack.json").read_text())["services"]["ledger"]
+        direct = asyncio.run(direct_usage(ledger_addr, users[args.large][1], stack.base_url, probe_token))
         load_avg = os.getloadavg()
     finally:
         stack.stop()
@@ -212,6 +282,12 @@ def main() -> None:
             f"| {b.pct(50) * 1000:.1f} / {b.pct(99) * 1000:.1f} | {b.pct(50) / a.pct(50):.1f}× "
             f"| {failures or 'none'} |"
         )
+    print(
+        f"\nGetUsage(group_by=day, 30 d) straight on the ledger for {large:,} transfers: "
+        f"{direct.seconds:.1f} s ({direct.buckets} buckets); meanwhile another user's "
+        f"GET /v1/billing/balance: {len(direct.probes)} reads, max {max(direct.probes, default=0):.1f} s, "
+        f"{direct.probe_failures} failed"
+    )
 
 
 if __name__ == "__main__":
