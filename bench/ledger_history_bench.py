@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import statistics
 import tempfile
 import time
@@ -261,6 +262,7 @@ def main() -> None:
         load_avg = os.getloadavg()
     finally:
         stack.stop()
+        shutil.rmtree(stack.home, ignore_errors=True)
         infra.stop()
 
     print(f"\nload average at the end: {' '.join(f'{x:.2f}' for x in load_avg)}")

@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import itertools
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -242,6 +243,7 @@ def main() -> None:
         if floor is not None:
             floor.stop(infra)
         stack.stop()
+        shutil.rmtree(stack.home, ignore_errors=True)
         infra.stop()
 
     print(f"\nload average after the load: {load_avg[0]:.2f} {load_avg[1]:.2f} {load_avg[2]:.2f}")
