@@ -29,6 +29,7 @@ from kit.errors import Conflict, DomainError, FailedPrecondition, InvalidArgumen
 from kit.money import Credits, Money
 from kit.outbox import Outbox
 from kit.telemetry import current_trace_id
+from services.ledger import metrics
 from services.ledger import repository as repo
 
 BALANCES_CHANGED = "balances.changed"
@@ -469,7 +470,11 @@ class Ledger:
         row = await repo.insert_transfer(session, values)
         if row is None:
             raise _IdTaken(values["id"])
-        return Transfer.from_row(row)
+        transfer = Transfer.from_row(row)
+        metrics.transfer_posted(
+            session, transfer.kind.value, transfer.amount.milli, transfer.metadata, transfer.trace_id
+        )
+        return transfer
 
     async def _once(
         self,
@@ -1263,6 +1268,7 @@ class Ledger:
             },
         )
         if row is not None:
+            metrics.order_reached(session, provider, OrderStatus.PENDING.value)
             return RechargeOrder.from_row(row), False
         existing = await repo.get_order(session, order_id)
         if existing is None or existing.request_hash != digest:
@@ -1371,6 +1377,7 @@ class Ledger:
             },
         )
         completed = RechargeOrder.from_row(row)
+        metrics.order_reached(session, order.provider, OrderStatus.COMPLETED.value)
         event_id = uuid.uuid4()
         await self.outbox.add(
             session,
@@ -1405,12 +1412,15 @@ class Ledger:
         row = await repo.update_order(
             session, order.id, {"status": OrderStatus.FAILED.value, "failure_reason": reason[:500]}
         )
+        metrics.order_reached(session, order.provider, OrderStatus.FAILED.value)
         return RechargeOrder.from_row(row)
 
     async def expire_orders(
         self, session: AsyncSession, *, before: datetime, limit: int = 0
     ) -> list[RechargeOrder]:
         rows = await repo.expire_orders(session, before, page_limit(limit))
+        for row in rows:
+            metrics.order_reached(session, row.provider, OrderStatus.EXPIRED.value)
         return [RechargeOrder.from_row(row) for row in rows]
 
     async def pending_orders(
@@ -1499,7 +1509,9 @@ class Ledger:
         if received_at is not None:
             values["received_at"] = received_at
         row = await repo.insert_callback(session, values)
-        if row is None:
+        if row is not None:
+            metrics.callback_recorded(session, provider, outcome, values["trace_id"])
+        else:
             row = await repo.get_callback(session, callback_id)
             if row is None or row.request_hash != digest:
                 raise Conflict(
