@@ -150,10 +150,25 @@ class Bus:
         headers: Mapping[str, str] | None = None,
     ) -> PubAck:
         all_headers = dict(headers or {})
-        if "traceparent" not in all_headers:
+        # An outbox row carries the trace of the change that wrote it: the publish joins that trace,
+        # and the consumers join the publish (W3C traceparent in the message headers).
+        parent = propagate.extract(all_headers) if "traceparent" in all_headers else None
+        with tracer.start_as_current_span(
+            f"{logical_subject} publish",
+            context=parent,
+            kind=trace.SpanKind.PRODUCER,
+            attributes={
+                "messaging.system": "nats",
+                "messaging.operation.type": "send",
+                "messaging.destination.name": logical_subject,
+                "messaging.message.id": msg_id,
+            },
+        ):
             propagate.inject(all_headers)
-        all_headers[MSG_ID_HEADER] = msg_id
-        return await self.js.publish(self.subject(logical_subject), payload, headers=all_headers, timeout=5)
+            all_headers[MSG_ID_HEADER] = msg_id
+            return await self.js.publish(
+                self.subject(logical_subject), payload, headers=all_headers, timeout=5
+            )
 
     # -- consuming -------------------------------------------------------------------------------
     async def consume(
