@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,12 +26,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from atelier.common.v1 import common_pb2
 from atelier.events.v1 import events_pb2
+from kit.db import after_commit
 from kit.errors import Conflict, DomainError, FailedPrecondition, InvalidArgument, NotFound
 from kit.money import Credits, Money
 from kit.outbox import Outbox
 from kit.telemetry import current_trace_id
 from services.ledger import metrics
 from services.ledger import repository as repo
+
+log = logging.getLogger(__name__)
 
 BALANCES_CHANGED = "balances.changed"
 PAYMENTS_COMPLETED = "payments.completed"
@@ -346,6 +350,26 @@ class AmountMismatch(FailedPrecondition):
 # -- helpers ----------------------------------------------------------------------------------------
 
 
+def _log_transfer(transfer: Transfer) -> None:
+    """One line per committed transfer; the trace id is the one stored on it, so `grep <trace_id>`
+    over the logs finds every credit the request moved."""
+    log.info(
+        "transfer %s posted: %s %s for %s",
+        transfer.id,
+        transfer.kind.value,
+        transfer.amount,
+        transfer.user_id,
+        extra={
+            "transfer_id": transfer.id,
+            "kind": transfer.kind.value,
+            "amount": str(transfer.amount),
+            "user_id": transfer.user_id,
+            "reference": f"{transfer.reference.type}:{transfer.reference.id}",
+            **({"trace_id": transfer.trace_id} if transfer.trace_id else {}),
+        },
+    )
+
+
 def request_hash(operation: str, **fields: Any) -> str:
     """A stable digest of a mutation's body: the same id with another body is a conflict."""
     body = json.dumps({"op": operation, **fields}, sort_keys=True, default=str, separators=(",", ":"))
@@ -474,6 +498,7 @@ class Ledger:
         metrics.transfer_posted(
             session, transfer.kind.value, transfer.amount.milli, transfer.metadata, transfer.trace_id
         )
+        after_commit(session, lambda: _log_transfer(transfer))
         return transfer
 
     async def _once(
