@@ -209,6 +209,8 @@ def test_each_process_accepts_its_settings(
             env["ATELIER_DATABASE_URL"] = f"postgresql://{name}:secret@{name}-db-rw:5432/{name}"
         # What the pod's Secret would add: real (non-placeholder) signing keys.
         env.setdefault("ATELIER_JWT_KEYS", "k2026:" + "s" * 48)
+        if name.startswith("generation"):
+            env.setdefault("ATELIER_BLOB_URL_SECRET", "b" * 48)  # from generation-secrets
         for variable, value in env.items():
             monkeypatch.setenv(variable, value)
         settings = factory()
