@@ -8,7 +8,7 @@ from kit.db import Database
 from kit.money import Credits
 from services.ledger.service import Kind, Ledger
 from tests.json_logs import json_logs
-from tests.ledger.test_metrics import traced
+from tests.tracing import traced
 
 C = Credits.whole
 NewId = Callable[[str], str]

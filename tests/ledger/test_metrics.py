@@ -3,31 +3,19 @@ the transfer's trace id as exemplar."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import pytest
-from opentelemetry import trace
-from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 from prometheus_client import Counter
 
 from kit.db import Database
 from kit.money import Credits, Money
 from services.ledger import metrics
 from services.ledger.service import Kind, Ledger, Reference
+from tests.tracing import traced
 
 C = Credits.whole
 NewId = Callable[[str], str]
-
-
-@contextmanager
-def traced() -> Iterator[str]:
-    """A current span (no SDK needed): what the gRPC server instrumentation gives a request."""
-    trace_id = uuid.uuid4().int
-    context = SpanContext(trace_id, 0x1234, is_remote=False, trace_flags=TraceFlags(TraceFlags.SAMPLED))
-    with trace.use_span(NonRecordingSpan(context)):
-        yield format(trace_id, "032x")
 
 
 def value(counter: Counter, *labels: str) -> float:

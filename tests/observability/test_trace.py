@@ -92,6 +92,14 @@ def named(spans: list[ReceivedSpan], service: str, kind: int, name: str) -> list
     return [s for s in spans if s.service == service and s.kind == kind and s.name == name]
 
 
+def published(spans: list[ReceivedSpan], name: str) -> list[ReceivedSpan]:
+    return [
+        s
+        for s in spans
+        if s.service in ("generation", "generation-worker") and s.kind == PRODUCER and s.name == name
+    ]
+
+
 def sql(spans: list[ReceivedSpan], service: str) -> list[ReceivedSpan]:
     return [s for s in spans if s.service == service and s.kind == CLIENT and "db.system" in s.attributes]
 
@@ -131,15 +139,16 @@ def assert_whole_path(spans: list[ReceivedSpan]) -> None:
     )
     assert any(parent(s) is hold for s in sql(spans, "ledger"))
 
-    # The job: published from generation's outbox, consumed by the worker, which runs it (SQL).
-    (job_published,) = named(spans, "generation", PRODUCER, "jobs.image publish")
+    # The job: published from generation's outbox (by the relay of the generation service or of a
+    # worker: both share the database), consumed by the worker, which runs it (SQL).
+    (job_published,) = published(spans, "jobs.image publish")
     assert parent(job_published) is submit
     (job,) = named(spans, "generation-worker", CONSUMER, "jobs.image process")
     assert parent(job) is job_published
     assert any(parent(s) is job for s in sql(spans, "generation-worker"))
 
     # tasks.completed: published from the worker's outbox, consumed by the ledger, which captures.
-    completed = named(spans, "generation-worker", PRODUCER, "tasks.completed publish")
+    completed = published(spans, "tasks.completed publish")
     assert any(parent(p) is job for p in completed)
     (settle,) = [
         s for s in named(spans, "ledger", CONSUMER, "tasks.completed process") if parent(s) in completed

@@ -9,7 +9,6 @@ import time
 from cryptography.hazmat.primitives import serialization
 
 from tests.json_logs import json_logs
-from tests.ledger.test_metrics import traced
 from tests.payments.signers import (
     APIV3_KEY,
     SANDBOX_SECRET,
@@ -26,6 +25,7 @@ from tests.payments.signers import (
     wechat_transaction,
 )
 from tests.payments.test_routes import ALIPAY_FORM, Stack, stack  # noqa: F401 (the fixture)
+from tests.tracing import traced
 
 
 def _private_key_line(keys: Keys) -> str:
