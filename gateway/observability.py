@@ -8,6 +8,8 @@ from collections.abc import Awaitable, Callable
 from fastapi import FastAPI, Request, Response
 from prometheus_client import Counter, Histogram
 
+from kit.telemetry import current_trace_id
+
 HTTP_REQUESTS = Counter(
     "atelier_http_requests_total", "HTTP requests answered", ["method", "route", "status"]
 )
@@ -36,4 +38,7 @@ def install(app: FastAPI) -> None:
         finally:
             route = _route_template(request)
             HTTP_REQUESTS.labels(request.method, route, str(status)).inc()
-            HTTP_LATENCY.labels(request.method, route).observe(time.perf_counter() - started)
+            trace_id = current_trace_id()
+            HTTP_LATENCY.labels(request.method, route).observe(
+                time.perf_counter() - started, exemplar={"trace_id": trace_id} if trace_id else None
+            )

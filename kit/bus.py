@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +30,7 @@ tracer = trace.get_tracer(__name__)
 
 MSG_ID_HEADER = "Nats-Msg-Id"
 DAY = 24 * 3600.0
+QUEUE_SAMPLE_SECONDS = 15.0
 
 
 @dataclass(frozen=True)
@@ -148,10 +150,25 @@ class Bus:
         headers: Mapping[str, str] | None = None,
     ) -> PubAck:
         all_headers = dict(headers or {})
-        if "traceparent" not in all_headers:
+        # An outbox row carries the trace of the change that wrote it: the publish joins that trace,
+        # and the consumers join the publish (W3C traceparent in the message headers).
+        parent = propagate.extract(all_headers) if "traceparent" in all_headers else None
+        with tracer.start_as_current_span(
+            f"{logical_subject} publish",
+            context=parent,
+            kind=trace.SpanKind.PRODUCER,
+            attributes={
+                "messaging.system": "nats",
+                "messaging.operation.type": "send",
+                "messaging.destination.name": logical_subject,
+                "messaging.message.id": msg_id,
+            },
+        ):
             propagate.inject(all_headers)
-        all_headers[MSG_ID_HEADER] = msg_id
-        return await self.js.publish(self.subject(logical_subject), payload, headers=all_headers, timeout=5)
+            all_headers[MSG_ID_HEADER] = msg_id
+            return await self.js.publish(
+                self.subject(logical_subject), payload, headers=all_headers, timeout=5
+            )
 
     # -- consuming -------------------------------------------------------------------------------
     async def consume(
@@ -183,7 +200,11 @@ class Bus:
         sub = await self._pull_subscribe(subject, durable, stream, config)
         limiter = asyncio.Semaphore(concurrency)
         in_flight: set[asyncio.Task[None]] = set()
+        sample_at = 0.0
         while not stop.is_set():
+            if time.monotonic() >= sample_at:
+                sample_at = time.monotonic() + QUEUE_SAMPLE_SECONDS
+                await self._sample_pending(sub, stream, durable)
             free = concurrency - len(in_flight)
             if free <= 0:
                 await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
@@ -207,6 +228,17 @@ class Bus:
             await sub.unsubscribe()
         except Exception as exc:
             log.debug("unsubscribe from %s failed: %s", durable, exc)
+
+    async def _sample_pending(
+        self, sub: JetStreamContext.PullSubscription, stream: str, durable: str
+    ) -> None:
+        """The consumer's backlog as a gauge (what a queue-based autoscaler would read)."""
+        try:
+            info = await sub.consumer_info()
+        except Exception as exc:
+            log.debug("consumer info of %s failed: %r", durable, exc)
+            return
+        metrics.QUEUE_PENDING.labels(stream=stream, consumer=durable).set(info.num_pending or 0)
 
     async def _pull_subscribe(
         self, subject: str, durable: str, stream: str, config: ConsumerConfig

@@ -13,6 +13,7 @@ from grpc_reflection.v1alpha import reflection
 
 from kit import metrics
 from kit.errors import DomainError
+from kit.telemetry import current_trace_id
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,10 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 await context.abort(grpc.StatusCode.INTERNAL, "internal error")
             finally:
                 metrics.RPC_REQUESTS.labels(self.service, method, code).inc()
-                metrics.RPC_LATENCY.labels(self.service, method).observe(time.perf_counter() - started)
+                trace_id = current_trace_id()
+                metrics.RPC_LATENCY.labels(self.service, method).observe(
+                    time.perf_counter() - started, exemplar={"trace_id": trace_id} if trace_id else None
+                )
 
         return wrapper
 

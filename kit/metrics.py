@@ -21,6 +21,11 @@ OUTBOX_LAG = Histogram(
 OUTBOX_PENDING = Gauge("atelier_outbox_pending", "Outbox rows waiting to be published", ["service"])
 EVENTS_HANDLED = Counter("atelier_events_handled_total", "Events handled and acked", ["consumer", "subject"])
 REDELIVERIES = Counter("atelier_event_redeliveries_total", "Messages delivered more than once", ["consumer"])
+QUEUE_PENDING = Gauge(
+    "atelier_queue_pending",
+    "Messages a durable consumer has not been delivered yet (JetStream num_pending, sampled)",
+    ["stream", "consumer"],
+)
 DEAD_LETTERS = Counter("atelier_dead_letters_total", "Messages sent to the dead-letter subject", ["consumer"])
 
 

@@ -6,9 +6,10 @@ import logging
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from kit.settings import Settings
@@ -17,6 +18,7 @@ log = logging.getLogger(__name__)
 
 _configured = False
 memory_exporter: InMemorySpanExporter | None = None
+_sql_provider: TracerProvider | None = None
 
 
 def setup(service: str, settings: Settings) -> None:
@@ -34,16 +36,25 @@ def setup(service: str, settings: Settings) -> None:
         }
     )
     provider = TracerProvider(resource=resource)
+    # SQL is traced only inside a trace (a request, a message): the polling of background loops
+    # (outbox relay, sweepers) would otherwise make a root trace of every idle query.
+    sql_provider = TracerProvider(resource=resource, sampler=ParentBased(root=ALWAYS_OFF))
+    processor: SpanProcessor | None = None
     if settings.otel_exporter == "otlp":
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=settings.otel_endpoint)))
+        processor = BatchSpanProcessor(OTLPSpanExporter(endpoint=settings.otel_endpoint))
     elif settings.otel_exporter == "console":
-        provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
+        processor = BatchSpanProcessor(ConsoleSpanExporter())
     elif settings.otel_exporter == "memory":
         memory_exporter = InMemorySpanExporter()
-        provider.add_span_processor(SimpleSpanProcessor(memory_exporter))
+        processor = SimpleSpanProcessor(memory_exporter)
+    if processor is not None:
+        provider.add_span_processor(processor)
+        sql_provider.add_span_processor(processor)
     trace.set_tracer_provider(provider)
+    global _sql_provider
+    _sql_provider = sql_provider
 
     from opentelemetry.instrumentation.grpc import GrpcAioInstrumentorClient, GrpcAioInstrumentorServer
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
@@ -56,7 +67,9 @@ def setup(service: str, settings: Settings) -> None:
 def instrument_engine(engine: AsyncEngine) -> None:
     from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 
-    SQLAlchemyInstrumentor().instrument(engine=engine.sync_engine, enable_commenter=False)
+    SQLAlchemyInstrumentor().instrument(
+        engine=engine.sync_engine, enable_commenter=False, tracer_provider=_sql_provider
+    )
 
 
 def current_trace_id() -> str:

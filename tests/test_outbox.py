@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import MetaData, create_engine, func, pool, select
 
+from kit import metrics
 from kit.bus import Bus, Delivery
 from kit.db import Database, drop_database, ensure_database, sqlalchemy_url, with_database
 from kit.inbox import Inbox, inbox_table
@@ -132,3 +133,28 @@ async def test_inbox_claims_an_event_once(db: Database) -> None:
         assert await inbox.claim(session, "workflow", "evt-1")
     async with db.transaction() as session:
         assert not await inbox.claim(session, "ledger-settlement", "evt-1")
+
+
+async def test_consumers_report_their_backlog(bus: Bus) -> None:
+    subject = f"tasks.backlog{uuid.uuid4().hex[:6]}"
+    for n in range(5):
+        await bus.publish(subject, b"x", msg_id=f"{subject}-{n}")
+    durable = f"c{uuid.uuid4().hex[:6]}"
+    stop = asyncio.Event()
+    gate = asyncio.Event()
+
+    async def slow(delivery: Delivery) -> None:
+        await gate.wait()
+
+    consumer = asyncio.create_task(
+        bus.consume(durable=durable, subject=subject, handler=slow, stop=stop, batch=1)
+    )
+    pending = metrics.QUEUE_PENDING.labels(stream="EVENTS", consumer=durable)
+    for _ in range(50):
+        if pending._value.get() > 0:
+            break
+        await asyncio.sleep(0.1)
+    assert pending._value.get() == 5  # sampled before the first fetch: nothing delivered yet
+    gate.set()
+    stop.set()
+    await consumer

@@ -31,7 +31,7 @@ from kit.errors import Conflict, FailedPrecondition, InvalidArgument, NotFound, 
 from kit.identity import Identity
 from kit.money import Credits
 from kit.outbox import Outbox
-from services.generation import events, repository
+from services.generation import events, metrics, repository
 from services.generation.blobs import Blobs
 from services.generation.clients import Clients, QuoteArgs
 from services.generation.models import tasks
@@ -207,6 +207,7 @@ async def finish_task(
     row = await repository.transition(session, task_id, from_statuses=from_statuses, values=values)
     if row is None:
         return None
+    metrics.task_finished(session, row.model_code, row.kind, status)
     await repository.insert_outputs(session, outputs)
     output_rows = (await repository.outputs_of(session, [task_id]))[task_id]
     await events.task_completed(session, outbox, row, output_rows, blobs)
@@ -333,6 +334,7 @@ class Generation:
                 if replay is not None:
                     return replay, False
             raise
+        metrics.task_submitted(spec.model_code, spec.kind)
         return TaskView(row), True
 
     async def _compensate(self, held: str) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,11 +28,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from atelier.common.v1 import common_pb2
 from atelier.events.v1 import events_pb2
+from kit.db import after_commit
 from kit.errors import Conflict, DomainError, FailedPrecondition, InvalidArgument, NotFound
 from kit.money import Credits, Money
 from kit.outbox import Outbox, OutboxEvent
 from kit.telemetry import current_trace_id
+from services.ledger import metrics
 from services.ledger import repository as repo
+
+log = logging.getLogger(__name__)
 
 BALANCES_CHANGED = "balances.changed"
 PAYMENTS_COMPLETED = "payments.completed"
@@ -390,6 +395,26 @@ class AmountMismatch(FailedPrecondition):
 # -- helpers ----------------------------------------------------------------------------------------
 
 
+def _log_transfer(transfer: Transfer) -> None:
+    """One line per committed transfer; the trace id is the one stored on it, so `grep <trace_id>`
+    over the logs finds every credit the request moved."""
+    log.info(
+        "transfer %s posted: %s %s for %s",
+        transfer.id,
+        transfer.kind.value,
+        transfer.amount,
+        transfer.user_id,
+        extra={
+            "transfer_id": transfer.id,
+            "kind": transfer.kind.value,
+            "amount": str(transfer.amount),
+            "user_id": transfer.user_id,
+            "reference": f"{transfer.reference.type}:{transfer.reference.id}",
+            **({"trace_id": transfer.trace_id} if transfer.trace_id else {}),
+        },
+    )
+
+
 def request_hash(operation: str, **fields: Any) -> str:
     """A stable digest of a mutation's body: the same id with another body is a conflict."""
     body = json.dumps({"op": operation, **fields}, sort_keys=True, default=str, separators=(",", ":"))
@@ -515,7 +540,12 @@ class Ledger:
         row = await repo.insert_transfer(session, values)
         if row is None:
             raise _IdTaken(values["id"])
-        return Transfer.from_row(row)
+        transfer = Transfer.from_row(row)
+        metrics.transfer_posted(
+            session, transfer.kind.value, transfer.amount.milli, transfer.metadata, transfer.trace_id
+        )
+        after_commit(session, lambda: _log_transfer(transfer))
+        return transfer
 
     async def _once(
         self,
@@ -1488,6 +1518,7 @@ class Ledger:
             },
         )
         if row is not None:
+            metrics.order_reached(session, provider, OrderStatus.PENDING.value)
             return RechargeOrder.from_row(row), False
         existing = await repo.get_order(session, order_id)
         if existing is None or existing.request_hash != digest:
@@ -1596,6 +1627,7 @@ class Ledger:
             },
         )
         completed = RechargeOrder.from_row(row)
+        metrics.order_reached(session, order.provider, OrderStatus.COMPLETED.value)
         event_id = uuid.uuid4()
         await self.outbox.add(
             session,
@@ -1630,12 +1662,15 @@ class Ledger:
         row = await repo.update_order(
             session, order.id, {"status": OrderStatus.FAILED.value, "failure_reason": reason[:500]}
         )
+        metrics.order_reached(session, order.provider, OrderStatus.FAILED.value)
         return RechargeOrder.from_row(row)
 
     async def expire_orders(
         self, session: AsyncSession, *, before: datetime, limit: int = 0
     ) -> list[RechargeOrder]:
         rows = await repo.expire_orders(session, before, page_limit(limit))
+        for row in rows:
+            metrics.order_reached(session, row.provider, OrderStatus.EXPIRED.value)
         return [RechargeOrder.from_row(row) for row in rows]
 
     async def pending_orders(
@@ -1724,7 +1759,9 @@ class Ledger:
         if received_at is not None:
             values["received_at"] = received_at
         row = await repo.insert_callback(session, values)
-        if row is None:
+        if row is not None:
+            metrics.callback_recorded(session, provider, outcome, values["trace_id"])
+        else:
             row = await repo.get_callback(session, callback_id)
             if row is None or row.request_hash != digest:
                 raise Conflict(

@@ -209,7 +209,8 @@ def test_each_process_accepts_its_settings(
             env["ATELIER_DATABASE_URL"] = f"postgresql://{name}:secret@{name}-db-rw:5432/{name}"
         # What the pods' Secrets would add (docs/operations.md, "Secrets"): real, non-placeholder values.
         env.setdefault("ATELIER_JWT_KEYS", "k2026:" + "s" * 48)
-        env.setdefault("ATELIER_BLOB_URL_SECRET", "b" * 48)
+        if name.startswith("generation"):
+            env.setdefault("ATELIER_BLOB_URL_SECRET", "b" * 48)  # from generation-secrets
         for variable, value in env.items():
             monkeypatch.setenv(variable, value)
         settings = factory()

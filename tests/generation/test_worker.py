@@ -16,6 +16,7 @@ from sqlalchemy import select
 from atelier.catalog.v1 import catalog_pb2
 from atelier.common.v1 import common_pb2
 from atelier.generation.v1 import generation_pb2
+from services.generation import metrics
 from services.generation.models import tasks
 from tests.generation.conftest import ROOT, Stack, metadata
 from tests.generation.fakes import FakeModel
@@ -270,6 +271,9 @@ async def test_canceling_a_running_operation_cancels_it_upstream(
 
 
 async def test_two_workers_racing_on_one_task_complete_it_once(stack: Stack) -> None:
+    submitted = metrics.TASKS_SUBMITTED.labels("img", "image")
+    succeeded = metrics.TASKS_COMPLETED.labels("img", "image", "succeeded")
+    counted = (submitted._value.get(), succeeded._value.get())
     first = await stack.start_worker()
     user = stack.user(10_000)
     # Submitted while the consumers run, so the bus delivers it to one of them too: three runners.
@@ -287,6 +291,8 @@ async def test_two_workers_racing_on_one_task_complete_it_once(stack: Stack) -> 
     assert got.status == generation_pb2.TASK_STATUS_SUCCEEDED
     assert len(got.outputs) == 2
     assert stack.ledger.captures == [(task.hold_id, 4000)]
+    # Counted once, as the task: the losing runners' compare-and-set changed nothing.
+    assert (submitted._value.get(), succeeded._value.get()) == (counted[0] + 1, counted[1] + 1)
 
 
 async def test_a_job_that_can_never_run_fails_its_task_and_releases(stack: Stack) -> None:

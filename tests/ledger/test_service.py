@@ -87,7 +87,11 @@ async def test_every_wallet_change_publishes_balance_changed(
 ) -> None:
     user = new_id("u")
     async with db.transaction() as session:
-        before = (await session.execute(select(func.count()).select_from(outbox))).scalar_one()
+        before = (
+            await session.execute(
+                select(func.count()).select_from(outbox).where(outbox.c.subject == "balances.changed")
+            )
+        ).scalar_one()
     await fund(db, ledger, user, 3)
     async with db.transaction() as session:
         await ledger.hold(session, transfer_id=new_id("h"), user_id=user, amount=C(1))
