@@ -999,7 +999,19 @@ class Ledger:
                 if result is not None
             ],
         )
+        for result in results:
+            if result is not None:
+                self._posted(session, result)
         return results
+
+    @staticmethod
+    def _posted(session: AsyncSession, result: TransferResult) -> None:
+        """What `_new_transfer` does on the general path: metrics and the log line, after commit."""
+        transfer = result.transfer
+        metrics.transfer_posted(
+            session, transfer.kind.value, transfer.amount.milli, transfer.metadata, transfer.trace_id
+        )
+        after_commit(session, lambda: _log_transfer(transfer))
 
     async def capture_general(self, session: AsyncSession, plan: CapturePlan) -> TransferResult:
         """Every case, step by step under the hold and wallet locks: the result, a replay or the error."""
