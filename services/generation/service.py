@@ -59,6 +59,14 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex}"
 
 
+def task_id_for(user_id: str, idempotency_key: str) -> str:
+    """The id of the task a user's Idempotency-Key names. Deterministic, so a retry after a crash between
+    the ledger hold and the task's commit holds the same transfer again (idempotently) and records the task
+    that owns it, instead of leaving the first hold orphaned until it expires."""
+    digest = hashlib.sha256(f"{user_id}\x00{idempotency_key}".encode()).hexdigest()
+    return f"tsk_{digest[:32]}"
+
+
 def hold_id(task_id: str, attempt: int) -> str:
     return f"hold:{task_id}:{attempt}"
 
@@ -274,7 +282,7 @@ class Generation:
         )
         if quote.kind and quote.kind != {"text": 1, "image": 2, "video": 3}[spec.kind]:
             raise InvalidArgument(f"{spec.model_code} is not a {spec.kind} model", code="unsupported_spec")
-        task_id = new_id("tsk")
+        task_id = task_id_for(identity.user_id, spec.idempotency_key) if spec.idempotency_key else new_id("tsk")
         attempt = 1
         price = Credits(0) if spec.internal else Credits(quote.total.milli)
         held: str | None = None
@@ -324,7 +332,9 @@ class Generation:
                 row = await repository.insert_task(session, values)
                 await events.job_requested(session, self.outbox, row)
         except BaseException as exc:
-            if held is not None:
+            # Release the hold unless a task owns it: the same key's concurrent submission (same id, so
+            # same hold) or this one, if the commit went through before its connection broke.
+            if held is not None and not await self._recorded(task_id):
                 await self._compensate(held)
             if isinstance(exc, IntegrityError) and spec.idempotency_key:
                 # A concurrent submission with the same key won the race: answer with its task.
@@ -334,6 +344,15 @@ class Generation:
                     return replay, False
             raise
         return TaskView(row), True
+
+    async def _recorded(self, task_id: str) -> bool:
+        try:
+            async with self.db.session() as session:
+                return await repository.get_task(session, task_id) is not None
+        except Exception:
+            # Unknown: keep the hold. A retry with the same key adopts it; otherwise it expires.
+            log.warning("could not tell whether task %s was recorded; keeping its hold", task_id, exc_info=True)
+            return True
 
     async def _compensate(self, held: str) -> None:
         try:

@@ -408,3 +408,40 @@ async def test_internal_tasks_come_only_from_the_workflow_service_and_hold_nothi
     assert event.status == generation_pb2.TASK_STATUS_SUCCEEDED
     assert (event.run_id, event.step_key, event.hold_id) == ("run_1", "hero", "")
     assert not stack.ledger.holds
+
+
+async def test_a_retry_after_a_crash_between_hold_and_record_adopts_the_first_hold(stack: Stack) -> None:
+    """kill -9 after the ledger held but before the task committed leaves a hold and no task; the client's
+    retry with the same Idempotency-Key names the same task and hold, so nothing stays held for nothing."""
+    from services.generation.events import derived_id
+    from services.generation.service import hold_id, task_id_for
+
+    alice = stack.user(10_000)
+    request = generation_pb2.SubmitTaskRequest(
+        idempotency_key="crash-1", kind=IMAGE, model_code="img", prompt="a mug", ratio="1:1", resolution="1K"
+    )
+    # The dead process's hold: the same id and body this submission makes.
+    orphan = hold_id(task_id_for(alice.user_id, "crash-1"), 1)
+    first = await stack.stub.SubmitTask(request, metadata=metadata(alice))
+    assert first.task.hold_id == orphan
+    await stack.stub.SubmitTask(
+        generation_pb2.SubmitTaskRequest(
+            idempotency_key="crash-2", kind=IMAGE, model_code="img", prompt="a mug", ratio="1:1", resolution="1K"
+        ),
+        metadata=metadata(alice),
+    )
+    held_after_two = stack.ledger.available(alice.user_id)
+    # Now the crash itself: a hold exists, its task row does not (the commit never happened).
+    async with stack.db.transaction() as session:
+        await session.execute(tasks.delete().where(tasks.c.id == first.task.id))
+        await session.execute(outbox.delete().where(outbox.c.id == derived_id(first.task.id, 1, "job")))
+    retried = await stack.stub.SubmitTask(request, metadata=metadata(alice))
+    assert retried.created
+    assert retried.task.id == first.task.id and retried.task.hold_id == orphan
+    assert stack.ledger.available(alice.user_id) == held_after_two  # held once, not twice
+    assert [h for h in stack.ledger.holds if h.startswith("hold:")] == list(stack.ledger.holds)
+    assert len(stack.ledger.holds) == 2
+    # Another user's same key is another task.
+    bob = stack.user(10_000)
+    other = await stack.stub.SubmitTask(request, metadata=metadata(bob))
+    assert other.task.id != first.task.id
