@@ -10,7 +10,7 @@ from tests.faults.workload import fault_env
 from tests.infra import Infra
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def stack(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """The whole stack with short redelivery timeouts and a local provider that fails some tasks."""
     stack = Stack(tmp_path_factory.mktemp("faults"), infra)

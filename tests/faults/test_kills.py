@@ -19,7 +19,7 @@ PROCESSES = ("ledger", "generation", "workflow", "worker", "gateway")
 def test_kill_9_each_process_mid_stream(stack: Stack) -> None:
     users = make_users(stack, 3)
     rounds = 3 if FULL else 1
-    seconds = 5.0 * len(PROCESSES) * rounds
+    seconds = 3.0 * len(PROCESSES) * rounds
     killed: list[str] = []
 
     def killer() -> None:

@@ -193,17 +193,19 @@ def settle(users: list[User], timeout: float = 150, stack: Stack | None = None) 
     """Wait until every task and run of every user is terminal and nothing is held any more."""
     end = time.monotonic() + timeout
     pending: list[str] = []
+    done: set[str] = set()  # terminal stays terminal: ask about the others only
     while time.monotonic() < end:
         pending = []
         for user in users:
-            for task_id in user.tasks:
-                body = request(user.http, "GET", f"/v1/tasks/{task_id}").json()
-                if body["status"] not in TERMINAL:
-                    pending.append(f"task {task_id} {body['status']}")
-            for run_id in user.runs:
-                body = request(user.http, "GET", f"/v1/workflow-runs/{run_id}").json()
-                if body["status"] not in TERMINAL:
-                    pending.append(f"run {run_id} {body['status']}")
+            for kind, ids, path in (("task", user.tasks, "/v1/tasks"), ("run", user.runs, "/v1/workflow-runs")):
+                for item in ids:
+                    if item in done:
+                        continue
+                    status = request(user.http, "GET", f"{path}/{item}").json()["status"]
+                    if status in TERMINAL:
+                        done.add(item)
+                    else:
+                        pending.append(f"{kind} {item} {status}")
             if not pending and request(user.http, "GET", "/v1/billing/balance").json()["held"] != "0":
                 pending.append("held credits")
         if not pending:

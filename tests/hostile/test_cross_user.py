@@ -93,6 +93,8 @@ def test_files_need_their_signature(stack: Stack, alice: Owned, bob: Owned) -> N
             reply = client.get(url.path, params=params)
             assert reply.status_code in (401, 403, 404, 422), (params, reply.status_code)
             assert alice.task["prompt"] not in reply.text
-    other = url.path.replace(alice.task["outputs"][0]["id"], uuid.uuid4().hex)
-    reply = bob.http.get(other, params=dict(url.params))
-    assert reply.status_code in (401, 403, 404)
+    # Alice's signature on another path (Bob's folder, another task) opens nothing.
+    assert alice.user_id in url.path and alice.task["id"] in url.path
+    for other in (url.path.replace(alice.user_id, bob.user_id), url.path.replace(alice.task["id"], bob.task["id"])):
+        reply = bob.http.get(other, params=dict(url.params))
+        assert reply.status_code in (401, 403, 404), (other, reply.status_code)

@@ -23,7 +23,7 @@ from tests.e2e.stack import Stack
 from tests.hostile.conftest import Owned
 
 pytestmark = pytest.mark.slow
-EXAMPLES = 60 if os.environ.get("ATELIER_FAULTS_FULL") == "1" else 6
+EXAMPLES = 60 if os.environ.get("ATELIER_FAULTS_FULL") == "1" else 3
 EXCLUDED_PREFIXES = ("/callbacks/", "/sandbox/", "/v1/events", "/v1/files/", "/v1/auth/logout")
 EXCLUDED = {("POST", "/v1/copy/conversations/{conversation_id}/messages")}
 
