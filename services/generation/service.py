@@ -282,7 +282,9 @@ class Generation:
         )
         if quote.kind and quote.kind != {"text": 1, "image": 2, "video": 3}[spec.kind]:
             raise InvalidArgument(f"{spec.model_code} is not a {spec.kind} model", code="unsupported_spec")
-        task_id = task_id_for(identity.user_id, spec.idempotency_key) if spec.idempotency_key else new_id("tsk")
+        task_id = (
+            task_id_for(identity.user_id, spec.idempotency_key) if spec.idempotency_key else new_id("tsk")
+        )
         attempt = 1
         price = Credits(0) if spec.internal else Credits(quote.total.milli)
         held: str | None = None
@@ -351,7 +353,9 @@ class Generation:
                 return await repository.get_task(session, task_id) is not None
         except Exception:
             # Unknown: keep the hold. A retry with the same key adopts it; otherwise it expires.
-            log.warning("could not tell whether task %s was recorded; keeping its hold", task_id, exc_info=True)
+            log.warning(
+                "could not tell whether task %s was recorded; keeping its hold", task_id, exc_info=True
+            )
             return True
 
     async def _compensate(self, held: str) -> None:

@@ -45,7 +45,8 @@ def test_dropped_database_connections_mid_stream(stack: Stack) -> None:
     assert sum(terminated) > 0
     settle(users, stack=stack)
     counts = check_money(stack, users)
-    assert counts["succeeded"] > 0 and counts["runs"] > 0, counts
+    assert counts["succeeded"] > 0, counts
+    assert counts["runs"] > 0, counts
 
 
 async def _replay_events(stack: Stack, copies: int) -> int:
@@ -111,8 +112,13 @@ def test_duplicate_and_out_of_order_events_change_nothing(stack: Stack) -> None:
         for task_id in user.tasks:
             assert request(user.http, "GET", f"/v1/tasks/{task_id}").json()["status"] == before[task_id]
         for run_id in user.runs:
-            assert request(user.http, "GET", f"/v1/workflow-runs/{run_id}").json()["status"] == runs_before[run_id]
+            assert (
+                request(user.http, "GET", f"/v1/workflow-runs/{run_id}").json()["status"]
+                == runs_before[run_id]
+            )
         # Replayed payments credit nothing twice.
-        records = request(user.http, "GET", "/v1/billing/records", params={"type": "recharge"}).json()["items"]
+        records = request(user.http, "GET", "/v1/billing/records", params={"type": "recharge"}).json()[
+            "items"
+        ]
         assert sum(Decimal(r["delta"]) for r in records) == RECHARGE_CREDITS
     check_money(stack, users)

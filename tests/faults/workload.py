@@ -45,7 +45,9 @@ def fault_env(stack: Stack) -> None:
     )
 
 
-def request(http: httpx.Client, method: str, path: str, *, deadline: float = 90, **kwargs: Any) -> httpx.Response:
+def request(
+    http: httpx.Client, method: str, path: str, *, deadline: float = 90, **kwargs: Any
+) -> httpx.Response:
     """Retry on connection errors and 5xx (same Idempotency-Key, so a retry never starts work twice)."""
     end = time.monotonic() + deadline
     while True:
@@ -97,7 +99,10 @@ def make_users(stack: Stack, count: int) -> list[User]:
         photo = io.BytesIO()
         Image.new("RGB", (64, 64), (200, 120, 40)).save(photo, format="PNG")
         upload = http.post(
-            "/v1/uploads", content=photo.getvalue(), headers={"Content-Type": "image/png"}, params={"filename": "p.png"}
+            "/v1/uploads",
+            content=photo.getvalue(),
+            headers={"Content-Type": "image/png"},
+            params={"filename": "p.png"},
         )
         assert upload.status_code == 201, upload.text
         templates = {t["code"]: t for t in http.get("/v1/workflow-templates").json()["templates"]}
@@ -182,7 +187,8 @@ def drop_connections(stack: Stack) -> int:
 
     with psycopg.connect(libpq_dsn(server), autocommit=True) as conn:
         rows = conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname LIKE %s AND pid <> pg_backend_pid()",
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname LIKE %s AND pid <> pg_backend_pid()",
             (f"{stack.prefix}%",),
         ).fetchall()
     return len(rows)
@@ -197,7 +203,10 @@ def settle(users: list[User], timeout: float = 150, stack: Stack | None = None) 
     while time.monotonic() < end:
         pending = []
         for user in users:
-            for kind, ids, path in (("task", user.tasks, "/v1/tasks"), ("run", user.runs, "/v1/workflow-runs")):
+            for kind, ids, path in (
+                ("task", user.tasks, "/v1/tasks"),
+                ("run", user.runs, "/v1/workflow-runs"),
+            ):
                 for item in ids:
                     if item in done:
                         continue
@@ -215,7 +224,8 @@ def settle(users: list[User], timeout: float = 150, stack: Stack | None = None) 
     if stack is not None:
         with psycopg.connect(stack.database("ledger")) as ledger:
             holds = ledger.execute(
-                "SELECT id, reference_id, created_at FROM transfers WHERE kind = 'hold' AND status = 'pending'"
+                "SELECT id, reference_id, created_at FROM transfers"
+                " WHERE kind = 'hold' AND status = 'pending'"
             ).fetchall()
     known = {task for user in users for task in user.tasks}
     raise AssertionError(
@@ -232,7 +242,8 @@ def check_money(stack: Stack, users: list[User]) -> dict[str, int]:
 
         def transfers(reference: str) -> list[tuple[str, str, int]]:
             rows = ledger.execute(
-                "SELECT kind, status, amount FROM transfers WHERE reference_id = %s ORDER BY seq", (reference,)
+                "SELECT kind, status, amount FROM transfers WHERE reference_id = %s ORDER BY seq",
+                (reference,),
             ).fetchall()
             return [(str(k), str(s), int(a)) for k, s, a in rows]
 
@@ -247,18 +258,19 @@ def check_money(stack: Stack, users: list[User]) -> dict[str, int]:
                 captures = [r for r in rows if r[0] == "capture"]
                 assert len(holds) == 1, (task_id, rows)
                 if task["status"] == "succeeded":
-                    assert len(captures) == 1 and captures[0][1] == "posted", (task_id, rows)
+                    assert [c[1] for c in captures] == ["posted"], (task_id, rows)
                     assert Decimal(captures[0][2]) / 1000 == Decimal(task["price"]), (task, rows)
                     spent += Decimal(task["price"])
                 else:
-                    assert captures == [] and holds[0][1] == "voided", (task_id, task["status"], rows)
+                    assert captures == [], (task_id, task["status"], rows)
+                    assert holds[0][1] == "voided", (task_id, task["status"], rows)
             for run_id in set(user.runs):
                 run = request(user.http, "GET", f"/v1/workflow-runs/{run_id}").json()
                 counts["runs"] += 1
                 rows = transfers(run_id)
                 debits = [r for r in rows if r[0] == "debit"]
                 refunds = [r for r in rows if r[0] == "refund"]
-                assert len(debits) == 1 and debits[0][1] == "posted", (run_id, rows)
+                assert [d[1] for d in debits] == ["posted"], (run_id, rows)
                 assert Decimal(debits[0][2]) / 1000 == Decimal(run["price"]), (run, rows)
                 assert len(refunds) <= 1, (run_id, rows)
                 refunded = Decimal(refunds[0][2]) / 1000 if refunds else Decimal(0)

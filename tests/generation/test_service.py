@@ -426,7 +426,12 @@ async def test_a_retry_after_a_crash_between_hold_and_record_adopts_the_first_ho
     assert first.task.hold_id == orphan
     await stack.stub.SubmitTask(
         generation_pb2.SubmitTaskRequest(
-            idempotency_key="crash-2", kind=IMAGE, model_code="img", prompt="a mug", ratio="1:1", resolution="1K"
+            idempotency_key="crash-2",
+            kind=IMAGE,
+            model_code="img",
+            prompt="a mug",
+            ratio="1:1",
+            resolution="1K",
         ),
         metadata=metadata(alice),
     )
@@ -437,7 +442,8 @@ async def test_a_retry_after_a_crash_between_hold_and_record_adopts_the_first_ho
         await session.execute(outbox.delete().where(outbox.c.id == derived_id(first.task.id, 1, "job")))
     retried = await stack.stub.SubmitTask(request, metadata=metadata(alice))
     assert retried.created
-    assert retried.task.id == first.task.id and retried.task.hold_id == orphan
+    assert retried.task.id == first.task.id
+    assert retried.task.hold_id == orphan
     assert stack.ledger.available(alice.user_id) == held_after_two  # held once, not twice
     assert [h for h in stack.ledger.holds if h.startswith("hold:")] == list(stack.ledger.holds)
     assert len(stack.ledger.holds) == 2

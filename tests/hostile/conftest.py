@@ -61,11 +61,20 @@ def make_owner(stack: Stack) -> Owned:
     photo = io.BytesIO()
     Image.new("RGB", (64, 64), (10, 120, 40)).save(photo, format="PNG")
     upload = http.post(
-        "/v1/uploads", content=photo.getvalue(), headers={"Content-Type": "image/png"}, params={"filename": "p.png"}
+        "/v1/uploads",
+        content=photo.getvalue(),
+        headers={"Content-Type": "image/png"},
+        params={"filename": "p.png"},
     ).json()
     task = http.post(
         "/v1/tasks",
-        json={"kind": "image", "model": "gpt-image-1.5-all", "prompt": "a mug", "ratio": "1:1", "resolution": "1024"},
+        json={
+            "kind": "image",
+            "model": "gpt-image-1.5-all",
+            "prompt": "a mug",
+            "ratio": "1:1",
+            "resolution": "1024",
+        },
         headers={"Idempotency-Key": str(uuid.uuid4())},
     ).json()
     task = _until(http, f"/v1/tasks/{task['id']}")

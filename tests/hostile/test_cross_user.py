@@ -14,7 +14,12 @@ pytestmark = pytest.mark.slow
 
 
 def refused(reply: httpx.Response, *secrets: str) -> None:
-    assert reply.status_code in (403, 404), (reply.request.method, reply.request.url, reply.status_code, reply.text)
+    assert reply.status_code in (403, 404), (
+        reply.request.method,
+        reply.request.url,
+        reply.status_code,
+        reply.text,
+    )
     for secret in secrets:
         assert secret not in reply.text, (reply.request.url, reply.text)
 
@@ -74,7 +79,13 @@ def test_lists_hold_only_ones_own(alice: Owned, bob: Owned) -> None:
         "/v1/api-keys",
         "/v1/usage",
     ]
-    alice_ids = {alice.task["id"], alice.run["id"], alice.order["id"], alice.conversation["id"], alice.api_key["id"]}
+    alice_ids = {
+        alice.task["id"],
+        alice.run["id"],
+        alice.order["id"],
+        alice.conversation["id"],
+        alice.api_key["id"],
+    }
     for path in lists:
         text = bob.http.get(path).text
         for secret in alice_ids | {alice.user_id}:
@@ -82,7 +93,8 @@ def test_lists_hold_only_ones_own(alice: Owned, bob: Owned) -> None:
     # Query parameters cannot widen the scope either.
     for path in ("/v1/tasks", "/v1/billing/records", "/v1/workflow-runs"):
         text = bob.http.get(path, params={"user_id": alice.user_id}).text
-        assert alice.task["id"] not in text and alice.order["id"] not in text
+        assert alice.task["id"] not in text
+        assert alice.order["id"] not in text
 
 
 def test_files_need_their_signature(stack: Stack, alice: Owned, bob: Owned) -> None:
@@ -94,7 +106,11 @@ def test_files_need_their_signature(stack: Stack, alice: Owned, bob: Owned) -> N
             assert reply.status_code in (401, 403, 404, 422), (params, reply.status_code)
             assert alice.task["prompt"] not in reply.text
     # Alice's signature on another path (Bob's folder, another task) opens nothing.
-    assert alice.user_id in url.path and alice.task["id"] in url.path
-    for other in (url.path.replace(alice.user_id, bob.user_id), url.path.replace(alice.task["id"], bob.task["id"])):
+    assert alice.user_id in url.path
+    assert alice.task["id"] in url.path
+    for other in (
+        url.path.replace(alice.user_id, bob.user_id),
+        url.path.replace(alice.task["id"], bob.task["id"]),
+    ):
         reply = bob.http.get(other, params=dict(url.params))
         assert reply.status_code in (401, 403, 404), (other, reply.status_code)

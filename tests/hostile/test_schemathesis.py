@@ -33,7 +33,10 @@ def test_fuzzed_requests_get_no_5xx_and_match_the_schema(stack: Stack, alice: Ow
     operations = []
     for result in schema.get_all_operations():
         operation = result.ok()
-        if operation.path.startswith(EXCLUDED_PREFIXES) or (operation.method.upper(), operation.path) in EXCLUDED:
+        if (
+            operation.path.startswith(EXCLUDED_PREFIXES)
+            or (operation.method.upper(), operation.path) in EXCLUDED
+        ):
             continue
         operations.append(operation)
     assert len(operations) > 50
@@ -50,7 +53,9 @@ def test_fuzzed_requests_get_no_5xx_and_match_the_schema(stack: Stack, alice: Ow
             suppress_health_check=list(HealthCheck),
         )
         def fuzz(case: schemathesis.Case, key: object) -> None:
-            response = case.call(base_url=stack.base_url, headers=headers | {"Idempotency-Key": str(key)}, timeout=30)
+            response = case.call(
+                base_url=stack.base_url, headers=headers | {"Idempotency-Key": str(key)}, timeout=30
+            )
             case.validate_response(response, checks=[not_a_server_error, response_schema_conformance])
 
         try:

@@ -42,13 +42,19 @@ def bad_tokens(owner: Owned) -> dict[str, str]:
     claims: dict[str, Any] = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     kid, secret = GatewaySettings().signing_keys()[0]
     now = int(time.time())
-    expired = jwt.encode(claims | {"iat": now - 7200, "exp": now - 3600}, secret, algorithm="HS256", headers={"kid": kid})
-    forged = jwt.encode(claims | {"role": "admin"}, "not-the-secret-" * 4, algorithm="HS256", headers={"kid": kid})
+    expired = jwt.encode(
+        claims | {"iat": now - 7200, "exp": now - 3600}, secret, algorithm="HS256", headers={"kid": kid}
+    )
+    forged = jwt.encode(
+        claims | {"role": "admin"}, "not-the-secret-" * 4, algorithm="HS256", headers={"kid": kid}
+    )
     unknown_kid = jwt.encode(claims, secret, algorithm="HS256", headers={"kid": "other"})
     unsigned = jwt.encode(claims, None, algorithm="none")  # type: ignore[arg-type]
     other_sub = base64.urlsafe_b64encode(json.dumps(claims | {"sub": uuid.uuid4().hex}).encode()).rstrip(b"=")
     tampered = f"{header}.{other_sub.decode()}.{signature}"
-    wrong_audience = jwt.encode(claims | {"aud": "someone-else"}, secret, algorithm="HS256", headers={"kid": kid})
+    wrong_audience = jwt.encode(
+        claims | {"aud": "someone-else"}, secret, algorithm="HS256", headers={"kid": kid}
+    )
     return {
         "garbage": "not-a-token",
         "empty-ish": ".",
