@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from atelier.catalog.v1 import catalog_pb2
 from atelier.ledger.v1 import ledger_pb2
 from kit.db import Database
-from kit.errors import Conflict, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from kit.errors import Conflict, DomainError, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from kit.identity import Identity
 from kit.money import Credits
 from kit.outbox import Outbox
@@ -289,16 +289,7 @@ class Generation:
         price = Credits(0) if spec.internal else Credits(quote.total.milli)
         held: str | None = None
         if not spec.internal and price.is_positive:
-            held = hold_id(task_id, attempt)
-            await self.clients.hold(
-                hold_id=held,
-                user_id=identity.user_id,
-                amount=price,
-                ttl=self.hold_ttl(spec.kind),
-                reference_type=ledger_pb2.REFERENCE_TYPE_TASK,
-                reference_id=task_id,
-                metadata={"model": spec.model_code, "kind": spec.kind},
-            )
+            held = await self._hold(task_id, attempt, identity.user_id, price, spec)
         now = dt.datetime.now(dt.UTC)
         values = {
             "id": task_id,
@@ -346,6 +337,41 @@ class Generation:
                     return replay, False
             raise
         return TaskView(row), True
+
+    async def _hold(self, task_id: str, attempt: int, user_id: str, price: Credits, spec: TaskSpec) -> str:
+        """Hold the price under the task's hold id; the id held. The id follows from the task id (so from
+        the Idempotency-Key): a retry after a crash adopts the first try's hold. Two cases need a new id:
+        the first try's hold was released (its task was not recorded), or it was refused (the ledger
+        remembers a refused id, and the retry may come after a recharge)."""
+
+        async def hold(held: str) -> ledger_pb2.HoldResponse:
+            return await self.clients.hold(
+                hold_id=held,
+                user_id=user_id,
+                amount=price,
+                ttl=self.hold_ttl(spec.kind),
+                reference_type=ledger_pb2.REFERENCE_TYPE_TASK,
+                reference_id=task_id,
+                metadata={"model": spec.model_code, "kind": spec.kind},
+            )
+
+        first = hold_id(task_id, attempt)
+        fresh = f"{first}:{uuid.uuid4().hex[:8]}"
+        try:
+            response = await hold(first)
+        except DomainError as exc:
+            if exc.code != "insufficient_balance":
+                raise
+            await hold(fresh)
+            return fresh
+        spent = response.HasField("hold") and response.hold.status not in (
+            ledger_pb2.TRANSFER_STATUS_UNSPECIFIED,
+            ledger_pb2.TRANSFER_STATUS_PENDING,
+        )
+        if response.replayed and spent:
+            await hold(fresh)
+            return fresh
+        return first
 
     async def _recorded(self, task_id: str) -> bool:
         try:

@@ -451,3 +451,31 @@ async def test_a_retry_after_a_crash_between_hold_and_record_adopts_the_first_ho
     bob = stack.user(10_000)
     other = await stack.stub.SubmitTask(request, metadata=metadata(bob))
     assert other.task.id != first.task.id
+
+
+async def test_a_retry_after_a_released_submission_holds_afresh(stack: Stack) -> None:
+    """A submission whose record failed released its hold; the key's retry must not adopt that spent hold
+    (its task would run uncharged), it holds again under a new id."""
+    from services.generation.events import derived_id
+
+    alice = stack.user(10_000)
+    request = generation_pb2.SubmitTaskRequest(
+        idempotency_key="released-1",
+        kind=IMAGE,
+        model_code="img",
+        prompt="a mug",
+        ratio="1:1",
+        resolution="1K",
+    )
+    first = await stack.stub.SubmitTask(request, metadata=metadata(alice))
+    # What a failed record does: no task, its hold released.
+    async with stack.db.transaction() as session:
+        await session.execute(tasks.delete().where(tasks.c.id == first.task.id))
+        await session.execute(outbox.delete().where(outbox.c.id == derived_id(first.task.id, 1, "job")))
+    stack.ledger.release(first.task.hold_id)
+    assert stack.ledger.available(alice.user_id) == 10_000
+    retried = await stack.stub.SubmitTask(request, metadata=metadata(alice))
+    assert retried.task.id == first.task.id
+    assert retried.task.hold_id.startswith(f"{first.task.hold_id}:")
+    assert stack.ledger.holds[retried.task.hold_id].status == "pending"
+    assert stack.ledger.available(alice.user_id) == 10_000 - retried.task.price.milli
