@@ -40,7 +40,7 @@ def test_dropped_database_connections_mid_stream(stack: Stack) -> None:
 
     faults = threading.Thread(target=dropper)
     faults.start()
-    stream(users, 4.0 * drops)
+    stream(users, 4.0 * drops, while_alive=faults)
     faults.join()
     assert sum(terminated) > 0
     settle(users, stack=stack)

@@ -44,7 +44,7 @@ def test_kill_9_each_process_mid_stream(stack: Stack) -> None:
 
     faults = threading.Thread(target=killer)
     faults.start()
-    stream(users, seconds)
+    stream(users, seconds, while_alive=faults)
     faults.join()
     assert sorted(killed) == sorted(PROCESSES * rounds)
     settle(users, stack=stack)

@@ -34,7 +34,7 @@ def test_nats_restarted_mid_stream(stack: Stack, nats_server: EmbeddedNats) -> N
 
     faults = threading.Thread(target=restarter)
     faults.start()
-    stream(users, 6.0 * restarts)
+    stream(users, 6.0 * restarts, while_alive=faults)
     faults.join()
     settle(users, stack=stack)
     counts = check_money(stack, users)

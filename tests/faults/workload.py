@@ -116,13 +116,20 @@ def make_users(stack: Stack, count: int) -> list[User]:
     return users
 
 
-def stream(users: list[User], seconds: float, runs_every: int = 5) -> None:
-    """Every user submits (mostly image tasks, every `runs_every`-th a workflow run) for `seconds`."""
+def stream(
+    users: list[User], seconds: float, runs_every: int = 4, while_alive: threading.Thread | None = None
+) -> None:
+    """Every user submits (mostly image tasks, every `runs_every`-th a workflow run) for `seconds`, and
+    on while `while_alive` (the fault thread) runs, and at least `runs_every` times."""
 
     def one(user: User) -> None:
         end = time.monotonic() + seconds
         count = 0
-        while time.monotonic() < end:
+        while (
+            time.monotonic() < end
+            or (while_alive is not None and while_alive.is_alive())
+            or count < runs_every
+        ):
             count += 1
             if count % runs_every == 0:
                 user.start_run()
