@@ -207,8 +207,9 @@ def test_each_process_accepts_its_settings(
         env = dict(config) | {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
         if name != "gateway":
             env["ATELIER_DATABASE_URL"] = f"postgresql://{name}:secret@{name}-db-rw:5432/{name}"
-        # What the pod's Secret would add: real (non-placeholder) signing keys.
+        # What the pods' Secrets would add (docs/operations.md, "Secrets"): real, non-placeholder values.
         env.setdefault("ATELIER_JWT_KEYS", "k2026:" + "s" * 48)
+        env.setdefault("ATELIER_BLOB_URL_SECRET", "b" * 48)
         for variable, value in env.items():
             monkeypatch.setenv(variable, value)
         settings = factory()
