@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import os
 import re
+import uuid
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import quote
@@ -52,7 +53,8 @@ class LocalBlobStore:
     def _write(self, key: str, data: bytes) -> None:
         path = self.path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        scratch = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        # Unique per write: two runners of one process may write the same key at once.
+        scratch = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
         scratch.write_bytes(data)
         scratch.replace(path)  # atomic: a reader never sees half a file
 

@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from atelier.catalog.v1 import catalog_pb2
 from atelier.ledger.v1 import ledger_pb2
 from kit.db import Database
-from kit.errors import Conflict, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from kit.errors import Conflict, DomainError, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from kit.identity import Identity
 from kit.money import Credits
 from kit.outbox import Outbox
@@ -57,6 +57,14 @@ PAGE_MAX = 100
 
 def new_id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex}"
+
+
+def task_id_for(user_id: str, idempotency_key: str) -> str:
+    """The id of the task a user's Idempotency-Key names. Deterministic, so a retry after a crash between
+    the ledger hold and the task's commit holds the same transfer again (idempotently) and records the task
+    that owns it, instead of leaving the first hold orphaned until it expires."""
+    digest = hashlib.sha256(f"{user_id}\x00{idempotency_key}".encode()).hexdigest()
+    return f"tsk_{digest[:32]}"
 
 
 def hold_id(task_id: str, attempt: int) -> str:
@@ -275,21 +283,14 @@ class Generation:
         )
         if quote.kind and quote.kind != {"text": 1, "image": 2, "video": 3}[spec.kind]:
             raise InvalidArgument(f"{spec.model_code} is not a {spec.kind} model", code="unsupported_spec")
-        task_id = new_id("tsk")
+        task_id = (
+            task_id_for(identity.user_id, spec.idempotency_key) if spec.idempotency_key else new_id("tsk")
+        )
         attempt = 1
         price = Credits(0) if spec.internal else Credits(quote.total.milli)
         held: str | None = None
         if not spec.internal and price.is_positive:
-            held = hold_id(task_id, attempt)
-            await self.clients.hold(
-                hold_id=held,
-                user_id=identity.user_id,
-                amount=price,
-                ttl=self.hold_ttl(spec.kind),
-                reference_type=ledger_pb2.REFERENCE_TYPE_TASK,
-                reference_id=task_id,
-                metadata={"model": spec.model_code, "kind": spec.kind},
-            )
+            held = await self._hold(task_id, attempt, identity.user_id, price, spec)
         now = dt.datetime.now(dt.UTC)
         values = {
             "id": task_id,
@@ -325,7 +326,9 @@ class Generation:
                 row = await repository.insert_task(session, values)
                 await events.job_requested(session, self.outbox, row)
         except BaseException as exc:
-            if held is not None:
+            # Release the hold unless a task owns it: the same key's concurrent submission (same id, so
+            # same hold) or this one, if the commit went through before its connection broke.
+            if held is not None and not await self._recorded(task_id):
                 await self._compensate(held)
             if isinstance(exc, IntegrityError) and spec.idempotency_key:
                 # A concurrent submission with the same key won the race: answer with its task.
@@ -336,6 +339,52 @@ class Generation:
             raise
         metrics.task_submitted(spec.model_code, spec.kind)
         return TaskView(row), True
+
+    async def _hold(self, task_id: str, attempt: int, user_id: str, price: Credits, spec: TaskSpec) -> str:
+        """Hold the price under the task's hold id; the id held. The id follows from the task id (so from
+        the Idempotency-Key): a retry after a crash adopts the first try's hold. Two cases need a new id:
+        the first try's hold was released (its task was not recorded), or it was refused (the ledger
+        remembers a refused id, and the retry may come after a recharge)."""
+
+        async def hold(held: str) -> ledger_pb2.HoldResponse:
+            return await self.clients.hold(
+                hold_id=held,
+                user_id=user_id,
+                amount=price,
+                ttl=self.hold_ttl(spec.kind),
+                reference_type=ledger_pb2.REFERENCE_TYPE_TASK,
+                reference_id=task_id,
+                metadata={"model": spec.model_code, "kind": spec.kind},
+            )
+
+        first = hold_id(task_id, attempt)
+        fresh = f"{first}:{uuid.uuid4().hex[:8]}"
+        try:
+            response = await hold(first)
+        except DomainError as exc:
+            if exc.code != "insufficient_balance":
+                raise
+            await hold(fresh)
+            return fresh
+        spent = response.HasField("hold") and response.hold.status not in (
+            ledger_pb2.TRANSFER_STATUS_UNSPECIFIED,
+            ledger_pb2.TRANSFER_STATUS_PENDING,
+        )
+        if response.replayed and spent:
+            await hold(fresh)
+            return fresh
+        return first
+
+    async def _recorded(self, task_id: str) -> bool:
+        try:
+            async with self.db.session() as session:
+                return await repository.get_task(session, task_id) is not None
+        except Exception:
+            # Unknown: keep the hold. A retry with the same key adopts it; otherwise it expires.
+            log.warning(
+                "could not tell whether task %s was recorded; keeping its hold", task_id, exc_info=True
+            )
+            return True
 
     async def _compensate(self, held: str) -> None:
         try:

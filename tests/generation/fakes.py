@@ -122,7 +122,15 @@ class FakeLedger(ledger_pb2_grpc.LedgerServiceServicer):
         if existing is not None:
             if existing.amount != request.amount.milli or existing.user_id != request.user_id:
                 raise AlreadyExists("another body under this id", code="idempotency_conflict")
-            return ledger_pb2.HoldResponse(replayed=True)
+            status = {
+                "pending": ledger_pb2.TRANSFER_STATUS_PENDING,
+                "posted": ledger_pb2.TRANSFER_STATUS_POSTED,
+                "voided": ledger_pb2.TRANSFER_STATUS_VOIDED,
+            }[existing.status]
+            return ledger_pb2.HoldResponse(
+                replayed=True,
+                hold=ledger_pb2.Transfer(id=request.transfer_id, amount=request.amount, status=status),
+            )
         if request.amount.milli > self.available(request.user_id):
             self.failed_ids.add(request.transfer_id)
             raise FailedPrecondition("insufficient balance", code="insufficient_balance")

@@ -408,3 +408,74 @@ async def test_internal_tasks_come_only_from_the_workflow_service_and_hold_nothi
     assert event.status == generation_pb2.TASK_STATUS_SUCCEEDED
     assert (event.run_id, event.step_key, event.hold_id) == ("run_1", "hero", "")
     assert not stack.ledger.holds
+
+
+async def test_a_retry_after_a_crash_between_hold_and_record_adopts_the_first_hold(stack: Stack) -> None:
+    """kill -9 after the ledger held but before the task committed leaves a hold and no task; the client's
+    retry with the same Idempotency-Key names the same task and hold, so nothing stays held for nothing."""
+    from services.generation.events import derived_id
+    from services.generation.service import hold_id, task_id_for
+
+    alice = stack.user(10_000)
+    request = generation_pb2.SubmitTaskRequest(
+        idempotency_key="crash-1", kind=IMAGE, model_code="img", prompt="a mug", ratio="1:1", resolution="1K"
+    )
+    # The dead process's hold: the same id and body this submission makes.
+    orphan = hold_id(task_id_for(alice.user_id, "crash-1"), 1)
+    first = await stack.stub.SubmitTask(request, metadata=metadata(alice))
+    assert first.task.hold_id == orphan
+    await stack.stub.SubmitTask(
+        generation_pb2.SubmitTaskRequest(
+            idempotency_key="crash-2",
+            kind=IMAGE,
+            model_code="img",
+            prompt="a mug",
+            ratio="1:1",
+            resolution="1K",
+        ),
+        metadata=metadata(alice),
+    )
+    held_after_two = stack.ledger.available(alice.user_id)
+    # Now the crash itself: a hold exists, its task row does not (the commit never happened).
+    async with stack.db.transaction() as session:
+        await session.execute(tasks.delete().where(tasks.c.id == first.task.id))
+        await session.execute(outbox.delete().where(outbox.c.id == derived_id(first.task.id, 1, "job")))
+    retried = await stack.stub.SubmitTask(request, metadata=metadata(alice))
+    assert retried.created
+    assert retried.task.id == first.task.id
+    assert retried.task.hold_id == orphan
+    assert stack.ledger.available(alice.user_id) == held_after_two  # held once, not twice
+    assert [h for h in stack.ledger.holds if h.startswith("hold:")] == list(stack.ledger.holds)
+    assert len(stack.ledger.holds) == 2
+    # Another user's same key is another task.
+    bob = stack.user(10_000)
+    other = await stack.stub.SubmitTask(request, metadata=metadata(bob))
+    assert other.task.id != first.task.id
+
+
+async def test_a_retry_after_a_released_submission_holds_afresh(stack: Stack) -> None:
+    """A submission whose record failed released its hold; the key's retry must not adopt that spent hold
+    (its task would run uncharged), it holds again under a new id."""
+    from services.generation.events import derived_id
+
+    alice = stack.user(10_000)
+    request = generation_pb2.SubmitTaskRequest(
+        idempotency_key="released-1",
+        kind=IMAGE,
+        model_code="img",
+        prompt="a mug",
+        ratio="1:1",
+        resolution="1K",
+    )
+    first = await stack.stub.SubmitTask(request, metadata=metadata(alice))
+    # What a failed record does: no task, its hold released.
+    async with stack.db.transaction() as session:
+        await session.execute(tasks.delete().where(tasks.c.id == first.task.id))
+        await session.execute(outbox.delete().where(outbox.c.id == derived_id(first.task.id, 1, "job")))
+    stack.ledger.release(first.task.hold_id)
+    assert stack.ledger.available(alice.user_id) == 10_000
+    retried = await stack.stub.SubmitTask(request, metadata=metadata(alice))
+    assert retried.task.id == first.task.id
+    assert retried.task.hold_id.startswith(f"{first.task.hold_id}:")
+    assert stack.ledger.holds[retried.task.hold_id].status == "pending"
+    assert stack.ledger.available(alice.user_id) == 10_000 - retried.task.price.milli
