@@ -7,7 +7,8 @@ API, then seeds each one's history with SQL straight into this run's own (scratc
 consistent with services/ledger/models.py: one admin grant, then pairs of an image-task hold and its
 capture (hold status posted, capture linked to it, metadata model/kind as generation writes them),
 spread over the last 29 days (inside `/v1/usage`'s default 30-day window), with the wallet's and the
-sharded system accounts' running totals moved by the same sums. `services.ledger reconcile` must pass
+sharded system accounts' running totals moved by the same sums and the captures rolled up in
+`usage_hourly` (as the ledger does in each capture's transaction). `services.ledger reconcile` must pass
 on the seeded data. Then reads, one request at a time through the gateway:
 `GET /v1/billing/balance`, `GET /v1/usage?group_by=day`, `GET /v1/usage?group_by=model` (default
 window: 30 days) and `GET /v1/usage?group_by=day&from=<24 h ago>` for each user, and prints p50/p99
@@ -67,6 +68,14 @@ SELECT 'capture:' || h.id, 'capture', h.debit_account, h.credit_account, h.amoun
        h.reference_type, h.reference_id, h.metadata, h.id, 'seed', h.resolved_at
 FROM transfers AS h
 WHERE h.user_id = %(user)s AND h.kind = 'hold' AND h.id LIKE 'hold:tsk_seed_%%';
+INSERT INTO usage_hourly AS u (user_id, hour, model, kind, spend_milli, charges)
+SELECT c.user_id, date_trunc('hour', c.created_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC',
+       coalesce(c.metadata ->> 'model', ''), coalesce(c.metadata ->> 'kind', ''), sum(c.amount), count(*)
+FROM transfers AS c
+WHERE c.user_id = %(user)s AND c.kind = 'capture' AND c.id LIKE 'capture:hold:tsk_seed_' || %(tag)s || '_%%'
+GROUP BY 1, 2, 3, 4
+ON CONFLICT (user_id, hour, model, kind) DO UPDATE
+SET spend_milli = u.spend_milli + excluded.spend_milli, charges = u.charges + excluded.charges;
 INSERT INTO transfers (id, kind, debit_account, credit_account, amount, status, user_id, reference_type,
                        reference_id, reason, actor_id, request_hash, created_at)
 VALUES ('grant:seed:' || %(tag)s, 'grant', 'system:adjustments', 'user:' || %(user)s, %(granted)s, 'posted',
@@ -106,6 +115,7 @@ def seed(ledger_url: str, user_id: str, transfers: int) -> float:
         conn.commit()
     with psycopg.connect(libpq_dsn(ledger_url), autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE transfers")
+        conn.execute("VACUUM ANALYZE usage_hourly")
     return time.monotonic() - started
 
 

@@ -166,3 +166,18 @@ failed_transfers = Table(
     Column("request_hash", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
+
+# Spend per user, UTC hour, model and kind (captures and debits, less their refunds), kept in the
+# same transaction as each transfer that changes spend, so usage reads cost O(buckets), not O(history).
+# `charges` counts the capture/debit transfers of the bucket not yet fully refunded. Hourly so that
+# day buckets in any whole-hour time zone are exact.
+usage_hourly = Table(
+    "usage_hourly",
+    metadata,
+    Column("user_id", Text, primary_key=True),
+    Column("hour", DateTime(timezone=True), primary_key=True),
+    Column("model", Text, primary_key=True),
+    Column("kind", Text, primary_key=True),
+    Column("spend_milli", BigInteger, nullable=False),
+    Column("charges", BigInteger, nullable=False),
+)

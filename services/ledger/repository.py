@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -13,7 +13,14 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.ledger.models import accounts, callbacks, failed_transfers, recharge_orders, transfers
+from services.ledger.models import (
+    accounts,
+    callbacks,
+    failed_transfers,
+    recharge_orders,
+    transfers,
+    usage_hourly,
+)
 
 # -- accounts -------------------------------------------------------------------------------------
 
@@ -295,6 +302,91 @@ async def spend_transfers(
         .group_by(original.c.id)
     )
     return (await session.execute(query)).all()
+
+
+def usage_hour(at: datetime) -> datetime:
+    """The UTC hour a transfer's spend is rolled up in."""
+    return at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+async def add_usage(
+    session: AsyncSession,
+    user_id: str,
+    created_at: datetime,
+    metadata: dict[str, Any] | None,
+    spend: int,
+    charges: int,
+) -> None:
+    """Adds to the usage rollup row of a capture/debit (made at `created_at` with `metadata`)."""
+    meta = metadata or {}
+    statement = pg_insert(usage_hourly).values(
+        user_id=user_id,
+        hour=usage_hour(created_at),
+        model=str(meta.get("model") or ""),
+        kind=str(meta.get("kind") or ""),
+        spend_milli=spend,
+        charges=charges,
+    )
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[
+                usage_hourly.c.user_id,
+                usage_hourly.c.hour,
+                usage_hourly.c.model,
+                usage_hourly.c.kind,
+            ],
+            set_={
+                "spend_milli": usage_hourly.c.spend_milli + statement.excluded.spend_milli,
+                "charges": usage_hourly.c.charges + statement.excluded.charges,
+            },
+        )
+    )
+
+
+async def usage_rows(
+    session: AsyncSession, user_id: str, from_hour: datetime | None, to_hour: datetime | None
+) -> Sequence[Row[Any]]:
+    """The rollup rows of a user in [from_hour, to_hour) (either bound open)."""
+    conditions = [usage_hourly.c.user_id == user_id]
+    if from_hour is not None:
+        conditions.append(usage_hourly.c.hour >= from_hour)
+    if to_hour is not None:
+        conditions.append(usage_hourly.c.hour < to_hour)
+    query = select(
+        usage_hourly.c.hour,
+        usage_hourly.c.model,
+        usage_hourly.c.kind,
+        usage_hourly.c.spend_milli,
+        usage_hourly.c.charges,
+    ).where(*conditions)
+    return (await session.execute(query)).all()
+
+
+async def usage_totals(session: AsyncSession) -> dict[str, tuple[int, int]]:
+    """Per user: the rollup's spend and charges."""
+    query = select(
+        usage_hourly.c.user_id, func.sum(usage_hourly.c.spend_milli), func.sum(usage_hourly.c.charges)
+    ).group_by(usage_hourly.c.user_id)
+    return {row[0]: (int(row[1]), int(row[2])) for row in (await session.execute(query)).all()}
+
+
+async def spend_totals(session: AsyncSession) -> dict[str, tuple[int, int]]:
+    """Per user, from the transfers: captures and debits less their refunds, and how many are not
+    fully refunded (what the usage rollup must hold)."""
+    refunds = (
+        select(transfers.c.linked_transfer_id, func.sum(transfers.c.amount).label("refunded"))
+        .where(transfers.c.kind == "refund")
+        .group_by(transfers.c.linked_transfer_id)
+        .subquery()
+    )
+    net = transfers.c.amount - func.coalesce(refunds.c.refunded, 0)
+    query = (
+        select(transfers.c.user_id, func.sum(net), func.count().filter(net > 0))
+        .select_from(transfers.outerjoin(refunds, refunds.c.linked_transfer_id == transfers.c.id))
+        .where(transfers.c.kind.in_(("capture", "debit")), transfers.c.user_id.is_not(None))
+        .group_by(transfers.c.user_id)
+    )
+    return {row[0]: (int(row[1]), int(row[2])) for row in (await session.execute(query)).all()}
 
 
 RECORD_KINDS = {

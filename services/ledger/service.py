@@ -336,6 +336,11 @@ class Record:
     callback: CallbackLog | None = None
 
 
+def _hour_ceil(at: datetime) -> datetime:
+    hour = repo.usage_hour(at)
+    return hour if hour == at else hour + timedelta(hours=1)
+
+
 @dataclass(frozen=True)
 class UsageBucket:
     key: str
@@ -1062,6 +1067,7 @@ class Ledger:
             linked_transfer_id=hold.id,
             request_hash=digest,
         )
+        await repo.add_usage(session, hold.user_id, transfer.created_at, transfer.metadata, posted, 1)
         resolved = await repo.resolve_hold(session, hold.id, Status.POSTED.value)
         wallet = await repo.change_wallet(
             session, hold.debit_account, pending_debits=-held, posted_debits=posted
@@ -1211,6 +1217,7 @@ class Ledger:
             metadata=meta,
             request_hash=digest,
         )
+        await repo.add_usage(session, user_id, transfer.created_at, transfer.metadata, amount.milli, 1)
         wallet = await repo.change_wallet(session, account, posted_debits=amount.milli)
         await repo.change_system(session, REVENUE, user_id, posted_credits=amount.milli)
         balance = await self._balance_changed(session, user_id, wallet, transfer_id)
@@ -1290,6 +1297,16 @@ class Ledger:
             linked_transfer_id=original.id,
             reason=reason,
             request_hash=digest,
+        )
+        # Refunds count against the work they refund: its hour, model and kind. A charge fully
+        # refunded is no longer a charge.
+        await repo.add_usage(
+            session,
+            original.user_id,
+            original.created_at,
+            original.metadata,
+            -amount.milli,
+            -1 if remaining == amount.milli else 0,
         )
         wallet = await repo.change_wallet(session, account, posted_credits=amount.milli)
         await repo.change_system(session, REFUNDS, original.user_id, posted_debits=amount.milli)
@@ -1443,7 +1460,12 @@ class Ledger:
         time_zone: str = "",
     ) -> Usage:
         """Spend (captured + debited − refunded) by day, model or kind, from the same transfers as
-        the balance. Released holds never count; refunds count against the work they refund."""
+        the balance. Released holds never count; refunds count against the work they refund.
+
+        Read from the `usage_hourly` rollup: a day bucket is exact in any time zone whose offset is
+        whole hours; in a zone off by a fraction of an hour (Asia/Kolkata), the hour that straddles
+        local midnight counts on the day its UTC hour starts in. A bucket's count is its charges
+        (captures and debits) not fully refunded."""
         user_id = _require_id(user_id, "user_id")
         if group_by not in ("day", "model", "kind"):
             raise InvalidArgument("group_by must be day, model or kind", code="invalid_argument")
@@ -1453,22 +1475,44 @@ class Ledger:
             raise InvalidArgument(f"unknown time zone {time_zone!r}", code="invalid_argument") from exc
         if from_time and to_time and from_time >= to_time:
             raise InvalidArgument("from_time must be before to_time", code="invalid_argument")
+        # Whole UTC hours come from the rollup (O(hours × models × kinds)); a bound not on an hour
+        # adds its partial hour from the transfers (at most two hours of them), so results are exact.
+        first_hour = _hour_ceil(from_time) if from_time else None
+        last_hour = repo.usage_hour(to_time) if to_time else None
         spend: dict[str, int] = {}
-        charged: dict[str, set[tuple[str, str]]] = {}
-        for row in await repo.spend_transfers(session, user_id, from_time, to_time):
-            net = int(row.amount) - int(row.refunded)
-            if net <= 0:
-                continue  # fully refunded work is not spend
-            meta = row.metadata or {}
+        count: dict[str, int] = {}
+
+        def key_of(at: datetime, model: str, kind: str) -> str:
             if group_by == "day":
-                key = row.created_at.astimezone(zone).date().isoformat()
-            elif group_by == "model":
-                key = meta.get("model", "") or "unknown"
-            else:
-                key = meta.get("kind", "") or "unknown"
-            spend[key] = spend.get(key, 0) + net
-            charged.setdefault(key, set()).add((row.reference_type, row.reference_id or row.id))
-        buckets = [UsageBucket(key, Credits(spend[key]), len(charged[key])) for key in sorted(spend)]
+                return at.astimezone(zone).date().isoformat()
+            return (model if group_by == "model" else kind) or "unknown"
+
+        if first_hour and last_hour and first_hour >= last_hour:
+            edges = [(from_time, to_time)]  # the window lies within (at most) two partial hours
+        else:
+            edges = []
+            if from_time and first_hour and first_hour != from_time:
+                edges.append((from_time, first_hour))
+            if to_time and last_hour and last_hour != to_time:
+                edges.append((last_hour, to_time))
+            for row in await repo.usage_rows(session, user_id, first_hour, last_hour):
+                key = key_of(row.hour, row.model, row.kind)
+                spend[key] = spend.get(key, 0) + int(row.spend_milli)
+                count[key] = count.get(key, 0) + int(row.charges)
+        for start, end in edges:
+            for row in await repo.spend_transfers(session, user_id, start, end):
+                net = int(row.amount) - int(row.refunded)
+                if net <= 0:
+                    continue  # fully refunded work is not spend
+                meta = row.metadata or {}
+                key = key_of(row.created_at, str(meta.get("model") or ""), str(meta.get("kind") or ""))
+                spend[key] = spend.get(key, 0) + net
+                count[key] = count.get(key, 0) + 1
+        buckets = [
+            UsageBucket(key, Credits(spend[key]), count[key])
+            for key in sorted(spend)
+            if spend[key] != 0 or count[key] != 0
+        ]
         return Usage(buckets, Credits(sum(spend.values())))
 
     # .. recharge orders .............................................................................
@@ -1955,6 +1999,19 @@ class Ledger:
                 )
         for order_id, found in credited.items():
             violations.append(Violation("order_credit_count", order_id, f"credits {found} for no order"))
+        rolled = await repo.usage_totals(session)
+        spent = await repo.spend_totals(session)
+        for user in sorted(set(rolled) | set(spent)):
+            have, want = rolled.get(user, (0, 0)), spent.get(user, (0, 0))
+            if have != want:
+                violations.append(
+                    Violation(
+                        "usage_rollup_mismatch",
+                        user,
+                        f"rollup spend {Credits(have[0])}, {have[1]} charges ≠ transfers "
+                        f"{Credits(want[0])}, {want[1]} charges",
+                    )
+                )
         return ReconcileReport(
             violations,
             accounts_checked=len(stored),

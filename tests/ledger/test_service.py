@@ -4,14 +4,16 @@ and no overdraft under real concurrency."""
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from kit.db import Database
 from kit.errors import Conflict, DomainError, FailedPrecondition, InvalidArgument, NotFound
@@ -21,6 +23,7 @@ from services.ledger.service import Balance, Kind, Ledger, Reference, Status
 
 C = Credits.whole
 NewId = Callable[[str], str]
+MIGRATIONS = Path(__file__).parents[2] / "services/ledger/migrations/versions"
 
 
 async def fund(db: Database, ledger: Ledger, user: str, credits: int) -> None:
@@ -646,3 +649,63 @@ async def test_transfers_carry_the_trace_id_and_the_spend_chain_finds_it(
             await ledger.spend_chain(session, "nothing-known")
     assert [t.id for t in chain.transfers] == [f"fund-{user}", f"h:{user}"]
     assert chain.trace_ids == [format(trace_id, "032x")]
+
+
+async def test_usage_rollup_matches_the_transfers_and_its_backfill(
+    db: Database, ledger: Ledger, new_id: NewId
+) -> None:
+    """Captures (server-side function), debits and refunds keep `usage_hourly`; a window with bounds
+    inside hours reads the same as the whole history; the migration's backfill rebuilds the same rows."""
+    spec = importlib.util.spec_from_file_location(
+        "usage_migration", MIGRATIONS / "20261125_7b2c9d4e6f10_usage_hourly.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    backfill = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(backfill)
+    user = new_id("u")
+    await fund(db, ledger, user, 100)
+    async with db.transaction() as session:
+        await ledger.hold(
+            session, transfer_id=f"h:{user}", user_id=user, amount=C(7), metadata={"model": "veo"}
+        )
+        await ledger.capture(session, transfer_id=f"c:{user}", hold_id=f"h:{user}", amount=C(6))
+        for i, price in enumerate((3, 5)):
+            await ledger.debit(
+                session,
+                transfer_id=f"d:{user}:{i}",
+                user_id=user,
+                amount=C(price),
+                reference=Reference("run", f"r{i}"),
+                metadata={"model": "flow", "kind": "workflow"},
+            )
+        await ledger.refund(
+            session, transfer_id=f"rf:{user}", original_transfer_id=f"d:{user}:0", amount=C(3)
+        )
+        await ledger.refund(session, transfer_id=f"rf2:{user}", original_transfer_id=f"c:{user}", amount=C(2))
+    now = datetime.now(UTC)
+    async with db.transaction() as session:
+        whole = await ledger.usage(session, user_id=user, from_time=None, to_time=None, group_by="model")
+        edged = await ledger.usage(
+            session,
+            user_id=user,
+            from_time=now - timedelta(minutes=61),
+            to_time=now + timedelta(minutes=1),
+            group_by="model",
+        )
+        report = await ledger.reconcile(session)
+    expected = [("flow", C(5), 1), ("veo", C(4), 1)]
+    assert [(b.key, b.spend, b.count) for b in whole.buckets] == expected
+    assert [(b.key, b.spend, b.count) for b in edged.buckets] == expected
+    assert [v for v in report.violations if v.invariant == "usage_rollup_mismatch"] == []
+    rows = (
+        "SELECT hour, model, kind, spend_milli, charges FROM usage_hourly WHERE user_id = :u ORDER BY 1, 2, 3"
+    )
+    async with db.transaction() as session:
+        kept = (await session.execute(text(rows), {"u": user})).all()
+        await session.execute(text("DELETE FROM usage_hourly WHERE user_id = :u"), {"u": user})
+        await session.execute(text(backfill.BACKFILL))
+        rebuilt = (await session.execute(text(rows), {"u": user})).all()
+        await session.rollback()
+    assert kept == rebuilt
+    assert len(kept) == 2

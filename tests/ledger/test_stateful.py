@@ -8,6 +8,7 @@ import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from hypothesis import HealthCheck, settings
@@ -246,6 +247,36 @@ def make_machine(loop: asyncio.AbstractEventLoop, db: Database) -> type[RuleBase
             balance = await ledger.balance(session, user)
             assert balance.available.milli >= 0
             return balance.posted.milli, balance.held.milli
+
+        @invariant()
+        def usage_matches_the_model(self) -> None:
+            """Net spend and live charges per user, read whole (the rollup alone) and through a window
+            whose bounds fall inside hours (rollup plus partial edge hours from the transfers)."""
+            now = datetime.now(UTC)
+
+            async def read(user: str) -> list[list[tuple[str, int, int]]]:
+                results = []
+                async with db.transaction() as session:
+                    for start, end in (
+                        (None, None),
+                        (now - timedelta(minutes=150), now + timedelta(minutes=7)),
+                        (now - timedelta(minutes=3), None),
+                    ):
+                        usage = await ledger.usage(
+                            session, user_id=user, from_time=start, to_time=end, group_by="model"
+                        )
+                        assert usage.total.milli == sum(b.spend.milli for b in usage.buckets)
+                        results.append([(b.key, b.spend.milli, b.count) for b in usage.buckets])
+                return results
+
+            for user in self.users:
+                live = [left for uid, left in self.model.refundable.values() if uid == user and left > 0]
+                expected = [("unknown", sum(live), len(live))] if live else []
+                whole, windowed, recent = loop.run_until_complete(read(user))
+                assert whole == expected
+                assert windowed == expected
+                # the last minutes hold a subset of the charges
+                assert sum(b[1] for b in recent) <= sum(live)
 
         @invariant()
         def ledger_reconciles(self) -> None:
