@@ -23,6 +23,17 @@ _MONEY = "atelier.common.v1.Money"
 _OPAQUE = {"google.protobuf.Struct", "google.protobuf.Value", "google.protobuf.ListValue"}
 
 
+def credits_text(message: Any) -> str:
+    """An `atelier.common.v1.Credits` as the API writes it: a decimal string ("0.5", "330")."""
+    return str(Credits(message.milli))
+
+
+def money_json(message: Any) -> dict[str, str]:
+    """A set `atelier.common.v1.Money` as {"amount": "300.00", "currency": "CNY"}."""
+    money = Money(message.minor, message.currency)
+    return {"amount": money.major_str(), "currency": money.currency}
+
+
 def enum_name(descriptor: EnumDescriptor, number: int) -> str:
     value = descriptor.values_by_number.get(number)
     if value is None:
@@ -35,12 +46,9 @@ def enum_name(descriptor: EnumDescriptor, number: int) -> str:
 def to_json(message: Message) -> Any:
     full_name = message.DESCRIPTOR.full_name
     if full_name == _CREDITS:
-        return str(Credits(message.milli))  # type: ignore[attr-defined]
+        return credits_text(message)
     if full_name == _MONEY:
-        if not message.currency:  # type: ignore[attr-defined]
-            return None
-        money = Money(message.minor, message.currency)  # type: ignore[attr-defined]
-        return {"amount": money.major_str(), "currency": money.currency}
+        return money_json(message) if message.currency else None  # type: ignore[attr-defined]
     if isinstance(message, Timestamp):
         if not message.seconds and not message.nanos:
             return None

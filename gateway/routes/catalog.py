@@ -13,8 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from atelier.catalog.v1 import catalog_pb2 as pb
 from atelier.catalog.v1 import catalog_pb2_grpc
 from atelier.common.v1 import common_pb2
+from gateway.convert import credits_text, money_json
 from gateway.problems import Problem
-from kit.money import Credits, Money, MoneyParseError
+from kit.money import Money, MoneyParseError
 
 router = APIRouter(prefix="/v1", tags=["catalog"])
 
@@ -70,21 +71,13 @@ def _text(text: common_pb2.LocalizedText, lang: Lang) -> str:
     return (text.zh or text.en) if lang == "zh" else (text.en or text.zh)
 
 
-def _credits(value: common_pb2.Credits) -> str:
-    return str(Credits(value.milli))
-
-
-def _money(value: common_pb2.Money) -> dict[str, str]:
-    return {"amount": Money(value.minor, value.currency).major_str(), "currency": value.currency}
-
-
 def _model(model: pb.Model, names: dict[str, common_pb2.LocalizedText], lang: Lang) -> dict[str, Any]:
     billing: dict[str, Any] = {"unit": UNIT_NAMES.get(model.billing_unit, "unspecified")}
     if model.billing_unit == pb.BILLING_UNIT_PER_1K_TOKENS:
-        billing["input_price_per_1k_tokens"] = _credits(model.input_price_per_1k_tokens)
-        billing["output_price_per_1k_tokens"] = _credits(model.output_price_per_1k_tokens)
+        billing["input_price_per_1k_tokens"] = credits_text(model.input_price_per_1k_tokens)
+        billing["output_price_per_1k_tokens"] = credits_text(model.output_price_per_1k_tokens)
     else:
-        billing["price"] = _credits(model.price)
+        billing["price"] = credits_text(model.price)
     capabilities = [
         {"code": code, "name": _text(names[code], lang) if code in names else code.replace("_", " ")}
         for code in model.effective_capabilities
@@ -111,7 +104,7 @@ def _template(template: pb.WorkflowTemplate, lang: Lang) -> dict[str, Any]:
         "code": template.code,
         "name": _text(template.name, lang),
         "description": _text(template.description, lang),
-        "price": _credits(template.price),
+        "price": credits_text(template.price),
         "inputs": [
             {
                 "name": i.name,
@@ -204,10 +197,11 @@ async def recharge_options(request: Request, accept_language: AcceptLanguage = N
         "catalog_version": reply.catalog_version,
         "rules": {
             "currency": rules.currency,
-            "credits_per_unit": _credits(rules.credits_per_major_unit),
-            "minimum": _money(rules.minimum),
+            "credits_per_unit": credits_text(rules.credits_per_major_unit),
+            "minimum": money_json(rules.minimum),
             "bonus_tiers": [
-                {"amount": _money(t.amount), "credits": _credits(t.credits)} for t in rules.bonus_tiers
+                {"amount": money_json(t.amount), "credits": credits_text(t.credits)}
+                for t in rules.bonus_tiers
             ],
             "credits_expire": rules.credits_expire,
         },
@@ -215,8 +209,8 @@ async def recharge_options(request: Request, accept_language: AcceptLanguage = N
             {
                 "code": p.code,
                 "name": _text(p.name, lang),
-                "price": _money(p.price),
-                "credits": _credits(p.credits),
+                "price": money_json(p.price),
+                "credits": credits_text(p.credits),
             }
             for p in reply.plans
         ],
@@ -265,17 +259,17 @@ async def quote(request: Request, body: QuoteBody) -> dict[str, Any]:
         "kind": KIND_NAMES.get(q.kind, "unspecified"),
         "unit": UNIT_NAMES.get(q.unit, "unspecified"),
         "quantity": q.quantity,
-        "total": _credits(q.total),
+        "total": credits_text(q.total),
         "catalog_version": q.catalog_version,
         "quoted_at": q.quoted_at.ToDatetime().isoformat() + "Z",
     }
     if q.unit == pb.BILLING_UNIT_PER_1K_TOKENS:
-        result["input_price_per_1k_tokens"] = _credits(q.input_price_per_1k_tokens)
-        result["output_price_per_1k_tokens"] = _credits(q.output_price_per_1k_tokens)
+        result["input_price_per_1k_tokens"] = credits_text(q.input_price_per_1k_tokens)
+        result["output_price_per_1k_tokens"] = credits_text(q.output_price_per_1k_tokens)
         result["max_output_tokens"] = int(q.snapshot["params"]["max_output_tokens"])
     else:
         result.update(
-            unit_price=_credits(q.unit_price),
+            unit_price=credits_text(q.unit_price),
             ratio=q.ratio,
             resolution=q.resolution,
             duration_seconds=q.duration_seconds or None,
@@ -312,10 +306,10 @@ async def recharge_quote(request: Request, body: RechargeQuoteBody) -> dict[str,
     q = (await _stub(request).QuoteRecharge(message)).quote
     return {
         "method": q.method,
-        "amount": _money(q.amount),
+        "amount": money_json(q.amount),
         "plan": q.plan_code or None,
-        "paid_credits": _credits(q.paid_credits),
-        "bonus_credits": _credits(q.bonus_credits),
-        "total_credits": _credits(q.total_credits),
+        "paid_credits": credits_text(q.paid_credits),
+        "bonus_credits": credits_text(q.bonus_credits),
+        "total_credits": credits_text(q.total_credits),
         "catalog_version": q.catalog_version,
     }

@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field, model_validator
 from atelier.common.v1 import common_pb2
 from atelier.generation.v1 import generation_pb2, generation_pb2_grpc
 from gateway.auth import CurrentPrincipal, VerifiedPrincipal
-from kit.money import Credits
+from gateway.convert import credits_text
 
 router = APIRouter(tags=["tasks"])
 
@@ -45,10 +45,6 @@ MESSAGE_ROLE = {1: "system", 2: "user", 3: "assistant"}
 
 def stub(request: Request) -> generation_pb2_grpc.GenerationServiceStub:
     return generation_pb2_grpc.GenerationServiceStub(request.app.state.clients.channels["generation"])
-
-
-def credits(value: common_pb2.Credits) -> str:
-    return str(Credits(value.milli))
 
 
 def stamp(message: Any, name: str) -> str | None:
@@ -119,7 +115,7 @@ def task_json(task: generation_pb2.Task) -> dict[str, Any]:
             }
             for item in task.inputs
         ],
-        "price": credits(task.price),
+        "price": credits_text(task.price),
         "outputs": [
             {
                 "id": o.id,
@@ -150,7 +146,7 @@ def message_json(message: generation_pb2.Message) -> dict[str, Any]:
         "status": MESSAGE_STATUS.get(message.status, ""),
         "model": message.model_code or None,
         "usage": {"input_tokens": message.usage.input_tokens, "output_tokens": message.usage.output_tokens},
-        "charge": credits(message.charge),
+        "charge": credits_text(message.charge),
         "error": {"code": message.error.code, "message": message.error.message}
         if message.HasField("error")
         else None,

@@ -17,8 +17,8 @@ from atelier.catalog.v1 import catalog_pb2
 from atelier.common.v1 import common_pb2
 from atelier.workflow.v1 import workflow_pb2, workflow_pb2_grpc
 from gateway.auth import CurrentPrincipal, VerifiedPrincipal
+from gateway.convert import credits_text
 from gateway.problems import Problem
-from kit.money import Credits
 
 router = APIRouter(prefix="/v1/workflow-runs", tags=["workflows"])
 
@@ -127,8 +127,8 @@ def run_out(run: workflow_pb2.Run) -> RunOut:
         template_code=run.template_code,
         status=_name(workflow_pb2.RunStatus.Name(run.status), "RUN_STATUS_"),
         inputs=json_format.MessageToDict(run.inputs),
-        price=str(Credits(run.price.milli)),
-        refund_amount=str(Credits(run.refund_amount.milli)),
+        price=credits_text(run.price),
+        refund_amount=credits_text(run.refund_amount),
         refund_policy="proportional"
         if run.template_snapshot.refund_policy == catalog_pb2.REFUND_POLICY_PROPORTIONAL
         else "full",
