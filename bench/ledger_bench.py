@@ -118,6 +118,8 @@ async def main() -> None:
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--runs", type=int, default=3, help="runs of every point; the table shows medians")
     parser.add_argument("--write", action="store_true", help="write the table into docs/benchmarks.md")
+    parser.add_argument("--replicas", type=int, default=1, help="ledger processes, called round robin")
+    parser.add_argument("--clients", type=int, nargs="+", default=list(CLIENTS), help="client counts")
     args = parser.parse_args()
 
     run = uuid.uuid4().hex[:8]
@@ -136,27 +138,36 @@ async def main() -> None:
     )
     if await init.wait() != 0:
         raise SystemExit("pgbench -i failed")
-    port = free_port()
+    ports = [free_port() for _ in range(args.replicas)]
     env = {
         **os.environ,
         "ATELIER_DATABASE_URL": ledger_url,
-        "ATELIER_GRPC_PORT": str(port),
         "ATELIER_GRPC_HOST": "127.0.0.1",
         "ATELIER_NATS_URL": NATS,
         "ATELIER_NAMESPACE": namespace,
         "ATELIER_DB_POOL_SIZE": "40",
         "ATELIER_LOG_LEVEL": "ERROR",
     }
-    server = await asyncio.create_subprocess_exec(sys.executable, "-m", "services.ledger", cwd=ROOT, env=env)
-    samples: dict[int, list[tuple[float, float]]] = {clients: [] for clients in CLIENTS}
+    servers = []
+    for port in ports:  # one after the other: the first one migrates the database
+        servers.append(
+            await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "services.ledger", cwd=ROOT, env={**env, "ATELIER_GRPC_PORT": str(port)}
+            )
+        )
+        await wait_serving(f"127.0.0.1:{port}", servers[-1])
+    samples: dict[int, list[tuple[float, float]]] = {clients: [] for clients in args.clients}
     loads: list[float] = []
+    # Like a client of a Kubernetes headless service: every replica's address, calls spread round robin.
+    target = "ipv4:" + ",".join(f"127.0.0.1:{port}" for port in ports)
     try:
-        await wait_serving(f"127.0.0.1:{port}", server)
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        async with grpc.aio.insecure_channel(
+            target, options=[("grpc.lb_policy_name", "round_robin")]
+        ) as channel:
             stub = ledger_pb2_grpc.LedgerServiceStub(channel)
             await ledger_pairs_per_second(stub, 4, 1.0)  # warm up pools and caches
             for attempt in range(1, args.runs + 1):
-                for clients in CLIENTS:
+                for clients in args.clients:
                     loads.append(os.getloadavg()[0])
                     pairs = await ledger_pairs_per_second(stub, clients, args.seconds)
                     tps = await asyncio.to_thread(run_pgbench, libpq_dsn(pgbench_url), clients, args.seconds)
@@ -166,8 +177,10 @@ async def main() -> None:
                         f"pgbench {tps:8.1f} tps   ratio {pairs / tps:.3f}   load {loads[-1]:.1f}"
                     )
     finally:
-        server.terminate()
-        await asyncio.wait_for(server.wait(), 30)
+        for server in servers:
+            server.terminate()
+        for server in servers:
+            await asyncio.wait_for(server.wait(), 30)
         bus = await Bus.connect(NATS, namespace=namespace, name="bench-cleanup")
         for name in STREAMS:
             try:

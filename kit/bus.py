@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +31,16 @@ tracer = trace.get_tracer(__name__)
 MSG_ID_HEADER = "Nats-Msg-Id"
 DAY = 24 * 3600.0
 QUEUE_SAMPLE_SECONDS = 15.0
+
+
+@dataclass(frozen=True)
+class Publication:
+    """A message for `Bus.publish_many`: its logical subject, and the id JetStream de-duplicates on."""
+
+    subject: str
+    payload: bytes
+    msg_id: str
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -149,26 +159,43 @@ class Bus:
         msg_id: str,
         headers: Mapping[str, str] | None = None,
     ) -> PubAck:
-        all_headers = dict(headers or {})
-        # An outbox row carries the trace of the change that wrote it: the publish joins that trace,
-        # and the consumers join the publish (W3C traceparent in the message headers).
-        parent = propagate.extract(all_headers) if "traceparent" in all_headers else None
-        with tracer.start_as_current_span(
-            f"{logical_subject} publish",
-            context=parent,
-            kind=trace.SpanKind.PRODUCER,
-            attributes={
-                "messaging.system": "nats",
-                "messaging.operation.type": "send",
-                "messaging.destination.name": logical_subject,
-                "messaging.message.id": msg_id,
-            },
-        ):
-            propagate.inject(all_headers)
-            all_headers[MSG_ID_HEADER] = msg_id
-            return await self.js.publish(
-                self.subject(logical_subject), payload, headers=all_headers, timeout=5
-            )
+        (ack,) = await self.publish_many([Publication(logical_subject, payload, msg_id, headers or {})])
+        return ack
+
+    async def publish_many(self, messages: Sequence[Publication], *, ack_wait: float = 5.0) -> list[PubAck]:
+        """Sends every message in order, then waits for all their acknowledgements together (one
+        round trip for the lot instead of one each). Raises if any is not stored; the caller may
+        send them all again, since each keeps its `Nats-Msg-Id`."""
+        acks = []
+        for message in messages:
+            all_headers = dict(message.headers)
+            # An outbox row carries the trace of the change that wrote it: the publish joins that
+            # trace, and the consumers join the publish (W3C traceparent in the message headers).
+            parent = propagate.extract(all_headers) if "traceparent" in all_headers else None
+            with tracer.start_as_current_span(
+                f"{message.subject} publish",
+                context=parent,
+                kind=trace.SpanKind.PRODUCER,
+                attributes={
+                    "messaging.system": "nats",
+                    "messaging.operation.type": "send",
+                    "messaging.destination.name": message.subject,
+                    "messaging.message.id": message.msg_id,
+                },
+            ):
+                propagate.inject(all_headers)
+                all_headers[MSG_ID_HEADER] = message.msg_id
+                acks.append(
+                    await self.js.publish_async(
+                        self.subject(message.subject), message.payload, headers=all_headers
+                    )
+                )
+        try:
+            return list(await asyncio.wait_for(asyncio.gather(*acks), ack_wait))
+        except BaseException:
+            for ack in acks:
+                ack.cancel()
+            raise
 
     # -- consuming -------------------------------------------------------------------------------
     async def consume(

@@ -67,6 +67,7 @@ class Database:
         echo: bool = False,
     ) -> None:
         self.url = sqlalchemy_url(url)
+        self.application_name = application_name
         self.engine: AsyncEngine = create_async_engine(
             self.url,
             pool_size=pool_size,
@@ -89,6 +90,13 @@ class Database:
         """A unit of work: commits when the block ends normally, rolls back on any exception."""
         async with self.sessionmaker() as session, session.begin():
             yield session
+
+    async def connect(self) -> psycopg.AsyncConnection[Any]:
+        """A plain psycopg connection of its own, outside the pool: for a hot path that pipelines its
+        statements itself (the caller closes it)."""
+        return await psycopg.AsyncConnection.connect(
+            libpq_dsn(self.url), application_name=self.application_name
+        )
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -14,10 +14,14 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import psycopg
 from google.protobuf.message import Message
 from opentelemetry import propagate
 from opentelemetry.context import Context
+from psycopg import sql
+from psycopg.types.json import Jsonb
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -33,13 +37,12 @@ from sqlalchemy import (
     func,
     insert,
     select,
-    update,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kit import metrics
-from kit.bus import Bus
+from kit.bus import Bus, Publication
 from kit.db import Database
 
 log = logging.getLogger(__name__)
@@ -65,6 +68,7 @@ class Outbox:
 
     def __init__(self, table: Table) -> None:
         self.table = table
+        self._insert: sql.Composed | None = None
 
     async def add(
         self,
@@ -75,26 +79,42 @@ class Outbox:
         event_id: uuid.UUID | None = None,
     ) -> uuid.UUID:
         event_id = event_id or uuid.uuid4()
-        headers: dict[str, str] = {}
-        propagate.inject(headers)  # the trace of the request that caused the change travels on
-        payload = message if isinstance(message, bytes) else message.SerializeToString()
-        await session.execute(
-            insert(self.table).values(id=event_id, subject=subject, payload=payload, headers=headers)
-        )
+        await session.execute(insert(self.table).values(_row(OutboxEvent(subject, message, event_id))))
         return event_id
 
     async def add_many(self, session: AsyncSession, events: Sequence[OutboxEvent]) -> None:
         """Several events in one statement (a batch of requests, each keeping its own trace)."""
-        rows = []
-        for event in events:
-            headers: dict[str, str] = {}
-            propagate.inject(headers, context=event.trace)
-            payload = event.message if isinstance(event.message, bytes) else event.message.SerializeToString()
-            rows.append(
-                {"id": event.event_id, "subject": event.subject, "payload": payload, "headers": headers}
-            )
+        rows = [_row(event) for event in events]
         if rows:
             await session.execute(insert(self.table), rows)
+
+    async def add_many_on(
+        self, connection: psycopg.AsyncConnection[Any], events: Sequence[OutboxEvent]
+    ) -> None:
+        """`add_many` on a plain psycopg connection, in its open transaction, as one statement;
+        queued without a round trip of its own when the connection is in pipeline mode."""
+        if not events:
+            return
+        if self._insert is None:
+            self._insert = sql.SQL(
+                "INSERT INTO {} (id, subject, payload, headers)"
+                " SELECT * FROM unnest(%s::uuid[], %s::text[], %s::bytea[], %s::jsonb[])"
+            ).format(sql.Identifier(*filter(None, (self.table.schema, self.table.name))))
+        rows = [_row(event) for event in events]
+        columns = (
+            [row["id"] for row in rows],
+            [row["subject"] for row in rows],
+            [row["payload"] for row in rows],
+            [Jsonb(row["headers"]) for row in rows],
+        )
+        await connection.execute(self._insert, columns)
+
+
+def _row(event: OutboxEvent) -> dict[str, Any]:
+    headers: dict[str, str] = {}
+    propagate.inject(headers, context=event.trace)  # the trace of the request that caused the change
+    payload = event.message if isinstance(event.message, bytes) else event.message.SerializeToString()
+    return {"id": event.event_id, "subject": event.subject, "payload": payload, "headers": headers}
 
 
 @dataclass(frozen=True)
@@ -117,6 +137,7 @@ class OutboxRelay:
         service: str,
         batch_size: int = 200,
         idle_interval: float = 0.1,
+        linger: float = 0.01,
         retention: timedelta = timedelta(days=2),
     ) -> None:
         self.table = table
@@ -125,58 +146,83 @@ class OutboxRelay:
         self.service = service
         self.batch_size = batch_size
         self.idle_interval = idle_interval
+        self.linger = linger
         self.retention = retention
         self._wake = asyncio.Event()
+        self._connection: psycopg.AsyncConnection[Any] | None = None
+        name = sql.Identifier(*filter(None, (table.schema, table.name)))
+        self._select = sql.SQL(
+            "SELECT id, subject, payload, headers, created_at FROM {} WHERE published_at IS NULL"
+            " ORDER BY seq LIMIT %s FOR UPDATE SKIP LOCKED"
+        ).format(name)
+        self._mark = sql.SQL("UPDATE {} SET published_at = now() WHERE id = ANY(%s)").format(name)
 
     def notify(self) -> None:
         """Tell the relay that a transaction just committed outbox rows (skips the idle wait)."""
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Publishes until `stop`: at once when notified, then, while events keep coming, at most once
+        per `linger` so that one round trip carries many of them."""
         cleaned_at = datetime.now(UTC)
         while not stop.is_set():
+            self._wake.clear()  # a commit from now on wakes the next round
             try:
                 published = await self.publish_batch()
             except Exception as exc:
                 log.warning("outbox relay error: %r", exc)
                 published = 0
                 await asyncio.sleep(1.0)
+            if published >= self.batch_size:
+                continue
             if published:
+                await asyncio.sleep(self.linger)
                 continue
             if datetime.now(UTC) - cleaned_at > timedelta(minutes=10):
                 await self._cleanup()
                 cleaned_at = datetime.now(UTC)
-            self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=self.idle_interval)
             except TimeoutError:
                 pass
+        await self.close()
 
     async def publish_batch(self) -> int:
-        t = self.table
-        async with self.db.transaction() as session:
-            rows = (
-                await session.execute(
-                    select(t.c.id, t.c.subject, t.c.payload, t.c.headers, t.c.created_at)
-                    .where(t.c.published_at.is_(None))
-                    .order_by(t.c.seq)
-                    .limit(self.batch_size)
-                    .with_for_update(skip_locked=True)
+        """Publishes up to `batch_size` unpublished rows, oldest first, and marks them published: two
+        round trips to PostgreSQL and one to NATS for the lot. The mark is committed without waiting
+        for its flush to disk: a mark lost in a crash only means the rows go out again under the same
+        `Nats-Msg-Id`, which JetStream drops (and consumers are idempotent anyway)."""
+        connection = await self._connect()
+        try:
+            async with connection.pipeline(), connection.transaction():
+                rows = await (await connection.execute(self._select, (self.batch_size,))).fetchall()
+                if not rows:
+                    return 0
+                now = datetime.now(UTC)
+                await self.bus.publish_many(
+                    [Publication(row[1], row[2], str(row[0]), row[3]) for row in rows]
                 )
-            ).all()
-            if not rows:
-                return 0
-            now = datetime.now(UTC)
-            for row in rows:
-                await self.bus.publish(row.subject, row.payload, msg_id=str(row.id), headers=row.headers)
-                metrics.OUTBOX_LAG.labels(self.service).observe(
-                    max(0.0, (now - row.created_at).total_seconds())
-                )
-            await session.execute(
-                update(t).where(t.c.id.in_([row.id for row in rows])).values(published_at=func.now())
-            )
+                for row in rows:
+                    metrics.OUTBOX_LAG.labels(self.service).observe(max(0.0, (now - row[4]).total_seconds()))
+                await connection.execute("SET LOCAL synchronous_commit = off")
+                await connection.execute(self._mark, ([row[0] for row in rows],))
+        except BaseException:
+            if connection.broken or connection.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                self._connection = None  # in an unknown state: the next batch starts afresh
+                await connection.close()
+            raise
         metrics.OUTBOX_PUBLISHED.labels(self.service).inc(len(rows))
         return len(rows)
+
+    async def _connect(self) -> psycopg.AsyncConnection[Any]:
+        if self._connection is None or self._connection.closed:
+            self._connection = await self.db.connect()
+        return self._connection
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+            self._connection = None
 
     async def _cleanup(self) -> None:
         t = self.table

@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
 from sqlalchemy import MetaData, create_engine, func, pool, select
 
 from kit import metrics
-from kit.bus import Bus, Delivery
+from kit.bus import Bus, Delivery, Publication
 from kit.db import Database, drop_database, ensure_database, sqlalchemy_url, with_database
 from kit.inbox import Inbox, inbox_table
 from kit.outbox import Outbox, OutboxRelay, outbox_table
@@ -44,11 +44,12 @@ class CrashingBus:
         self.crash_after = crash_after
         self.published = 0
 
-    async def publish(self, subject: str, payload: bytes, **kwargs: Any) -> Any:
-        if self.published == self.crash_after:
+    async def publish_many(self, messages: Sequence[Publication]) -> Any:
+        sent = messages[: self.crash_after - self.published]
+        self.published += len(sent)
+        await self.bus.publish_many(sent)
+        if len(sent) < len(messages):
             raise ConnectionError("relay killed mid-batch")
-        self.published += 1
-        return await self.bus.publish(subject, payload, **kwargs)
 
 
 async def write_events(db: Database, subject: str, count: int, per_tx: int = 10) -> set[str]:
@@ -85,6 +86,7 @@ async def test_each_row_reaches_the_consumer_once_across_a_relay_crash(db: Datab
     crashing = OutboxRelay(OUTBOX, db, CrashingBus(bus, crash_after=17), service="test", batch_size=30)  # type: ignore[arg-type]
     with pytest.raises(ConnectionError):
         await crashing.publish_batch()
+    await crashing.close()
     async with db.session() as session:
         unpublished = (
             await session.execute(
@@ -109,10 +111,10 @@ async def test_replicas_never_publish_the_same_row_twice(db: Database, bus: Bus)
     published: Counter[str] = Counter()
 
     class CountingBus:
-        async def publish(self, subject: str, payload: bytes, *, msg_id: str, **kwargs: Any) -> Any:
-            published[msg_id] += 1
+        async def publish_many(self, messages: Sequence[Publication]) -> Any:
+            published.update(message.msg_id for message in messages)
             await asyncio.sleep(0.001)
-            return await bus.publish(subject, payload, msg_id=msg_id, **kwargs)
+            return await bus.publish_many(messages)
 
     relays = [OutboxRelay(OUTBOX, db, CountingBus(), service="test", batch_size=7) for _ in range(3)]  # type: ignore[arg-type]
 
@@ -121,6 +123,8 @@ async def test_replicas_never_publish_the_same_row_twice(db: Database, bus: Bus)
             pass
 
     await asyncio.gather(*(drain(relay) for relay in relays))
+    for relay in relays:
+        await relay.close()
     assert set(published) == ids
     assert max(published.values()) == 1
 

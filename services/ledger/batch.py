@@ -1,17 +1,19 @@
-"""Group commit: concurrent hold and capture requests share one transaction, one round trip and one
+"""Group commit: concurrent hold and capture requests share one transaction, two round trips and one
 commit.
 
 A request brings a step: the happy path of its transfer (`Ledger.hold_step`, `capture_step`), which
 either writes everything or nothing. Queued steps go to `Ledger.apply_fast` together, in arrival
-order, on one connection; one commit ends the batch. While a batch commits, new requests queue for
-the next one, so the batch grows with the load and costs nothing when idle.
+order, on a connection of the batch's own in pipeline mode: the steps' calls go out in one round
+trip, their events and the commit in a second. While a batch commits, new requests queue for the
+next one, so the batch grows with the load and costs nothing when idle.
 
 Guarantees are those of each step: its wallet lock, its checks and its writes are the same as alone,
-only the round trip and the commit are shared. One batch runs at a time, so requests keep their
+only the round trips and the commit are shared. One batch runs at a time, so requests keep their
 arrival order (a capture never overtakes the hold it was sent after). When anything goes wrong in a
-batch — a statement fails, the commit fails — the whole batch rolls back and every request in it is
-answered None: its edge then takes the general path in a transaction of its own, where it succeeds,
-replays (if the commit did land after all) or gets its own error, unaffected by its neighbours.
+batch — a statement fails, the commit fails, the connection drops — the whole batch rolls back and
+every request in it is answered None: its edge then takes the general path in a transaction of its
+own, where it succeeds, replays (if the commit did land after all) or gets its own error, unaffected
+by its neighbours.
 """
 
 from __future__ import annotations
@@ -20,18 +22,21 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from kit.db import Database
+import psycopg
+from opentelemetry import context as otel_context
+from opentelemetry import trace
 
 log = logging.getLogger(__name__)
+tracer = trace.get_tracer(__name__)
 
 Step = TypeVar("Step")
 Result = TypeVar("Result")
-# Applies steps in order in the session's transaction: one result each, None where nothing was written.
-Apply = Callable[[AsyncSession, Sequence[Step]], Awaitable[Sequence[Result | None]]]
+Connection = psycopg.AsyncConnection[Any]
+# Applies steps in order in the connection's open transaction (pipeline mode): one result each, None
+# where nothing was written.
+Apply = Callable[[Connection, Sequence[Step]], Awaitable[Sequence[Result | None]]]
 
 
 def _future() -> asyncio.Future[Result | None]:
@@ -41,6 +46,7 @@ def _future() -> asyncio.Future[Result | None]:
 @dataclass
 class _Queued(Generic[Step, Result]):
     step: Step
+    trace: otel_context.Context = field(default_factory=otel_context.get_current)
     answer: asyncio.Future[Result | None] = field(default_factory=_future)
 
 
@@ -53,18 +59,19 @@ def _answer(batch: Sequence[_Queued[Step, Result]], results: Sequence[Result | N
 class GroupCommit(Generic[Step, Result]):
     def __init__(
         self,
-        db: Database,
+        connect: Callable[[], Awaitable[Connection]],
         apply: Apply[Step, Result],
         *,
         max_batch: int = 128,
-        after_commit: Callable[[], None] | None = None,
+        after_commit: Callable[[Sequence[Result | None]], None] | None = None,
     ) -> None:
-        self.db = db
+        self.connect = connect
         self.apply = apply
         self.max_batch = max_batch
         self.after_commit = after_commit
         self._queue: list[_Queued[Step, Result]] = []
         self._runner: asyncio.Task[None] | None = None
+        self._connection: Connection | None = None
 
     async def run(self, step: Step) -> Result | None:
         """The step's result once committed; None when it, or its batch, did not go through."""
@@ -74,13 +81,20 @@ class GroupCommit(Generic[Step, Result]):
             self._runner = asyncio.create_task(self._drain())
         return await queued.answer
 
+    async def close(self) -> None:
+        if self._runner is not None:
+            self._runner.cancel()
+        if self._connection is not None:
+            await self._connection.close()
+            self._connection = None
+
     async def _drain(self) -> None:
         try:
             while self._queue:
                 batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
                 results: Sequence[Result | None] = [None] * len(batch)
                 try:
-                    results = await self._commit([queued.step for queued in batch])
+                    results = await self._commit(batch)
                 except Exception:
                     log.warning(
                         "a batch of %d transfers rolled back; each goes alone", len(batch), exc_info=True
@@ -91,9 +105,34 @@ class GroupCommit(Generic[Step, Result]):
             queued, self._queue = self._queue, []
             _answer(queued, [None] * len(queued))
 
-    async def _commit(self, steps: list[Step]) -> Sequence[Result | None]:
-        async with self.db.transaction() as session:
-            results = await self.apply(session, steps)
+    async def _commit(self, batch: Sequence[_Queued[Step, Result]]) -> Sequence[Result | None]:
+        # Traced under its first request (not whichever request started the runner), linked to the rest.
+        links = [trace.Link(trace.get_current_span(q.trace).get_span_context()) for q in batch[1:]]
+        with tracer.start_as_current_span(
+            "ledger batch",
+            context=batch[0].trace,
+            kind=trace.SpanKind.CLIENT,
+            links=links,
+            attributes={"db.system": "postgresql", "db.operation.batch.size": len(batch)},
+        ):
+            connection = await self._connect()
+            try:
+                async with connection.pipeline(), connection.transaction():
+                    results = await self.apply(connection, [queued.step for queued in batch])
+            except BaseException:
+                if (
+                    connection.broken
+                    or connection.closed
+                    or connection.info.transaction_status not in (psycopg.pq.TransactionStatus.IDLE,)
+                ):
+                    self._connection = None  # in an unknown state: the next batch starts afresh
+                    await connection.close()
+                raise
         if self.after_commit is not None:
-            self.after_commit()
+            self.after_commit(results)
         return results
+
+    async def _connect(self) -> Connection:
+        if self._connection is None or self._connection.closed:
+            self._connection = await self.connect()
+        return self._connection

@@ -54,22 +54,22 @@ def transfer_posted(
     session: AsyncSession, kind: str, amount_milli: int, metadata: Mapping[str, str], trace_id: str
 ) -> None:
     """Counts a new transfer once its transaction commits."""
-    model = model_of(metadata)
+    after_commit(session, lambda: count_transfer(kind, amount_milli, metadata, trace_id))
+
+
+def count_transfer(kind: str, amount_milli: int, metadata: Mapping[str, str], trace_id: str) -> None:
+    """Counts a committed transfer now (the caller knows the commit happened)."""
     exemplar = _exemplar(trace_id)
-
-    def count() -> None:
-        if kind == "hold":
-            CREDITS_HELD.labels(model).inc(amount_milli, exemplar=exemplar)
-        elif kind in ("capture", "debit"):
-            CREDITS_CAPTURED.labels(model).inc(amount_milli, exemplar=exemplar)
-        elif kind == "release":
-            CREDITS_RELEASED.labels(model).inc(amount_milli, exemplar=exemplar)
-        elif kind == "refund":
-            CREDITS_REFUNDED.inc(amount_milli, exemplar=exemplar)
-        elif kind in ("recharge", "bonus", "grant"):
-            CREDITS_GRANTED.labels(kind).inc(amount_milli, exemplar=exemplar)
-
-    after_commit(session, count)
+    if kind == "hold":
+        CREDITS_HELD.labels(model_of(metadata)).inc(amount_milli, exemplar=exemplar)
+    elif kind in ("capture", "debit"):
+        CREDITS_CAPTURED.labels(model_of(metadata)).inc(amount_milli, exemplar=exemplar)
+    elif kind == "release":
+        CREDITS_RELEASED.labels(model_of(metadata)).inc(amount_milli, exemplar=exemplar)
+    elif kind == "refund":
+        CREDITS_REFUNDED.inc(amount_milli, exemplar=exemplar)
+    elif kind in ("recharge", "bonus", "grant"):
+        CREDITS_GRANTED.labels(kind).inc(amount_milli, exemplar=exemplar)
 
 
 def order_reached(session: AsyncSession, provider: str, status: str) -> None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+import json
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 from psycopg.rows import namedtuple_row
+from psycopg.types.json import Jsonb
 from sqlalchemy import DateTime, Row, and_, bindparam, func, literal, or_, select, text, union_all, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -187,34 +190,38 @@ async def resolve_hold(session: AsyncSession, hold_id: str, status: str) -> Row[
     ).one()
 
 
-# The happy path of a hold or a capture in one call of a server-side function (defined by a
-# migration). Its row's `outcome` is "ok" when the transfer was written, "slow" when nothing was and
-# the caller must take the general path. Plain psycopg, so that many calls share one round trip.
-HOLD_CALL = """
-    SELECT * FROM ledger_hold(%(id)s::text, %(user_id)s::text, %(wallet)s::text,
-        %(credit_account)s::text, %(amount)s::bigint, %(expires_at)s::timestamptz,
-        %(reference_type)s::text, %(reference_id)s::text, %(metadata)s::jsonb, %(trace_id)s::text,
-        %(request_hash)s::text)
-"""
-CAPTURE_CALL = """
-    SELECT * FROM ledger_capture(%(id)s::text, %(hold_id)s::text, %(amount)s::bigint,
-        %(metadata)s::jsonb, %(now)s::timestamptz, %(trace_id)s::text, %(request_hash)s::text)
-"""
+# The happy paths of a batch of holds and captures in one call of a server-side function (defined by
+# a migration): one row per step, in order, whose `outcome` is "ok" when the transfer was written,
+# "slow" when nothing was and the caller must take the general path. Plain psycopg: the statement
+# shares a pipeline with the batch's events and its commit.
+APPLY = "SELECT * FROM ledger_apply(%s)"
 
 
-async def call_pipelined(session: AsyncSession, calls: Sequence[tuple[str, dict[str, Any]]]) -> list[Any]:
-    """The first row of each call, run in order in the session's transaction, in one round trip."""
+def _json_default(value: object) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+_dumps = functools.partial(json.dumps, default=_json_default, separators=(",", ":"))
+
+
+async def driver_connection(session: AsyncSession) -> psycopg.AsyncConnection[Any]:
+    """The psycopg connection under the session, in the session's transaction."""
     connection = await session.connection()
     driver = (await connection.get_raw_connection()).driver_connection
     if not isinstance(driver, psycopg.AsyncConnection):
         raise TypeError("the ledger runs on psycopg 3")
-    cursors = []
-    async with driver.pipeline():
-        for query, params in calls:
-            cursor = driver.cursor(row_factory=namedtuple_row)
-            await cursor.execute(query, params)
-            cursors.append(cursor)
-    return [await cursor.fetchone() for cursor in cursors]
+    return driver
+
+
+async def apply_steps(
+    connection: psycopg.AsyncConnection[Any], steps: Sequence[Mapping[str, Any]]
+) -> list[Any]:
+    """One row per step (`ledger_apply`), run in order in the connection's open transaction."""
+    cursor = connection.cursor(row_factory=namedtuple_row)
+    await cursor.execute(APPLY, [Jsonb(list(steps), dumps=_dumps)])
+    return await cursor.fetchall()
 
 
 async def refunded_total(session: AsyncSession, original_id: str) -> int:

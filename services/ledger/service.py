@@ -20,9 +20,9 @@ from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import psycopg
 from google.protobuf.timestamp_pb2 import Timestamp
 from opentelemetry import context as otel_context
-from psycopg.types.json import Jsonb
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -216,9 +216,9 @@ class CapturePlan:
 
 @dataclass(frozen=True)
 class FastStep:
-    """One transfer's happy path: a call of a server-side function and how to read its row."""
+    """One transfer's happy path: a step of `ledger_apply` (its `kind` and arguments) and how to read
+    its row."""
 
-    query: str
     params: dict[str, Any]
     result: Callable[[Any], TransferResult]
     trace: otel_context.Context
@@ -801,6 +801,7 @@ class Ledger:
             return TransferResult(transfer, Balance.from_row(plan.user_id, row), False)
 
         params = {
+            "kind": "hold",
             "id": plan.transfer_id,
             "user_id": plan.user_id,
             "wallet": plan.account,
@@ -809,14 +810,14 @@ class Ledger:
             "expires_at": plan.expires_at,
             "reference_type": plan.reference.type,
             "reference_id": plan.reference.id,
-            "metadata": Jsonb(plan.metadata),
+            "metadata": plan.metadata,
             "trace_id": plan.trace_id,
             "request_hash": plan.digest,
         }
-        return FastStep(repo.HOLD_CALL, params, result, plan.trace)
+        return FastStep(params, result, plan.trace)
 
     async def hold_fast(self, session: AsyncSession, plan: HoldPlan) -> TransferResult | None:
-        return (await self.apply_fast(session, [self.hold_step(plan)]))[0]
+        return await self._apply_alone(session, self.hold_step(plan))
 
     async def hold_general(self, session: AsyncSession, plan: HoldPlan) -> TransferResult:
         """Every case, step by step under the wallet lock: the result, a replay or the error."""
@@ -974,49 +975,59 @@ class Ledger:
             return TransferResult(capture, Balance.from_row(hold.user_id, row), False, hold)
 
         params = {
+            "kind": "capture",
             "id": plan.transfer_id,
             "hold_id": plan.hold_id,
             "amount": plan.amount.milli if plan.amount is not None else None,
-            "metadata": Jsonb(plan.metadata),
+            "metadata": plan.metadata,
             "now": plan.now,
             "trace_id": plan.trace_id,
             "request_hash": plan.digest,
         }
-        return FastStep(repo.CAPTURE_CALL, params, result, plan.trace)
+        return FastStep(params, result, plan.trace)
 
     async def capture_fast(self, session: AsyncSession, plan: CapturePlan) -> TransferResult | None:
-        return (await self.apply_fast(session, [self.capture_step(plan)]))[0]
+        return await self._apply_alone(session, self.capture_step(plan))
+
+    async def _apply_alone(self, session: AsyncSession, step: FastStep) -> TransferResult | None:
+        """One step in the session's transaction, counted once it commits."""
+        connection = await repo.driver_connection(session)
+        async with connection.pipeline():
+            (result,) = await self.apply_fast(connection, [step])
+        after_commit(session, lambda: self.posted([result]))
+        return result
 
     async def apply_fast(
-        self, session: AsyncSession, steps: Sequence[FastStep]
+        self, connection: psycopg.AsyncConnection[Any], steps: Sequence[FastStep]
     ) -> list[TransferResult | None]:
-        """Runs the steps in order in one round trip, then writes one `balances.changed` event per
-        transfer made in one statement. None for each step that wrote nothing."""
-        rows = await repo.call_pipelined(session, [(step.query, step.params) for step in steps])
+        """Runs the steps in order in the connection's open transaction, then queues one
+        `balances.changed` event per transfer made, in one statement. None for each step that wrote
+        nothing. In pipeline mode the steps take one round trip and the events none of their own."""
+        rows = await repo.apply_steps(connection, [step.params for step in steps])
         results = [
             step.result(row) if row.outcome == "ok" else None for step, row in zip(steps, rows, strict=True)
         ]
-        await self.outbox.add_many(
-            session,
+        await self.outbox.add_many_on(
+            connection,
             [
                 self._balance_event(result.balance, result.transfer.id, step.trace)
                 for step, result in zip(steps, results, strict=True)
                 if result is not None
             ],
         )
-        for result in results:
-            if result is not None:
-                self._posted(session, result)
         return results
 
     @staticmethod
-    def _posted(session: AsyncSession, result: TransferResult) -> None:
-        """What `_new_transfer` does on the general path: metrics and the log line, after commit."""
-        transfer = result.transfer
-        metrics.transfer_posted(
-            session, transfer.kind.value, transfer.amount.milli, transfer.metadata, transfer.trace_id
-        )
-        after_commit(session, lambda: _log_transfer(transfer))
+    def posted(results: Sequence[TransferResult | None]) -> None:
+        """What `_new_transfer` does on the general path, once the fast path's transaction committed:
+        metrics and the log line."""
+        for result in results:
+            if result is not None:
+                transfer = result.transfer
+                metrics.count_transfer(
+                    transfer.kind.value, transfer.amount.milli, transfer.metadata, transfer.trace_id
+                )
+                _log_transfer(transfer)
 
     async def capture_general(self, session: AsyncSession, plan: CapturePlan) -> TransferResult:
         """Every case, step by step under the hold and wallet locks: the result, a replay or the error."""

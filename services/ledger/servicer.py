@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeAlias
@@ -170,12 +170,16 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
         self.ledger = ledger or Ledger(runtime.outbox or Outbox(outbox_table))
         # Holds and captures, the hot path, share commits; the general path runs alone when needed.
         self.batch: GroupCommit[svc.FastStep, svc.TransferResult] = GroupCommit(
-            runtime.db, self.ledger.apply_fast, after_commit=self._notify
+            runtime.db.connect, self.ledger.apply_fast, after_commit=self._batch_committed
         )
 
     def _notify(self) -> None:
         if self.runtime.relay is not None:
             self.runtime.relay.notify()
+
+    def _batch_committed(self, results: Sequence[svc.TransferResult | None]) -> None:
+        self.ledger.posted(results)
+        self._notify()
 
     @asynccontextmanager
     async def _unit(self) -> AsyncIterator[AsyncSession]:

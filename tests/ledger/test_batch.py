@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import pytest
 from opentelemetry import trace
@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from kit.db import Database
 from kit.errors import DomainError
 from kit.money import Credits
-from services.ledger.batch import GroupCommit
+from services.ledger.batch import Connection, GroupCommit
 from services.ledger.models import outbox, transfers
 from services.ledger.service import FastStep, Kind, Ledger, TransferRefused, TransferResult
 
@@ -32,10 +32,12 @@ class Recorded:
         self.sizes: list[int] = []
         self.failures = 0
 
-    async def __call__(self, session: object, steps: Sequence[FastStep]) -> list[TransferResult | None]:
+    async def __call__(
+        self, connection: Connection, steps: Sequence[FastStep]
+    ) -> list[TransferResult | None]:
         self.sizes.append(len(steps))
         try:
-            results = await self.ledger.apply_fast(session, steps)  # type: ignore[arg-type]
+            results = await self.ledger.apply_fast(connection, steps)
             if any(step.params["id"] == self.poison for step in steps):
                 raise RuntimeError("the process died in the middle of a batch")
         except Exception:
@@ -76,18 +78,37 @@ async def fund(db: Database, ledger: Ledger, user: str, whole: int) -> None:
         )
 
 
+MakeBatch = Callable[["Recorded"], GroupCommit[FastStep, TransferResult]]
+
+
+@pytest.fixture
+async def group_commit(private_db: Database) -> AsyncIterator[MakeBatch]:
+    """Makes group commits on the test's database; their connections are closed afterwards."""
+    made: list[GroupCommit[FastStep, TransferResult]] = []
+
+    def make(apply: Recorded) -> GroupCommit[FastStep, TransferResult]:
+        made.append(GroupCommit(private_db.connect, apply))
+        return made[-1]
+
+    yield make
+    for batch in made:
+        await batch.close()
+
+
 async def count(db: Database, table: object, *where: object) -> int:
     async with db.transaction() as session:
         query = select(func.count()).select_from(table).where(*where)  # type: ignore[arg-type]
         return int((await session.execute(query)).scalar_one())
 
 
-async def test_fifty_concurrent_holds_in_batches_never_overdraw(private_db: Database, ledger: Ledger) -> None:
+async def test_fifty_concurrent_holds_in_batches_never_overdraw(
+    private_db: Database, ledger: Ledger, group_commit: MakeBatch
+) -> None:
     users = [f"u{i}" for i in range(5)]
     for user in users:
         await fund(private_db, ledger, user, 10)
     apply = Recorded(ledger)
-    batch = GroupCommit(private_db, apply)
+    batch = group_commit(apply)
     outcomes = await asyncio.gather(
         *(hold(private_db, ledger, batch, f"hold:{user}:{i}", user) for i in range(50) for user in users)
     )
@@ -102,10 +123,12 @@ async def test_fifty_concurrent_holds_in_batches_never_overdraw(private_db: Data
     assert await count(private_db, outbox) == 55
 
 
-async def test_a_capture_queued_after_its_hold_sees_it(private_db: Database, ledger: Ledger) -> None:
+async def test_a_capture_queued_after_its_hold_sees_it(
+    private_db: Database, ledger: Ledger, group_commit: MakeBatch
+) -> None:
     await fund(private_db, ledger, "ann", 5)
     apply = Recorded(ledger)
-    batch = GroupCommit(private_db, apply)
+    batch = group_commit(apply)
     held = ledger.hold_step(ledger.plan_hold(transfer_id="h", user_id="ann", amount=C(2)))
     captured = ledger.capture_step(ledger.plan_capture(transfer_id="c", hold_id="h", amount=C(1)))
     first, second = await asyncio.gather(batch.run(held), batch.run(captured))
@@ -119,7 +142,7 @@ async def test_a_capture_queued_after_its_hold_sees_it(private_db: Database, led
 
 @pytest.mark.parametrize("failure", ["crash", "database_error"])
 async def test_a_failure_inside_a_batch_leaves_the_others_correct(
-    private_db: Database, ledger: Ledger, failure: str
+    private_db: Database, ledger: Ledger, group_commit: MakeBatch, failure: str
 ) -> None:
     """The process fails after the batch's statements ran, or one statement fails in PostgreSQL (an
     amount beyond bigint) and aborts the pipeline: the batch rolls back, each request goes alone."""
@@ -128,7 +151,7 @@ async def test_a_failure_inside_a_batch_leaves_the_others_correct(
         await fund(private_db, ledger, user, 3)
     poison = "hold:v3:1"
     apply = Recorded(ledger, poison=poison if failure == "crash" else "")
-    batch = GroupCommit(private_db, apply)
+    batch = group_commit(apply)
     huge = Credits(10**19) if failure == "database_error" else C(1)
     ids = [(f"hold:{user}:{i}", user) for i in range(4) for user in users]
     outcomes = await asyncio.gather(
@@ -147,9 +170,11 @@ async def test_a_failure_inside_a_batch_leaves_the_others_correct(
     assert await count(private_db, outbox) == 8 + 24
 
 
-async def test_a_batched_transfer_keeps_its_requests_trace(private_db: Database, ledger: Ledger) -> None:
+async def test_a_batched_transfer_keeps_its_requests_trace(
+    private_db: Database, ledger: Ledger, group_commit: MakeBatch
+) -> None:
     await fund(private_db, ledger, "tia", 3)
-    batch = GroupCommit(private_db, Recorded(ledger))
+    batch = group_commit(Recorded(ledger))
     trace_ids = [uuid.uuid4().int & ((1 << 128) - 1) for _ in range(3)]
 
     async def traced(trace_id: int, i: int) -> TransferResult | None:
@@ -167,3 +192,40 @@ async def test_a_batched_transfer_keeps_its_requests_trace(private_db: Database,
         headers = [row.headers for row in await session.execute(select(outbox.c.headers))]
     for trace_id in trace_ids:  # the W3C traceparent of each request travels with its event
         assert sum(format(trace_id, "032x") in h.get("traceparent", "") for h in headers) == 1
+
+
+async def test_batches_of_two_replicas_never_deadlock(
+    private_db: Database, ledger: Ledger, group_commit: MakeBatch
+) -> None:
+    """Two replicas (two group commits, two connections) batch the same wallets and holds in opposite
+    orders. In step order their row locks would cross and PostgreSQL would abort one batch as a
+    deadlock; `ledger_apply` takes them in one global order instead, so every batch commits."""
+    users = [f"r{i:02}" for i in range(12)]
+    for user in users:
+        await fund(private_db, ledger, user, 10)
+    first, second = Recorded(ledger), Recorded(ledger)
+    replicas = (group_commit(first), group_commit(second))
+
+    async def capture(batch: GroupCommit[FastStep, TransferResult], hold_id: str) -> str:
+        plan = ledger.plan_capture(transfer_id=f"capture:{hold_id}", hold_id=hold_id)
+        return "ok" if await batch.run(ledger.capture_step(plan)) is not None else "alone"
+
+    for n in range(3):
+        outcomes = await asyncio.gather(
+            *(hold(private_db, ledger, replicas[0], f"h{n}:a:{user}", user) for user in users),
+            *(hold(private_db, ledger, replicas[1], f"h{n}:b:{user}", user) for user in reversed(users)),
+        )
+        assert outcomes == ["ok"] * 2 * len(users)
+        outcomes = await asyncio.gather(
+            *(capture(replicas[0], f"h{n}:b:{user}") for user in users),
+            *(capture(replicas[1], f"h{n}:a:{user}") for user in reversed(users)),
+        )
+        assert outcomes == ["ok"] * 2 * len(users)
+    assert max(first.sizes) > 1
+    assert max(second.sizes) > 1
+    assert first.failures == second.failures == 0, "a batch was aborted (deadlock)"
+    async with private_db.transaction() as session:
+        for user in users:
+            balance = await ledger.balance(session, user)
+            assert (balance.available, balance.held) == (C(4), C(0))
+        assert not (await ledger.reconcile(session)).violations
