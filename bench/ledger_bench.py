@@ -18,9 +18,11 @@ import subprocess
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from atelier.common.v1 import common_pb2
 from atelier.ledger.v1 import ledger_pb2 as pb
@@ -33,6 +35,13 @@ ROOT = Path(__file__).resolve().parent.parent
 SERVER = os.environ.get("ATELIER_BENCH_DATABASE_SERVER", "postgresql://postgres@127.0.0.1:5432/postgres")
 NATS = os.environ.get("ATELIER_BENCH_NATS_URL", "nats://127.0.0.1:4222")
 CLIENTS = (1, 8, 32)
+
+
+@dataclass(frozen=True)
+class Sample:
+    pairs: float  # ledger hold+capture pairs/s
+    tps: float  # pgbench transactions/s
+    floor: float  # pairs of health checks/s: the most any pair of calls can do here
 
 
 def pgbench_binary() -> str:
@@ -113,6 +122,25 @@ async def ledger_pairs_per_second(
     return sum(counts) / (time.perf_counter() - started)
 
 
+async def floor_pairs_per_second(channel: grpc.aio.Channel, clients: int, seconds: float) -> float:
+    """The transport's ceiling for the same clients: pairs of the cheapest call the ledger process
+    answers (`grpc.health.v1.Health/Check`, through the same interceptors and tracing, no database)."""
+    stub = health_pb2_grpc.HealthStub(channel)
+    request = health_pb2.HealthCheckRequest()
+    deadline = time.perf_counter() + seconds
+    counts = [0] * clients
+
+    async def client(index: int) -> None:
+        while time.perf_counter() < deadline:
+            await stub.Check(request)
+            await stub.Check(request)
+            counts[index] += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client(i) for i in range(clients)))
+    return sum(counts) / (time.perf_counter() - started)
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=8)
@@ -156,7 +184,7 @@ async def main() -> None:
             )
         )
         await wait_serving(f"127.0.0.1:{port}", servers[-1])
-    samples: dict[int, list[tuple[float, float]]] = {clients: [] for clients in args.clients}
+    samples: dict[int, list[Sample]] = {clients: [] for clients in args.clients}
     loads: list[float] = []
     # Like a client of a Kubernetes headless service: every replica's address, calls spread round robin.
     target = "ipv4:" + ",".join(f"127.0.0.1:{port}" for port in ports)
@@ -171,10 +199,12 @@ async def main() -> None:
                     loads.append(os.getloadavg()[0])
                     pairs = await ledger_pairs_per_second(stub, clients, args.seconds)
                     tps = await asyncio.to_thread(run_pgbench, libpq_dsn(pgbench_url), clients, args.seconds)
-                    samples[clients].append((pairs, tps))
+                    floor = await floor_pairs_per_second(channel, clients, args.seconds)
+                    samples[clients].append(Sample(pairs, tps, floor))
                     print(
                         f"run {attempt} {clients:>3} clients: ledger {pairs:8.1f} pairs/s   "
-                        f"pgbench {tps:8.1f} tps   ratio {pairs / tps:.3f}   load {loads[-1]:.1f}"
+                        f"pgbench {tps:8.1f} tps   ratio {pairs / tps:.3f}   gRPC floor {floor:8.1f} "
+                        f"pairs/s ({floor / tps:.2f} of pgbench)   load {loads[-1]:.1f}"
                     )
     finally:
         for server in servers:
@@ -191,24 +221,20 @@ async def main() -> None:
         await drop_database(ledger_url)
         await drop_database(pgbench_url)
 
-    rows = []
-    for clients, points in samples.items():
-        ratios = [pairs / tps for pairs, tps in points]
-        rows.append(
-            (
-                clients,
-                statistics.median(p for p, _ in points),
-                statistics.median(t for _, t in points),
-                statistics.median(ratios),
-                min(ratios),
-                max(ratios),
-            )
-        )
     table = [
-        "| clients | ledger hold+capture pairs/s | pgbench simple-update tps | ratio (median) | range |",
-        "|---:|---:|---:|---:|---:|",
-        *[f"| {c} | {p:.1f} | {t:.1f} | {r:.3f} | {lo:.3f}–{hi:.3f} |" for c, p, t, r, lo, hi in rows],
+        "| clients | ledger hold+capture pairs/s | pgbench simple-update tps | ratio (median) | range "
+        "| gRPC floor pairs/s | floor / pgbench | ledger / floor |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    for clients, points in samples.items():
+        ratios = [p.pairs / p.tps for p in points]
+        pairs = statistics.median(p.pairs for p in points)
+        tps = statistics.median(p.tps for p in points)
+        floor = statistics.median(p.floor for p in points)
+        table.append(
+            f"| {clients} | {pairs:.1f} | {tps:.1f} | {statistics.median(ratios):.3f} "
+            f"| {min(ratios):.3f}–{max(ratios):.3f} | {floor:.1f} | {floor / tps:.2f} | {pairs / floor:.2f} |"
+        )
     load = f"load average {min(loads):.1f}–{max(loads):.1f}"
     print("\n".join(table))
     print(load)
