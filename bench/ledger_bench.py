@@ -246,18 +246,20 @@ def write_docs(table: list[str], seconds: int, runs: int, load: str) -> None:
     path = ROOT / "docs" / "benchmarks.md"
     text = path.read_text() if path.exists() else "# Benchmarks\n"
     start, end = "<!-- ledger-bench:start -->", "<!-- ledger-bench:end -->"
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     section = "\n".join(
         [
             start,
             "## Ledger: hold + capture over gRPC vs `pgbench -b simple-update`",
             "",
             f"`python bench/ledger_bench.py --runs {runs} --write`: {seconds} s per point, {runs} runs of",
-            "each (ledger then pgbench, alternating), medians; same PostgreSQL server and settings, same",
-            f"client counts ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores",
-            f"shared with other engineers' test runs, {load}). One pair = two gRPC calls (hold, then",
-            "capture), each locking the wallet row, writing a transfer, updating the wallet and a revenue",
-            "shard, and adding a `balances.changed` outbox row; one pgbench transaction = one update, a",
-            "select and an insert.",
+            "each (ledger, pgbench, gRPC floor, in turn), medians; same PostgreSQL server and settings,",
+            f"same client counts ({when}, {os.cpu_count()} cores, {load}). One pair = two gRPC calls",
+            "(hold, then capture): two transfers, a hold resolution, two wallet updates, the system",
+            "shard upserts and two `balances.changed` events, durably committed; one pgbench",
+            "transaction = one update, a select and an insert. The gRPC floor is the same clients calling",
+            "`grpc.health.v1.Health/Check` twice per pair on the same ledger process (same interceptors",
+            "and tracing, no database): what any pair of calls can reach here.",
             "",
             *table,
             end,
