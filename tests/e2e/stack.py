@@ -6,6 +6,8 @@ databases and NATS namespace for this run); elsewhere it starts its embedded one
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import email
 import os
 import re
@@ -18,7 +20,9 @@ from pathlib import Path
 
 import httpx
 import psycopg
+from nats.js.errors import NotFoundError
 
+from kit.bus import STREAMS, Bus
 from kit.db import libpq_dsn
 from kit.embedded import port_block
 from tests.infra import Infra
@@ -87,6 +91,7 @@ class Stack:
             except subprocess.TimeoutExpired:
                 self.process.kill()
         self.drop_databases()
+        self.drop_streams()
 
     def drop_databases(self) -> None:
         server = self.env.get("DATABASE_URL")
@@ -95,6 +100,12 @@ class Stack:
         with psycopg.connect(libpq_dsn(server), autocommit=True) as conn:
             for service in SERVICES:
                 conn.execute(f'DROP DATABASE IF EXISTS "{self.prefix}{service}" WITH (FORCE)')
+
+    def drop_streams(self) -> None:
+        """This stack's JetStream streams: they outlive its processes, on the shared NATS server."""
+        namespace = self.env.get("ATELIER_NAMESPACE")
+        if namespace:
+            asyncio.run(asyncio.wait_for(_drop_streams(self.env["ATELIER_NATS_URL"], namespace), 30))
 
     def database(self, service: str) -> str:
         import json
@@ -135,3 +146,13 @@ class Stack:
             text=True,
             timeout=120,
         )
+
+
+async def _drop_streams(nats_url: str, namespace: str) -> None:
+    bus = await Bus.connect(nats_url, namespace=namespace, name="atelier-tests-cleanup")
+    try:
+        for name in STREAMS:
+            with contextlib.suppress(NotFoundError):
+                await bus.js.delete_stream(bus.stream(name))
+    finally:
+        await bus.close()
