@@ -28,6 +28,8 @@ import psycopg
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
+from services.ledger import metrics
+
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
 
@@ -96,6 +98,7 @@ class GroupCommit(Generic[Step, Result]):
                 try:
                     results = await self._commit(batch)
                 except Exception:
+                    metrics.BATCH_ROLLBACKS.inc()
                     log.warning(
                         "a batch of %d transfers rolled back; each goes alone", len(batch), exc_info=True
                     )
@@ -123,11 +126,12 @@ class GroupCommit(Generic[Step, Result]):
                 if (
                     connection.broken
                     or connection.closed
-                    or connection.info.transaction_status not in (psycopg.pq.TransactionStatus.IDLE,)
+                    or connection.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
                 ):
                     self._connection = None  # in an unknown state: the next batch starts afresh
                     await connection.close()
                 raise
+        metrics.BATCH_SIZE.observe(len(batch))
         if self.after_commit is not None:
             self.after_commit(results)
         return results

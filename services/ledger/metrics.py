@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kit.db import after_commit
@@ -31,6 +31,14 @@ CREDITS_GRANTED = Counter(
 )
 RECHARGE_ORDERS = Counter(
     "atelier_recharge_orders", "Recharge orders by the status they reached", ["provider", "status"]
+)
+BATCH_SIZE = Histogram(
+    "atelier_ledger_batch_size",
+    "Holds and captures committed together by one group commit",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+)
+BATCH_ROLLBACKS = Counter(
+    "atelier_ledger_batch_rollbacks", "Group commits rolled back (their requests then went one by one)"
 )
 CALLBACKS = Counter(
     "atelier_callbacks", "Payment callbacks recorded, by provider and outcome", ["provider", "outcome"]

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from kit.db import Database
 from kit.errors import DomainError
 from kit.money import Credits
+from services.ledger import metrics as ledger_metrics
 from services.ledger.batch import Connection, GroupCommit
 from services.ledger.models import outbox, transfers
 from services.ledger.service import FastStep, Kind, Ledger, TransferRefused, TransferResult
@@ -153,12 +154,14 @@ async def test_a_failure_inside_a_batch_leaves_the_others_correct(
     apply = Recorded(ledger, poison=poison if failure == "crash" else "")
     batch = group_commit(apply)
     huge = Credits(10**19) if failure == "database_error" else C(1)
+    rollbacks = ledger_metrics.BATCH_ROLLBACKS._value.get()
     ids = [(f"hold:{user}:{i}", user) for i in range(4) for user in users]
     outcomes = await asyncio.gather(
         *(hold(private_db, ledger, batch, i, user, huge if i == poison else C(1)) for i, user in ids)
     )
     assert apply.sizes[0] > 1, "the poisoned request was not batched with others"
     assert apply.failures == 1
+    assert ledger_metrics.BATCH_ROLLBACKS._value.get() == rollbacks + 1
     # Each wallet holds 3 of its 4 requests, whatever batch they were in and however it ended (alone,
     # the crash-poisoned request goes through; the huge amount is refused).
     assert sorted(outcomes) == ["insufficient_balance"] * 8 + ["ok"] * 24
