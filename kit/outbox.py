@@ -99,7 +99,7 @@ class Outbox:
             self._insert = sql.SQL(
                 "INSERT INTO {} (id, subject, payload, headers)"
                 " SELECT * FROM unnest(%s::uuid[], %s::text[], %s::bytea[], %s::jsonb[])"
-            ).format(sql.Identifier(*filter(None, (self.table.schema, self.table.name))))
+            ).format(_identifier(self.table))
         rows = [_row(event) for event in events]
         columns = (
             [row["id"] for row in rows],
@@ -108,6 +108,10 @@ class Outbox:
             [Jsonb(row["headers"]) for row in rows],
         )
         await connection.execute(self._insert, columns)
+
+
+def _identifier(table: Table) -> sql.Identifier:
+    return sql.Identifier(*filter(None, (table.schema, table.name)))
 
 
 def _row(event: OutboxEvent) -> dict[str, Any]:
@@ -150,7 +154,7 @@ class OutboxRelay:
         self.retention = retention
         self._wake = asyncio.Event()
         self._connection: psycopg.AsyncConnection[Any] | None = None
-        name = sql.Identifier(*filter(None, (table.schema, table.name)))
+        name = _identifier(table)
         self._select = sql.SQL(
             "SELECT id, subject, payload, headers, created_at FROM {} WHERE published_at IS NULL"
             " ORDER BY seq LIMIT %s FOR UPDATE SKIP LOCKED"
