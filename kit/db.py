@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -100,6 +100,42 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+class OwnConnection:
+    """A psycopg connection of one hot loop's own, outside the pool, opened on first use and kept.
+
+    Each `transaction()` runs in pipeline mode (statements queue, fetching a result or the commit sends
+    them), so a transaction costs as few round trips as its data dependencies allow. A failure that
+    leaves the connection in an unknown state — broken, closed, or still inside a transaction — drops
+    it, and the next transaction connects afresh."""
+
+    def __init__(self, connect: Callable[[], Awaitable[psycopg.AsyncConnection[Any]]]) -> None:
+        self.connect = connect
+        self._connection: psycopg.AsyncConnection[Any] | None = None
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        if self._connection is None or self._connection.closed:
+            self._connection = await self.connect()
+        connection = self._connection
+        try:
+            async with connection.pipeline(), connection.transaction():
+                yield connection
+        except BaseException:
+            if (
+                connection.broken
+                or connection.closed
+                or connection.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+            ):
+                self._connection = None
+                await connection.close()
+            raise
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+            self._connection = None
 
 
 async def ensure_database(url: str | URL) -> bool:

@@ -43,7 +43,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kit import metrics
 from kit.bus import Bus, Publication
-from kit.db import Database
+from kit.db import Database, OwnConnection
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ class OutboxRelay:
         self.linger = linger
         self.retention = retention
         self._wake = asyncio.Event()
-        self._connection: psycopg.AsyncConnection[Any] | None = None
+        self._connection = OwnConnection(db.connect)
         name = _identifier(table)
         self._select = sql.SQL(
             "SELECT id, subject, payload, headers, created_at FROM {} WHERE published_at IS NULL"
@@ -196,37 +196,21 @@ class OutboxRelay:
         round trips to PostgreSQL and one to NATS for the lot. The mark is committed without waiting
         for its flush to disk: a mark lost in a crash only means the rows go out again under the same
         `Nats-Msg-Id`, which JetStream drops (and consumers are idempotent anyway)."""
-        connection = await self._connect()
-        try:
-            async with connection.pipeline(), connection.transaction():
-                rows = await (await connection.execute(self._select, (self.batch_size,))).fetchall()
-                if not rows:
-                    return 0
-                now = datetime.now(UTC)
-                await self.bus.publish_many(
-                    [Publication(row[1], row[2], str(row[0]), row[3]) for row in rows]
-                )
-                for row in rows:
-                    metrics.OUTBOX_LAG.labels(self.service).observe(max(0.0, (now - row[4]).total_seconds()))
-                await connection.execute("SET LOCAL synchronous_commit = off")
-                await connection.execute(self._mark, ([row[0] for row in rows],))
-        except BaseException:
-            if connection.broken or connection.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-                self._connection = None  # in an unknown state: the next batch starts afresh
-                await connection.close()
-            raise
+        async with self._connection.transaction() as connection:
+            rows = await (await connection.execute(self._select, (self.batch_size,))).fetchall()
+            if not rows:
+                return 0
+            now = datetime.now(UTC)
+            await self.bus.publish_many([Publication(row[1], row[2], str(row[0]), row[3]) for row in rows])
+            for row in rows:
+                metrics.OUTBOX_LAG.labels(self.service).observe(max(0.0, (now - row[4]).total_seconds()))
+            await connection.execute("SET LOCAL synchronous_commit = off")
+            await connection.execute(self._mark, ([row[0] for row in rows],))
         metrics.OUTBOX_PUBLISHED.labels(self.service).inc(len(rows))
         return len(rows)
 
-    async def _connect(self) -> psycopg.AsyncConnection[Any]:
-        if self._connection is None or self._connection.closed:
-            self._connection = await self.db.connect()
-        return self._connection
-
     async def close(self) -> None:
-        if self._connection is not None:
-            await self._connection.close()
-            self._connection = None
+        await self._connection.close()
 
     async def _cleanup(self) -> None:
         t = self.table

@@ -28,6 +28,7 @@ import psycopg
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
+from kit.db import OwnConnection
 from services.ledger import metrics
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ class GroupCommit(Generic[Step, Result]):
         self.after_commit = after_commit
         self._queue: list[_Queued[Step, Result]] = []
         self._runner: asyncio.Task[None] | None = None
-        self._connection: Connection | None = None
+        self._connection = OwnConnection(connect)
 
     async def run(self, step: Step) -> Result | None:
         """The step's result once committed; None when it, or its batch, did not go through."""
@@ -86,9 +87,7 @@ class GroupCommit(Generic[Step, Result]):
     async def close(self) -> None:
         if self._runner is not None:
             self._runner.cancel()
-        if self._connection is not None:
-            await self._connection.close()
-            self._connection = None
+        await self._connection.close()
 
     async def _drain(self) -> None:
         try:
@@ -118,25 +117,9 @@ class GroupCommit(Generic[Step, Result]):
             links=links,
             attributes={"db.system": "postgresql", "db.operation.batch.size": len(batch)},
         ):
-            connection = await self._connect()
-            try:
-                async with connection.pipeline(), connection.transaction():
-                    results = await self.apply(connection, [queued.step for queued in batch])
-            except BaseException:
-                if (
-                    connection.broken
-                    or connection.closed
-                    or connection.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
-                ):
-                    self._connection = None  # in an unknown state: the next batch starts afresh
-                    await connection.close()
-                raise
+            async with self._connection.transaction() as connection:
+                results = await self.apply(connection, [queued.step for queued in batch])
         metrics.BATCH_SIZE.observe(len(batch))
         if self.after_commit is not None:
             self.after_commit(results)
         return results
-
-    async def _connect(self) -> Connection:
-        if self._connection is None or self._connection.closed:
-            self._connection = await self.connect()
-        return self._connection
