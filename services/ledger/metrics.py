@@ -58,15 +58,8 @@ def _exemplar(trace_id: str) -> dict[str, str] | None:
     return {"trace_id": trace_id} if trace_id else None
 
 
-def transfer_posted(
-    session: AsyncSession, kind: str, amount_milli: int, metadata: Mapping[str, str], trace_id: str
-) -> None:
-    """Counts a new transfer once its transaction commits."""
-    after_commit(session, lambda: count_transfer(kind, amount_milli, metadata, trace_id))
-
-
 def count_transfer(kind: str, amount_milli: int, metadata: Mapping[str, str], trace_id: str) -> None:
-    """Counts a committed transfer now (the caller knows the commit happened)."""
+    """Counts a transfer; called once its transaction committed."""
     exemplar = _exemplar(trace_id)
     if kind == "hold":
         CREDITS_HELD.labels(model_of(metadata)).inc(amount_milli, exemplar=exemplar)

@@ -400,9 +400,10 @@ class AmountMismatch(FailedPrecondition):
 # -- helpers ----------------------------------------------------------------------------------------
 
 
-def _log_transfer(transfer: Transfer) -> None:
-    """One line per committed transfer; the trace id is the one stored on it, so `grep <trace_id>`
-    over the logs finds every credit the request moved."""
+def _committed(transfer: Transfer) -> None:
+    """Once a transfer's transaction committed: its metrics and one log line; the trace id is the one
+    stored on it, so `grep <trace_id>` over the logs finds every credit the request moved."""
+    metrics.count_transfer(transfer.kind.value, transfer.amount.milli, transfer.metadata, transfer.trace_id)
     log.info(
         "transfer %s posted: %s %s for %s",
         transfer.id,
@@ -546,10 +547,7 @@ class Ledger:
         if row is None:
             raise _IdTaken(values["id"])
         transfer = Transfer.from_row(row)
-        metrics.transfer_posted(
-            session, transfer.kind.value, transfer.amount.milli, transfer.metadata, transfer.trace_id
-        )
-        after_commit(session, lambda: _log_transfer(transfer))
+        after_commit(session, lambda: _committed(transfer))
         return transfer
 
     async def _once(
@@ -1019,15 +1017,10 @@ class Ledger:
 
     @staticmethod
     def posted(results: Sequence[TransferResult | None]) -> None:
-        """What `_new_transfer` does on the general path, once the fast path's transaction committed:
-        metrics and the log line."""
+        """Once the fast path's transaction committed: what `_new_transfer` arranges on the general path."""
         for result in results:
             if result is not None:
-                transfer = result.transfer
-                metrics.count_transfer(
-                    transfer.kind.value, transfer.amount.milli, transfer.metadata, transfer.trace_id
-                )
-                _log_transfer(transfer)
+                _committed(result.transfer)
 
     async def capture_general(self, session: AsyncSession, plan: CapturePlan) -> TransferResult:
         """Every case, step by step under the hold and wallet locks: the result, a replay or the error."""
