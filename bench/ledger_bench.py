@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,9 +90,27 @@ async def wait_serving(target: str, process: asyncio.subprocess.Process) -> None
     raise SystemExit("the ledger did not start")
 
 
+async def pairs_per_second(
+    clients: int, seconds: float, pair: Callable[[int, int], Awaitable[None]]
+) -> float:
+    """`clients` concurrent loops, each awaiting `pair(client, n)` for n = 1, 2, … until the time is up."""
+    deadline = time.perf_counter() + seconds
+    counts = [0] * clients
+
+    async def client(index: int) -> None:
+        while time.perf_counter() < deadline:
+            await pair(index, counts[index] + 1)
+            counts[index] += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client(i) for i in range(clients)))
+    return sum(counts) / (time.perf_counter() - started)
+
+
 async def ledger_pairs_per_second(
     stub: ledger_pb2_grpc.LedgerServiceStub, clients: int, seconds: float
 ) -> float:
+    """Each client is one funded wallet holding 1 credit and capturing it."""
     run = uuid.uuid4().hex[:6]
     amount = common_pb2.Credits(milli=1000)
     users = [f"bench-{run}-{i}" for i in range(clients)]
@@ -104,22 +123,13 @@ async def ledger_pairs_per_second(
                 kind=pb.CREDIT_KIND_GRANT,
             )
         )
-    deadline = time.perf_counter() + seconds
-    counts = [0] * clients
 
-    async def client(index: int) -> None:
-        user = users[index]
-        n = 0
-        while time.perf_counter() < deadline:
-            n += 1
-            hold_id = f"hold:{user}:{n}"
-            await stub.Hold(pb.HoldRequest(transfer_id=hold_id, user_id=user, amount=amount))
-            await stub.Capture(pb.CaptureRequest(transfer_id=f"capture:{hold_id}", hold_id=hold_id))
-            counts[index] += 1
+    async def hold_and_capture(index: int, n: int) -> None:
+        hold_id = f"hold:{users[index]}:{n}"
+        await stub.Hold(pb.HoldRequest(transfer_id=hold_id, user_id=users[index], amount=amount))
+        await stub.Capture(pb.CaptureRequest(transfer_id=f"capture:{hold_id}", hold_id=hold_id))
 
-    started = time.perf_counter()
-    await asyncio.gather(*(client(i) for i in range(clients)))
-    return sum(counts) / (time.perf_counter() - started)
+    return await pairs_per_second(clients, seconds, hold_and_capture)
 
 
 async def floor_pairs_per_second(channel: grpc.aio.Channel, clients: int, seconds: float) -> float:
@@ -127,18 +137,12 @@ async def floor_pairs_per_second(channel: grpc.aio.Channel, clients: int, second
     answers (`grpc.health.v1.Health/Check`, through the same interceptors and tracing, no database)."""
     stub = health_pb2_grpc.HealthStub(channel)
     request = health_pb2.HealthCheckRequest()
-    deadline = time.perf_counter() + seconds
-    counts = [0] * clients
 
-    async def client(index: int) -> None:
-        while time.perf_counter() < deadline:
-            await stub.Check(request)
-            await stub.Check(request)
-            counts[index] += 1
+    async def two_checks(index: int, n: int) -> None:
+        await stub.Check(request)
+        await stub.Check(request)
 
-    started = time.perf_counter()
-    await asyncio.gather(*(client(i) for i in range(clients)))
-    return sum(counts) / (time.perf_counter() - started)
+    return await pairs_per_second(clients, seconds, two_checks)
 
 
 async def main() -> None:
