@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import re
 import shutil
@@ -28,7 +29,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from atelier.common.v1 import common_pb2
 from atelier.ledger.v1 import ledger_pb2 as pb
 from atelier.ledger.v1 import ledger_pb2_grpc
-from kit.bus import STREAMS, Bus
+from kit.bus import Bus
 from kit.db import drop_database, ensure_database, libpq_dsn, with_database
 from kit.embedded import free_port
 
@@ -216,11 +217,8 @@ async def main() -> None:
         for server in servers:
             await asyncio.wait_for(server.wait(), 30)
         bus = await Bus.connect(NATS, namespace=namespace, name="bench-cleanup")
-        for name in STREAMS:
-            try:
-                await bus.js.delete_stream(bus.stream(name))
-            except Exception:
-                pass
+        with contextlib.suppress(Exception):
+            await bus.delete_streams()
         await bus.close()
         await drop_database(ledger_url)
         await drop_database(pgbench_url)

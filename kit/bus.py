@@ -7,6 +7,7 @@ names) so that several stacks, such as parallel test runs, can share one NATS se
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -140,6 +141,13 @@ class Bus:
                 await self.js.add_stream(config)
             except BadRequestError:
                 await self.js.update_stream(config)
+
+    async def delete_streams(self) -> None:
+        """Deletes this namespace's streams (those already gone are skipped): the teardown of a
+        namespace made for one test run or benchmark."""
+        for name in STREAMS:
+            with contextlib.suppress(NotFoundError):
+                await self.js.delete_stream(self.stream(name))
 
     async def healthy(self) -> bool:
         if not self.nc.is_connected:

@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from kit.bus import STREAMS, Bus
+from kit.bus import Bus
 from kit.db import Database, drop_database, ensure_database, with_database
 from kit.migrations import upgrade_async
 from tests.infra import Infra, start_infra
@@ -27,11 +28,8 @@ async def bus(infra: Infra) -> AsyncIterator[Bus]:
     bus = await Bus.connect(infra.nats_url, namespace=infra.namespace, name="atelier-tests")
     await bus.ensure_streams()
     yield bus
-    for name in STREAMS:
-        try:
-            await bus.js.delete_stream(bus.stream(name))
-        except Exception:
-            pass
+    with contextlib.suppress(Exception):
+        await bus.delete_streams()
     await bus.close()
 
 

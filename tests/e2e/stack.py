@@ -7,7 +7,6 @@ databases and NATS namespace for this run); elsewhere it starts its embedded one
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import email
 import os
 import re
@@ -20,9 +19,8 @@ from pathlib import Path
 
 import httpx
 import psycopg
-from nats.js.errors import NotFoundError
 
-from kit.bus import STREAMS, Bus
+from kit.bus import Bus
 from kit.db import libpq_dsn
 from kit.embedded import port_block
 from tests.infra import Infra
@@ -151,8 +149,6 @@ class Stack:
 async def _drop_streams(nats_url: str, namespace: str) -> None:
     bus = await Bus.connect(nats_url, namespace=namespace, name="atelier-tests-cleanup")
     try:
-        for name in STREAMS:
-            with contextlib.suppress(NotFoundError):
-                await bus.js.delete_stream(bus.stream(name))
+        await bus.delete_streams()
     finally:
         await bus.close()

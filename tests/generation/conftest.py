@@ -16,7 +16,7 @@ from atelier.catalog.v1 import catalog_pb2
 from atelier.events.v1 import events_pb2
 from atelier.generation.v1 import generation_pb2_grpc
 from kit import grpc_client
-from kit.bus import STREAMS, Bus, Delivery
+from kit.bus import Bus, Delivery
 from kit.db import Database, drop_database, ensure_database, with_database
 from kit.grpc_server import GrpcServer
 from kit.identity import Identity
@@ -209,9 +209,8 @@ async def stack(infra: Infra, tmp_path: Path) -> AsyncIterator[Stack]:
     await fakes.stop(0)
     await clients.close()
     await providers.aclose()
-    for name in STREAMS:
-        with contextlib.suppress(Exception):
-            await bus.js.delete_stream(bus.stream(name))
+    with contextlib.suppress(Exception):
+        await bus.delete_streams()
     await bus.nc.close()  # not a drain: pull subscriptions would hold a drain for its 30 s timeout
     await db.dispose()
     await drop_database(url)

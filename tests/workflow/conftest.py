@@ -4,6 +4,7 @@ services the workflow calls, and the workflow service itself (in-process, or as 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -21,7 +22,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from atelier.workflow.v1 import workflow_pb2, workflow_pb2_grpc
 from kit import grpc_client
-from kit.bus import STREAMS, Bus
+from kit.bus import Bus
 from kit.db import Database, drop_database, ensure_database, with_database
 from kit.embedded import free_port
 from kit.grpc_server import GrpcServer
@@ -48,11 +49,8 @@ async def wf_bus(infra: Infra, namespace: str) -> AsyncIterator[Bus]:
     bus = await Bus.connect(infra.nats_url, namespace=namespace, name="workflow-tests")
     await bus.ensure_streams()
     yield bus
-    for name in STREAMS:
-        try:
-            await bus.js.delete_stream(bus.stream(name))
-        except Exception:
-            pass
+    with contextlib.suppress(Exception):
+        await bus.delete_streams()
     await bus.close()
 
 
