@@ -28,10 +28,26 @@ typecheck: install
 	$(VENV)/bin/mypy
 
 # The console's browser tests drive Debian's Chromium (and a CJK font for the zh screenshots); install them
-# once where they are missing (CI runs as root on Debian).
+# once where they are missing (CI runs as root on Debian). Another apt or dpkg process (unattended upgrades,
+# a second shell) may hold the package locks: wait up to APT_WAIT seconds for them. `apt-get install` waits by
+# itself (DPkg::Lock::Timeout); `apt-get update` does not honour that option for its lists lock, so it is retried
+# while, and only while, the failure is a held lock.
+CHROMIUM ?= /usr/bin/chromium
+CJK_FONT ?= /usr/share/fonts/truetype/wqy/wqy-zenhei.ttc
+APT_GET ?= apt-get
+APT_WAIT ?= 600
+APT_POLL ?= 5
+APT := DEBIAN_FRONTEND=noninteractive $(APT_GET) -qq -o DPkg::Lock::Timeout=$(APT_WAIT)
+
 browser:
-	@test -x /usr/bin/chromium -a -e /usr/share/fonts/truetype/wqy/wqy-zenhei.ttc || { apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-wqy-zenhei; }
+	@test -x $(CHROMIUM) -a -e $(CJK_FONT) || { \
+		start=$$(date +%s); \
+		until out=$$($(APT) update 2>&1); do \
+			echo "$$out" | grep -q 'Could not get lock' || { echo "$$out" >&2; exit 1; }; \
+			[ $$(( $$(date +%s) - start )) -lt $(APT_WAIT) ] || { echo "$$out" >&2; exit 1; }; \
+			echo "make browser: another apt process holds its lock; waiting" >&2; sleep $(APT_POLL); \
+		done; \
+		$(APT) install -y --no-install-recommends chromium fonts-wqy-zenhei; }
 
 pytest: install browser
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -11,9 +11,14 @@ import pytest
 from kit.bus import Bus
 from kit.db import Database, drop_database, ensure_database, with_database
 from kit.migrations import upgrade_async
+from tests import repository_bounds
 from tests.infra import Infra, start_infra
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_configure() -> None:
+    repository_bounds.install(repository_bounds.neighbours())
 
 
 @pytest.fixture(scope="session")

@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SEED_NAME = "000_d8a5bf09a3962979.txt"
+from tests.product_document import PRODUCT_DOCUMENT
+
 PAGES = ("PRICING GUIDE", "VIDEO MODELS", "IMAGE MODELS", "GETTING STARTED", "WORKFLOW GUIDE")
-
-
-def seed_document_path() -> Path:
-    """`../shared/seed/` next to the repository (or a worktree of it), or $ATELIER_SEED_DOCUMENT."""
-    override = os.environ.get("ATELIER_SEED_DOCUMENT")
-    if override:
-        return Path(override)
-    root = Path(__file__).resolve().parents[2]
-    for base in (root, *root.parents):
-        candidate = base / "shared" / "seed" / SEED_NAME
-        if candidate.exists():
-            return candidate
-    raise FileNotFoundError(f"{SEED_NAME} not found next to {root}; set ATELIER_SEED_DOCUMENT")
 
 
 @dataclass
@@ -55,9 +42,7 @@ class Page:
 
 
 def read_seed_document(path: Path | None = None) -> dict[str, Page]:
-    lines = [
-        line.rstrip() for line in (path or seed_document_path()).read_text(encoding="utf-8").splitlines()
-    ]
+    lines = [line.rstrip() for line in (path or PRODUCT_DOCUMENT).read_text(encoding="utf-8").splitlines()]
     pages: dict[str, Page] = {}
     current: Page | None = None
     for index, line in enumerate(lines):

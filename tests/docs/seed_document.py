@@ -1,4 +1,4 @@
-"""The product document (`../shared/seed/000_d8a5bf09a3962979.txt`) parsed into its pages.
+"""The product document (`docs/product-document.txt`) parsed into its pages.
 
 The parser knows only the document's layout (label, title, subtitle, date, "Reading view", then headings
 each followed by "- " lines), nothing of the renderer, so the comparison with rendered pages is fair.
@@ -6,16 +6,9 @@ each followed by "- " lines), nothing of the renderer, so the comparison with re
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
-import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-SEED_NAME = Path("shared/seed/000_d8a5bf09a3962979.txt")
-# Overrides the search for the document (next to the repository: ../shared/seed/...).
-ENV = "ATELIER_SEED_DOCUMENT"
+from tests.product_document import PRODUCT_DOCUMENT
 
 
 @dataclass(frozen=True)
@@ -28,18 +21,8 @@ class SeedPage:
     sections: list[tuple[str, list[str]]]
 
 
-def seed_path() -> Path:
-    if os.environ.get(ENV):
-        return Path(os.environ[ENV])
-    for parent in ROOT.parents:
-        candidate = parent / SEED_NAME
-        if candidate.is_file():
-            return candidate
-    pytest.fail(f"product document not found next to {ROOT}; set {ENV}")
-
-
 def seed_text() -> str:
-    return seed_path().read_text(encoding="utf-8")
+    return PRODUCT_DOCUMENT.read_text(encoding="utf-8")
 
 
 def seed_pages() -> list[SeedPage]:
