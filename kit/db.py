@@ -75,6 +75,9 @@ class Database:
             pool_pre_ping=True,
             pool_recycle=1800,
             echo=echo,
+            # A failed statement's error (logged with its traceback) must not carry its values: they
+            # include password hashes, token and key digests, prompts.
+            hide_parameters=True,
             connect_args={"application_name": application_name},
         )
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)

@@ -12,12 +12,19 @@ from typing import Any
 from opentelemetry import trace
 
 _SECRET_KEYS = re.compile(r"pass(word)?|secret|token|api[_-]?key|authorization|cookie|sign(ature)?$", re.I)
+# Each secret is replaced whole, prefix and all, so a grep for `atl_`, `eyJ` or `$argon2` finds none.
 _SECRET_VALUES = [
     (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"), r"\1[redacted]"),
-    (re.compile(r"\b(atl_(?:live|test)_)[A-Za-z0-9_-]+"), r"\1[redacted]"),
-    (re.compile(r"\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+"), "[redacted-jwt]"),
+    (re.compile(r"\batl_(?:live|test)_[A-Za-z0-9_-]*"), "[redacted-api-key]"),
+    (re.compile(r"\beyJ[A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]*){0,2}"), "[redacted-jwt]"),
+    (re.compile(r"((?:verify-email|reset-password)/)[A-Za-z0-9_=-]+"), r"\1[redacted]"),
+    (re.compile(r"\$argon2(?:id|i|d)?\$[A-Za-z0-9+/=,$.-]*"), "[redacted-password-hash]"),
+    # `password=...`, `"token": "..."`, and a statement's `'password_hash': '...'` or `b'...'` digest.
     (
-        re.compile(r"(?i)((?:password|secret|token|api_key)[\"']?\s*[:=]\s*[\"']?)[^\s\"'&,}]+"),
+        re.compile(
+            r"""(?i)((?:password|secret|token|api_key|key_hash)(?:_hash)?["']?\s*[:=]\s*)"""
+            r"""(b?'(?:[^'\\]|\\.)*'|b?"(?:[^"\\]|\\.)*"|[^\s"'&,}\]]+)"""
+        ),
         r"\1[redacted]",
     ),
 ]
@@ -35,9 +42,12 @@ def _scrub_value(key: str, value: Any) -> Any:
         return "[redacted]"
     if isinstance(value, dict):
         return {k: _scrub_value(str(k), v) for k, v in value.items()}
-    if isinstance(value, str):
-        return scrub(value)
-    return value
+    if isinstance(value, (list, tuple)):
+        return [_scrub_value(key, v) for v in value]
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    # Strings, and whatever json.dumps would otherwise turn into text unscrubbed (an exception...).
+    return scrub(value if isinstance(value, str) else str(value))
 
 
 class JsonFormatter(logging.Formatter):
@@ -60,8 +70,14 @@ class JsonFormatter(logging.Formatter):
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_"):
                 entry[key] = _scrub_value(key, value)
+        # The traceback and the stack are scrubbed like the message: an exception's text can carry a
+        # statement's values, a token, a key.
         if record.exc_info:
             entry["exc"] = scrub(self.formatException(record.exc_info))
+        elif record.exc_text:
+            entry["exc"] = scrub(record.exc_text)
+        if record.stack_info:
+            entry["stack"] = scrub(self.formatStack(record.stack_info))
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 

@@ -190,8 +190,8 @@ class AlipayProvider:
         order_id = params.get("out_trade_no", "")
         status = params.get("trade_status", "")
 
-        def reject(reason: str) -> Rejected:
-            return Rejected(NAME, reason, event_id, order_id, status, dict(params))
+        def reject(reason: str, *, authentic: bool = False) -> Rejected:
+            return Rejected(NAME, reason, event_id, order_id, status, dict(params), authentic=authentic)
 
         sign = params.get("sign", "")
         if not sign:
@@ -200,15 +200,16 @@ class AlipayProvider:
             return reject(f"unsupported sign_type {params.get('sign_type')!r}")
         if not crypto.rsa_verify(self._public_key, notification_message(params).encode(), sign):
             return reject("bad signature")
+        # Signed by Alipay from here on: a refusal is acknowledged, as redelivery cannot change it.
         if params.get("app_id") != self.app_id:
-            return reject("app_id is not ours")
+            return reject("app_id is not ours", authentic=True)
         if params.get("seller_id") != self.seller_id:
-            return reject("seller_id is not ours")
+            return reject("seller_id is not ours", authentic=True)
         if not order_id:
-            return reject("missing out_trade_no")
+            return reject("missing out_trade_no", authentic=True)
         amount = _money(params.get("total_amount"))
         if amount is None:
-            return reject("total_amount is not an amount")
+            return reject("total_amount is not an amount", authentic=True)
         return Verified(
             provider=NAME,
             event_id=event_id,

@@ -10,7 +10,7 @@ import enum
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 from kit.money import Money
 
@@ -47,6 +47,7 @@ class Checkout:
 class Verified:
     """A notification whose signature (and freshness) checked out, with the provider's claims parsed."""
 
+    authentic: ClassVar[bool] = True
     provider: str
     event_id: str
     order_id: str
@@ -60,7 +61,12 @@ class Verified:
 
 @dataclass(frozen=True, slots=True)
 class Rejected:
-    """A notification we refuse to believe, and why (in plain words, for the callback log)."""
+    """A notification we do not act on, and why (in plain words, for the callback log).
+
+    `authentic` when the provider did send it (signature, and decryption where there is one, are
+    good) but it is not a payment we can credit: another merchant or app, another currency, a
+    malformed claim. Redelivery cannot change that, so it is acknowledged like any recorded outcome;
+    only an unverifiable delivery is refused (and so retried by the provider)."""
 
     provider: str
     reason: str
@@ -68,6 +74,7 @@ class Rejected:
     order_id: str = ""
     provider_status: str = ""
     payload: dict[str, Any] = field(default_factory=dict)
+    authentic: bool = False
 
 
 Verdict = Verified | Rejected
@@ -88,7 +95,7 @@ class Ack(enum.Enum):
 
     # Recorded durably; retrying would not change anything.
     ACCEPTED = "accepted"
-    # Not believed (signature, window): answer failure.
+    # Not believed (signature, window, decryption): answer failure.
     UNAUTHENTIC = "unauthentic"
     # Our own failure: ask the provider to retry.
     RETRY = "retry"

@@ -103,10 +103,15 @@ class PaymentProcessor:
         if isinstance(verdict, Rejected):
             log.warning(
                 "payment callback rejected",
-                extra={"provider": provider_name, "reason": verdict.reason, "order_id": verdict.order_id},
+                extra={
+                    "provider": provider_name,
+                    "reason": verdict.reason,
+                    "order_id": verdict.order_id,
+                    "authentic": verdict.authentic,
+                },
             )
             settlement = Settlement(Outcome.CALLBACK_OUTCOME_REJECTED, verdict.reason)
-            ack = Ack.UNAUTHENTIC
+            ack = Ack.ACCEPTED if verdict.authentic else Ack.UNAUTHENTIC
         else:
             async with self._order_lock(verdict.order_id):
                 settlement = await self._settle_callback(verdict, callback_id)
@@ -116,7 +121,7 @@ class PaymentProcessor:
             provider=provider_name,
             provider_event_id=verdict.event_id,
             order_id=verdict.order_id,
-            verified=isinstance(verdict, Verified),
+            verified=verdict.authentic,
             outcome=settlement.outcome,
             reason=settlement.reason,
             provider_status=verdict.provider_status,

@@ -102,8 +102,8 @@ class SandboxProvider:
         order_id = str(payload.get("order_id", ""))
         status = str(payload.get("status", ""))
 
-        def reject(reason: str) -> Rejected:
-            return Rejected(NAME, reason, event_id, order_id, status, payload)
+        def reject(reason: str, *, authentic: bool = False) -> Rejected:
+            return Rejected(NAME, reason, event_id, order_id, status, payload, authentic=authentic)
 
         fields = dict(
             part.strip().partition("=")[::2] for part in header(headers, SIGNATURE_HEADER).split(",")
@@ -119,7 +119,7 @@ class SandboxProvider:
         if int(timestamp) > now + self.tolerance:
             return reject("timestamp is in the future")
         if not payload or not order_id:
-            return reject("missing order_id")
+            return reject("missing order_id", authentic=True)
         amount_doc = payload.get("amount")
         amount = None
         if isinstance(amount_doc, dict):
@@ -127,7 +127,7 @@ class SandboxProvider:
             if isinstance(minor, int) and not isinstance(minor, bool) and currency in CURRENCY_EXPONENT:
                 amount = Money(minor, str(currency))
         if amount is None:
-            return reject("amount is not an amount")
+            return reject("amount is not an amount", authentic=True)
         return Verified(
             NAME,
             event_id,

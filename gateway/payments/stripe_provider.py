@@ -119,8 +119,10 @@ class StripeProvider:
         claimed_order = _order_id(claimed) if isinstance(claimed, dict) else ""
         claimed_type = str(envelope.get("type", ""))
 
-        def reject(reason: str, order_id: str = claimed_order, status: str = claimed_type) -> Rejected:
-            return Rejected(NAME, reason, event_id, order_id, status, envelope)
+        def reject(
+            reason: str, order_id: str = claimed_order, status: str = claimed_type, *, authentic: bool = False
+        ) -> Rejected:
+            return Rejected(NAME, reason, event_id, order_id, status, envelope, authentic=authentic)
 
         timestamp = signature_timestamp(signature)
         if timestamp is None:
@@ -137,22 +139,24 @@ class StripeProvider:
         if timestamp > now + self.tolerance:
             # The SDK only refuses old timestamps; a far-future one is a replay being prepared.
             return reject("timestamp is in the future")
+        # Signed with our endpoint secret from here on: a refusal is acknowledged (2xx), as
+        # redelivery cannot change it.
         data = event.to_dict()
         event_type = str(data.get("type", ""))
         session = data.get("data", {}).get("object", {})
         if not isinstance(session, dict):
-            return reject("event has no object", status=event_type)
+            return reject("event has no object", status=event_type, authentic=True)
         if bool(data.get("livemode")) != self.livemode:
-            return reject("livemode does not match this deployment", status=event_type)
+            return reject("livemode does not match this deployment", status=event_type, authentic=True)
         order_id = _order_id(session)
         if not event_type.startswith("checkout.session."):
             # Verified, but not about a checkout: logged and ignored.
             return Verified(NAME, event_id, order_id, event_type, False, "", None, envelope)
         if not order_id:
-            return reject("session has no client_reference_id", status=event_type)
+            return reject("session has no client_reference_id", status=event_type, authentic=True)
         amount = _amount(session)
         if amount is None:
-            return reject("session amount or currency is not supported", order_id, event_type)
+            return reject("session amount or currency is not supported", order_id, event_type, authentic=True)
         paid = event_type in PAYMENT_EVENTS and session.get("payment_status") == "paid"
         return Verified(
             NAME, event_id, order_id, event_type, paid, _transaction_id(session), amount, envelope

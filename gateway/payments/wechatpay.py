@@ -224,14 +224,23 @@ class WechatPayProvider:
         payload = {**envelope, "resource": {**resource, "plaintext": transaction}}
         order_id = str(transaction.get("out_trade_no", ""))
         state = str(transaction.get("trade_state", ""))
+
+        def refuse(reason: str) -> Rejected:
+            # Signed and decrypted with our APIv3 key: WeChat Pay sent it; it is just not ours to credit.
+            return Rejected(NAME, reason, event_id, order_id, state, payload, authentic=True)
+
         problem = self._foreign(transaction)
         if problem is not None:
-            return Rejected(NAME, problem, event_id, order_id, state, payload)
+            return refuse(problem)
         if not order_id:
-            return Rejected(NAME, "missing out_trade_no", event_id, order_id, state, payload)
+            return refuse("missing out_trade_no")
+        claimed = transaction.get("amount")
+        currency = claimed.get("currency", "CNY") if isinstance(claimed, dict) else "CNY"
+        if currency != "CNY":
+            return refuse(f"currency {currency!r} is not CNY")
         amount = _amount(transaction)
         if amount is None:
-            return Rejected(NAME, "amount is not an amount", event_id, order_id, state, payload)
+            return refuse("amount is not an amount")
         return Verified(
             provider=NAME,
             event_id=event_id,

@@ -846,6 +846,40 @@ async def user_records(
     return {"items": [to_json(r) for r in reply.records], "next_cursor": reply.page.next_cursor or None}
 
 
+_CALLBACK_OUTCOMES: dict[str, ledger_pb2.CallbackOutcome.ValueType] = {
+    "credited": ledger_pb2.CALLBACK_OUTCOME_CREDITED,
+    "duplicate": ledger_pb2.CALLBACK_OUTCOME_DUPLICATE,
+    "ignored": ledger_pb2.CALLBACK_OUTCOME_IGNORED,
+    "rejected": ledger_pb2.CALLBACK_OUTCOME_REJECTED,
+    "error": ledger_pb2.CALLBACK_OUTCOME_ERROR,
+}
+
+
+@router.get("/callbacks", summary="The payment callback log, newest first: every delivery, verified or not")
+async def callback_log(
+    request: Request,
+    principal: AdminPrincipal,
+    order_id: Annotated[str, Query(max_length=64)] = "",
+    user_id: Annotated[str, Query(max_length=64)] = "",
+    provider: Annotated[str, Query(max_length=32)] = "",
+    outcome: Literal["credited", "duplicate", "ignored", "rejected", "error"] | None = None,
+    cursor: Cursor = "",
+    limit: Limit = 50,
+) -> dict[str, Any]:
+    """Forged and unverifiable deliveries are here only: a user's records show verified ones."""
+    reply = await _ledger(request).ListCallbacks(
+        ledger_pb2.ListCallbacksRequest(
+            page=_page(cursor, limit),
+            order_id=order_id,
+            user_id=user_id,
+            provider=provider,
+            outcome=_CALLBACK_OUTCOMES[outcome] if outcome else ledger_pb2.CALLBACK_OUTCOME_UNSPECIFIED,
+        ),
+        metadata=principal.metadata(),
+    )
+    return {"items": [to_json(c) for c in reply.callbacks], "next_cursor": reply.page.next_cursor or None}
+
+
 @router.post("/users/{user_id}/status", summary="Activate or disable a user (disabling ends their sessions)")
 async def set_user_status(
     request: Request, principal: AdminPrincipal, user_id: UserId, body: UserStatusIn

@@ -121,15 +121,13 @@ class SmtpMailer:
 
 
 class OutboxMailer:
-    def __init__(self, directory: Path, *, log_links: bool) -> None:
+    def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self.log_links = log_links
 
     async def deliver(self, mail: Mail, message: EmailMessage) -> None:
         path = await asyncio.to_thread(self._write, message)
+        # The file, never the link: the link carries a token, and no log line carries a secret.
         log.info("mail written to the dev outbox", extra={"kind": mail.kind, "path": str(path)})
-        if self.log_links:  # development only: the embedded default has no mail server to read
-            log.info("open this link to continue (%s): %s", mail.kind, mail.link)
 
     def _write(self, message: EmailMessage) -> Path:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -144,7 +142,7 @@ class OutboxMailer:
 def transport_for(settings: AccountsSettings) -> Transport:
     if settings.mail_backend == "smtp":
         return SmtpMailer(settings)
-    return OutboxMailer(settings.outbox_dir, log_links=settings.environment == "development")
+    return OutboxMailer(settings.outbox_dir)
 
 
 class MailQueue:

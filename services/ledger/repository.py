@@ -423,12 +423,14 @@ async def record_keys(
             ).where(transfers.c.user_id == user_id, transfers.c.kind.in_(kinds))
         )
     if "callback" in types:
+        # Only deliveries the provider signed: an unverified one names an order on the sender's word,
+        # and its payload is the sender's. Admins see those in the callback log (`list_callbacks`).
         parts.append(
             select(
                 literal("callback").label("source"),
                 callbacks.c.id.label("id"),
                 callbacks.c.received_at.label("occurred_at"),
-            ).where(callbacks.c.user_id == user_id)
+            ).where(callbacks.c.user_id == user_id, callbacks.c.verified.is_(True))
         )
     if not parts:
         return []

@@ -121,6 +121,7 @@ def test_forged_and_tampered_notifications_are_rejected(
     assert isinstance(verdict, Rejected)
     assert verdict.reason.startswith(reason)
     assert verdict.provider == "alipay"
+    assert verdict.authentic == (case in {"wrong app_id", "wrong seller_id", "amount not an amount"})
 
 
 def test_answers_are_the_bare_words_alipay_expects(alipay: AlipayProvider) -> None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
+from atelier.ledger.v1 import ledger_pb2
 from gateway.app import create_app
 from gateway.payments.base import OrderView
 from gateway.payments.sandbox import SandboxProvider
@@ -141,7 +142,8 @@ async def test_ten_concurrent_deliveries_credit_once(stack: Stack, keys: Keys) -
         ("forged", "bad signature", "failure"),
         ("wrong amount", "amount mismatch", "success"),
         ("unknown order", "unknown order", "success"),
-        ("wrong seller", "seller_id is not ours", "failure"),
+        # Signed by Alipay: acknowledged (a redelivery could not change it), logged, not credited.
+        ("wrong seller", "seller_id is not ours", "success"),
         ("closed", "not a payment (TRADE_CLOSED)", "success"),
     ],
 )
@@ -166,6 +168,7 @@ async def test_alipay_rejections_are_logged_not_credited(
     assert logged.reason.startswith(reason)
     expected = "IGNORED" if case == "closed" else "REJECTED"
     assert logged.outcome == {"IGNORED": 3, "REJECTED": 4}[expected]
+    assert logged.verified == (case != "forged")
 
 
 @pytest.mark.parametrize(
@@ -174,7 +177,7 @@ async def test_alipay_rejections_are_logged_not_credited(
         ("happy", 204, "credited"),
         ("expired window", 401, "timestamp outside the 5-minute window"),
         ("SIGNTEST probe", 401, "signature probe"),
-        ("wrong mchid", 401, "mchid is not ours"),
+        ("wrong mchid", 204, "mchid is not ours"),
         ("wrong amount", 204, "amount mismatch"),
         ("NOTPAY", 204, "not a payment (NOTPAY)"),
     ],
@@ -206,6 +209,44 @@ async def test_wechatpay_callbacks_answer_as_wechat_expects(
     assert logged.reason.startswith(reason)
     assert "Wechatpay-Signature".lower() not in logged.headers
     assert "ciphertext" not in logged.payload_json
+
+
+@pytest.mark.parametrize(
+    ("case", "overrides", "reason"),
+    [
+        ("wrong currency", {"amount": {"total": 30000, "payer_total": 30000, "currency": "USD"}}, "currency"),
+        ("wrong mchid", {"mchid": "1900000999"}, "mchid is not ours"),
+        ("wrong appid", {"appid": "wx9999999999999999"}, "appid is not ours"),
+    ],
+)
+async def test_authentic_wechatpay_callbacks_that_are_not_ours_are_acknowledged_not_credited(
+    stack: Stack, keys: Keys, case: str, overrides: dict[str, object], reason: str
+) -> None:
+    """Signed and decrypted, so from WeChat Pay, but not a payment we can credit: answered with the
+    success reply (a retry cannot change it), credited nothing, logged as rejected with the reason."""
+    order_id = f"ro_w5_{case.replace(' ', '_')}"
+    stack.ledger.seed(order_id, "wechatpay", 30000)
+    body = wechat_envelope(wechat_transaction(order_id, 30000, **overrides))
+    headers = wechat_headers(body, keys.wechat_platform[0], WECHAT_SERIALS[0])
+    reply = await stack.http.post("/callbacks/wechatpay", content=body, headers=headers)
+    assert reply.status_code == 204, reply.text
+    assert reply.content == b""
+    assert stack.ledger.credits == []
+    assert stack.ledger.complete_calls == []
+    [logged] = stack.ledger.callbacks
+    assert ledger_pb2.CallbackOutcome.Name(logged.outcome) == "CALLBACK_OUTCOME_REJECTED"
+    assert logged.reason.startswith(reason), logged.reason
+    assert logged.verified, "signature and decryption were good"
+    assert logged.order_id == order_id
+    # The order is untouched: its genuine payment still credits it.
+    genuine = wechat_envelope(wechat_transaction(order_id, 30000))
+    paid = await stack.http.post(
+        "/callbacks/wechatpay",
+        content=genuine,
+        headers=wechat_headers(genuine, keys.wechat_platform[0], WECHAT_SERIALS[0]),
+    )
+    assert paid.status_code == 204
+    assert stack.ledger.credits == [order_id]
 
 
 async def test_stripe_webhook(stack: Stack) -> None:

@@ -116,6 +116,7 @@ def test_forged_and_stale_webhooks_are_rejected(provider: StripeProvider, case: 
     verdict = provider.verify(body, {"Stripe-Signature": header} if header else {}, time.time())
     assert isinstance(verdict, Rejected), verdict
     assert verdict.reason.startswith(reason)
+    assert verdict.authentic == (case in {"livemode event", "unsupported currency"})
 
 
 def test_answers(provider: StripeProvider) -> None:

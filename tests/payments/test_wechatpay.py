@@ -101,6 +101,8 @@ def _case(keys: Keys, case: str) -> tuple[bytes, dict[str, str]]:
         body = wechat_envelope(wechat_transaction("ro_1", 30000, appid="wx9999999999999999"))
     elif case == "wrong APIv3 key":
         body = wechat_envelope(wechat_transaction("ro_1", 30000), apiv3_key="f" * 32)
+    elif case == "wrong currency":
+        body = wechat_envelope(wechat_transaction("ro_1", 30000, amount={"total": 30000, "currency": "USD"}))
     elif case == "bad amount":
         body = wechat_envelope(wechat_transaction("ro_1", 30000, amount={"total": "300", "currency": "CNY"}))
     else:
@@ -122,6 +124,7 @@ def _case(keys: Keys, case: str) -> tuple[bytes, dict[str, str]]:
         ("missing headers", "missing Wechatpay-* signature headers"),
         ("wrong mchid", "mchid is not ours"),
         ("wrong appid", "appid is not ours"),
+        ("wrong currency", "currency 'USD' is not CNY"),
         ("wrong APIv3 key", "resource does not decrypt"),
         ("bad amount", "amount is not an amount"),
     ],
@@ -133,6 +136,8 @@ def test_forged_and_tampered_notifications_are_rejected(
     verdict = wechat.verify(body, headers, time.time())
     assert isinstance(verdict, Rejected), verdict
     assert verdict.reason.startswith(reason)
+    # Signed and decrypted: WeChat Pay sent it, so it is acknowledged rather than refused.
+    assert verdict.authentic == (case in {"wrong mchid", "wrong appid", "wrong currency", "bad amount"})
 
 
 def test_answers(wechat: WechatPayProvider) -> None:
