@@ -423,14 +423,19 @@ async def record_keys(
             ).where(transfers.c.user_id == user_id, transfers.c.kind.in_(kinds))
         )
     if "callback" in types:
-        # Only deliveries the provider signed: an unverified one names an order on the sender's word,
-        # and its payload is the sender's. Admins see those in the callback log (`list_callbacks`).
+        # Only deliveries the provider signed and that are about this user's payment: an unverified one
+        # names an order on the sender's word, and a rejected one (another merchant's, another currency)
+        # carries someone else's payload. Admins see both in the callback log (`list_callbacks`).
         parts.append(
             select(
                 literal("callback").label("source"),
                 callbacks.c.id.label("id"),
                 callbacks.c.received_at.label("occurred_at"),
-            ).where(callbacks.c.user_id == user_id, callbacks.c.verified.is_(True))
+            ).where(
+                callbacks.c.user_id == user_id,
+                callbacks.c.verified.is_(True),
+                callbacks.c.outcome != "rejected",
+            )
         )
     if not parts:
         return []

@@ -8,7 +8,8 @@ import time
 import uuid
 
 from gateway.payments.base import OrderView
-from gateway.payments.sandbox import SandboxProvider
+from gateway.payments.sandbox import SandboxProvider, sign
+from gateway.payments.settings import PaymentSettings
 from kit.money import Credits, Money
 from tests.admin.conftest import Admin
 
@@ -52,6 +53,15 @@ async def test_a_forged_callback_naming_a_real_order_stays_out_of_its_owners_rec
         headers={"Atelier-Sandbox-Signature": f"t={int(time.time())},v1={'0' * 64}"},
     )
     assert refused.status_code == 400
+    # Signed by the provider but not a payment we can credit (its amount is no amount): acknowledged,
+    # logged as rejected, and just as absent from the owner's records.
+    foreign = json.dumps(
+        {"id": f"evt_{uuid.uuid4().hex[:8]}", "order_id": order_id, "amount": "lots"}
+    ).encode()
+    settings: PaymentSettings = api.app.state.payments.settings
+    secret = settings.sandbox_secret.get_secret_value()
+    signed = {"Atelier-Sandbox-Signature": sign(secret, int(time.time()), foreign)}
+    assert (await api.http.post("/callbacks/sandbox", content=foreign, headers=signed)).status_code == 200
     # And the genuine payment, so the user's records do have a callback to show.
     sandbox = api.app.state.payments.gateway.providers["sandbox"]
     assert isinstance(sandbox, SandboxProvider)
@@ -74,15 +84,20 @@ async def test_a_forged_callback_naming_a_real_order_stays_out_of_its_owners_rec
     log = await api.http.get("/v1/admin/callbacks", params={"order_id": order_id}, headers=api.headers)
     assert log.status_code == 200, log.text
     logged = log.json()["items"]
-    assert [(c["verified"], c["outcome"]) for c in logged] == [(True, "credited"), (False, "rejected")]
-    assert logged[1]["reason"] == "bad signature"
-    assert logged[1]["user_id"] == user
-    assert FORGED_NOTE in logged[1]["payload_json"]
+    assert [(c["verified"], c["outcome"]) for c in logged] == [
+        (True, "credited"),
+        (True, "rejected"),
+        (False, "rejected"),
+    ]
+    assert logged[1]["reason"] == "amount is not an amount"
+    assert logged[2]["reason"] == "bad signature"
+    assert logged[2]["user_id"] == user
+    assert FORGED_NOTE in logged[2]["payload_json"]
     by_user = await api.http.get(
         "/v1/admin/callbacks", params={"user_id": user, "outcome": "rejected"}, headers=api.headers
     )
-    assert [c["id"] for c in by_user.json()["items"]] == [logged[1]["id"]]
+    assert [c["id"] for c in by_user.json()["items"]] == [logged[1]["id"], logged[2]["id"]]
     chain = (await api.http.get(f"/v1/admin/spend/{order_id}", headers=api.headers)).json()
-    assert [c["verified"] for c in chain["callbacks"]] == [False, True]
+    assert [c["verified"] for c in chain["callbacks"]] == [False, True, True]
     # Admins only: the owner cannot read the callback log.
     assert (await api.http.get("/v1/admin/callbacks", headers=owner)).status_code == 403
