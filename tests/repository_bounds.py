@@ -35,12 +35,7 @@ def neighbours(root: Path = ROOT) -> tuple[str, ...]:
     found = []
     for entry in root.parent.iterdir():
         resolved = entry.resolve()
-        if (
-            resolved == root
-            or resolved in temp.parents
-            or resolved == temp
-            or entry.name.startswith("pytest-of-")
-        ):
+        if resolved == root or temp.is_relative_to(resolved) or entry.name.startswith("pytest-of-"):
             continue
         found.append(str(resolved))
     return tuple(found)

@@ -85,8 +85,8 @@ def mark_subscripted_parents(tree: ast.AST) -> None:
 def test_no_source_climbs_out_of_the_repository() -> None:
     offenders = []
     for path in tracked("*.py"):
-        if path.is_relative_to(ROOT / "atelier"):
-            continue  # generated protobuf code
+        if path.is_relative_to(ROOT / "atelier") or path == Path(__file__).resolve():
+            continue  # generated protobuf code, and this file's own patterns
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
         mark_subscripted_parents(tree)
         depth = len(path.relative_to(ROOT).parts)  # climbing this many folders from the file reaches ROOT
