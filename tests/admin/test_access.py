@@ -137,7 +137,9 @@ async def test_an_admins_key_needs_the_admin_scope_to_change_anything(
             method, path, json=_body(method), headers=_bearer(await bare.key(*scopes))
         )
         assert answer.status_code not in (401, 403), (scopes, answer.text)
-    writer = await bare.http.request(method, path, json=_body(method), headers=_bearer(await bare.key("write")))
+    writer = await bare.http.request(
+        method, path, json=_body(method), headers=_bearer(await bare.key("write"))
+    )
     if method == "GET":
         assert writer.status_code == 403
         assert writer.json()["scope"] == "read"

@@ -64,7 +64,9 @@ async def test_an_admin_scoped_key_acts_only_while_its_owner_is_an_admin(api: Ad
 
     _, other_email = await ensure_admin(api.accounts)
     other = {"Authorization": f"Bearer {await sign_in(api.accounts, api.tokens, other_email)}"}
-    demoted = await api.http.post(f"/v1/admin/users/{api.admin_id}/role", json={"role": "user"}, headers=other)
+    demoted = await api.http.post(
+        f"/v1/admin/users/{api.admin_id}/role", json={"role": "user"}, headers=other
+    )
     assert demoted.status_code == 200, demoted.text
     late = await api.http.post(
         path, json={"amount": "2", "reason": "no"}, headers={**key, "Idempotency-Key": str(uuid.uuid4())}
