@@ -55,10 +55,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from atelier.accounts.v1 import accounts_pb2 as pb
 from atelier.accounts.v1 import accounts_pb2_grpc
 from gateway.client_address import ClientAddress
-from gateway.problems import Problem
-from gateway.sessions import Refusal, SessionCache
+from gateway.problems import WWW_AUTHENTICATE, Problem
+from gateway.sessions import SessionCache
 from gateway.settings import GatewaySettings
-from kit.errors import from_rpc_error
+from kit.errors import DomainError, PermissionDenied, Unauthenticated, from_rpc_error
 from kit.identity import Identity, Role, Status
 
 API_KEY_PREFIXES = ("atl_live_", "atl_test_")
@@ -72,7 +72,6 @@ _STATUS: dict[int, Status] = {
     pb.USER_STATUS_ACTIVE: "active",
     pb.USER_STATUS_DISABLED: "disabled",
 }
-_WWW_AUTHENTICATE = {"WWW-Authenticate": 'Bearer realm="atelier"'}
 
 
 @dataclass(frozen=True)
@@ -261,7 +260,7 @@ def accounts(request: Request) -> accounts_pb2_grpc.AccountsServiceAsyncStub:
 
 
 def _unauthenticated(detail: str, code: str = "unauthenticated") -> Problem:
-    return Problem(401, code, detail, headers=_WWW_AUTHENTICATE)
+    return Problem(401, code, detail, headers=WWW_AUTHENTICATE)
 
 
 _bearer = HTTPBearer(auto_error=False, description="An access token from /v1/auth/login, or an API key.")
@@ -289,37 +288,33 @@ async def current_identity(
 async def session_principal(request: Request, token: str) -> Principal:
     """The caller of a session access token, as accounts knows them now (at most a few seconds ago)."""
     claimed = auth_state(request).tokens.verify(token)
-    assert claimed.session_id is not None  # `verify` refuses tokens without one
     cache = auth_state(request).sessions
-    key = (claimed.session_id, claimed.user_id)
+    key = (claimed.session_id or "", claimed.user_id)
     answer = cache.get(key)
     if answer is None:
         answer = await _check_session(request, claimed)
         cache.put(key, answer)
-    if isinstance(answer, Refusal):
-        headers = _WWW_AUTHENTICATE if answer.status == 401 else None
-        raise Problem(answer.status, answer.code, answer.detail, headers=headers)
+    if isinstance(answer, DomainError):
+        raise type(answer)(answer.message, code=answer.code, **answer.details)  # a fresh one per request
     if answer.status == "disabled":
         raise Problem(403, "account_disabled", "this account is disabled")
     return replace(claimed, identity=answer, scopes=scopes_of(answer))
 
 
-async def _check_session(request: Request, claimed: Principal) -> Identity | Refusal:
-    """Accounts' answer for this session: the user's current identity, or why the token is done.
-    Anything else (accounts unreachable) is raised, not remembered: the request fails closed."""
+async def _check_session(request: Request, claimed: Principal) -> Identity | DomainError:
+    """Accounts' answer for this session: the user's current identity, or why the token is done
+    (`session_ended`, `account_disabled`). Anything else, such as accounts being unreachable, is
+    raised and not remembered: the request fails closed."""
     try:
         reply = await accounts(request).CheckSession(
             pb.CheckSessionRequest(session_id=claimed.session_id or ""), metadata=claimed.metadata()
         )
     except grpc.aio.AioRpcError as exc:
         error = from_rpc_error(exc)
-        if error is None or exc.code() not in _REFUSALS:
+        if not isinstance(error, Unauthenticated | PermissionDenied):
             raise
-        return Refusal(_REFUSALS[exc.code()], error.code, error.message)
+        return error
     return identity_of(reply.user)
-
-
-_REFUSALS = {grpc.StatusCode.UNAUTHENTICATED: 401, grpc.StatusCode.PERMISSION_DENIED: 403}
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_identity)]

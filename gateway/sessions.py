@@ -13,22 +13,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from kit.errors import DomainError
 from kit.identity import Identity
 
 # (session id, user id): a token can only name its own user's session.
 SessionKey = tuple[str, str]
 
 
-@dataclass(frozen=True)
-class Refusal:
-    """Why accounts refused a session: a status (401 or 403), a stable code and a sentence."""
-
-    status: int
-    code: str
-    detail: str
-
-
-Answer = Identity | Refusal
+# The user's current identity, or accounts' refusal (`session_ended`, `account_disabled`).
+Answer = Identity | DomainError
 
 
 @dataclass

@@ -182,3 +182,16 @@ def test_trusting_forwarded_for_needs_the_proxies_named() -> None:
         GatewaySettings(trust_forwarded_for=True, trusted_proxies="10.0.0.0/8,not-a-network")
     with pytest.raises(ValueError, match="forwarded_for_hops"):
         GatewaySettings(trust_forwarded_for=True, trusted_proxies="10.0.0.0/8", forwarded_for_hops=0)
+
+
+def test_the_hops_count_across_repeated_headers_and_ipv6() -> None:
+    from ipaddress import ip_network
+
+    from gateway.client_address import ClientAddress
+
+    two = ClientAddress((ip_network("10.0.0.0/8"), ip_network("fd00::/8")), hops=2)
+    assert two.resolve("10.0.0.1", ["192.0.2.1, 2001:db8::5", "10.0.0.9"]) == "2001:db8::5"
+    assert two.resolve("fd00::1", ["192.0.2.1", "198.51.100.2, 10.0.0.9"]) == "198.51.100.2"
+    assert two.resolve("192.0.2.200", ["198.51.100.1, 10.0.0.9"]) == "192.0.2.200"  # not our proxy
+    assert two.resolve(None, ["198.51.100.1, 10.0.0.9"]) == "unknown"
+    assert ClientAddress((), hops=1).resolve("10.0.0.1", ["198.51.100.1"]) == "10.0.0.1"  # not configured

@@ -159,6 +159,8 @@ async def test_a_disabled_user_and_a_reset_password_end_the_old_access_token(
         await until(SHORT + 1, lambda: ended(disabled, 403, "account_disabled"))
         await until(SHORT + 1, lambda: ended(reset, 401, "session_ended"))
         await until(SHORT + 1, lambda: ended(signed_out, 401, "session_ended"))
+        gone = await r.https[0].get("/v1/me", headers=reset)
+        assert gone.headers["www-authenticate"].startswith("Bearer")
         # Money moves are refused as well, not only reads.
         for http in r.https:
             spend = await http.post("/v1/billing/recharges", json={}, headers=disabled)
