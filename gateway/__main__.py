@@ -16,6 +16,9 @@ def main() -> None:
         port=settings.http_port,
         log_config=None,
         access_log=False,
+        # uvicorn would otherwise believe X-Forwarded-For from any 127.0.0.1 peer (or FORWARDED_ALLOW_IPS)
+        # and rewrite the client address before the gateway sees it; `gateway.client_address` decides.
+        proxy_headers=False,
         timeout_graceful_shutdown=10,
     )
 

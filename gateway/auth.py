@@ -6,6 +6,11 @@ Clients send `Authorization: Bearer <credential>`, where the credential is eithe
 - an API key (`atl_live_...` / `atl_test_...`), checked against the accounts service on every call,
   so a revoked key stops working at once.
 
+A session token's claims are not trusted beyond a few seconds: the session it names is checked with
+accounts (`CheckSession`) at most `session_check_ttl_seconds` (<= 5 s) before, per replica, and the
+caller's current role and status replace the claimed ones. So a demotion, a disable, a password reset
+or a sign-out takes effect on every replica within that bound (docs/security.md).
+
 How other routes use this (billing, tasks, admin, ...):
 
     from gateway.auth import AdminPrincipal, CurrentPrincipal, VerifiedPrincipal
@@ -17,13 +22,17 @@ How other routes use this (billing, tasks, admin, ...):
     @router.post("/v1/tasks")                      # spends credits: verified email + "write" scope
     async def submit(principal: VerifiedPrincipal) -> ...: ...
 
-    @router.get("/v1/admin/users")                 # admin role
-    async def users(principal: AdminPrincipal) -> ...: ...
+    @router.post("/v1/tasks/{id}/cancel")           # changes the caller's things: "write" scope
+    async def cancel(principal: WriterPrincipal) -> ...: ...
+
+    @router.get("/v1/admin/users")                 # admin role; API keys: "read" to read, "admin"
+    async def users(principal: AdminPrincipal) -> ...: ...   # for every other method
 
 `principal.metadata()` (or `grpc_metadata(principal)`) is the verified identity as gRPC metadata
 (`kit.identity.Identity.metadata()`); services read it with `kit.identity.caller(context)` and refuse
-user-scoped calls without it. Refusals are problem+json: 401 `unauthenticated` (with
-`WWW-Authenticate: Bearer`), 403 `email_not_verified`, 403 `admin_required`, 403 `insufficient_scope`.
+user-scoped calls without it. Refusals are problem+json: 401 `unauthenticated` / `session_ended`
+(with `WWW-Authenticate: Bearer`), 403 `account_disabled`, 403 `email_not_verified`, 403
+`admin_required`, 403 `insufficient_scope` (naming the `scope` missing).
 
 Login is rate limited per IP and per account with in-process token buckets (`RateLimiter`): with
 several gateway replicas each keeps its own buckets, so the effective limit is multiplied by the
@@ -38,25 +47,31 @@ import uuid
 from dataclasses import dataclass, field, replace
 from typing import Annotated, Any, Literal
 
+import grpc
 import jwt
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from atelier.accounts.v1 import accounts_pb2 as pb
 from atelier.accounts.v1 import accounts_pb2_grpc
-from gateway.problems import Problem
+from gateway.client_address import ClientAddress
+from gateway.problems import WWW_AUTHENTICATE, Problem
+from gateway.sessions import SessionCache
 from gateway.settings import GatewaySettings
+from kit.errors import DomainError, PermissionDenied, Unauthenticated, from_rpc_error
 from kit.identity import Identity, Role, Status
 
 API_KEY_PREFIXES = ("atl_live_", "atl_test_")
-ALL_SCOPES = frozenset({"read", "write"})
+ALL_SCOPES = frozenset({"read", "write", "admin"})
+# What a session may do: everything its user may. "admin" only while the user is an admin.
+USER_SCOPES = frozenset({"read", "write"})
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _ROLE: dict[int, Role] = {pb.ROLE_USER: "user", pb.ROLE_ADMIN: "admin"}
 _STATUS: dict[int, Status] = {
     pb.USER_STATUS_UNVERIFIED: "unverified",
     pb.USER_STATUS_ACTIVE: "active",
     pb.USER_STATUS_DISABLED: "disabled",
 }
-_WWW_AUTHENTICATE = {"WWW-Authenticate": 'Bearer realm="atelier"'}
 
 
 @dataclass(frozen=True)
@@ -65,7 +80,7 @@ class Principal:
 
     identity: Identity
     method: Literal["session", "api_key"]
-    scopes: frozenset[str] = ALL_SCOPES
+    scopes: frozenset[str] = USER_SCOPES
     session_id: str | None = None
     api_key_id: str | None = None
 
@@ -86,6 +101,11 @@ def identity_of(user: pb.User) -> Identity:
     return Identity(
         user_id=user.id, role=_ROLE.get(user.role, "user"), status=_STATUS.get(user.status, "unverified")
     )
+
+
+def scopes_of(identity: Identity, granted: frozenset[str] = ALL_SCOPES) -> frozenset[str]:
+    """The scopes that hold now: the admin scope only while the user is an admin."""
+    return granted if identity.is_admin else granted & USER_SCOPES
 
 
 # -- access tokens ----------------------------------------------------------------------------------
@@ -152,11 +172,11 @@ class AccessTokens:
         role, status = claims.get("role"), claims.get("status")
         if role not in ("user", "admin") or status not in ("unverified", "active", "disabled"):
             raise _unauthenticated("the access token is not valid", "invalid_token")
-        return Principal(
-            Identity(user_id=str(claims["sub"]), role=role, status=status),
-            method="session",
-            session_id=str(claims.get("sid") or "") or None,
-        )
+        session_id = claims.get("sid")
+        if not isinstance(session_id, str) or not session_id:
+            raise _unauthenticated("the access token is not valid", "invalid_token")
+        identity = Identity(user_id=str(claims["sub"]), role=role, status=status)
+        return Principal(identity, method="session", scopes=scopes_of(identity), session_id=session_id)
 
 
 # -- rate limiting ----------------------------------------------------------------------------------
@@ -197,6 +217,8 @@ class AuthState:
     login_by_ip: RateLimiter
     login_by_account: RateLimiter
     auth_by_ip: RateLimiter
+    sessions: SessionCache
+    client_address: ClientAddress
 
     @classmethod
     def from_settings(cls, settings: GatewaySettings) -> AuthState:
@@ -205,6 +227,8 @@ class AuthState:
             login_by_ip=RateLimiter(settings.login_ip_burst, settings.login_ip_refill_seconds),
             login_by_account=RateLimiter(settings.login_account_burst, settings.login_account_refill_seconds),
             auth_by_ip=RateLimiter(settings.auth_ip_burst, settings.auth_ip_refill_seconds),
+            sessions=SessionCache(settings.session_check_ttl_seconds),
+            client_address=ClientAddress.from_settings(settings),
         )
 
 
@@ -220,12 +244,9 @@ def rate_limited(retry_after: float, what: str) -> Problem:
 
 
 def client_ip(request: Request) -> str:
-    settings: GatewaySettings = request.app.state.settings
-    if settings.trust_forwarded_for:
-        forwarded = request.headers.get("x-forwarded-for", "")
-        if forwarded:
-            return forwarded.split(",")[0].strip()
-    return request.client.host if request.client else "unknown"
+    """The client's address: the peer's, or what our proxies saw (`gateway.client_address`)."""
+    peer = request.client.host if request.client else None
+    return auth_state(request).client_address.resolve(peer, request.headers.getlist("x-forwarded-for"))
 
 
 # -- dependencies -----------------------------------------------------------------------------------
@@ -239,7 +260,7 @@ def accounts(request: Request) -> accounts_pb2_grpc.AccountsServiceAsyncStub:
 
 
 def _unauthenticated(detail: str, code: str = "unauthenticated") -> Problem:
-    return Problem(401, code, detail, headers=_WWW_AUTHENTICATE)
+    return Problem(401, code, detail, headers=WWW_AUTHENTICATE)
 
 
 _bearer = HTTPBearer(auto_error=False, description="An access token from /v1/auth/login, or an API key.")
@@ -254,30 +275,67 @@ async def current_identity(
     credential = credentials.credentials.strip()
     if credential.startswith(API_KEY_PREFIXES):
         reply = await accounts(request).AuthenticateApiKey(pb.AuthenticateApiKeyRequest(key=credential))
+        identity = identity_of(reply.user)
         return Principal(
-            identity_of(reply.user),
+            identity,
             method="api_key",
-            scopes=frozenset(reply.scopes) & ALL_SCOPES,
+            scopes=scopes_of(identity, frozenset(reply.scopes) & ALL_SCOPES),
             api_key_id=reply.api_key_id,
         )
-    principal = auth_state(request).tokens.verify(credential)
-    if principal.identity.status == "disabled":
+    return await session_principal(request, credential)
+
+
+async def session_principal(request: Request, token: str) -> Principal:
+    """The caller of a session access token, as accounts knows them now (at most a few seconds ago)."""
+    claimed = auth_state(request).tokens.verify(token)
+    cache = auth_state(request).sessions
+    key = (claimed.session_id or "", claimed.user_id)
+    answer = cache.get(key)
+    if answer is None:
+        answer = await _check_session(request, claimed)
+        cache.put(key, answer)
+    if isinstance(answer, DomainError):
+        raise type(answer)(answer.message, code=answer.code, **answer.details)  # a fresh one per request
+    if answer.status == "disabled":
         raise Problem(403, "account_disabled", "this account is disabled")
-    return principal
+    return replace(claimed, identity=answer, scopes=scopes_of(answer))
+
+
+async def _check_session(request: Request, claimed: Principal) -> Identity | DomainError:
+    """Accounts' answer for this session: the user's current identity, or why the token is done
+    (`session_ended`, `account_disabled`). Anything else, such as accounts being unreachable, is
+    raised and not remembered: the request fails closed."""
+    try:
+        reply = await accounts(request).CheckSession(
+            pb.CheckSessionRequest(session_id=claimed.session_id or ""), metadata=claimed.metadata()
+        )
+    except grpc.aio.AioRpcError as exc:
+        error = from_rpc_error(exc)
+        if not isinstance(error, Unauthenticated | PermissionDenied):
+            raise
+        return error
+    return identity_of(reply.user)
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_identity)]
 
 
+def insufficient_scope(scope: str) -> Problem:
+    return Problem(403, "insufficient_scope", f"this API key lacks the {scope!r} scope", scope=scope)
+
+
 def require_scope(scope: str) -> Any:
-    """A dependency that refuses API keys without `scope` (sessions carry every scope)."""
+    """A dependency that refuses API keys without `scope` (sessions carry their user's scopes)."""
 
     async def dependency(principal: CurrentPrincipal) -> Principal:
         if scope not in principal.scopes:
-            raise Problem(403, "insufficient_scope", f"this API key lacks the {scope!r} scope", scope=scope)
+            raise insufficient_scope(scope)
         return principal
 
     return dependency
+
+
+require_write = require_scope("write")
 
 
 async def require_session(principal: CurrentPrincipal) -> Principal:
@@ -292,7 +350,7 @@ async def require_verified(request: Request, principal: CurrentPrincipal) -> Pri
     keys, the "write" scope. A session token minted before verification is re-checked with accounts,
     so verifying takes effect at once, without waiting for the next refresh."""
     if "write" not in principal.scopes:
-        raise Problem(403, "insufficient_scope", "this API key lacks the 'write' scope", scope="write")
+        raise insufficient_scope("write")
     if principal.identity.status == "unverified" and principal.method == "session":
         reply = await accounts(request).GetUser(pb.GetUserRequest(), metadata=principal.metadata())
         principal = replace(principal, identity=identity_of(reply.user))
@@ -301,12 +359,20 @@ async def require_verified(request: Request, principal: CurrentPrincipal) -> Pri
     return principal
 
 
-async def require_admin(principal: CurrentPrincipal) -> Principal:
+async def require_admin(request: Request, principal: CurrentPrincipal) -> Principal:
+    """The admin role as it is now, and for API keys the scope the method needs: reading takes "read"
+    (or "admin"), anything else takes "admin" (a key's "write" is for its owner's own things)."""
     if not principal.identity.is_admin:
         raise Problem(403, "admin_required", "this needs the admin role")
+    if request.method in SAFE_METHODS:
+        if not principal.scopes & {"read", "admin"}:
+            raise insufficient_scope("read")
+    elif "admin" not in principal.scopes:
+        raise insufficient_scope("admin")
     return principal
 
 
 VerifiedPrincipal = Annotated[Principal, Depends(require_verified)]
+WriterPrincipal = Annotated[Principal, Depends(require_write)]
 AdminPrincipal = Annotated[Principal, Depends(require_admin)]
 SessionPrincipal = Annotated[Principal, Depends(require_session)]

@@ -33,6 +33,7 @@ _STATUS_BY_GRPC = {
     grpc.StatusCode.UNAVAILABLE: 503,
     grpc.StatusCode.DEADLINE_EXCEEDED: 504,
 }
+WWW_AUTHENTICATE = {"WWW-Authenticate": 'Bearer realm="atelier"'}
 # Codes whose HTTP status says more than their gRPC status does.
 _STATUS_BY_CODE = {
     "insufficient_balance": 402,
@@ -79,7 +80,8 @@ def problem_response(
 
 def from_domain_error(request: Request, error: DomainError) -> JSONResponse:
     status = _STATUS_BY_CODE.get(error.code) or _STATUS_BY_GRPC.get(error.status, 400)
-    return problem_response(request, status, error.code, error.message, **error.details)
+    headers = WWW_AUTHENTICATE if status == 401 else None  # RFC 6750 §3: say how to authenticate
+    return problem_response(request, status, error.code, error.message, headers=headers, **error.details)
 
 
 def install(app: FastAPI) -> None:

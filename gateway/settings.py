@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import ipaddress
+
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from kit.settings import PLACEHOLDER_SECRET, Settings
@@ -20,6 +22,10 @@ class GatewaySettings(Settings):
     jwt_issuer: str = "atelier"
     jwt_audience: str = "atelier-api"
     access_token_ttl_seconds: int = Field(default=900, ge=30, le=3600)
+    # A session access token is checked against accounts (role, status, session still live) at most
+    # this long ago on this replica: a demotion, a disable, a password reset or a sign-out takes effect
+    # within this bound everywhere. Never more than 5 s; 0 asks on every request.
+    session_check_ttl_seconds: float = Field(default=5.0, ge=0, le=5.0)
 
     # Login rate limits (token buckets, per gateway replica): a burst, then one attempt per interval.
     login_ip_burst: int = Field(default=20, ge=1)
@@ -29,14 +35,34 @@ class GatewaySettings(Settings):
     # Other unauthenticated POSTs that send mail or create accounts, per IP.
     auth_ip_burst: int = Field(default=10, ge=1)
     auth_ip_refill_seconds: float = Field(default=6.0, gt=0)
-    # Trust X-Forwarded-For from the ingress for the client IP (only behind a proxy that sets it).
+    # The client's address (login limits, sessions) is the TCP peer's, unless the gateway runs behind
+    # proxies: then X-Forwarded-For is believed only on connections from `trusted_proxies` (addresses
+    # or networks: "10.0.0.0/8,fd00::/8"), and the client is the entry `forwarded_for_hops` from the
+    # right, the address our outermost proxy saw (1: one proxy, such as the Ingress controller).
     trust_forwarded_for: bool = False
+    trusted_proxies: str = ""
+    forwarded_for_hops: int = Field(default=1, ge=1, le=10)
 
     @field_validator("jwt_keys")
     @classmethod
     def _parse_keys(cls, value: SecretStr) -> SecretStr:
         parse_jwt_keys(value.get_secret_value())
         return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _parse_proxies(cls, value: str) -> str:
+        parse_networks(value)
+        return value
+
+    @model_validator(mode="after")
+    def _proxies_named(self) -> GatewaySettings:
+        if self.trust_forwarded_for and not parse_networks(self.trusted_proxies):
+            raise ValueError(
+                "ATELIER_TRUST_FORWARDED_FOR needs ATELIER_TRUSTED_PROXIES: the addresses or networks "
+                "of the proxies whose X-Forwarded-For may be believed"
+            )
+        return self
 
     @model_validator(mode="after")
     def _refuse_placeholders(self) -> GatewaySettings:
@@ -51,6 +77,20 @@ class GatewaySettings(Settings):
 
     def signing_keys(self) -> list[tuple[str, str]]:
         return parse_jwt_keys(self.jwt_keys.get_secret_value())
+
+    def proxy_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        """The proxies whose X-Forwarded-For is believed; none unless `trust_forwarded_for`."""
+        return parse_networks(self.trusted_proxies) if self.trust_forwarded_for else []
+
+
+def parse_networks(raw: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    networks = []
+    for part in filter(None, (p.strip() for p in raw.split(","))):
+        try:
+            networks.append(ipaddress.ip_network(part, strict=False))
+        except ValueError:
+            raise ValueError(f"ATELIER_TRUSTED_PROXIES: {part!r} is not an address or network") from None
+    return networks
 
 
 def parse_jwt_keys(raw: str) -> list[tuple[str, str]]:

@@ -113,7 +113,10 @@ class ApiKeyOut(BaseModel):
 
 class ApiKeyCreateIn(BaseModel):
     name: Annotated[str, Field(min_length=1, max_length=100)]
-    scopes: list[Literal["read", "write"]] = Field(default_factory=list, description="Empty: all scopes.")
+    scopes: list[Literal["read", "write", "admin"]] = Field(
+        default_factory=list,
+        description='Empty: read and write. "admin" (admins only) is never implied: ask for it by name.',
+    )
     expires_at: datetime | None = None
 
 

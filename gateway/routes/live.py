@@ -15,7 +15,7 @@ from fastapi.responses import StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials
 
 from atelier.ledger.v1 import ledger_pb2
-from gateway.auth import Principal, auth_state, current_identity
+from gateway.auth import Principal, current_identity, session_principal
 from gateway.convert import to_json
 from gateway.live import LiveEvent
 from gateway.problems import Problem
@@ -29,7 +29,7 @@ async def _principal(request: Request, access_token: str | None) -> Principal:
     if access_token:
         if access_token.startswith(("atl_live_", "atl_test_")):
             raise Problem(400, "api_key_in_url", "send API keys in the Authorization header, never in a URL")
-        return auth_state(request).tokens.verify(access_token)
+        return await session_principal(request, access_token)
     header = request.headers.get("authorization", "")
     scheme, _, credential = header.partition(" ")
     credentials = (

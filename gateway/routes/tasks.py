@@ -12,14 +12,16 @@ from pydantic import BaseModel, Field, model_validator
 
 from atelier.common.v1 import common_pb2
 from atelier.generation.v1 import generation_pb2, generation_pb2_grpc
-from gateway.auth import CurrentPrincipal, VerifiedPrincipal
+from gateway.auth import CurrentPrincipal, VerifiedPrincipal, WriterPrincipal
 from gateway.convert import credits_text
 
 router = APIRouter(tags=["tasks"])
 
 
-# Reading needs a signed-in caller; submitting work, uploading and chatting need a verified email.
+# Reading needs a signed-in caller; canceling changes things (an API key needs "write"); submitting
+# work, uploading and chatting also need a verified email.
 Caller = CurrentPrincipal
+Writer = WriterPrincipal
 Spender = VerifiedPrincipal
 
 KINDS = {"image": common_pb2.MODEL_KIND_IMAGE, "video": common_pb2.MODEL_KIND_VIDEO}
@@ -234,7 +236,7 @@ async def get_task(task_id: str, identity: Caller, request: Request) -> dict[str
 
 
 @router.post("/v1/tasks/{task_id}/cancel", summary="Cancel a queued or running task (never charged)")
-async def cancel_task(task_id: str, identity: Caller, request: Request) -> dict[str, Any]:
+async def cancel_task(task_id: str, identity: Writer, request: Request) -> dict[str, Any]:
     answer = await stub(request).CancelTask(
         generation_pb2.CancelTaskRequest(task_id=task_id), metadata=identity.metadata()
     )

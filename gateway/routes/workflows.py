@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from atelier.catalog.v1 import catalog_pb2
 from atelier.common.v1 import common_pb2
 from atelier.workflow.v1 import workflow_pb2, workflow_pb2_grpc
-from gateway.auth import CurrentPrincipal, VerifiedPrincipal
+from gateway.auth import CurrentPrincipal, VerifiedPrincipal, WriterPrincipal
 from gateway.convert import credits_text
 from gateway.problems import Problem
 
@@ -221,7 +221,7 @@ async def get_run(
 
 @router.post("/{run_id}/cancel", summary="Cancel a run; it is refunded by the template's policy")
 async def cancel_run(
-    run_id: Annotated[str, Path(max_length=100)], request: Request, identity: CurrentPrincipal
+    run_id: Annotated[str, Path(max_length=100)], request: Request, identity: WriterPrincipal
 ) -> RunOut:
     reply = await _stub(request).CancelRun(
         workflow_pb2.CancelRunRequest(run_id=run_id), metadata=identity.metadata()

@@ -102,10 +102,15 @@ api_keys = Table(
     # The visible leading part of the key (e.g. "atl_live_3f9a2b7c"), safe to show and log.
     Column("prefix", Text, nullable=False),
     Column("key_hash", LargeBinary, nullable=False, unique=True),
+    # A set of known scopes, never empty. New scopes (and the nullable budget and model-list columns a
+    # key may gain) are additive: widen this constraint, add columns; no row has to be rewritten.
     Column("scopes", ARRAY(Text), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("last_used_at", DateTime(timezone=True), nullable=True),
     Column("expires_at", DateTime(timezone=True), nullable=True),
     Column("revoked_at", DateTime(timezone=True), nullable=True),
+    CheckConstraint(
+        "cardinality(scopes) > 0 AND scopes <@ ARRAY['read', 'write', 'admin']::text[]", name="scopes"
+    ),
 )
 Index("ix_api_keys_user_created", api_keys.c.user_id, api_keys.c.created_at, api_keys.c.id)

@@ -286,6 +286,21 @@ async def revoke_families(
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
+async def session_is_live(
+    session: AsyncSession, family_id: uuid.UUID, user_id: uuid.UUID, now: datetime
+) -> bool:
+    """Whether this user's session still has a refresh token that can be used: not revoked (sign-out,
+    reuse, password reset, disable), not yet exchanged, not expired."""
+    live = select(refresh_tokens.c.id).where(
+        refresh_tokens.c.family_id == family_id,
+        refresh_tokens.c.user_id == user_id,
+        refresh_tokens.c.revoked_at.is_(None),
+        refresh_tokens.c.rotated_at.is_(None),
+        refresh_tokens.c.expires_at > now,
+    )
+    return bool((await session.execute(select(live.exists()))).scalar())
+
+
 # -- API keys -----------------------------------------------------------------------------------------
 async def insert_api_key(
     session: AsyncSession,

@@ -10,7 +10,7 @@ import base64
 import re
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Generic, TypeVar
 
@@ -37,8 +37,12 @@ from services.accounts.credentials import (
 from services.accounts.mailer import Mail, MailKind
 from services.accounts.settings import AccountsSettings
 
-# What an API key may be limited to. "read": GET endpoints; "write": submit work, recharge, manage.
-SCOPES = ("read", "write")
+# What an API key may be limited to. "read": GET endpoints; "write": submit work, cancel, recharge;
+# "admin": change things through the admin API (only an admin's key may have it, and it acts only
+# while its owner is an admin). A key made without scopes gets DEFAULT_SCOPES: admin is never implied.
+SCOPES = ("read", "write", "admin")
+DEFAULT_SCOPES = ("read", "write")
+ADMIN_SCOPE = "admin"
 ROLES = ("user", "admin")
 STATUSES = ("unverified", "active", "disabled")
 DEFAULT_PAGE = 50
@@ -438,8 +442,13 @@ class AccountsService:
         if expires_at is not None and expires_at <= now:
             raise InvalidArgument("the expiry must be in the future", code="invalid_expiry")
         user_id = parse_id(caller.user_id, "user_id")
-        if await repo.user_by_id(session, user_id) is None:
+        user = await repo.user_by_id(session, user_id)
+        if user is None:
             raise NotFound("no such user", code="user_not_found")
+        if ADMIN_SCOPE in scopes and user.role != "admin":  # the stored role, not the claimed one
+            raise PermissionDenied(
+                "only an admin may give a key the 'admin' scope", code="admin_scope_forbidden", field="scopes"
+            )
         plaintext, prefix = new_api_key(live=self.settings.environment == "production")
         key = await repo.insert_api_key(
             session,
@@ -447,7 +456,7 @@ class AccountsService:
             name=name,
             prefix=prefix,
             key_hash=digest(plaintext),
-            scopes=sorted(set(scopes)) or list(SCOPES),
+            scopes=sorted(set(scopes)) or list(DEFAULT_SCOPES),
             now=now,
             expires_at=expires_at,
         )
@@ -492,7 +501,26 @@ class AccountsService:
         if user.status == "disabled":
             raise PermissionDenied("this account is disabled", code="account_disabled")
         await repo.touch_api_key(session, found.id, now)
+        if user.role != "admin" and ADMIN_SCOPE in found.scopes:  # its owner was demoted
+            found = replace(found, scopes=tuple(s for s in found.scopes if s != ADMIN_SCOPE))
         return user, found
+
+    # -- session checks ---------------------------------------------------------------------------
+    async def check_session(self, session: AsyncSession, *, caller: Identity, session_id: str) -> repo.User:
+        """The caller as they are now, if the session their access token names is still live."""
+        ended = Unauthenticated("this session has ended; sign in again", code="session_ended")
+        try:
+            family_id, user_id = uuid.UUID(session_id), uuid.UUID(caller.user_id)
+        except ValueError:
+            raise ended from None
+        user = await repo.user_by_id(session, user_id)
+        if user is None:
+            raise ended
+        if user.status == "disabled":
+            raise PermissionDenied("this account is disabled", code="account_disabled")
+        if not await repo.session_is_live(session, family_id, user_id, self.clock()):
+            raise ended
+        return user
 
 
 def _page(rows: list[T], size: int, key: Callable[[T], tuple[datetime, uuid.UUID]]) -> Page[T]:

@@ -155,6 +155,14 @@ class AccountsServicer(accounts_pb2_grpc.AccountsServiceServicer):
             user = await self.service.get_user(session, caller=identity, user_id=request.user_id)
         return pb.GetUserResponse(user=user_pb(user))
 
+    async def CheckSession(
+        self, request: pb.CheckSessionRequest, context: Context
+    ) -> pb.CheckSessionResponse:
+        identity = caller(context)
+        async with self.db.transaction() as session:
+            user = await self.service.check_session(session, caller=identity, session_id=request.session_id)
+        return pb.CheckSessionResponse(user=user_pb(user))
+
     async def CreateApiKey(
         self, request: pb.CreateApiKeyRequest, context: Context
     ) -> pb.CreateApiKeyResponse:

@@ -439,9 +439,9 @@ async def test_no_secret_reaches_the_logs(
     await api.post("/v1/auth/login", json={"email": email, "password": "another long passphrase"})
     rotated = (await api.post("/v1/auth/refresh", json={"refresh_token": session["refresh_token"]})).json()
     secrets += [rotated["access_token"], rotated["refresh_token"]]
-    await api.post("/v1/auth/refresh", json={"refresh_token": session["refresh_token"]})  # reuse
     key = (await api.post("/v1/api-keys", json={"name": "k"}, headers=bearer(rotated["access_token"]))).json()
     secrets.append(key["key"])
+    await api.post("/v1/auth/refresh", json={"refresh_token": session["refresh_token"]})  # reuse
     await api.get("/v1/me", headers=bearer(key["key"]))
     await api.post("/v1/auth/password-reset", json={"email": email})
     reset = await accounts_stack.inbox.wait_for(email, count=2)

@@ -22,14 +22,14 @@ from atelier.generation.v1 import generation_pb2, generation_pb2_grpc
 from atelier.ledger.v1 import ledger_pb2_grpc
 from atelier.workflow.v1 import workflow_pb2_grpc
 from gateway.app import create_app
-from gateway.auth import AccessTokens
+from gateway.auth import AccessTokens, identity_of
 from gateway.settings import GatewaySettings
 from kit import grpc_client
 from kit.bus import Bus
 from kit.db import Database, drop_database, ensure_database, with_database
 from kit.embedded import free_port
 from kit.grpc_server import GrpcServer
-from kit.identity import Identity, Role
+from kit.identity import Identity
 from kit.migrations import upgrade_async
 from kit.outbox import Outbox
 from kit.service import Runtime
@@ -129,7 +129,7 @@ async def fakes() -> AsyncIterator[Fakes]:
 
 @dataclass
 class Admin:
-    """A client of the gateway and the people who call it."""
+    """A client of the gateway and the people who call it, each signed in with a real session."""
 
     http: httpx.AsyncClient
     app: FastAPI
@@ -139,17 +139,38 @@ class Admin:
     catalog: CatalogStack | None
     fakes: Fakes
     admin_id: str = ""
+    admin_email: str = ""
     headers: dict[str, str] = field(default_factory=dict)
+    emails: dict[str, str] = field(default_factory=dict)
 
-    def bearer(self, user_id: str, role: Role = "user") -> dict[str, str]:
-        token = self.tokens.mint(Identity(user_id=user_id, role=role), session_id="admin-tests").token
+    async def bearer(self, user_id: str) -> dict[str, str]:
+        """A fresh session of this user (made by `new_user`, or the admin): its access token."""
+        token = await sign_in(self.accounts, self.tokens, self.emails[user_id])
         return {"Authorization": f"Bearer {token}"}
 
     async def new_user(self) -> str:
+        email = new_email("member")
         reply = await self.accounts.Register(
-            accounts_pb2.RegisterRequest(email=new_email("member"), password=PASSWORD, locale="en")
+            accounts_pb2.RegisterRequest(email=email, password=PASSWORD, locale="en")
         )
+        self.emails[str(reply.user.id)] = email
         return str(reply.user.id)
+
+
+async def sign_in(accounts: AccountsServiceAsyncStub, tokens: AccessTokens, email: str) -> str:
+    """What POST /v1/auth/login does, without its per-IP limit: a session, and its access token."""
+    reply = await accounts.Login(accounts_pb2.LoginRequest(email=email, password=PASSWORD))
+    return tokens.mint(identity_of(reply.user), reply.refresh_token.session_id).token
+
+
+async def ensure_admin(accounts: AccountsServiceAsyncStub) -> tuple[str, str]:
+    """A new active admin (as the launcher's CLI makes one): (user id, email)."""
+    email = new_email("admin")
+    ensured = await accounts.EnsureAdmin(
+        accounts_pb2.EnsureAdminRequest(email=email, password=PASSWORD, locale="en"),
+        metadata=Identity(user_id=str(uuid.uuid4()), role="admin").metadata(),
+    )
+    return str(ensured.user.id), email
 
 
 def settings_for(infra: Infra, **addresses: str) -> GatewaySettings:
@@ -196,15 +217,12 @@ async def admin_client(
     base.update(addresses)
     settings = settings_for(infra, **base)
     async with serving(settings) as (app, http):
-        ensured = await accounts_stack.stub.EnsureAdmin(
-            accounts_pb2.EnsureAdminRequest(email=new_email("admin"), password=PASSWORD, locale="en"),
-            metadata=Identity(user_id=str(uuid.uuid4()), role="admin").metadata(),  # like the launcher's CLI
-        )
         admin = Admin(
             http, app, AccessTokens(settings), accounts_stack.stub, ledger_stack, catalog_stack, fakes
         )
-        admin.admin_id = str(ensured.user.id)
-        admin.headers = admin.bearer(admin.admin_id, "admin")
+        admin.admin_id, admin.admin_email = await ensure_admin(accounts_stack.stub)
+        admin.emails[admin.admin_id] = admin.admin_email
+        admin.headers = await admin.bearer(admin.admin_id)
         yield admin
 
 

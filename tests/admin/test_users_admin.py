@@ -49,7 +49,7 @@ async def test_credit_adjustment_applies_once_per_idempotency_key(api_without_ca
     assert [(r["type"], r["delta"]) for r in records] == [("adjustment", "12.5")]
 
     # The user sees it too, in their own records.
-    mine = await api.http.get("/v1/billing/records", headers=api.bearer(user))
+    mine = await api.http.get("/v1/billing/records", headers=await api.bearer(user))
     assert [(r["type"], r["delta"]) for r in mine.json()["items"]] == [("adjustment", "12.5")]
 
     reused = await api.http.post(

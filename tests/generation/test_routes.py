@@ -14,13 +14,20 @@ from gateway.app import create_app
 from gateway.settings import GatewaySettings
 from kit.identity import Identity
 from tests.generation.conftest import Stack
-from tests.tokens import as_user
+from tests.tokens import as_user, live_sessions
 
 
 @pytest.fixture
-async def client(stack: Stack) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, Identity]]]:
+async def sessions() -> AsyncIterator[str]:
+    async with live_sessions() as address:
+        yield address
+
+
+@pytest.fixture
+async def client(stack: Stack, sessions: str) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, Identity]]]:
     settings = GatewaySettings(
         generation_addr=stack.generation_addr,
+        accounts_addr=sessions,
         nats_url=stack.settings.nats_url,
         namespace=stack.settings.namespace,
     )

@@ -23,6 +23,7 @@ from atelier.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from kit.errors import Conflict, FailedPrecondition, NotFound
 from kit.grpc_server import GrpcServer
 from kit.identity import caller
+from tests.tokens import LiveSessions
 
 PROVIDER_OF = {"card": "stripe", "alipay": "alipay", "wechatpay": "wechatpay", "sandbox": "sandbox"}
 
@@ -193,9 +194,9 @@ class FakeCatalog(catalog_pb2_grpc.CatalogServiceServicer):  # type: ignore[misc
         )
 
 
-class FakeAccounts(accounts_pb2_grpc.AccountsServiceServicer):
-    """Only what the gateway's `require_verified` asks: the caller as the accounts service sees them
-    (every user of these tests is still unverified there)."""
+class FakeAccounts(LiveSessions):
+    """Only what the gateway asks: every session is live (`LiveSessions`), and for `require_verified`
+    the caller as the accounts service sees them (every user of these tests is still unverified there)."""
 
     async def GetUser(
         self, request: accounts_pb2.GetUserRequest, context: grpc.aio.ServicerContext

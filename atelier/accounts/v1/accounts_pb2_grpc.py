@@ -83,6 +83,11 @@ class AccountsServiceStub:
                 request_serializer=atelier_dot_accounts_dot_v1_dot_accounts__pb2.GetUserRequest.SerializeToString,
                 response_deserializer=atelier_dot_accounts_dot_v1_dot_accounts__pb2.GetUserResponse.FromString,
                 _registered_method=True)
+        self.CheckSession = channel.unary_unary(
+                '/atelier.accounts.v1.AccountsService/CheckSession',
+                request_serializer=atelier_dot_accounts_dot_v1_dot_accounts__pb2.CheckSessionRequest.SerializeToString,
+                response_deserializer=atelier_dot_accounts_dot_v1_dot_accounts__pb2.CheckSessionResponse.FromString,
+                _registered_method=True)
         self.CreateApiKey = channel.unary_unary(
                 '/atelier.accounts.v1.AccountsService/CreateApiKey',
                 request_serializer=atelier_dot_accounts_dot_v1_dot_accounts__pb2.CreateApiKeyRequest.SerializeToString,
@@ -190,6 +195,17 @@ class AccountsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CheckSession(self, request, context):
+        """The caller's session as it is now: asked by the gateway (cached there a few seconds) for every
+        request made with a session access token, so that a role change, a disable, a password reset or a
+        sign-out takes effect before the token expires. Returns the user's current role and status.
+        UNAUTHENTICATED `session_ended` when the session was signed out, revoked or has expired;
+        PERMISSION_DENIED `account_disabled` for a disabled account.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateApiKey(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -289,6 +305,11 @@ def add_AccountsServiceServicer_to_server(servicer, server):
                     servicer.GetUser,
                     request_deserializer=atelier_dot_accounts_dot_v1_dot_accounts__pb2.GetUserRequest.FromString,
                     response_serializer=atelier_dot_accounts_dot_v1_dot_accounts__pb2.GetUserResponse.SerializeToString,
+            ),
+            'CheckSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckSession,
+                    request_deserializer=atelier_dot_accounts_dot_v1_dot_accounts__pb2.CheckSessionRequest.FromString,
+                    response_serializer=atelier_dot_accounts_dot_v1_dot_accounts__pb2.CheckSessionResponse.SerializeToString,
             ),
             'CreateApiKey': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateApiKey,
@@ -578,6 +599,33 @@ class AccountsService:
             '/atelier.accounts.v1.AccountsService/GetUser',
             atelier_dot_accounts_dot_v1_dot_accounts__pb2.GetUserRequest.SerializeToString,
             atelier_dot_accounts_dot_v1_dot_accounts__pb2.GetUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/atelier.accounts.v1.AccountsService/CheckSession',
+            atelier_dot_accounts_dot_v1_dot_accounts__pb2.CheckSessionRequest.SerializeToString,
+            atelier_dot_accounts_dot_v1_dot_accounts__pb2.CheckSessionResponse.FromString,
             options,
             channel_credentials,
             insecure,

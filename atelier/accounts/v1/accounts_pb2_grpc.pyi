@@ -51,6 +51,13 @@ class AccountsServiceStub:
     ConfirmPasswordReset: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.ConfirmPasswordResetRequest, _accounts_pb2.ConfirmPasswordResetResponse]
     """Sets the new password and revokes every session of the user."""
     GetUser: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.GetUserRequest, _accounts_pb2.GetUserResponse]
+    CheckSession: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.CheckSessionRequest, _accounts_pb2.CheckSessionResponse]
+    """The caller's session as it is now: asked by the gateway (cached there a few seconds) for every
+    request made with a session access token, so that a role change, a disable, a password reset or a
+    sign-out takes effect before the token expires. Returns the user's current role and status.
+    UNAUTHENTICATED `session_ended` when the session was signed out, revoked or has expired;
+    PERMISSION_DENIED `account_disabled` for a disabled account.
+    """
     CreateApiKey: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.CreateApiKeyRequest, _accounts_pb2.CreateApiKeyResponse]
     ListApiKeys: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.ListApiKeysRequest, _accounts_pb2.ListApiKeysResponse]
     RevokeApiKey: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.RevokeApiKeyRequest, _accounts_pb2.RevokeApiKeyResponse]
@@ -88,6 +95,13 @@ class AccountsServiceAsyncStub(AccountsServiceStub):
     ConfirmPasswordReset: _aio.UnaryUnaryMultiCallable[_accounts_pb2.ConfirmPasswordResetRequest, _accounts_pb2.ConfirmPasswordResetResponse]  # type: ignore[assignment]
     """Sets the new password and revokes every session of the user."""
     GetUser: _aio.UnaryUnaryMultiCallable[_accounts_pb2.GetUserRequest, _accounts_pb2.GetUserResponse]  # type: ignore[assignment]
+    CheckSession: _aio.UnaryUnaryMultiCallable[_accounts_pb2.CheckSessionRequest, _accounts_pb2.CheckSessionResponse]  # type: ignore[assignment]
+    """The caller's session as it is now: asked by the gateway (cached there a few seconds) for every
+    request made with a session access token, so that a role change, a disable, a password reset or a
+    sign-out takes effect before the token expires. Returns the user's current role and status.
+    UNAUTHENTICATED `session_ended` when the session was signed out, revoked or has expired;
+    PERMISSION_DENIED `account_disabled` for a disabled account.
+    """
     CreateApiKey: _aio.UnaryUnaryMultiCallable[_accounts_pb2.CreateApiKeyRequest, _accounts_pb2.CreateApiKeyResponse]  # type: ignore[assignment]
     ListApiKeys: _aio.UnaryUnaryMultiCallable[_accounts_pb2.ListApiKeysRequest, _accounts_pb2.ListApiKeysResponse]  # type: ignore[assignment]
     RevokeApiKey: _aio.UnaryUnaryMultiCallable[_accounts_pb2.RevokeApiKeyRequest, _accounts_pb2.RevokeApiKeyResponse]  # type: ignore[assignment]
@@ -176,6 +190,19 @@ class AccountsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _accounts_pb2.GetUserRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_accounts_pb2.GetUserResponse, _abc.Awaitable[_accounts_pb2.GetUserResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def CheckSession(
+        self,
+        request: _accounts_pb2.CheckSessionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_accounts_pb2.CheckSessionResponse, _abc.Awaitable[_accounts_pb2.CheckSessionResponse]]:
+        """The caller's session as it is now: asked by the gateway (cached there a few seconds) for every
+        request made with a session access token, so that a role change, a disable, a password reset or a
+        sign-out takes effect before the token expires. Returns the user's current role and status.
+        UNAUTHENTICATED `session_ended` when the session was signed out, revoked or has expired;
+        PERMISSION_DENIED `account_disabled` for a disabled account.
+        """
 
     @_abc_1.abstractmethod
     def CreateApiKey(
