@@ -97,10 +97,10 @@ async def test_a_message_that_is_not_recorded_holds_nothing(
     ).conversation
     await arm(stack, monkeypatch, fault, "messages", "repository.update_conversation")
     request = generation_pb2.SendMessageRequest(conversation_id=chat.id, content="hello", idempotency_key="m")
+    stream = stack.stub.SendMessage(
+        request, metadata=metadata(alice), timeout=1.0 if fault == "caller_gone" else None
+    )
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        stream = stack.stub.SendMessage(
-            request, metadata=metadata(alice), timeout=1.0 if fault == "caller_gone" else None
-        )
         _ = [item async for item in stream]
     expected = grpc.StatusCode.DEADLINE_EXCEEDED if fault == "caller_gone" else grpc.StatusCode.INTERNAL
     assert caught.value.code() == expected

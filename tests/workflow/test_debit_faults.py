@@ -43,7 +43,7 @@ async def test_a_debited_run_that_cannot_start_is_refunded_at_once(
             "runs",
             fault,  # type: ignore[arg-type]
             on="UPDATE",
-            when="OLD.status = 'debiting' AND NEW.status <> 'debiting'",
+            when="OLD.status = 'debiting' AND NEW.status = 'pending'",
         )
 
     with pytest.raises(grpc.aio.AioRpcError) as caught:
