@@ -334,6 +334,15 @@ async def test_a_key_reused_for_another_recharge_is_a_conflict(
         ({"method": "sandbox", "amount": "300"}, USER, 400, "idempotency_key_required"),
         ({"method": "sandbox"}, {**USER, "Idempotency-Key": "k"}, 400, "invalid_recharge"),
         ({"method": "sandbox", "amount": "30.001"}, {**USER, "Idempotency-Key": "k"}, 422, "invalid_request"),
+        # Full-width and Arabic-Indic digits are not 30 (Python's Decimal and regex \d would say so).
+        ({"method": "sandbox", "amount": "３０"}, {**USER, "Idempotency-Key": "k"}, 422, "invalid_request"),
+        ({"method": "sandbox", "amount": "٣٠٠"}, {**USER, "Idempotency-Key": "k"}, 422, "invalid_request"),
+        (
+            {"method": "sandbox", "amount": "3０0.00"},
+            {**USER, "Idempotency-Key": "k"},
+            422,
+            "invalid_request",
+        ),
         ({"method": "paypal", "amount": "300"}, {**USER, "Idempotency-Key": "k"}, 422, "invalid_request"),
         ({"method": "sandbox", "amount": "300"}, {"Idempotency-Key": "k"}, 401, "unauthenticated"),
         (
