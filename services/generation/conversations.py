@@ -27,7 +27,14 @@ from services.generation import events, repository
 from services.generation.clients import Clients, QuoteArgs
 from services.generation.providers import ProviderRegistry
 from services.generation.providers.base import ChatMessage, ProviderError, ProviderJob, Usage
-from services.generation.service import estimate_tokens, hold_id, new_id, page_limit, token_charge
+from services.generation.service import (
+    estimate_tokens,
+    hold_id,
+    new_id,
+    page_limit,
+    require_kind,
+    token_charge,
+)
 from services.generation.settings import GenerationSettings
 
 log = logging.getLogger(__name__)
@@ -67,6 +74,16 @@ class Conversations:
             raise InvalidArgument("model_code is required", code="invalid_argument", field="model_code")
         if len(system_instruction) > MAX_SYSTEM or len(title) > 200:
             raise InvalidArgument("title or system instruction is too long", code="invalid_argument")
+        # Refused now rather than at the first message: quoted as that message will be, without its
+        # text, the catalog answers model_not_found, model_disabled or unsupported_spec.
+        quote = await self.clients.quote(
+            QuoteArgs(
+                model_code=model_code,
+                input_tokens=estimate_tokens(system_instruction),
+                max_output_tokens=DEFAULT_MAX_OUTPUT_TOKENS,
+            )
+        )
+        require_kind(quote, "text")
         async with self.db.transaction() as session:
             return await repository.insert_conversation(
                 session,
@@ -143,8 +160,7 @@ class Conversations:
                 max_output_tokens=cap,
             )
         )
-        if quote.kind and quote.kind != 1:
-            raise InvalidArgument(f"{model} is not a text model", code="unsupported_spec")
+        require_kind(quote, "text")
         answer_id = new_id("msg")
         held = hold_id(answer_id, 1)
         price = Credits(quote.total.milli)

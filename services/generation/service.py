@@ -27,6 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from atelier.catalog.v1 import catalog_pb2
+from atelier.common.v1 import common_pb2
 from atelier.ledger.v1 import ledger_pb2
 from kit.compensation import owned_or_undone
 from kit.db import Database
@@ -51,6 +52,11 @@ CAPABILITY_ROLES = {
     "product_image": "product",
 }
 UPLOAD_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
+MODEL_KINDS = {
+    "text": common_pb2.MODEL_KIND_TEXT,
+    "image": common_pb2.MODEL_KIND_IMAGE,
+    "video": common_pb2.MODEL_KIND_VIDEO,
+}
 MAX_PROMPT = 4000
 MAX_INPUTS = 16
 MAX_N = 10
@@ -72,6 +78,12 @@ def task_id_for(user_id: str, idempotency_key: str) -> str:
 
 def hold_id(task_id: str, attempt: int) -> str:
     return f"hold:{task_id}:{attempt}"
+
+
+def require_kind(quote: catalog_pb2.QuoteSnapshot, kind: str) -> None:
+    """The quoted model makes `kind` (an image task needs an image model, Copy Studio a text one)."""
+    if quote.kind and quote.kind != MODEL_KINDS[kind]:
+        raise InvalidArgument(f"{quote.model_code} is not a {kind} model", code="unsupported_spec", kind=kind)
 
 
 def page_limit(limit: int) -> int:
@@ -284,8 +296,7 @@ class Generation:
                 internal=spec.internal,
             )
         )
-        if quote.kind and quote.kind != {"text": 1, "image": 2, "video": 3}[spec.kind]:
-            raise InvalidArgument(f"{spec.model_code} is not a {spec.kind} model", code="unsupported_spec")
+        require_kind(quote, spec.kind)
         task_id = (
             task_id_for(identity.user_id, spec.idempotency_key) if spec.idempotency_key else new_id("tsk")
         )
