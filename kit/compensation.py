@@ -17,6 +17,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 log = logging.getLogger(__name__)
+# Undos still running after their caller was cancelled again (the loop keeps only weak references).
+_running: set[asyncio.Task[None]] = set()
 
 
 @asynccontextmanager
@@ -32,7 +34,10 @@ async def owned_or_undone(
     try:
         yield
     except BaseException:
-        await asyncio.shield(_undo_unless_owned(what, owned, undo))
+        task = asyncio.ensure_future(_undo_unless_owned(what, owned, undo))
+        _running.add(task)
+        task.add_done_callback(_running.discard)
+        await asyncio.shield(task)
         raise
 
 
