@@ -15,7 +15,16 @@ MILLI_PER_CREDIT = 1000
 # Minor units per major unit for the currencies Atelier accepts (ISO 4217 exponents).
 CURRENCY_EXPONENT = {"CNY": 2, "USD": 2}
 
-_DECIMAL = re.compile(r"^-?\d+(\.\d+)?$")
+# ASCII digits only: Python's Decimal and int, and regex `\d`, also read full-width, Arabic-Indic and
+# other scripts' digits, so a typed "３０" would become 30.
+_DECIMAL = re.compile(r"-?[0-9]+(\.[0-9]+)?")
+
+
+def amount_pattern(*, digits: int, decimals: int, signed: bool = False) -> str:
+    """The pattern of an amount field in an API body: at most `digits` whole and `decimals` fraction
+    digits, ASCII only (pydantic's regex digit class is Unicode-aware too)."""
+    sign = "[-+]?" if signed else ""
+    return rf"^{sign}[0-9]{{1,{digits}}}(\.[0-9]{{1,{decimals}}})?$"
 
 
 class MoneyParseError(ValueError):
@@ -123,7 +132,7 @@ def _to_decimal(text: Any) -> Decimal:
         if not text.is_finite():
             raise MoneyParseError(f"{text!r} is not a finite amount")
         return text
-    if not isinstance(text, str) or not _DECIMAL.match(text.strip()):
+    if not isinstance(text, str) or not _DECIMAL.fullmatch(text.strip()):
         raise MoneyParseError(f"{text!r} is not a decimal amount")
     try:
         return Decimal(text.strip())

@@ -21,6 +21,21 @@ def test_parse_rejects_what_is_not_an_exact_amount(text: str) -> None:
         Credits.parse(text)
 
 
+NON_ASCII_DIGITS = ["３０", "٣٠", "۳۰", "३०", "𝟑𝟎", "3０", "30.５", "١.٥"]
+
+
+@pytest.mark.parametrize("text", NON_ASCII_DIGITS)
+def test_amounts_are_ascii_digits_only(text: str) -> None:
+    """Python's Decimal and int read full-width, Arabic-Indic, Devanagari... digits as numbers: a typed
+    "３０" must be refused, not become 30."""
+    with pytest.raises(MoneyParseError):
+        Credits.parse(text)
+    with pytest.raises(MoneyParseError):
+        Money.parse(text, "CNY")
+    assert Credits.parse("30") == Credits(30_000)
+    assert Money.parse("30", "CNY") == Money(3000, "CNY")
+
+
 def test_credits_never_come_from_floats() -> None:
     with pytest.raises(MoneyParseError):
         Credits.parse(0.5)  # type: ignore[arg-type]

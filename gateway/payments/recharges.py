@@ -2,7 +2,8 @@
 
 Retries are safe end to end: the order id is derived from the user and the client's Idempotency-Key,
 the ledger answers a replay with the first order, and the provider checkout is created with an
-idempotency key (Stripe) or keyed by our order id (Alipay, WeChat Pay out_trade_no).
+idempotency key (Stripe) or keyed by our order id (Alipay, WeChat Pay out_trade_no). A key reused for
+another recharge (method, amount or plan) is refused with 409 `idempotency_conflict`, as tasks are.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from atelier.ledger.v1 import ledger_pb2
 from gateway.payments.base import ProviderError
 from gateway.payments.processing import CALLER_METADATA
 from gateway.payments.registry import PaymentGateway, order_view
-from kit.errors import InvalidArgument, NotFound, Unavailable
+from kit.errors import Conflict, InvalidArgument, NotFound, Unavailable
 from kit.grpc_client import domain_error
 from kit.identity import Identity
 from kit.money import Money
@@ -51,6 +52,15 @@ class RechargeRequest:
     def __post_init__(self) -> None:
         if (self.amount is None) == (not self.plan_code):
             raise InvalidArgument("give either an amount or a plan", code="invalid_recharge")
+
+    def made(self, order: ledger_pb2.RechargeOrder) -> bool:
+        """Whether `order` is what this request asks for (the same method, and amount or plan)."""
+        if order.method != self.method:
+            return False
+        if self.amount is not None:
+            asked = (self.amount.minor, self.amount.currency)
+            return not order.plan_code and (order.amount.minor, order.amount.currency) == asked
+        return order.plan_code == self.plan_code
 
 
 class Recharges:
@@ -83,9 +93,10 @@ class Recharges:
                 if not isinstance(domain_error(exc), NotFound):
                     raise
                 order = await self._create_order(identity, order_id, request)
-            if order.method != request.method:
-                raise InvalidArgument(
-                    "this Idempotency-Key was used for another recharge", code="idempotency_conflict"
+            if not request.made(order):
+                raise Conflict(
+                    "this Idempotency-Key was used for another recharge; use a new key",
+                    code="idempotency_conflict",
                 )
             if order.pay_url or order.status != ledger_pb2.RECHARGE_ORDER_STATUS_PENDING:
                 return order
@@ -124,21 +135,27 @@ class Recharges:
         provider = self.payments.route(quote.provider)  # refuses methods whose provider is not enabled
         expires_at = Timestamp()
         expires_at.FromDatetime(datetime.now(UTC) + self.order_ttl)
-        created: ledger_pb2.CreateRechargeOrderResponse = await self.ledger.CreateRechargeOrder(
-            ledger_pb2.CreateRechargeOrderRequest(
-                order_id=order_id,
-                user_id=identity.user_id,
-                method=quote.method or request.method,
-                provider=provider,
-                amount=quote.amount,
-                plan_code=quote.plan_code,
-                paid_credits=quote.paid_credits,
-                bonus_credits=quote.bonus_credits,
-                catalog_version=quote.catalog_version,
-                expires_at=expires_at,
-            ),
-            metadata=identity.metadata(),
-        )
+        try:
+            created: ledger_pb2.CreateRechargeOrderResponse = await self.ledger.CreateRechargeOrder(
+                ledger_pb2.CreateRechargeOrderRequest(
+                    order_id=order_id,
+                    user_id=identity.user_id,
+                    method=quote.method or request.method,
+                    provider=provider,
+                    amount=quote.amount,
+                    plan_code=quote.plan_code,
+                    paid_credits=quote.paid_credits,
+                    bonus_credits=quote.bonus_credits,
+                    catalog_version=quote.catalog_version,
+                    expires_at=expires_at,
+                ),
+                metadata=identity.metadata(),
+            )
+        except grpc.aio.AioRpcError as exc:
+            if not isinstance(domain_error(exc), Conflict):
+                raise
+            # A concurrent request with the same key created the order first: the caller compares it.
+            return await self.get(identity, order_id)
         return created.order
 
     async def get(self, identity: Identity, order_id: str) -> ledger_pb2.RechargeOrder:

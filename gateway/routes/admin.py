@@ -39,7 +39,7 @@ from atelier.workflow.v1.workflow_pb2_grpc import WorkflowServiceStub
 from gateway.auth import AdminPrincipal, require_admin
 from gateway.convert import to_json
 from gateway.problems import Problem
-from kit.money import CURRENCY_EXPONENT, Credits, Money, MoneyParseError
+from kit.money import CURRENCY_EXPONENT, Credits, Money, MoneyParseError, amount_pattern
 
 if TYPE_CHECKING:
     from atelier.accounts.v1.accounts_pb2_grpc import AccountsServiceAsyncStub
@@ -139,10 +139,12 @@ def _workflow(request: Request) -> WorkflowServiceAsyncStub:
 
 # -- bodies -----------------------------------------------------------------------------------------
 CreditsText = Annotated[
-    str, StringConstraints(pattern=r"^\d{1,12}(\.\d{1,3})?$"), Field(examples=["0.5", "330"])
+    str, StringConstraints(pattern=amount_pattern(digits=12, decimals=3)), Field(examples=["0.5", "330"])
 ]
 SignedCreditsText = Annotated[
-    str, StringConstraints(pattern=r"^[-+]?\d{1,12}(\.\d{1,3})?$"), Field(examples=["50", "-1.5"])
+    str,
+    StringConstraints(pattern=amount_pattern(digits=12, decimals=3, signed=True)),
+    Field(examples=["50", "-1.5"]),
 ]
 CodeText = Annotated[str, StringConstraints(pattern=CODE)]
 SpecText = Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=r"^[\x21-\x7e]+$")]
@@ -183,7 +185,7 @@ class LocalizedLong(_Body):
 class MoneyIn(_Body):
     """A fiat amount in major units, as the API shows it: {"amount": "300.00", "currency": "CNY"}."""
 
-    amount: Annotated[str, StringConstraints(pattern=r"^\d{1,12}(\.\d{1,2})?$")]
+    amount: Annotated[str, StringConstraints(pattern=amount_pattern(digits=12, decimals=2))]
     currency: Annotated[str, StringConstraints(min_length=3, max_length=3)]
 
     _known = field_validator("currency")(_currency)

@@ -25,7 +25,7 @@ from gateway.payments.runtime import PaymentsRuntime
 from gateway.problems import Problem
 from kit.errors import NotFound
 from kit.identity import Identity
-from kit.money import Credits, Money, MoneyParseError
+from kit.money import Credits, Money, MoneyParseError, amount_pattern
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ async def sandbox_callback(request: Request) -> Response:
 class RechargeIn(BaseModel):
     method: Literal["card", "alipay", "wechatpay", "sandbox"]
     # CNY in major units as a decimal string ("300", "29.99"): never a float.
-    amount: str | None = Field(default=None, pattern=r"^\d{1,9}(\.\d{1,2})?$", examples=["300"])
+    amount: str | None = Field(default=None, pattern=amount_pattern(digits=9, decimals=2), examples=["300"])
     currency: Literal["CNY"] = "CNY"
     plan: str | None = Field(default=None, pattern=r"^[a-z0-9_\-]{1,64}$", examples=["starter"])
 

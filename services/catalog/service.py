@@ -703,7 +703,15 @@ def quote(catalog: Catalog, params: QuoteParams, *, now: datetime | None = None)
         ("max_output_tokens", params.max_output_tokens),
     ):
         if given:
-            raise _unsupported(model, field, given, [])
+            # Text asked of an image or video model (a Copy Studio chat): name the kind, not the field.
+            raise InvalidArgument(
+                f"{model.code} is not a text model ({model.kind}); {field} applies to text models only",
+                code="unsupported_spec",
+                field=field,
+                allowed="",
+                model=model.code,
+                kind=model.kind,
+            )
     ratio = _pick(model, "ratio", params.ratio, model.ratios)
     resolution = _pick(model, "resolution", params.resolution, model.resolutions)
     duration = 0

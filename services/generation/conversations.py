@@ -4,9 +4,11 @@ streams the answer. The maximum (input estimate + output cap) is held before the
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from atelier.catalog.v1 import catalog_pb2
 from atelier.ledger.v1 import ledger_pb2
+from kit.compensation import owned_or_undone
 from kit.db import Database
 from kit.errors import FailedPrecondition, InvalidArgument, NotFound
 from kit.identity import Identity
@@ -24,7 +27,14 @@ from services.generation import events, repository
 from services.generation.clients import Clients, QuoteArgs
 from services.generation.providers import ProviderRegistry
 from services.generation.providers.base import ChatMessage, ProviderError, ProviderJob, Usage
-from services.generation.service import estimate_tokens, hold_id, new_id, page_limit, token_charge
+from services.generation.service import (
+    estimate_tokens,
+    hold_id,
+    new_id,
+    page_limit,
+    require_kind,
+    token_charge,
+)
 from services.generation.settings import GenerationSettings
 
 log = logging.getLogger(__name__)
@@ -64,6 +74,16 @@ class Conversations:
             raise InvalidArgument("model_code is required", code="invalid_argument", field="model_code")
         if len(system_instruction) > MAX_SYSTEM or len(title) > 200:
             raise InvalidArgument("title or system instruction is too long", code="invalid_argument")
+        # Refused now rather than at the first message: quoted as that message will be, without its
+        # text, the catalog answers model_not_found, model_disabled or unsupported_spec.
+        quote = await self.clients.quote(
+            QuoteArgs(
+                model_code=model_code,
+                input_tokens=estimate_tokens(system_instruction),
+                max_output_tokens=DEFAULT_MAX_OUTPUT_TOKENS,
+            )
+        )
+        require_kind(quote, "text")
         async with self.db.transaction() as session:
             return await repository.insert_conversation(
                 session,
@@ -140,8 +160,7 @@ class Conversations:
                 max_output_tokens=cap,
             )
         )
-        if quote.kind and quote.kind != 1:
-            raise InvalidArgument(f"{model} is not a text model", code="unsupported_spec")
+        require_kind(quote, "text")
         answer_id = new_id("msg")
         held = hold_id(answer_id, 1)
         price = Credits(quote.total.milli)
@@ -158,7 +177,8 @@ class Conversations:
         # Explicit times: both rows share one transaction (one now()), and history is ordered by time.
         asked_at = dt.datetime.now(dt.UTC)
         try:
-            async with self.db.transaction() as session:
+            recording = self._owned(held if price.is_positive else None, answer_id, "message_not_recorded")
+            async with recording, self.db.transaction() as session:
                 asked = await repository.insert_message(
                     session,
                     {
@@ -191,8 +211,6 @@ class Conversations:
                     session, conversation_id, {"title": conversation.title or content.strip()[:60]}
                 )
         except IntegrityError as exc:
-            if price.is_positive:
-                await self.clients.release(hold_id=held, reason="message_not_recorded")
             raise FailedPrecondition(
                 "this Idempotency-Key is already in use", code="idempotency_conflict"
             ) from exc
@@ -220,9 +238,28 @@ class Conversations:
         except ProviderError as exc:
             error = exc
         finally:
-            # Also reached when the client goes away mid-stream: the hold is settled either way.
-            final = await self._finish(answer, quote, "".join(parts), usage, error)
+            # Also reached when the client goes away mid-stream: the hold is settled either way (by
+            # the answer's `tasks.completed`, or released here when its end cannot be recorded).
+            async with self._owned(answer.hold_id, answer_id, "message_not_finished", finished=True):
+                final = await self._finish(answer, quote, "".join(parts), usage, error)
         yield Streamed(final=final)
+
+    def _owned(
+        self, held: str | None, message_id: str, reason: str, *, finished: bool = False
+    ) -> AbstractAsyncContextManager[None]:
+        """Releases `held` if recording its message (or, `finished`, the message's end, whose event
+        settles the hold) fails, unless that was recorded after all."""
+        if held is None:
+            return contextlib.nullcontext()
+
+        async def recorded() -> bool:
+            async with self.db.session() as session:
+                row = await repository.get_message(session, message_id)
+            return row is not None and (not finished or row.status != "streaming")
+
+        return owned_or_undone(
+            f"hold {held}", owned=recorded, undo=lambda: self.clients.release(hold_id=held, reason=reason)
+        )
 
     async def _finish(
         self,

@@ -221,6 +221,10 @@ async def insert_message(session: AsyncSession, values: dict[str, Any]) -> Row[A
     return (await session.execute(insert(messages).values(**values).returning(messages))).one()
 
 
+async def get_message(session: AsyncSession, message_id: str) -> Row[Any] | None:
+    return (await session.execute(select(messages).where(messages.c.id == message_id))).one_or_none()
+
+
 async def find_message_by_key(session: AsyncSession, user_id: str, key: str) -> Row[Any] | None:
     query = select(messages).where(messages.c.user_id == user_id, messages.c.idempotency_key == key)
     return (await session.execute(query)).one_or_none()

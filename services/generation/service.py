@@ -1,13 +1,14 @@
 """The rules of the generation service, pure of transport.
 
 `Generation` orchestrates what spans remote calls and transactions (quote → hold → record, with a
-compensating release when recording fails); the functions below it take a session, only flush, and
-are shared with the worker.
+compensating release when recording fails, `kit.compensation`); the functions below it take a session,
+only flush, and are shared with the worker.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import hashlib
 import io
@@ -16,6 +17,7 @@ import logging
 import math
 import uuid
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -25,7 +27,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from atelier.catalog.v1 import catalog_pb2
+from atelier.common.v1 import common_pb2
 from atelier.ledger.v1 import ledger_pb2
+from kit.compensation import owned_or_undone
 from kit.db import Database
 from kit.errors import Conflict, DomainError, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from kit.identity import Identity
@@ -48,6 +52,11 @@ CAPABILITY_ROLES = {
     "product_image": "product",
 }
 UPLOAD_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
+MODEL_KINDS = {
+    "text": common_pb2.MODEL_KIND_TEXT,
+    "image": common_pb2.MODEL_KIND_IMAGE,
+    "video": common_pb2.MODEL_KIND_VIDEO,
+}
 MAX_PROMPT = 4000
 MAX_INPUTS = 16
 MAX_N = 10
@@ -69,6 +78,12 @@ def task_id_for(user_id: str, idempotency_key: str) -> str:
 
 def hold_id(task_id: str, attempt: int) -> str:
     return f"hold:{task_id}:{attempt}"
+
+
+def require_kind(quote: catalog_pb2.QuoteSnapshot, kind: str) -> None:
+    """The quoted model makes `kind` (an image task needs an image model, Copy Studio a text one)."""
+    if quote.kind and quote.kind != MODEL_KINDS[kind]:
+        raise InvalidArgument(f"{quote.model_code} is not a {kind} model", code="unsupported_spec", kind=kind)
 
 
 def page_limit(limit: int) -> int:
@@ -281,16 +296,12 @@ class Generation:
                 internal=spec.internal,
             )
         )
-        if quote.kind and quote.kind != {"text": 1, "image": 2, "video": 3}[spec.kind]:
-            raise InvalidArgument(f"{spec.model_code} is not a {spec.kind} model", code="unsupported_spec")
+        require_kind(quote, spec.kind)
         task_id = (
             task_id_for(identity.user_id, spec.idempotency_key) if spec.idempotency_key else new_id("tsk")
         )
         attempt = 1
         price = Credits(0) if spec.internal else Credits(quote.total.milli)
-        held: str | None = None
-        if not spec.internal and price.is_positive:
-            held = await self._hold(task_id, attempt, identity.user_id, price, spec)
         now = dt.datetime.now(dt.UTC)
         values = {
             "id": task_id,
@@ -309,7 +320,7 @@ class Generation:
             "max_output_tokens": spec.max_output_tokens,
             "quote": quote.SerializeToString(),
             "price_milli": price.milli,
-            "hold_id": held,
+            "hold_id": None,
             "internal": spec.internal,
             "run_id": spec.run_id or None,
             "step_key": spec.step_key or None,
@@ -321,16 +332,17 @@ class Generation:
             "created_at": now,
             "updated_at": now,
         }
+        held: str | None = None
+        if not spec.internal and price.is_positive:
+            held = await self._hold(task_id, attempt, identity.user_id, price, spec)
         try:
-            async with self.db.transaction() as session:
-                row = await repository.insert_task(session, values)
-                await events.job_requested(session, self.outbox, row)
-        except BaseException as exc:
-            # Release the hold unless a task owns it: the same key's concurrent submission (same id, so
-            # same hold) or this one, if the commit went through before its connection broke.
-            if held is not None and not await self._recorded(task_id):
-                await self._compensate(held)
-            if isinstance(exc, IntegrityError) and spec.idempotency_key:
+            async with self._owned(held, task_id):
+                values["hold_id"] = held
+                async with self.db.transaction() as session:
+                    row = await repository.insert_task(session, values)
+                    await events.job_requested(session, self.outbox, row)
+        except IntegrityError:
+            if spec.idempotency_key:
                 # A concurrent submission with the same key won the race: answer with its task.
                 async with self.db.transaction() as session:
                     replay = await self._replay(session, identity.user_id, spec.idempotency_key, fingerprint)
@@ -339,6 +351,23 @@ class Generation:
             raise
         metrics.task_submitted(spec.model_code, spec.kind)
         return TaskView(row), True
+
+    def _owned(self, held: str | None, task_id: str) -> AbstractAsyncContextManager[None]:
+        """Releases `held` if recording its task fails, unless a task owns it after all: the same key's
+        concurrent submission (same id, so same hold) or this one, if its commit went through before its
+        connection broke."""
+        if held is None:
+            return contextlib.nullcontext()
+
+        async def recorded() -> bool:
+            async with self.db.session() as session:
+                return await repository.get_task(session, task_id) is not None
+
+        return owned_or_undone(
+            f"hold {held}",
+            owned=recorded,
+            undo=lambda: self.clients.release(hold_id=held, reason="submission_not_recorded"),
+        )
 
     async def _hold(self, task_id: str, attempt: int, user_id: str, price: Credits, spec: TaskSpec) -> str:
         """Hold the price under the task's hold id; the id held. The id follows from the task id (so from
@@ -374,24 +403,6 @@ class Generation:
             await hold(fresh)
             return fresh
         return first
-
-    async def _recorded(self, task_id: str) -> bool:
-        try:
-            async with self.db.session() as session:
-                return await repository.get_task(session, task_id) is not None
-        except Exception:
-            # Unknown: keep the hold. A retry with the same key adopts it; otherwise it expires.
-            log.warning(
-                "could not tell whether task %s was recorded; keeping its hold", task_id, exc_info=True
-            )
-            return True
-
-    async def _compensate(self, held: str) -> None:
-        try:
-            await asyncio.shield(self.clients.release(hold_id=held, reason="submission_not_recorded"))
-        except Exception:
-            # The hold expires on its own; the ledger's sweeper voids it.
-            log.warning("could not release hold %s after a failed submission", held, exc_info=True)
 
     async def _replay(
         self, session: AsyncSession, user_id: str, key: str, fingerprint: str

@@ -5,7 +5,8 @@ the effect it asks for, so a crash at any point leaves a state the resume loop c
 
 - start: the run row is committed in `debiting` *before* the ledger call; the debit id is
   `run:{run_id}:debit`, so retrying it (same request, the resume loop) never debits twice, and a
-  crash after the ledger answered never loses the debit.
+  crash after the ledger answered never loses the debit. When the commit that confirms the debit
+  fails (a live process sees it), the run fails and is refunded at once (`kit.compensation`).
 - steps: a step is marked `running` before its task is submitted with the idempotency key
   `run:{run_id}:step:{index}:{key}`; generation returns the same task to any resubmission.
 - completions: `tasks.completed` is handled once per event id (inbox) and only moves a `running`
@@ -17,9 +18,12 @@ the effect it asks for, so a crash at any point leaves a state the resume loop c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,6 +33,7 @@ from atelier.common.v1 import common_pb2
 from atelier.events.v1 import events_pb2
 from atelier.generation.v1 import generation_pb2
 from atelier.ledger.v1 import ledger_pb2
+from kit.compensation import owned_or_undone
 from kit.db import Database
 from kit.errors import Conflict, DomainError, FailedPrecondition, NotFound, Unavailable
 from kit.identity import Identity
@@ -186,7 +191,7 @@ class Runner:
                 log.warning("debit of run %s not confirmed: %r", run_id, exc)
                 return
             transfer_id = reply.transfer.id or transfer_id
-        async with self.db.transaction() as session:
+        async with self._owned(run, transfer_id), self.db.transaction() as session:
             run = await repository.get_run(session, run_id, lock=True)
             if run is None or run.status != "debiting":
                 return
@@ -204,6 +209,39 @@ class Runner:
             await service.next_action(session, self.outbox, run)
         metrics.RUNS_STARTED.labels(run.template_code).inc()
         self._notify()
+
+    def _owned(self, run: RunRecord, transfer_id: str) -> AbstractAsyncContextManager[None]:
+        """Unwinds the debit `transfer_id` of a `debiting` run if confirming it fails, unless it was
+        confirmed after all (the commit went through before its answer was lost, or another replica)."""
+        if run.price_milli <= 0:
+            return contextlib.nullcontext()
+
+        async def confirmed() -> bool:
+            async with self.db.session() as session:
+                found = await repository.get_run(session, run.id)
+            return found is None or found.status != "debiting"
+
+        return owned_or_undone(
+            f"debit {transfer_id}", owned=confirmed, undo=lambda: self._unwind_debit(run.id, transfer_id)
+        )
+
+    async def _unwind_debit(self, run_id: str, transfer_id: str) -> None:
+        """Fail a debited run that could not start and refund it in full. The refund is owed in the
+        same transaction that fails the run, so the resume loop writes it if the ledger cannot now."""
+        async with self.db.transaction() as session:
+            run = await repository.get_run(session, run_id, lock=True)
+            if run is None or run.status != "debiting":
+                return
+            await repository.update_run(session, run_id, debit_transfer_id=transfer_id)
+            await service.finalize(
+                session,
+                self.outbox,
+                replace(run, debit_transfer_id=transfer_id),
+                "failed",
+                error_code="start_failed",
+                error_message="the run could not be started; its price is refunded",
+            )
+        await self._refund(run_id)
 
     # -- advancing -------------------------------------------------------------------------------
     async def drive(self, run_id: str) -> None:

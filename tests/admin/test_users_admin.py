@@ -82,6 +82,8 @@ async def test_bad_adjustments_change_nothing(api_without_catalog: Admin) -> Non
         ({"amount": "1.0001", "reason": "x"}, 422, "invalid_request"),
         ({"amount": 5, "reason": "x"}, 422, "invalid_request"),
         ({"amount": "abc", "reason": "x"}, 422, "invalid_request"),
+        ({"amount": "３０", "reason": "full-width digits"}, 422, "invalid_request"),
+        ({"amount": "-٣", "reason": "Arabic-Indic digits"}, 422, "invalid_request"),
         ({"amount": "1", "reason": "   "}, 422, "invalid_request"),
         ({"amount": "1"}, 422, "invalid_request"),
         ({"amount": "2000000", "reason": "typo"}, 422, "invalid_request"),

@@ -107,6 +107,9 @@ async def test_recharge_options_and_quotes(client: httpx.AsyncClient) -> None:
     assert recharge.json()["total_credits"] == "530"
     below = await client.post("/v1/recharge-quotes", json={"method": "wechatpay", "amount": "29.99"})
     assert (below.status_code, below.json()["code"]) == (409, "below_minimum_recharge")
+    for typed in ("５００", "٥٠٠", "50０"):  # not 500: ASCII digits only
+        odd = await client.post("/v1/recharge-quotes", json={"method": "wechatpay", "amount": typed})
+        assert (odd.status_code, odd.json()["code"]) == (422, "invalid_amount"), typed
 
     quote = await client.post(
         "/v1/quotes", json={"model": "grok-video-3", "ratio": "9:16", "duration_seconds": 10}

@@ -132,6 +132,13 @@ def test_an_unsupported_spec_names_the_allowed_values(params: QuoteParams, field
     assert error.details["allowed"] == allowed
 
 
+def test_text_asked_of_an_image_or_video_model_names_its_kind() -> None:
+    for code, kind in (("grok-4-1-image", "image"), ("grok-video-3", "video")):
+        error = refused(seed_catalog(), QuoteParams(code, input_tokens=3, max_output_tokens=2048))
+        assert (error.code, error.details["kind"]) == ("unsupported_spec", kind)
+        assert error.message.startswith(f"{code} is not a text model ({kind})")
+
+
 def test_an_unsupported_capability_names_the_models_capabilities() -> None:
     error = refused(seed_catalog(), QuoteParams("grok-video-3", capability="first_frame"))
     assert error.code == "unsupported_capability"

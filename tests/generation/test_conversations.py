@@ -7,6 +7,7 @@ import pytest
 
 from atelier.catalog.v1 import catalog_pb2
 from atelier.generation.v1 import generation_pb2
+from kit.errors import CODE_KEY
 from kit.identity import Identity
 from tests.generation.conftest import Stack, metadata
 from tests.generation.fakes import FakeModel
@@ -125,6 +126,34 @@ async def test_a_failed_answer_is_not_charged(stack: Stack) -> None:
     assert event.status == generation_pb2.TASK_STATUS_FAILED
     assert stack.ledger.releases == [final.hold_id]
     assert stack.ledger.available(user.user_id) == 10_000
+
+
+@pytest.mark.parametrize(
+    ("model", "status", "code"),
+    [
+        ("no-such-model", grpc.StatusCode.NOT_FOUND, "model_not_found"),
+        ("off", grpc.StatusCode.FAILED_PRECONDITION, "model_disabled"),
+        ("img", grpc.StatusCode.INVALID_ARGUMENT, "unsupported_spec"),
+        ("vid", grpc.StatusCode.INVALID_ARGUMENT, "unsupported_spec"),
+    ],
+)
+async def test_a_conversation_needs_an_enabled_text_model(
+    stack: Stack, model: str, status: grpc.StatusCode, code: str
+) -> None:
+    """Refused when it is created, with the catalog's reason, not at its first message."""
+    stack.catalog.models["off"] = FakeModel(
+        "off", "text", catalog_pb2.BILLING_UNIT_PER_1K_TOKENS, 0, enabled=False, output_per_1k=400
+    )
+    user = stack.user(10_000)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await conversation(stack, user, model)
+    assert caught.value.code() == status
+    assert dict(caught.value.trailing_metadata() or ()).get(CODE_KEY) == code
+    listed = await stack.stub.ListConversations(
+        generation_pb2.ListConversationsRequest(), metadata=metadata(user)
+    )
+    assert not listed.conversations
+    assert not stack.ledger.holds
 
 
 async def test_conversations_are_private(stack: Stack) -> None:

@@ -139,3 +139,11 @@ async def test_uploads_and_copy_streaming(
     assert events[-1][1]["status"] == "completed"
     missing = await http.post("/v1/copy/conversations/nope/messages", json={"content": "x"})
     assert missing.status_code == 404
+    # A conversation with a model that cannot answer is refused when it is created.
+    for model, status, code in (("nope", 404, "model_not_found"), ("img", 400, "unsupported_spec")):
+        refused = await http.post("/v1/copy/conversations", json={"model": model})
+        assert refused.status_code == status, refused.text
+        assert refused.headers["content-type"].startswith("application/problem+json")
+        assert refused.json()["code"] == code
+    listed = (await http.get("/v1/copy/conversations")).json()["items"]
+    assert [c["id"] for c in listed] == [chat["id"]]

@@ -335,6 +335,35 @@ async def test_recharge_is_idempotent_per_user_and_key(stack: Stack) -> None:
 
 
 @pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ({"method": "sandbox", "amount": "1000"}, {"method": "sandbox", "amount": "300"}),
+        ({"method": "sandbox", "amount": "1000"}, {"method": "sandbox", "plan": "growth"}),
+        ({"method": "sandbox", "amount": "1000"}, {"method": "alipay", "amount": "1000"}),
+        ({"method": "sandbox", "plan": "growth"}, {"method": "sandbox", "plan": "starter"}),
+        ({"method": "sandbox", "plan": "growth"}, {"method": "sandbox", "amount": "499"}),
+    ],
+)
+async def test_a_key_reused_for_another_recharge_is_a_conflict(
+    stack: Stack, first: dict[str, str], second: dict[str, str]
+) -> None:
+    headers = {**USER, "Idempotency-Key": "k-reused"}
+    created = await stack.http.post("/v1/billing/recharges", json=first, headers=headers)
+    assert created.status_code == 201, created.text
+    before = dict(stack.ledger.orders)
+    reused = await stack.http.post("/v1/billing/recharges", json=second, headers=headers)
+    assert reused.status_code == 409, reused.text
+    assert reused.headers["content-type"].startswith("application/problem+json")
+    assert reused.json()["code"] == "idempotency_conflict"
+    assert stack.ledger.orders == before
+    # The same recharge, however its amount is written, is still the first order.
+    same = {**first, "amount": f"{first['amount']}.00"} if "amount" in first else first
+    again = await stack.http.post("/v1/billing/recharges", json=same, headers=headers)
+    assert again.status_code == 201, again.text
+    assert again.json()["id"] == created.json()["id"]
+
+
+@pytest.mark.parametrize(
     ("body", "headers", "status", "code"),
     [
         (
@@ -346,6 +375,15 @@ async def test_recharge_is_idempotent_per_user_and_key(stack: Stack) -> None:
         ({"method": "sandbox", "amount": "300"}, USER, 400, "idempotency_key_required"),
         ({"method": "sandbox"}, {**USER, "Idempotency-Key": "k"}, 400, "invalid_recharge"),
         ({"method": "sandbox", "amount": "30.001"}, {**USER, "Idempotency-Key": "k"}, 422, "invalid_request"),
+        # Full-width and Arabic-Indic digits are not 30 (Python's Decimal and regex \d would say so).
+        ({"method": "sandbox", "amount": "３０"}, {**USER, "Idempotency-Key": "k"}, 422, "invalid_request"),
+        ({"method": "sandbox", "amount": "٣٠٠"}, {**USER, "Idempotency-Key": "k"}, 422, "invalid_request"),
+        (
+            {"method": "sandbox", "amount": "3０0.00"},
+            {**USER, "Idempotency-Key": "k"},
+            422,
+            "invalid_request",
+        ),
         ({"method": "paypal", "amount": "300"}, {**USER, "Idempotency-Key": "k"}, 422, "invalid_request"),
         ({"method": "sandbox", "amount": "300"}, {"Idempotency-Key": "k"}, 401, "unauthenticated"),
         (
