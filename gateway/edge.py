@@ -96,8 +96,8 @@ async def _check_json(request: Request) -> None:
         return
     try:
         document = json.loads(body)
-    except ValueError:
-        return  # malformed JSON is the route's to refuse (422), or not its concern at all
+    except (ValueError, RecursionError):
+        return  # what cannot be parsed is the route's to refuse (4xx), or no concern of a route at all
     pointer = find_in_json(document)
     if pointer is not None:
         raise unstorable(pointer, "body")  # "" is the whole document (RFC 6901)

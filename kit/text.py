@@ -11,17 +11,19 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
 from kit.errors import InvalidArgument
 
 CODE = "invalid_text"
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def storable(text: str) -> bool:
-    return _UNSTORABLE.search(text) is None
+    # Every gRPC request passes here: the common cases (NUL-free ASCII) cost no regex.
+    return "\x00" not in text and (text.isascii() or _SURROGATE.search(text) is None)
 
 
 def _printable(name: str) -> str:
@@ -64,6 +66,41 @@ def find_in_json(document: Any) -> str | None:
     return None
 
 
+_SKIP, _TEXT, _TEXTS, _MESSAGE, _MESSAGES, _MAP = range(6)
+_KINDS: dict[FieldDescriptor, int] = {}
+_HAS_TEXT: dict[str, bool] = {}
+
+
+def _has_text(message_type: Descriptor) -> bool:
+    """Whether a message type holds a string anywhere (Money, Timestamp, Duration hold none)."""
+    known = _HAS_TEXT.get(message_type.full_name)
+    if known is None:
+        _HAS_TEXT[message_type.full_name] = True  # a recursive type (Struct) counts as text meanwhile
+        known = any(
+            field.type == FieldDescriptor.TYPE_STRING
+            or (field.message_type is not None and _has_text(field.message_type))
+            for field in message_type.fields
+        )
+        _HAS_TEXT[message_type.full_name] = known
+    return known
+
+
+def _kind(field: FieldDescriptor) -> int:
+    """What the walk does with a field, worked out once per field: every gRPC request passes here."""
+    kind = _KINDS.get(field)
+    if kind is None:
+        if field.type == FieldDescriptor.TYPE_STRING:
+            kind = _TEXTS if field.is_repeated else _TEXT
+        elif field.message_type is None or not _has_text(field.message_type):
+            kind = _SKIP
+        elif field.message_type.GetOptions().map_entry:
+            kind = _MAP
+        else:
+            kind = _MESSAGES if field.is_repeated else _MESSAGE
+        _KINDS[field] = kind
+    return kind
+
+
 def find_in_message(message: Message) -> str | None:
     """The path (`inputs[0].output_id`, `labels[key]`) of the first unstorable string field, or None.
 
@@ -73,27 +110,27 @@ def find_in_message(message: Message) -> str | None:
     while pending:
         prefix, current = pending.pop()
         for field, value in current.ListFields():
-            name = f"{prefix}{field.name}"
-            if field.type == FieldDescriptor.TYPE_STRING:
-                items = enumerate(value) if field.is_repeated else ((None, value),)
-                for index, item in items:
+            kind = _kind(field)
+            if kind == _TEXT:
+                if not storable(value):
+                    return f"{prefix}{field.name}"
+            elif kind == _TEXTS:
+                for index, item in enumerate(value):
                     if not storable(item):
-                        return name if index is None else f"{name}[{index}]"
-            elif field.type == FieldDescriptor.TYPE_MESSAGE:
-                entry = field.message_type
-                if entry is not None and entry.GetOptions().map_entry:
-                    for key, item in value.items():
-                        here = f"{name}[{key}]"
-                        if isinstance(key, str) and not storable(key):
-                            return here
-                        if isinstance(item, Message):
-                            pending.append((f"{here}.", item))
-                        elif isinstance(item, str) and not storable(item):
-                            return here
-                elif field.is_repeated:
-                    pending.extend((f"{name}[{index}].", item) for index, item in enumerate(value))
-                else:
-                    pending.append((f"{name}.", value))
+                        return f"{prefix}{field.name}[{index}]"
+            elif kind == _MESSAGE:
+                pending.append((f"{prefix}{field.name}.", value))
+            elif kind == _MESSAGES:
+                pending.extend((f"{prefix}{field.name}[{i}].", item) for i, item in enumerate(value))
+            elif kind == _MAP:
+                for key in value:
+                    item = value[key]
+                    if isinstance(key, str) and not storable(key):
+                        return f"{prefix}{field.name}[{key}]"
+                    if isinstance(item, Message):
+                        pending.append((f"{prefix}{field.name}[{key}].", item))
+                    elif isinstance(item, str) and not storable(item):
+                        return f"{prefix}{field.name}[{key}]"
     return None
 
 

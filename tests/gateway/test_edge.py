@@ -188,3 +188,19 @@ async def test_a_body_within_the_limit_reaches_the_route(
     http, _ = client
     answer = await http.post("/v1/uploads", content=b"\x89" * LIMIT, headers={"Content-Type": "image/png"})
     assert answer.status_code == 503  # read whole and passed on to the (absent) generation service
+
+
+async def test_a_pathologically_nested_body_is_no_500(
+    client: tuple[httpx.AsyncClient, list[RouteContext]],
+) -> None:
+    http, _ = client
+    deep = b"[" * 100_000 + b"]" * 100_000
+    parsed_by_the_route = await http.post(
+        "/v1/tasks", content=deep, headers={"Content-Type": "application/json"}
+    )
+    assert parsed_by_the_route.status_code == 400
+    # The cancel route reads no body: the edge lets what it cannot parse through (503: no generation).
+    ignored = await http.post(
+        "/v1/tasks/t/cancel", content=deep, headers={"Content-Type": "application/json"}
+    )
+    assert ignored.status_code == 503, ignored.text
