@@ -6,9 +6,9 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
-from gateway import observability, problems, web
+from gateway import edge, observability, problems, web
 from gateway.auth import AuthState
 from gateway.bus import connect_bus
 from gateway.clients import Clients
@@ -53,11 +53,13 @@ def create_app(
         version=settings.version,
         description="Credit-billed AI content platform: copy, image and video generation and workflows.",
         lifespan=lifespan,
+        dependencies=[Depends(edge.check_request)],  # before any route's own dependencies
     )
     app.state.settings = settings
     app.state.auth = AuthState.from_settings(settings)
     problems.install(app)
-    observability.install(app)
+    app.add_middleware(edge.BodyLimit, limit=settings.upload_max_bytes)
+    observability.install(app)  # outermost: refusals are counted too
     for module in (ops, auth, catalog, billing, live, docs, tasks, files, workflows, admin):
         app.include_router(module.router)
     for router in (payments.callbacks, payments.billing, payments.sandbox):

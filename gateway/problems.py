@@ -55,6 +55,10 @@ class Problem(Exception):
         self.extra = extra
 
 
+def payload_too_large(limit: int) -> Problem:
+    return Problem(413, "payload_too_large", f"request bodies are limited to {limit} bytes", limit=limit)
+
+
 def problem_response(
     request: Request,
     status: int,
@@ -116,6 +120,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 413:  # FastAPI's `max_body_size` stopped reading the body at the limit
+            return await _problem(request, payload_too_large(request.app.state.settings.upload_max_bytes))
         code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_")
         return problem_response(request, exc.status_code, code, str(exc.detail), headers=exc.headers)
 

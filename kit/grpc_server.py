@@ -1,4 +1,5 @@
-"""gRPC `grpc.aio` server bootstrap: health, reflection, one error-mapping interceptor, graceful stop."""
+"""gRPC `grpc.aio` server bootstrap: health, reflection, one interceptor (unstorable text refused, errors
+mapped, metrics recorded), graceful stop."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from kit import metrics
+from kit import metrics, text
 from kit.errors import DomainError
 from kit.telemetry import current_trace_id
 
@@ -19,8 +20,9 @@ log = logging.getLogger(__name__)
 
 
 class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Maps `DomainError` to its status (code in trailing metadata), hides other failures as INTERNAL,
-    and records per-method request counts and latency."""
+    """Refuses a request with text PostgreSQL cannot store in any string field (`kit.text`), maps
+    `DomainError` to its status (code in trailing metadata), hides other failures as INTERNAL, and
+    records per-method request counts and latency."""
 
     def __init__(self, service: str) -> None:
         self.service = service
@@ -55,6 +57,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             started = time.perf_counter()
             code = "OK"
             try:
+                text.check_message(request)
                 return await behavior(request, context)
             except DomainError as exc:
                 code = exc.status.name
@@ -81,6 +84,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             code = "OK"
             try:
+                text.check_message(request)
                 async for item in behavior(request, context):
                     yield item
             except DomainError as exc:

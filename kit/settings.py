@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     otel_endpoint: str | None = None
     tracing_ui_url: str = "http://localhost:16686/trace/{trace_id}"
     metrics_port: int = 0
+    # The largest upload, shared by the gateway (which stops reading any request body past it) and
+    # generation (which stores uploads). The Ingress body-size annotation in deploy/k8s matches it.
+    upload_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
 
     accounts_addr: str = f"127.0.0.1:{DEFAULT_PORTS['accounts']}"
     catalog_addr: str = f"127.0.0.1:{DEFAULT_PORTS['catalog']}"

@@ -4,13 +4,15 @@ are hidden as INTERNAL; health answers SERVING."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 import pytest
+from google.protobuf import struct_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from kit import grpc_client
-from kit.errors import FailedPrecondition, from_rpc_error
+from kit.errors import FailedPrecondition, InvalidArgument, from_rpc_error
 from kit.grpc_server import GrpcServer
 
 
@@ -26,6 +28,25 @@ async def _echo(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
     return request
 
 
+reached: list[struct_pb2.Struct] = []
+
+
+async def _store(request: struct_pb2.Struct, context: grpc.aio.ServicerContext) -> struct_pb2.Struct:
+    reached.append(request)
+    return request
+
+
+async def _store_stream(
+    request: struct_pb2.Struct, context: grpc.aio.ServicerContext
+) -> AsyncIterator[struct_pb2.Struct]:
+    reached.append(request)
+    yield request
+
+
+def _serialize(message: struct_pb2.Struct) -> bytes:
+    return message.SerializeToString()
+
+
 @pytest.fixture
 async def server() -> AsyncIterator[int]:
     srv = GrpcServer("test", host="127.0.0.1", port=0)
@@ -33,6 +54,9 @@ async def server() -> AsyncIterator[int]:
         name: grpc.unary_unary_rpc_method_handler(fn)
         for name, fn in {"Domain": _fail_domain, "Bug": _fail_bug, "Echo": _echo}.items()
     }
+    structs = {"request_deserializer": struct_pb2.Struct.FromString, "response_serializer": _serialize}
+    handlers["Store"] = grpc.unary_unary_rpc_method_handler(_store, **structs)
+    handlers["StoreStream"] = grpc.unary_stream_rpc_method_handler(_store_stream, **structs)
     srv.server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.Probe", handlers),))
     port = await srv.start()
     yield port
@@ -61,3 +85,48 @@ async def test_health_reports_serving(server: int) -> None:
     async with grpc_client.channel(f"127.0.0.1:{server}") as channel:
         reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""))
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def _finish(call: Any) -> None:
+    if isinstance(call, grpc.aio.UnaryStreamCall):
+        async for _ in call:
+            pass
+    else:
+        await call
+
+
+@pytest.mark.parametrize(
+    ("document", "field"),
+    [
+        ({"title": "a\x00b"}, "fields[title].string_value"),
+        ({"ok": "fine", "tags": ["x", "y\x00"]}, "fields[tags].list_value.values[1].string_value"),
+        (
+            {"outer": {"inner": {"deep": "\x00"}}},
+            "fields[outer].struct_value.fields[inner].struct_value.fields[deep].string_value",
+        ),
+        ({"key\x00": 1}, "fields[key\\u0000]"),
+    ],
+)
+async def test_every_method_refuses_unstorable_text_in_any_string_field(
+    server: int, document: dict[str, object], field: str
+) -> None:
+    """Nested, repeated and map fields alike, for unary and streaming methods, before the method runs."""
+    request = struct_pb2.Struct()
+    request.update(document)
+    reached.clear()
+    async with grpc_client.channel(f"127.0.0.1:{server}") as channel:
+        for call in (
+            channel.unary_unary("/test.Probe/Store", request_serializer=_serialize),
+            channel.unary_stream("/test.Probe/StoreStream", request_serializer=_serialize),
+        ):
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await _finish(call(request))
+            assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            rebuilt = from_rpc_error(caught.value)
+            assert isinstance(rebuilt, InvalidArgument)
+            assert (rebuilt.code, rebuilt.details) == ("invalid_text", {"field": field})
+        assert reached == []
+        clean = struct_pb2.Struct()
+        clean.update({"title": "写 ✓", "tags": ["a", "b"]})
+        await channel.unary_unary("/test.Probe/Store", request_serializer=_serialize)(clean)
+        assert reached == [clean]

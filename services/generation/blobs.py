@@ -29,8 +29,14 @@ class BlobNotFound(Exception):
     pass
 
 
+def valid_key(key: str) -> bool:
+    """A key names a file inside the store: no absolute path, no `..` segment, nothing exotic."""
+    return KEY_PATTERN.fullmatch(key) is not None and ".." not in key.split("/")
+
+
 def check_key(key: str) -> str:
-    if not KEY_PATTERN.fullmatch(key) or ".." in key.split("/"):
+    """For keys the service makes itself: an invalid one is a bug."""
+    if not valid_key(key):
         raise ValueError(f"invalid blob key {key!r}")
     return key
 
@@ -39,6 +45,10 @@ class BlobStore(Protocol):
     async def put(self, key: str, data: bytes, content_type: str) -> None: ...
 
     async def get(self, key: str) -> bytes: ...
+
+    async def delete(self, key: str) -> None:
+        """Gone afterwards, whether or not it was there."""
+        ...
 
     async def aclose(self) -> None: ...
 
@@ -66,6 +76,9 @@ class LocalBlobStore:
             return await asyncio.to_thread(self.path(key).read_bytes)
         except FileNotFoundError as exc:
             raise BlobNotFound(key) from exc
+
+    async def delete(self, key: str) -> None:
+        await asyncio.to_thread(self.path(key).unlink, missing_ok=True)
 
     async def aclose(self) -> None:
         return None
@@ -146,6 +159,12 @@ class S3BlobStore:
         response.raise_for_status()
         return response.content
 
+    async def delete(self, key: str) -> None:
+        path = self._url_path(key)
+        response = await self.client.delete(self.endpoint + path, headers=self.sign("DELETE", path, b""))
+        if response.status_code != 404:
+            response.raise_for_status()
+
     async def aclose(self) -> None:
         await self.client.aclose()
 
@@ -189,11 +208,14 @@ class Blobs:
         return signed_urls.verify(key, expires, signature, secret=self.secret, now=now)
 
     async def read_signed(self, key: str, expires: int, signature: str) -> bytes:
-        """The bytes behind a signed URL; PermissionDenied for an expired or forged link."""
+        """The bytes behind a signed URL; PermissionDenied for an expired or forged link, NotFound for a
+        key that cannot name a stored file (`../`, an absolute path), however it is signed."""
+        if not valid_key(key):
+            raise NotFound("no such file", code="file_not_found")
         if not self.verify(key, expires, signature):
             raise PermissionDenied("this link has expired or is not valid", code="link_invalid")
         try:
-            return await self.store.get(check_key(key))
+            return await self.store.get(key)
         except BlobNotFound as exc:
             raise NotFound("no such file", code="file_not_found") from exc
 

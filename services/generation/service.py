@@ -509,21 +509,27 @@ class Generation:
         upload_id = new_id("upl")
         key = f"uploads/{user_id}/{upload_id}.{mime.split('/')[1]}"
         await self.blobs.store.put(key, content, mime)
-        async with self.db.transaction() as session:
-            return await repository.insert_upload(
-                session,
-                {
-                    "id": upload_id,
-                    "user_id": user_id,
-                    "filename": filename[:255],
-                    "mime_type": mime,
-                    "width": width,
-                    "height": height,
-                    "size_bytes": len(content),
-                    "sha256": hashlib.sha256(content).hexdigest(),
-                    "blob_key": key,
-                },
-            )
+        try:
+            async with self.db.transaction() as session:
+                return await repository.insert_upload(
+                    session,
+                    {
+                        "id": upload_id,
+                        "user_id": user_id,
+                        "filename": filename[:255],
+                        "mime_type": mime,
+                        "width": width,
+                        "height": height,
+                        "size_bytes": len(content),
+                        "sha256": hashlib.sha256(content).hexdigest(),
+                        "blob_key": key,
+                    },
+                )
+        except BaseException:
+            # No row names this blob, so nothing would ever serve or delete it (shielded: a cancelled
+            # call must not leave it behind either).
+            await asyncio.shield(self.blobs.store.delete(key))
+            raise
 
     async def get_upload(self, user_id: str, upload_id: str) -> Row[Any]:
         async with self.db.session() as session:

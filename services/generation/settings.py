@@ -30,7 +30,6 @@ class GenerationSettings(ServiceSettings):
     s3_secret_key: str = ""
 
     # -- submissions -----------------------------------------------------------------------------
-    upload_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     hold_ttl_seconds: int = Field(default=2 * 3600, ge=60)
     image_deadline_seconds: float = 600.0
     video_deadline_seconds: float = 1800.0

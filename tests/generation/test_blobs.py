@@ -9,6 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from kit import signed_urls
+from kit.errors import NotFound
 from services.generation.blobs import BlobNotFound, Blobs, LocalBlobStore, S3BlobStore, check_key
 
 
@@ -24,6 +25,29 @@ async def test_local_store_round_trip(tmp_path: Path) -> None:
 def test_unsafe_keys_are_refused(key: str) -> None:
     with pytest.raises(ValueError, match="invalid blob key"):
         check_key(key)
+
+
+@pytest.mark.parametrize("key", ["../etc/passwd", "a/../../b", "/abs", "", "a\x00b", "x/../../" + "y" * 500])
+async def test_a_signed_link_to_an_unsafe_key_is_not_found(tmp_path: Path, key: str) -> None:
+    """However well signed: such a key never names a stored file, so it is missing, not a failure."""
+    (tmp_path / "store").mkdir()
+    (tmp_path / "secret").write_bytes(b"outside the store")
+    blobs = Blobs(
+        LocalBlobStore(tmp_path / "store"), url_base="https://x/v1/files", secret="s", ttl_seconds=600
+    )
+    expires = 2**40
+    with pytest.raises(NotFound) as caught:
+        await blobs.read_signed(key, expires, signed_urls.signature(key, expires, "s"))
+    assert caught.value.code == "file_not_found"
+
+
+async def test_delete_is_idempotent(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path)
+    await store.put("uploads/u1/a.png", b"x", "image/png")
+    await store.delete("uploads/u1/a.png")
+    await store.delete("uploads/u1/a.png")
+    with pytest.raises(BlobNotFound):
+        await store.get("uploads/u1/a.png")
 
 
 def test_signed_urls_expire_and_cannot_be_altered(tmp_path: Path) -> None:

@@ -94,13 +94,18 @@ async def test_assets_are_served_with_their_types(
         "/assets/",
         "/assets/js",
         "/assets/nope.js",
-        "/assets/%00",
     ],
 )
 async def test_nothing_outside_the_static_folder_is_served(http: httpx.AsyncClient, path: str) -> None:
     reply = await http.get(path)
     assert reply.status_code == 404, reply.text[:200]
     assert "import" not in reply.text
+
+
+async def test_a_nul_in_an_asset_path_is_refused_at_the_edge(http: httpx.AsyncClient) -> None:
+    reply = await http.get("/assets/%00")
+    assert reply.status_code == 400, reply.text[:200]
+    assert reply.json()["code"] == "invalid_text"
 
 
 def test_every_page_module_the_router_names_exists_and_every_path_is_claimed() -> None:
