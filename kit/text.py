@@ -26,6 +26,12 @@ def storable(text: str) -> bool:
     return "\x00" not in text and (text.isascii() or _SURROGATE.search(text) is None)
 
 
+def ascii_digits(text: str) -> bool:
+    """True for a non-empty run of 0-9: `str.isdigit()` also takes '²' (which `int()` refuses) and
+    '３' or '٣' (which it reads), so a number from outside is checked with this before `int()`."""
+    return text.isascii() and text.isdigit()
+
+
 def _printable(name: str) -> str:
     """A field name fit for a message and a gRPC status (a map key or JSON key may hold the NUL)."""
     return _UNSTORABLE.sub(lambda found: f"\\u{ord(found.group()):04x}", name)

@@ -30,6 +30,7 @@ from gateway.payments.base import (
 )
 from gateway.payments.settings import PaymentSettings
 from kit.money import CURRENCY_EXPONENT, Money
+from kit.text import ascii_digits
 
 NAME = "sandbox"
 SIGNATURE_HEADER = "Atelier-Sandbox-Signature"
@@ -109,7 +110,7 @@ class SandboxProvider:
             part.strip().partition("=")[::2] for part in header(headers, SIGNATURE_HEADER).split(",")
         )
         timestamp = fields.get("t", "")
-        if not timestamp.isdigit() or not fields.get("v1"):
+        if not ascii_digits(timestamp) or not fields.get("v1"):
             return reject("missing or malformed signature header")
         expected = sign(self._secret, int(timestamp), body).rpartition("v1=")[2]
         if not hmac.compare_digest(expected, fields["v1"]):

@@ -29,6 +29,7 @@ from gateway.payments.base import (
 )
 from gateway.payments.settings import PaymentSettings
 from kit.money import CURRENCY_EXPONENT, Money
+from kit.text import ascii_digits
 
 NAME = "stripe"
 # Paid once payment_status is "paid"; async methods report success in a later event.
@@ -39,7 +40,7 @@ def signature_timestamp(signature_header: str) -> int | None:
     for item in signature_header.split(","):
         key, _, value = item.strip().partition("=")
         if key == "t":
-            return int(value) if value.isdigit() else None
+            return int(value) if ascii_digits(value) else None
     return None
 
 

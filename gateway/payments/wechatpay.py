@@ -36,6 +36,7 @@ from gateway.payments.base import (
 )
 from gateway.payments.settings import PaymentSettings
 from kit.money import Money
+from kit.text import ascii_digits
 
 NAME = "wechatpay"
 SIGNTEST_PREFIX = "WECHATPAY/SIGNTEST/"
@@ -78,7 +79,7 @@ class SignatureCheck:
             return "missing Wechatpay-* signature headers"
         if signature.startswith(SIGNTEST_PREFIX):
             return "signature probe (WECHATPAY/SIGNTEST/) refused"
-        if not timestamp.isdigit():
+        if not ascii_digits(timestamp):
             return "Wechatpay-Timestamp is not a unix time"
         if abs(now - int(timestamp)) > self.window:
             return "timestamp outside the 5-minute window"

@@ -11,6 +11,7 @@ from kit.errors import InvalidArgument
 from kit.identity import require_admin
 from kit.outbox import Outbox
 from kit.service import Runtime
+from kit.text import ascii_digits
 from services.catalog import mapping, service
 from services.catalog.schemas import Amount, Catalog, Kind
 
@@ -310,7 +311,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         limit = min(request.page.limit or AUDIT_PAGE_DEFAULT, AUDIT_PAGE_MAX)
         before: int | None = None
         if request.page.cursor:
-            if not request.page.cursor.isdigit():
+            if not ascii_digits(request.page.cursor):
                 raise InvalidArgument("the cursor is not valid", code="invalid_cursor")
             before = int(request.page.cursor)
         async with self.runtime.db.transaction() as session:

@@ -358,5 +358,11 @@ async def test_every_admin_entity_can_change_and_quotes_keep_their_snapshot(cata
     )
     assert [e.version for e in rest.entries] == [4, 3, 2, 1]
     assert rest.page.next_cursor == ""
+    for cursor in ("x1", "\u00b2", "\uff13"):  # not a cursor; '²' passes str.isdigit() and breaks int()
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await catalog.stub.ListAuditLog(
+                pb.ListAuditLogRequest(page=common_pb2.PageRequest(cursor=cursor)), metadata=ADMIN
+            )
+        assert from_rpc_error(refused.value).code == "invalid_cursor"
     price_diff = next(e for e in rest.entries if e.version == 3)
     assert {"op": "replace", "path": "/price", "value": 800} in json.loads(price_diff.diff_json)

@@ -36,6 +36,8 @@ def test_payer_callback_verifies(sandbox: SandboxProvider) -> None:
         ("expired", "timestamp outside the tolerance"),
         ("future", "timestamp is in the future"),
         ("missing", "missing or malformed signature header"),
+        # str.isdigit() takes a superscript two that int() then refuses: a refusal, never a traceback.
+        ("superscript timestamp", "missing or malformed signature header"),
     ],
 )
 def test_forged_callbacks_are_rejected(sandbox: SandboxProvider, case: str, reason: str) -> None:
@@ -49,6 +51,8 @@ def test_forged_callbacks_are_rejected(sandbox: SandboxProvider, case: str, reas
         body = body.replace(b'"minor":3000', b'"minor":300000')
     if case == "missing":
         headers = {}
+    if case == "superscript timestamp":
+        headers[SIGNATURE_HEADER] = headers[SIGNATURE_HEADER].replace("t=", "t=\u00b2", 1)
     verdict = sandbox.verify(body, headers, now)
     assert isinstance(verdict, Rejected)
     assert verdict.reason.startswith(reason)

@@ -85,6 +85,8 @@ def _case(case: str) -> tuple[bytes, str]:
         return body, stripe_signature(body, timestamp=now + 301)
     if case == "missing header":
         return body, ""
+    if case == "superscript timestamp":
+        return body, stripe_signature(body).replace("t=", "t=\u00b2", 1)
     if case == "v0 scheme only":
         return body, stripe_signature(body).replace("v1=", "v0=")
     if case == "livemode event":
@@ -106,6 +108,7 @@ def _case(case: str) -> tuple[bytes, str]:
         ("expired", "timestamp outside the tolerance"),
         ("future", "timestamp is in the future"),
         ("missing header", "missing or malformed Stripe-Signature"),
+        ("superscript timestamp", "missing or malformed Stripe-Signature"),
         ("v0 scheme only", "bad signature"),
         ("livemode event", "livemode does not match"),
         ("unsupported currency", "session amount or currency is not supported"),

@@ -93,6 +93,10 @@ def _case(keys: Keys, case: str) -> tuple[bytes, dict[str, str]]:
         headers = wechat_headers(good, platform, serial)
         headers["Wechatpay-Signature"] = "WECHATPAY/SIGNTEST/" + headers["Wechatpay-Signature"]
         return good, headers
+    if case == "superscript timestamp":
+        headers = wechat_headers(good, platform, serial)
+        headers["Wechatpay-Timestamp"] = "\u00b2" + headers["Wechatpay-Timestamp"]
+        return good, headers
     if case == "missing headers":
         return good, {"Content-Type": "application/json"}
     if case == "wrong mchid":
@@ -122,6 +126,7 @@ def _case(keys: Keys, case: str) -> tuple[bytes, dict[str, str]]:
         ("future timestamp", "timestamp outside the 5-minute window"),
         ("SIGNTEST probe", "signature probe"),
         ("missing headers", "missing Wechatpay-* signature headers"),
+        ("superscript timestamp", "Wechatpay-Timestamp is not a unix time"),
         ("wrong mchid", "mchid is not ours"),
         ("wrong appid", "appid is not ours"),
         ("wrong currency", "currency 'USD' is not CNY"),
