@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.problems import payload_too_large, problem_response
-from kit.text import find_in_json, storable, unstorable
+from kit.text import ascii_digits, find_in_json, storable, unstorable
 
 _FORM = "application/x-www-form-urlencoded"
 
@@ -44,7 +44,7 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         declared = Headers(scope=scope).get("content-length", "")
-        if declared.isdigit() and int(declared) > self.limit:
+        if ascii_digits(declared) and int(declared) > self.limit:
             problem = payload_too_large(self.limit)
             response = problem_response(
                 Request(scope), problem.status, problem.code, problem.detail, **problem.extra
