@@ -1,6 +1,6 @@
-"""What every request meets before any route runs, with no service behind the gateway: text PostgreSQL
-cannot store is a 400 naming the field on every route, and a body over the upload limit is a 413 that
-the gateway stops reading at the limit."""
+"""What every request meets before any route runs, with no service behind the gateway but the session
+check: text PostgreSQL cannot store is a 400 naming the field on every route, and a body over the upload
+limit is a 413 that the gateway stops reading at the limit."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from gateway.app import create_app
 from gateway.settings import GatewaySettings
 from kit.embedded import free_port
 from tests.infra import Infra
-from tests.tokens import as_user
+from tests.tokens import as_user, live_sessions
 
 LIMIT = 256 * 1024
 CHUNK = 16 * 1024
@@ -25,18 +25,20 @@ OFFERED = 64 * 1024 * 1024
 
 
 @pytest.fixture
-def settings(infra: Infra) -> GatewaySettings:
+async def settings(infra: Infra) -> AsyncIterator[GatewaySettings]:
+    """Only the session check answers (`tests.tokens.live_sessions`): every other service is down."""
     dead = f"127.0.0.1:{free_port()}"
-    return GatewaySettings(
-        nats_url=infra.nats_url,
-        namespace=infra.namespace,
-        upload_max_bytes=LIMIT,
-        accounts_addr=dead,
-        catalog_addr=dead,
-        ledger_addr=dead,
-        generation_addr=dead,
-        workflow_addr=dead,
-    )
+    async with live_sessions() as accounts:
+        yield GatewaySettings(
+            nats_url=infra.nats_url,
+            namespace=infra.namespace,
+            upload_max_bytes=LIMIT,
+            accounts_addr=accounts,
+            catalog_addr=dead,
+            ledger_addr=dead,
+            generation_addr=dead,
+            workflow_addr=dead,
+        )
 
 
 @pytest.fixture

@@ -28,24 +28,26 @@ from services.generation import models
 from services.generation.clients import Clients
 from services.generation.service import Generation
 from tests.generation.conftest import Stack, metadata
-from tests.tokens import as_user
+from tests.tokens import as_user, live_sessions
 
 TABLES = (models.tasks, models.outputs, models.uploads, models.conversations, models.messages)
 
 
 @pytest.fixture
 async def http(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(
-        GatewaySettings(
-            generation_addr=stack.generation_addr,
-            nats_url=stack.settings.nats_url,
-            namespace=stack.settings.namespace,
+    async with live_sessions() as sessions:
+        app = create_app(
+            GatewaySettings(
+                generation_addr=stack.generation_addr,
+                accounts_addr=sessions,
+                nats_url=stack.settings.nats_url,
+                namespace=stack.settings.namespace,
+            )
         )
-    )
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            yield client
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                yield client
 
 
 async def row_counts(stack: Stack) -> dict[str, int]:

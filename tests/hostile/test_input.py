@@ -31,19 +31,25 @@ COUNTED = {
 }
 
 
-def row_counts(stack: Stack) -> dict[str, int]:
+def row_counts(stack: Stack, user_id: str) -> dict[str, int]:
+    """Generation's rows of this user (other suites' runs on the shared stack may still be making tasks),
+    and every account (a refused registration must create none)."""
     counts: dict[str, int] = {}
     for service, tables in COUNTED.items():
+        mine = " WHERE user_id = %s" if service == "generation" else ""
         with psycopg.connect(stack.database(service)) as conn:
             for table in tables:
-                row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+                row = conn.execute(
+                    f"SELECT count(*) FROM {table}{mine}", (user_id,) if mine else ()
+                ).fetchone()
                 assert row is not None
                 counts[f"{service}.{table}"] = row[0]
     return counts
 
 
-def blob_files(stack: Stack) -> set[Path]:
-    return {p for p in (stack.home / "blobs").rglob("*") if p.is_file()}
+def blob_files(stack: Stack, user_id: str) -> set[Path]:
+    """This user's stored files (their keys name the owner: `uploads/<user>/...`, `outputs/<user>/...`)."""
+    return {p for p in (stack.home / "blobs").rglob("*") if p.is_file() and user_id in p.parts}
 
 
 def png() -> bytes:
@@ -66,7 +72,7 @@ def test_nul_in_each_of_the_nine_places_is_a_400_and_creates_nothing(stack: Stac
     while http.get(f"/v1/workflow-runs/{alice.run['id']}").json()["status"] in ("pending", "running"):
         assert time.monotonic() < deadline, "alice's workflow run did not finish"
         time.sleep(0.5)
-    counts, blobs = row_counts(stack), blob_files(stack)
+    counts, blobs = row_counts(stack, alice.user_id), blob_files(stack, alice.user_id)
     balance = http.get("/v1/billing/balance").json()
     task = {
         "kind": "image",
@@ -118,8 +124,8 @@ def test_nul_in_each_of_the_nine_places_is_a_400_and_creates_nothing(stack: Stac
     assert_invalid_text(register, "/email", "body")
     assert_invalid_text(http.post("/v1/api-keys", json={"name": "ci\x00"}), "/name", "body")
 
-    assert row_counts(stack) == counts
-    assert blob_files(stack) == blobs  # the refused upload left no blob behind
+    assert row_counts(stack, alice.user_id) == counts
+    assert blob_files(stack, alice.user_id) == blobs  # the refused upload left no blob behind
     assert http.get("/v1/billing/balance").json() == balance  # and no hold
 
 
