@@ -53,7 +53,7 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
         limit = min(MAX_PAGE, request.page.limit or DEFAULT_PAGE)
         if request.page.limit < 0:
             raise InvalidArgument("limit must not be negative", code="invalid_input", field="limit")
-        status = _STATUS_NAMES.get(request.status) if request.status else None
+        status = _STATUS_NAMES.get(request.status)  # None for UNSPECIFIED: every status
         runs, next_cursor = await self.runner.list_runs(
             identity.user_id,
             cursor=request.page.cursor,
