@@ -53,7 +53,7 @@ pytest: install browser
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 protos: install
-	$(PY) -m kit.protogen
+	$(PY) -m devkit.protogen
 
 clean:
 	rm -rf $(VENV) .atelier .pytest_cache .mypy_cache .ruff_cache

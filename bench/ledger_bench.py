@@ -29,9 +29,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from atelier.common.v1 import common_pb2
 from atelier.ledger.v1 import ledger_pb2 as pb
 from atelier.ledger.v1 import ledger_pb2_grpc
+from devkit.embedded import free_port
 from kit.bus import Bus
 from kit.db import drop_database, ensure_database, libpq_dsn, with_database
-from kit.embedded import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER = os.environ.get("ATELIER_BENCH_DATABASE_SERVER", "postgresql://postgres@127.0.0.1:5432/postgres")

@@ -35,8 +35,8 @@ import httpx
 import psycopg
 
 from bench.load import LoadResult, run_load
+from devkit.embedded import free_port
 from kit.db import libpq_dsn
-from kit.embedded import free_port
 from tests.e2e.stack import ROOT, Stack
 from tests.infra import Infra, start_infra
 

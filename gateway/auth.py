@@ -28,7 +28,7 @@ How other routes use this (billing, tasks, admin, ...):
     @router.get("/v1/admin/users")                 # admin role; API keys: "read" to read, "admin"
     async def users(principal: AdminPrincipal) -> ...: ...   # for every other method
 
-`principal.metadata()` (or `grpc_metadata(principal)`) is the verified identity as gRPC metadata
+`principal.metadata()` is the verified identity as gRPC metadata
 (`kit.identity.Identity.metadata()`); services read it with `kit.identity.caller(context)` and refuse
 user-scoped calls without it. Refusals are problem+json: 401 `unauthenticated` / `session_ended`
 (with `WWW-Authenticate: Bearer`), 403 `account_disabled`, 403 `email_not_verified`, 403
@@ -90,11 +90,6 @@ class Principal:
 
     def metadata(self) -> tuple[tuple[str, str], ...]:
         return self.identity.metadata()
-
-
-def grpc_metadata(principal: Principal) -> tuple[tuple[str, str], ...]:
-    """The identity as gRPC metadata, for calls made on the principal's behalf."""
-    return principal.metadata()
 
 
 def identity_of(user: pb.User) -> Identity:

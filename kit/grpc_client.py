@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 
 from kit.errors import DomainError, Unavailable, from_rpc_error
 
 DEFAULT_TIMEOUT = 10.0
+T = TypeVar("T")
 
 _SERVICE_CONFIG = json.dumps(
     {
@@ -75,3 +76,11 @@ def domain_error(error: grpc.aio.AioRpcError) -> DomainError:
     if rebuilt is not None:
         return rebuilt
     return Unavailable(f"upstream service failed: {error.code().name}", code="upstream_unavailable")
+
+
+async def call(rpc: Callable[[], Awaitable[T]]) -> T:
+    """Make one call to a peer; its failure comes back as a DomainError (see `domain_error`)."""
+    try:
+        return await rpc()
+    except grpc.aio.AioRpcError as exc:
+        raise domain_error(exc) from exc

@@ -57,23 +57,3 @@ def run_env(target_metadata: MetaData) -> None:
             connection.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": _LOCK_ID})
             connection.commit()
     engine.dispose()
-
-
-def make_revision(service: str, message: str, server_url: str) -> None:
-    """Autogenerate the next revision for `service` against a scratch database on `server_url`."""
-    import importlib
-    import uuid
-
-    from kit.db import drop_database, ensure_database, with_database
-
-    importlib.import_module(f"services.{service}.models")
-    migrations_dir = Path(__file__).resolve().parent.parent / "services" / service / "migrations"
-    scratch = with_database(server_url, f"scratch_{service}_{uuid.uuid4().hex[:8]}")
-    url = scratch.render_as_string(hide_password=False)
-    asyncio.run(ensure_database(url))
-    try:
-        cfg = alembic_config(migrations_dir, url)
-        command.upgrade(cfg, "head")
-        command.revision(cfg, message=message, autogenerate=True)
-    finally:
-        asyncio.run(drop_database(url))

@@ -7,16 +7,6 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-# Well-known gRPC ports of the services on one host (the launcher's defaults; Kubernetes uses DNS).
-DEFAULT_PORTS = {
-    "accounts": 50051,
-    "catalog": 50052,
-    "ledger": 50053,
-    "generation": 50054,
-    "workflow": 50055,
-}
-SERVICES = tuple(DEFAULT_PORTS)
-
 PLACEHOLDER_SECRET = "change-me"
 
 
@@ -40,15 +30,21 @@ class Settings(BaseSettings):
     # generation (which stores uploads). The Ingress body-size annotation in deploy/k8s matches it.
     upload_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
 
-    accounts_addr: str = f"127.0.0.1:{DEFAULT_PORTS['accounts']}"
-    catalog_addr: str = f"127.0.0.1:{DEFAULT_PORTS['catalog']}"
-    ledger_addr: str = f"127.0.0.1:{DEFAULT_PORTS['ledger']}"
-    generation_addr: str = f"127.0.0.1:{DEFAULT_PORTS['generation']}"
-    workflow_addr: str = f"127.0.0.1:{DEFAULT_PORTS['workflow']}"
+    # Where each peer service answers gRPC; the defaults are the well-known ports of a one-host run
+    # (Kubernetes uses DNS names). Adding a service means adding its `<name>_addr` here.
+    accounts_addr: str = "127.0.0.1:50051"
+    catalog_addr: str = "127.0.0.1:50052"
+    ledger_addr: str = "127.0.0.1:50053"
+    generation_addr: str = "127.0.0.1:50054"
+    workflow_addr: str = "127.0.0.1:50055"
 
     def service_addr(self, service: str) -> str:
         addr: str = getattr(self, f"{service}_addr")
         return addr
+
+
+# The services, named once by the address fields above (in their port order).
+SERVICES = tuple(name.removesuffix("_addr") for name in Settings.model_fields if name.endswith("_addr"))
 
 
 class ServiceSettings(Settings):

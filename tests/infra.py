@@ -9,7 +9,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kit.embedded import EmbeddedNats, EmbeddedPostgres, free_port, port_open
+from devkit.embedded import EmbeddedNats, EmbeddedPostgres, free_port, port_open
 
 
 @dataclass

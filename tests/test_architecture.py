@@ -1,8 +1,10 @@
-"""Architecture rules as tests: services never import each other; the gateway imports no service."""
+"""Architecture rules as tests: services never import each other; the gateway imports no service; kit
+is the runtime (no domain, no development tool)."""
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -52,4 +54,73 @@ def test_the_shared_runtime_knows_no_domain() -> None:
         for path, module in imported_modules(ROOT / "kit")
         if module.split(".")[0] in {"services", "gateway"}
     ]
+    assert offenders == []
+
+
+def test_the_runtime_imports_no_development_tool() -> None:
+    offenders = [
+        f"{path.relative_to(ROOT)} imports {module}"
+        for root in ("kit", "services", "gateway")
+        for path, module in imported_modules(ROOT / root)
+        if module.split(".")[0] == "devkit"
+    ]
+    assert offenders == []
+
+
+def string_literals(path: Path) -> list[tuple[int, str]]:
+    """Every string constant of a module except docstrings (prose may mention a service)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    docstrings = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+                docstrings.add(id(first.value))
+    return [
+        (node.lineno, node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
+    ]
+
+
+# The one place kit must spell a domain word: the EVENTS stream is a single server-wide declaration that
+# every process creates identically, and `catalog.>` is an event family (`catalog.changed`) on it.
+NAMES_KIT_MAY_SPELL = {("kit/bus.py", "catalog.>")}
+
+
+def test_kit_never_names_a_service() -> None:
+    name = re.compile(r"\b(" + "|".join(SERVICES) + r")\b")
+    offenders = [
+        f"{path.relative_to(ROOT)}:{line} {value!r}"
+        for path in sorted((ROOT / "kit").rglob("*.py"))
+        for line, value in string_literals(path)
+        if name.search(value) and (str(path.relative_to(ROOT)), value) not in NAMES_KIT_MAY_SPELL
+    ]
+    assert offenders == []
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_a_servicer_never_queries_a_repository(service: str) -> None:
+    """The servicer is gRPC in and out: it may name a repository's typed records (capitalized), never call
+    its queries (the service or runner owns the transaction and the query)."""
+    path = ROOT / "services" / service / "servicer.py"
+    repository = f"services.{service}.repository"
+    tree = ast.parse(path.read_text(), filename=str(path))
+    aliases = set()
+    offenders = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == repository:
+            offenders += [alias.name for alias in node.names if not alias.name[:1].isupper()]
+        elif isinstance(node, ast.ImportFrom) and node.module == f"services.{service}":
+            aliases |= {alias.asname or alias.name for alias in node.names if alias.name == "repository"}
+        elif isinstance(node, ast.Import):
+            aliases |= {alias.asname or alias.name for alias in node.names if alias.name == repository}
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in aliases
+            and not node.attr[:1].isupper()
+        ):
+            offenders.append(f"{node.value.id}.{node.attr} (line {node.lineno})")
     assert offenders == []

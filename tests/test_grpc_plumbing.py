@@ -12,7 +12,7 @@ from google.protobuf import struct_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from kit import grpc_client
-from kit.errors import FailedPrecondition, InvalidArgument, from_rpc_error
+from kit.errors import FailedPrecondition, InvalidArgument, Unavailable, from_rpc_error
 from kit.grpc_server import GrpcServer
 
 
@@ -79,6 +79,17 @@ async def test_domain_errors_cross_the_wire(server: int) -> None:
         assert bug.value.code() == grpc.StatusCode.INTERNAL
         assert "secret" not in (bug.value.details() or "")
         assert from_rpc_error(bug.value) is None
+
+
+async def test_a_client_call_raises_the_peers_domain_error(server: int) -> None:
+    async with grpc_client.channel(f"127.0.0.1:{server}") as channel:
+        assert await grpc_client.call(lambda: channel.unary_unary("/test.Probe/Echo")(b"hi")) == b"hi"
+        with pytest.raises(FailedPrecondition) as domain:
+            await grpc_client.call(lambda: channel.unary_unary("/test.Probe/Domain")(b""))
+        assert (domain.value.code, domain.value.details) == ("insufficient_balance", {"available": "0.5"})
+        with pytest.raises(Unavailable) as bug:
+            await grpc_client.call(lambda: channel.unary_unary("/test.Probe/Bug")(b""))
+        assert bug.value.code == "upstream_unavailable"
 
 
 async def test_health_reports_serving(server: int) -> None:

@@ -15,8 +15,8 @@ import httpx
 import psutil
 import pytest
 
-from kit.embedded import port_block
-from kit.launcher import DEV_ADMIN_EMAIL, DEV_ADMIN_PASSWORD
+from devkit.embedded import port_block
+from devkit.launcher import DEV_ADMIN_EMAIL, DEV_ADMIN_PASSWORD
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,7 +45,7 @@ class Stack:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "kit.cli", "run"],
+            [sys.executable, "-m", "devkit.cli", "run"],
             cwd=ROOT,
             env=self.env,
             stdin=subprocess.DEVNULL,

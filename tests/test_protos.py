@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from kit.protogen import stale_files
+from devkit.protogen import stale_files
 
 
 def test_generated_code_is_fresh() -> None:

@@ -6,7 +6,6 @@ and only flushes; the edge (servicer, CLI) owns the transaction and sends mail a
 
 from __future__ import annotations
 
-import base64
 import re
 import uuid
 from collections.abc import Callable, Sequence
@@ -16,6 +15,7 @@ from typing import Generic, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kit.cursors import decode_cursor, encode_cursor, page_limit
 from kit.errors import (
     DomainError,
     FailedPrecondition,
@@ -99,24 +99,19 @@ class Page(Generic[T]):
     next_cursor: str
 
 
-def _encode_cursor(created_at: datetime, item_id: uuid.UUID) -> str:
-    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{item_id}".encode()).decode()
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID] | None:
-    if not cursor:
+def _after(cursor: str) -> tuple[datetime, uuid.UUID] | None:
+    """The (created_at, id) a page starts after; an id that is not a UUID is as invalid as the cursor."""
+    decoded = decode_cursor(cursor)
+    if decoded is None:
         return None
     try:
-        stamp, item_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
-        return datetime.fromisoformat(stamp), uuid.UUID(item_id)
+        return decoded[0], uuid.UUID(decoded[1])
     except ValueError as exc:
-        raise InvalidArgument("the cursor is not valid", code="invalid_cursor") from exc
+        raise InvalidArgument("the cursor is not valid", code="invalid_cursor", field="cursor") from exc
 
 
 def _limit(limit: int) -> int:
-    if limit < 0:
-        raise InvalidArgument("limit must not be negative", code="invalid_limit")
-    return min(limit or DEFAULT_PAGE, MAX_PAGE)
+    return page_limit(limit, default=DEFAULT_PAGE, maximum=MAX_PAGE)
 
 
 def parse_id(raw: str, what: str) -> uuid.UUID:
@@ -344,7 +339,7 @@ class AccountsService:
         size = _limit(limit)
         rows = await repo.list_users(
             session,
-            after=_decode_cursor(cursor),
+            after=_after(cursor),
             limit=size + 1,
             email_query=email_query.strip(),
             status=status,
@@ -469,7 +464,7 @@ class AccountsService:
         rows = await repo.list_api_keys(
             session,
             parse_id(caller.user_id, "user_id"),
-            after=_decode_cursor(cursor),
+            after=_after(cursor),
             limit=size + 1,
             include_revoked=include_revoked,
             now=self.clock(),
@@ -527,4 +522,4 @@ def _page(rows: list[T], size: int, key: Callable[[T], tuple[datetime, uuid.UUID
     if len(rows) <= size:
         return Page(rows, "")
     items = rows[:size]
-    return Page(items, _encode_cursor(*key(items[-1])))
+    return Page(items, encode_cursor(*key(items[-1])))

@@ -6,17 +6,16 @@ back registration never sends a link.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import TypeAlias
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from atelier.accounts.v1 import accounts_pb2 as pb
 from atelier.accounts.v1 import accounts_pb2_grpc
 from atelier.common.v1 import common_pb2
 from kit.db import Database
 from kit.identity import caller, require_admin
+from kit.protoconv import optional_timestamp, timestamp, to_datetime
 from services.accounts import repository as repo
 from services.accounts.mailer import MailQueue
 from services.accounts.service import AccountsService, CommitThenRaise, IssuedSession
@@ -33,14 +32,6 @@ _STATUS = {
 _STATUS_NAME = {value: key for key, value in _STATUS.items()}
 
 
-def _ts(value: datetime | None) -> Timestamp | None:
-    if value is None:
-        return None
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
-
-
 def user_pb(user: repo.User) -> pb.User:
     return pb.User(
         id=str(user.id),
@@ -48,9 +39,9 @@ def user_pb(user: repo.User) -> pb.User:
         role=_ROLE[user.role],
         status=_STATUS[user.status],
         locale=user.locale,
-        created_at=_ts(user.created_at),
-        email_verified_at=_ts(user.email_verified_at),
-        updated_at=_ts(user.updated_at),
+        created_at=optional_timestamp(user.created_at),
+        email_verified_at=optional_timestamp(user.email_verified_at),
+        updated_at=optional_timestamp(user.updated_at),
     )
 
 
@@ -60,16 +51,18 @@ def api_key_pb(key: repo.ApiKey) -> pb.ApiKey:
         name=key.name,
         prefix=key.prefix,
         scopes=list(key.scopes),
-        created_at=_ts(key.created_at),
-        last_used_at=_ts(key.last_used_at),
-        expires_at=_ts(key.expires_at),
-        revoked_at=_ts(key.revoked_at),
+        created_at=optional_timestamp(key.created_at),
+        last_used_at=optional_timestamp(key.last_used_at),
+        expires_at=optional_timestamp(key.expires_at),
+        revoked_at=optional_timestamp(key.revoked_at),
     )
 
 
 def _refresh_pb(issued: IssuedSession) -> pb.RefreshToken:
     return pb.RefreshToken(
-        token=issued.token, session_id=str(issued.session_id), expires_at=_ts(issued.expires_at)
+        token=issued.token,
+        session_id=str(issued.session_id),
+        expires_at=timestamp(issued.expires_at),
     )
 
 
@@ -167,7 +160,7 @@ class AccountsServicer(accounts_pb2_grpc.AccountsServiceServicer):
         self, request: pb.CreateApiKeyRequest, context: Context
     ) -> pb.CreateApiKeyResponse:
         identity = caller(context)
-        expires_at = request.expires_at.ToDatetime(tzinfo=UTC) if request.HasField("expires_at") else None
+        expires_at = to_datetime(request.expires_at) if request.HasField("expires_at") else None
         async with self.db.transaction() as session:
             key, plaintext = await self.service.create_api_key(
                 session,

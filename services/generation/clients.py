@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-import grpc
 from google.protobuf.duration_pb2 import Duration
 
 from atelier.catalog.v1 import catalog_pb2, catalog_pb2_grpc
@@ -56,10 +55,7 @@ class Clients:
             max_output_tokens=args.max_output_tokens,
             internal=args.internal,
         )
-        try:
-            response = await self.catalog.Quote(request, metadata=METADATA)
-        except grpc.aio.AioRpcError as exc:
-            raise grpc_client.domain_error(exc) from exc
+        response = await grpc_client.call(lambda: self.catalog.Quote(request, metadata=METADATA))
         quote: catalog_pb2.QuoteSnapshot = response.quote
         return quote
 
@@ -85,19 +81,15 @@ class Clients:
             reference=ledger_pb2.Reference(type=reference_type, id=reference_id),
             metadata=metadata,
         )
-        try:
-            response: ledger_pb2.HoldResponse = await self.ledger.Hold(request, metadata=METADATA)
-        except grpc.aio.AioRpcError as exc:
-            raise grpc_client.domain_error(exc) from exc
+        response: ledger_pb2.HoldResponse = await grpc_client.call(
+            lambda: self.ledger.Hold(request, metadata=METADATA)
+        )
         return response
 
     async def release(self, *, hold_id: str, reason: str) -> None:
         """Compensation when a held submission could not be recorded."""
         request = ledger_pb2.ReleaseRequest(transfer_id=f"release:{hold_id}", hold_id=hold_id, reason=reason)
-        try:
-            await self.ledger.Release(request, metadata=METADATA)
-        except grpc.aio.AioRpcError as exc:
-            raise grpc_client.domain_error(exc) from exc
+        await grpc_client.call(lambda: self.ledger.Release(request, metadata=METADATA))
 
     async def close(self) -> None:
         await self._catalog_channel.close()

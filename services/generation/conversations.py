@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from atelier.catalog.v1 import catalog_pb2
 from atelier.ledger.v1 import ledger_pb2
 from kit.compensation import owned_or_undone
+from kit.cursors import decode_cursor, encode_cursor
 from kit.db import Database
 from kit.errors import FailedPrecondition, InvalidArgument, NotFound
 from kit.identity import Identity
@@ -97,16 +98,12 @@ class Conversations:
             )
 
     async def list_page(self, user_id: str, cursor: str, limit: int) -> tuple[list[Row[Any]], str]:
-        after = None
-        if cursor:
-            after = repository.decode_cursor(cursor)
-            if after is None:
-                raise InvalidArgument("invalid cursor", code="invalid_cursor")
+        after = decode_cursor(cursor)
         size = page_limit(limit)
         async with self.db.session() as session:
             rows = await repository.list_conversations(session, user_id, after=after, limit=size + 1)
         page = list(rows[:size])
-        next_cursor = repository.encode_cursor(page[-1].updated_at, page[-1].id) if len(rows) > size else ""
+        next_cursor = encode_cursor(page[-1].updated_at, page[-1].id) if len(rows) > size else ""
         return page, next_cursor
 
     async def get(self, user_id: str, conversation_id: str) -> tuple[Row[Any], list[Row[Any]]]:

@@ -7,13 +7,13 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from atelier.common.v1 import common_pb2
 from atelier.events.v1 import events_pb2
 from kit.outbox import Outbox
+from kit.protoconv import timestamp
 from services.generation import views
 from services.generation.blobs import Blobs
 
@@ -37,15 +37,13 @@ def derived_id(*parts: object) -> uuid.UUID:
 
 async def job_requested(session: AsyncSession, outbox: Outbox, task: Row[Any]) -> None:
     event_id = derived_id(task.id, task.attempt, "job")
-    deadline = Timestamp()
-    deadline.FromDatetime(task.deadline_at)
     event = events_pb2.JobRequested(
         meta=_meta(event_id),
         task_id=task.id,
         attempt=task.attempt,
         kind=views.KINDS[task.kind],
         model_code=task.model_code,
-        deadline=deadline,
+        deadline=timestamp(task.deadline_at),
     )
     await outbox.add(session, JOB_SUBJECTS[task.kind], event, event_id=event_id)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 from collections.abc import Sequence
 from typing import Any
@@ -14,21 +13,6 @@ from services.generation.models import conversations, messages, outputs, tasks, 
 
 FINAL_STATUSES = ("succeeded", "failed", "canceled")
 OPEN_STATUSES = ("queued", "running")
-
-
-# -- cursors -----------------------------------------------------------------------------------------
-
-
-def encode_cursor(at: dt.datetime, row_id: str) -> str:
-    return base64.urlsafe_b64encode(f"{at.isoformat()}|{row_id}".encode()).decode()
-
-
-def decode_cursor(cursor: str) -> tuple[dt.datetime, str] | None:
-    try:
-        at, row_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
-        return dt.datetime.fromisoformat(at), row_id
-    except (ValueError, UnicodeDecodeError):
-        return None
 
 
 # -- tasks -------------------------------------------------------------------------------------------

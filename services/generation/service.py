@@ -30,6 +30,7 @@ from atelier.catalog.v1 import catalog_pb2
 from atelier.common.v1 import common_pb2
 from atelier.ledger.v1 import ledger_pb2
 from kit.compensation import owned_or_undone
+from kit.cursors import decode_cursor, encode_cursor
 from kit.db import Database
 from kit.errors import Conflict, DomainError, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from kit.identity import Identity
@@ -82,7 +83,8 @@ def hold_id(task_id: str, attempt: int) -> str:
 
 def require_kind(quote: catalog_pb2.QuoteSnapshot, kind: str) -> None:
     """The quoted model makes `kind` (an image task needs an image model, Copy Studio a text one)."""
-    if quote.kind and quote.kind != MODEL_KINDS[kind]:
+    # A quote that does not name its kind (UNSPECIFIED) is not checked here.
+    if quote.kind != common_pb2.MODEL_KIND_UNSPECIFIED and quote.kind != MODEL_KINDS[kind]:
         raise InvalidArgument(f"{quote.model_code} is not a {kind} model", code="unsupported_spec", kind=kind)
 
 
@@ -437,11 +439,7 @@ class Generation:
         cursor: str = "",
         limit: int = 0,
     ) -> tuple[list[TaskView], str]:
-        after = None
-        if cursor:
-            after = repository.decode_cursor(cursor)
-            if after is None:
-                raise InvalidArgument("invalid cursor", code="invalid_cursor")
+        after = decode_cursor(cursor)
         size = page_limit(limit)
         async with self.db.session() as session:
             rows = await repository.list_tasks(
@@ -456,7 +454,7 @@ class Generation:
             )
             page = list(rows[:size])
             outputs = await repository.outputs_of(session, [r.id for r in page])
-        next_cursor = repository.encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > size else ""
+        next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > size else ""
         return [TaskView(r, outputs[r.id]) for r in page], next_cursor
 
     async def cancel_task(self, user_id: str, task_id: str) -> TaskView:

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import Row
 
 from atelier.catalog.v1 import catalog_pb2
 from atelier.common.v1 import common_pb2
 from atelier.generation.v1 import generation_pb2
+from kit.protoconv import timestamp
 from services.generation.blobs import Blobs
 
 KINDS: dict[str, common_pb2.ModelKind.ValueType] = {
@@ -48,12 +47,6 @@ MESSAGE_STATUSES: dict[str, generation_pb2.MessageStatus.ValueType] = {
     "completed": generation_pb2.MESSAGE_STATUS_COMPLETED,
     "failed": generation_pb2.MESSAGE_STATUS_FAILED,
 }
-
-
-def timestamp(value: dt.datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
 
 
 def credits(milli: int | None) -> common_pb2.Credits:

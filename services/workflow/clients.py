@@ -4,9 +4,7 @@ generation (uploads, step tasks). Failures come back as DomainErrors (`Unavailab
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
 
 import grpc
 
@@ -17,16 +15,8 @@ from kit import grpc_client
 from kit.identity import CALLER_KEY, Identity
 from kit.settings import Settings
 
-T = TypeVar("T")
 SERVICE = "workflow"
 _INTERNAL = ((CALLER_KEY, SERVICE),)
-
-
-async def _call(call: Callable[[], Awaitable[T]]) -> T:
-    try:
-        return await call()
-    except grpc.aio.AioRpcError as exc:
-        raise grpc_client.domain_error(exc) from exc
 
 
 def _as_user(user_id: str) -> tuple[tuple[str, str], ...]:
@@ -69,35 +59,35 @@ class Clients:
     # -- catalog ---------------------------------------------------------------------------------
     async def get_template(self, user_id: str, code: str) -> catalog_pb2.GetTemplateResponse:
         request = catalog_pb2.GetTemplateRequest(code=code)
-        return await _call(lambda: self.catalog.GetTemplate(request, metadata=_as_user(user_id)))
+        return await grpc_client.call(lambda: self.catalog.GetTemplate(request, metadata=_as_user(user_id)))
 
     # -- ledger ----------------------------------------------------------------------------------
     async def debit(self, request: ledger_pb2.DebitRequest) -> ledger_pb2.DebitResponse:
-        return await _call(lambda: self.ledger.Debit(request, metadata=_INTERNAL))
+        return await grpc_client.call(lambda: self.ledger.Debit(request, metadata=_INTERNAL))
 
     async def refund(self, request: ledger_pb2.RefundRequest) -> ledger_pb2.RefundResponse:
-        return await _call(lambda: self.ledger.Refund(request, metadata=_INTERNAL))
+        return await grpc_client.call(lambda: self.ledger.Refund(request, metadata=_INTERNAL))
 
     # -- generation ------------------------------------------------------------------------------
     async def get_upload(self, user_id: str, upload_id: str) -> generation_pb2.Upload:
         request = generation_pb2.GetUploadRequest(upload_id=upload_id)
-        reply: generation_pb2.GetUploadResponse = await _call(
+        reply: generation_pb2.GetUploadResponse = await grpc_client.call(
             lambda: self.generation.GetUpload(request, metadata=_as_user(user_id))
         )
         return reply.upload
 
     async def get_task(self, user_id: str, task_id: str) -> generation_pb2.Task:
         request = generation_pb2.GetTaskRequest(task_id=task_id)
-        reply: generation_pb2.GetTaskResponse = await _call(
+        reply: generation_pb2.GetTaskResponse = await grpc_client.call(
             lambda: self.generation.GetTask(request, metadata=_as_user(user_id))
         )
         return reply.task
 
     async def cancel_task(self, user_id: str, task_id: str) -> None:
         request = generation_pb2.CancelTaskRequest(task_id=task_id)
-        await _call(lambda: self.generation.CancelTask(request, metadata=_as_user(user_id)))
+        await grpc_client.call(lambda: self.generation.CancelTask(request, metadata=_as_user(user_id)))
 
     async def submit_task(
         self, user_id: str, request: generation_pb2.SubmitTaskRequest
     ) -> generation_pb2.SubmitTaskResponse:
-        return await _call(lambda: self.generation.SubmitTask(request, metadata=_as_user(user_id)))
+        return await grpc_client.call(lambda: self.generation.SubmitTask(request, metadata=_as_user(user_id)))

@@ -34,6 +34,7 @@ from atelier.events.v1 import events_pb2
 from atelier.generation.v1 import generation_pb2
 from atelier.ledger.v1 import ledger_pb2
 from kit.compensation import owned_or_undone
+from kit.cursors import decode_cursor, encode_cursor
 from kit.db import Database
 from kit.errors import Conflict, DomainError, FailedPrecondition, NotFound, Unavailable
 from kit.identity import Identity
@@ -415,6 +416,20 @@ class Runner:
         if run is None or (user_id is not None and run.user_id != user_id):
             raise NotFound("no such workflow run", code="run_not_found")
         return run
+
+    async def list_runs(
+        self, user_id: str, *, cursor: str, limit: int, status: str | None, template_code: str | None
+    ) -> tuple[list[RunRecord], str]:
+        """One page of the user's runs, newest first, and the cursor of the next page ("" at the end)."""
+        after = decode_cursor(cursor)
+        async with self.db.transaction() as session:
+            runs = await repository.list_runs(
+                session, user_id, limit=limit + 1, after=after, status=status, template_code=template_code
+            )
+        if len(runs) <= limit:
+            return runs, ""
+        runs = runs[:limit]
+        return runs, encode_cursor(runs[-1].created_at, runs[-1].id)
 
     async def cancel(self, user_id: str, run_id: str) -> RunRecord:
         async with self.db.transaction() as session:

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import json
-from datetime import datetime
-
 import grpc
 from google.protobuf import json_format, struct_pb2
 
@@ -13,7 +9,8 @@ from atelier.common.v1 import common_pb2
 from atelier.workflow.v1 import workflow_pb2, workflow_pb2_grpc
 from kit.errors import InvalidArgument
 from kit.identity import caller, require_verified
-from services.workflow import repository, service
+from kit.protoconv import optional_timestamp, timestamp
+from services.workflow import service
 from services.workflow.events import RUN_STATUS, STEP_STATUS
 from services.workflow.repository import RunRecord
 from services.workflow.runner import Runner
@@ -56,21 +53,15 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
         limit = min(MAX_PAGE, request.page.limit or DEFAULT_PAGE)
         if request.page.limit < 0:
             raise InvalidArgument("limit must not be negative", code="invalid_input", field="limit")
-        after = decode_cursor(request.page.cursor) if request.page.cursor else None
-        status = _STATUS_NAMES.get(request.status) if request.status else None
-        async with self.runner.db.transaction() as session:
-            runs = await repository.list_runs(
-                session,
-                identity.user_id,
-                limit=limit + 1,
-                after=after,
-                status=status,
-                template_code=request.template_code or None,
-            )
-        page = common_pb2.PageInfo()
-        if len(runs) > limit:
-            runs = runs[:limit]
-            page.next_cursor = encode_cursor(runs[-1])
+        status = _STATUS_NAMES.get(request.status)  # None for UNSPECIFIED: every status
+        runs, next_cursor = await self.runner.list_runs(
+            identity.user_id,
+            cursor=request.page.cursor,
+            limit=limit,
+            status=status,
+            template_code=request.template_code or None,
+        )
+        page = common_pb2.PageInfo(next_cursor=next_cursor)
         return workflow_pb2.ListRunsResponse(runs=[run_to_proto(run) for run in runs], page=page)
 
     async def CancelRun(
@@ -79,19 +70,6 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
         identity = caller(context)
         run = await self.runner.cancel(identity.user_id, request.run_id)
         return workflow_pb2.CancelRunResponse(run=run_to_proto(run))
-
-
-def encode_cursor(run: RunRecord) -> str:
-    raw = json.dumps([run.created_at.isoformat(), run.id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        created_at, run_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        return datetime.fromisoformat(created_at), str(run_id)
-    except (ValueError, TypeError) as exc:
-        raise InvalidArgument("the cursor is not valid", code="invalid_cursor", field="cursor") from exc
 
 
 def run_to_proto(run: RunRecord) -> workflow_pb2.Run:
@@ -112,15 +90,13 @@ def run_to_proto(run: RunRecord) -> workflow_pb2.Run:
         refund_transfer_id=run.refund_transfer_id or "",
         cancel_requested=run.cancel_requested,
         trace_id=run.trace_id,
+        created_at=timestamp(run.created_at),
+        updated_at=timestamp(run.updated_at),
+        started_at=optional_timestamp(run.started_at),
+        finished_at=optional_timestamp(run.finished_at),
     )
     if run.error_code:
         message.error.CopyFrom(common_pb2.ErrorDetail(code=run.error_code, message=run.error_message or ""))
-    message.created_at.FromDatetime(run.created_at)
-    message.updated_at.FromDatetime(run.updated_at)
-    if run.started_at:
-        message.started_at.FromDatetime(run.started_at)
-    if run.finished_at:
-        message.finished_at.FromDatetime(run.finished_at)
     for step in run.steps:
         item = message.steps.add(
             key=step.key,
@@ -130,12 +106,10 @@ def run_to_proto(run: RunRecord) -> workflow_pb2.Run:
             status=STEP_STATUS[step.status],
             task_id=step.task_id or "",
             outputs=service.step_outputs(step),
+            started_at=optional_timestamp(step.started_at),
+            finished_at=optional_timestamp(step.finished_at),
         )
         if step.error_code:
             error = common_pb2.ErrorDetail(code=step.error_code, message=step.error_message or "")
             item.error.CopyFrom(error)
-        if step.started_at:
-            item.started_at.FromDatetime(step.started_at)
-        if step.finished_at:
-            item.finished_at.FromDatetime(step.finished_at)
     return message

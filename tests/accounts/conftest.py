@@ -21,11 +21,11 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from fastapi import FastAPI
 
 from atelier.accounts.v1 import accounts_pb2, accounts_pb2_grpc
+from devkit.embedded import free_port
 from gateway.app import create_app
 from gateway.auth import AdminPrincipal, VerifiedPrincipal
 from gateway.settings import GatewaySettings
 from kit.db import Database
-from kit.embedded import free_port
 from kit.grpc_server import GrpcServer
 from services.accounts.__main__ import build_mail_queue, build_service
 from services.accounts.servicer import AccountsServicer

@@ -18,7 +18,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from kit.embedded import free_port
+from devkit.embedded import free_port
 from services.accounts.models import refresh_tokens, users
 from tests.accounts.conftest import JWT_KEYS, PASSWORD, AccountsStack, new_email
 from tests.conftest import ROOT

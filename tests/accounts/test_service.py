@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
+from kit.cursors import encode_cursor
 from kit.db import Database
 from kit.errors import DomainError, InvalidArgument, PermissionDenied, Unauthenticated
 from kit.identity import Identity
@@ -307,6 +308,17 @@ async def test_pagination_of_api_keys(db: Database, service: AccountsService) ->
     with pytest.raises(InvalidArgument):
         async with db.session() as session:
             await service.list_api_keys(session, caller=me, cursor="garbage!", limit=2, include_revoked=False)
+    # A well-formed cursor whose id is not an API key id is refused the same way.
+    with pytest.raises(InvalidArgument) as bad:
+        async with db.session() as session:
+            await service.list_api_keys(
+                session,
+                caller=me,
+                cursor=encode_cursor(datetime.now(UTC), "not-a-uuid"),
+                limit=2,
+                include_revoked=False,
+            )
+    assert bad.value.code == "invalid_cursor"
 
 
 async def test_ensure_admin_creates_then_promotes_idempotently(

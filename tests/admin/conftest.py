@@ -21,13 +21,13 @@ from atelier.accounts.v1 import accounts_pb2
 from atelier.generation.v1 import generation_pb2, generation_pb2_grpc
 from atelier.ledger.v1 import ledger_pb2_grpc
 from atelier.workflow.v1 import workflow_pb2_grpc
+from devkit.embedded import free_port
 from gateway.app import create_app
 from gateway.auth import AccessTokens, identity_of
 from gateway.settings import GatewaySettings
 from kit import grpc_client
 from kit.bus import Bus
 from kit.db import Database, drop_database, ensure_database, with_database
-from kit.embedded import free_port
 from kit.grpc_server import GrpcServer
 from kit.identity import Identity
 from kit.migrations import upgrade_async

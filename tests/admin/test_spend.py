@@ -14,7 +14,7 @@ from atelier.catalog.v1 import catalog_pb2
 from atelier.common.v1 import common_pb2
 from atelier.generation.v1 import generation_pb2
 from atelier.ledger.v1 import ledger_pb2
-from kit.embedded import free_port
+from devkit.embedded import free_port
 from kit.money import Credits, Money
 from tests.accounts.conftest import AccountsStack
 from tests.admin.conftest import TRACING_UI, Admin, Fakes, LedgerStack, admin_client

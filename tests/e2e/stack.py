@@ -20,9 +20,9 @@ from pathlib import Path
 import httpx
 import psycopg
 
+from devkit.embedded import port_block
 from kit.bus import Bus
 from kit.db import libpq_dsn
-from kit.embedded import port_block
 from tests.infra import Infra
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,7 +61,7 @@ class Stack:
     def start(self, timeout: float = 150) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "kit.cli", "run"],
+            [sys.executable, "-m", "devkit.cli", "run"],
             cwd=ROOT,
             env=self.env,
             stdin=subprocess.DEVNULL,

@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from kit.embedded import EmbeddedNats, free_port
+from devkit.embedded import EmbeddedNats, free_port
 from tests.e2e.stack import Stack
 from tests.faults.workload import fault_env
 from tests.infra import Infra

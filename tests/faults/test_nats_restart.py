@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from kit.embedded import EmbeddedNats
+from devkit.embedded import EmbeddedNats
 from tests.e2e.stack import Stack
 from tests.faults.workload import FULL, check_money, make_users, settle, stream, wait_ready
 

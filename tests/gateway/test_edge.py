@@ -13,9 +13,9 @@ import pytest
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 
+from devkit.embedded import free_port
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
-from kit.embedded import free_port
 from tests.infra import Infra
 from tests.tokens import as_user, live_sessions
 

@@ -10,9 +10,9 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
+from devkit.embedded import free_port
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
-from kit.embedded import free_port
 from tests.infra import Infra
 
 

@@ -341,6 +341,13 @@ async def test_list_is_newest_first_with_cursor_and_filters(stack: Stack) -> Non
         generation_pb2.ListTasksRequest(model_code="img"), metadata=metadata(kim)
     )
     assert len(by_model.tasks) == 3
+    with pytest.raises(grpc.aio.AioRpcError) as bad:
+        await stack.stub.ListTasks(
+            generation_pb2.ListTasksRequest(page=common_pb2.PageRequest(cursor="not-a-cursor")),
+            metadata=metadata(kim),
+        )
+    assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert code_of(bad.value) == "invalid_cursor"
 
 
 async def test_uploads_are_decoded_and_usable_as_inputs_by_their_owner_only(stack: Stack) -> None:

@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from kit.embedded import free_port
+from devkit.embedded import free_port
 from services.generation.providers.local import render_mp4, render_png
 
 KEY = "sk-test"

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from kit.launcher import DEV_ADMIN_EMAIL, DEV_ADMIN_PASSWORD
+from devkit.launcher import DEV_ADMIN_EMAIL, DEV_ADMIN_PASSWORD
 from tests.e2e.stack import Stack
 from tests.e2e.test_journey import recharge, register_and_verify, wait_for
 from tests.observability.conftest import TRACING_UI

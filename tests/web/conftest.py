@@ -24,9 +24,9 @@ from fastapi.responses import StreamingResponse
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
 from atelier.catalog.v1 import catalog_pb2, catalog_pb2_grpc
+from devkit.embedded import free_port
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
-from kit.embedded import free_port
 from kit.grpc_server import GrpcServer
 from tests.docs.catalog_fixture import seed_snapshot
 from tests.infra import Infra

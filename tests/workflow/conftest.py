@@ -21,10 +21,10 @@ from google.protobuf import json_format, struct_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from atelier.workflow.v1 import workflow_pb2, workflow_pb2_grpc
+from devkit.embedded import free_port
 from kit import grpc_client
 from kit.bus import Bus
 from kit.db import Database, drop_database, ensure_database, with_database
-from kit.embedded import free_port
 from kit.grpc_server import GrpcServer
 from kit.identity import Identity
 from kit.migrations import upgrade_async

@@ -1,4 +1,4 @@
-"""Regenerate the Python code for protos/ (`python -m kit.protogen`), or check it is fresh (`--check`).
+"""Regenerate the Python code for protos/ (`python -m devkit.protogen`), or check it is fresh (`--check`).
 
 The generated package `atelier/` (messages, gRPC stubs and mypy stubs) is committed so that a checkout
 runs without a build step; the freshness test makes sure it never drifts from protos/.

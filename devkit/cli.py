@@ -21,14 +21,14 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_parser("reconcile", help="check every ledger invariant; exits non-zero naming each violation")
     args = parser.parse_args(argv)
     if args.command == "run":
-        from kit.launcher import run
+        from devkit.launcher import run
 
         sys.exit(run())
     if args.command == "reconcile":
-        # The ledger owns the check; kit only knows the module to run (no domain import here).
+        # The ledger owns the check; devkit only knows the module to run (no domain import here).
         sys.exit(subprocess.call([sys.executable, "-m", "services.ledger", "reconcile"]))
     if args.command == "makemigration":
-        from kit.migrations import make_revision
+        from devkit.revisions import make_revision
 
         make_revision(args.service, args.message, args.server)
 

@@ -21,8 +21,8 @@ from typing import IO
 
 import httpx
 
+from devkit.embedded import EmbeddedNats, EmbeddedPostgres
 from kit.db import libpq_dsn, with_database
-from kit.embedded import EmbeddedNats, EmbeddedPostgres
 from kit.settings import SERVICES
 
 _PR_SET_PDEATHSIG = 1
