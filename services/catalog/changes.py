@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kit.errors import Conflict, InvalidArgument, NotFound, Unavailable
 from kit.outbox import Outbox
 from services.catalog import repository
+from services.catalog.repository import AuditAction, AuditEntity
 from services.catalog.schemas import Catalog, Channel, ModelSpec, Template
 from services.catalog.versions import comparable, json_patch, record, sort_catalog
 
@@ -37,8 +38,8 @@ async def apply_change(
     *,
     actor_id: str,
     expected_version: int,
-    action: str,
-    entity_type: str,
+    action: AuditAction,
+    entity_type: AuditEntity,
     entity_code: str,
     get: Callable[[Catalog], Any],
     mutate: Callable[[Catalog], None],

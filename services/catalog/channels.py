@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kit.outbox import Outbox
 from services.catalog import repository
 from services.catalog.changes import Change, apply_change, replace, required
+from services.catalog.repository import AuditAction, AuditEntity
 from services.catalog.schemas import Catalog, Channel
 
 
@@ -28,8 +29,8 @@ async def upsert_channel(
         outbox,
         actor_id=actor_id,
         expected_version=expected_version,
-        action="channel.upsert",
-        entity_type="channel",
+        action=AuditAction.CHANNEL_UPSERT,
+        entity_type=AuditEntity.CHANNEL,
         entity_code=code,
         get=lambda c: c.channel(code),
         mutate=mutate,

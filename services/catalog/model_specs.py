@@ -11,6 +11,7 @@ from kit.errors import InvalidArgument, NotFound
 from kit.outbox import Outbox
 from services.catalog import repository
 from services.catalog.changes import Change, apply_change, check_fields, merge, replace, required
+from services.catalog.repository import AuditAction, AuditEntity
 from services.catalog.schemas import Catalog, Kind, ModelSpec
 
 KIND_ORDER: tuple[Kind, ...] = ("text", "image", "video")
@@ -42,8 +43,8 @@ async def upsert_model(
         outbox,
         actor_id=actor_id,
         expected_version=expected_version,
-        action="model.upsert",
-        entity_type="model",
+        action=AuditAction.MODEL_UPSERT,
+        entity_type=AuditEntity.MODEL,
         entity_code=code,
         get=lambda c: c.model(code),
         mutate=mutate,
@@ -68,8 +69,8 @@ async def set_model_enabled(
         outbox,
         actor_id=actor_id,
         expected_version=expected_version,
-        action="model.enable" if enabled else "model.disable",
-        entity_type="model",
+        action=AuditAction.MODEL_ENABLE if enabled else AuditAction.MODEL_DISABLE,
+        entity_type=AuditEntity.MODEL,
         entity_code=code,
         get=lambda c: c.model(code),
         mutate=mutate,
@@ -99,8 +100,8 @@ async def set_default_capabilities(
         outbox,
         actor_id=actor_id,
         expected_version=expected_version,
-        action="default_capabilities.update",
-        entity_type="default_capabilities",
+        action=AuditAction.DEFAULT_CAPABILITIES_UPDATE,
+        entity_type=AuditEntity.DEFAULT_CAPABILITIES,
         entity_code="",
         get=lambda c: c.default_capabilities,
         mutate=mutate,

@@ -12,6 +12,7 @@ from kit.errors import FailedPrecondition, InvalidArgument, NotFound
 from kit.outbox import Outbox
 from services.catalog import repository
 from services.catalog.changes import Change, apply_change, replace, required
+from services.catalog.repository import AuditAction, AuditEntity
 from services.catalog.schemas import Amount, Catalog, PaymentMethod, Plan, RechargeRules
 
 # 10^9 fen = 10 million RMB: far above any real top-up, far below int64 overflow in milli-credits.
@@ -29,8 +30,8 @@ async def update_recharge_rules(
         outbox,
         actor_id=actor_id,
         expected_version=expected_version,
-        action="recharge_rules.update",
-        entity_type="recharge_rules",
+        action=AuditAction.RECHARGE_RULES_UPDATE,
+        entity_type=AuditEntity.RECHARGE_RULES,
         entity_code="",
         get=lambda c: c.recharge_rules,
         mutate=mutate,
@@ -51,8 +52,8 @@ async def upsert_plan(
         outbox,
         actor_id=actor_id,
         expected_version=expected_version,
-        action="plan.upsert",
-        entity_type="plan",
+        action=AuditAction.PLAN_UPSERT,
+        entity_type=AuditEntity.PLAN,
         entity_code=code,
         get=lambda c: c.plan(code),
         mutate=mutate,

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kit.outbox import Outbox
 from services.catalog import repository
+from services.catalog.repository import AuditAction, AuditEntity
 from services.catalog.schemas import Catalog, SeedFile
 from services.catalog.versions import comparable, record, sort_catalog
 
@@ -73,8 +74,8 @@ async def load_seed(session: AsyncSession, outbox: Outbox, seed: SeedFile) -> bo
         catalog,
         actor_id=SEED_ACTOR,
         at=loaded_at,
-        action="seed.load",
-        entity_type="catalog",
+        action=AuditAction.SEED_LOAD,
+        entity_type=AuditEntity.CATALOG,
         entity_code="",
         diff=[{"op": "add", "path": "", "value": comparable(catalog)}],
     )

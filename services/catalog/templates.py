@@ -10,6 +10,7 @@ from kit.errors import NotFound
 from kit.outbox import Outbox
 from services.catalog import repository
 from services.catalog.changes import Change, apply_change, check_fields, merge, replace, required
+from services.catalog.repository import AuditAction, AuditEntity
 from services.catalog.schemas import Catalog, Template
 
 
@@ -38,8 +39,8 @@ async def upsert_template(
         outbox,
         actor_id=actor_id,
         expected_version=expected_version,
-        action="template.upsert",
-        entity_type="template",
+        action=AuditAction.TEMPLATE_UPSERT,
+        entity_type=AuditEntity.TEMPLATE,
         entity_code=code,
         get=lambda c: c.template(code),
         mutate=mutate,
@@ -64,8 +65,8 @@ async def set_template_enabled(
         outbox,
         actor_id=actor_id,
         expected_version=expected_version,
-        action="template.enable" if enabled else "template.disable",
-        entity_type="template",
+        action=AuditAction.TEMPLATE_ENABLE if enabled else AuditAction.TEMPLATE_DISABLE,
+        entity_type=AuditEntity.TEMPLATE,
         entity_code=code,
         get=lambda c: c.template(code),
         mutate=mutate,

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kit.errors import Unavailable
 from kit.outbox import Outbox
 from services.catalog import events, repository
+from services.catalog.repository import AuditAction, AuditEntity
 from services.catalog.schemas import Catalog
 
 
@@ -90,8 +91,8 @@ async def record(
     *,
     actor_id: str,
     at: datetime,
-    action: str,
-    entity_type: str,
+    action: AuditAction,
+    entity_type: AuditEntity,
     entity_code: str,
     diff: list[dict[str, Any]],
 ) -> None:
