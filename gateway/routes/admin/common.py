@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import grpc
@@ -66,3 +67,8 @@ def as_dict(message: Message) -> dict[str, Any]:
     """`to_json` of a message that is a JSON object (not Credits, Money or a timestamp)."""
     body: dict[str, Any] = to_json(message)
     return body
+
+
+def page_json(items: Iterable[Message], page: common_pb2.PageInfo) -> dict[str, Any]:
+    """A page as every admin list answers it: {"items": [...], "next_cursor": "..." or null}."""
+    return {"items": [to_json(item) for item in items], "next_cursor": page.next_cursor or None}

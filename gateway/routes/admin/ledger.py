@@ -15,7 +15,6 @@ from atelier.generation.v1 import generation_pb2
 from atelier.ledger.v1 import ledger_pb2
 from atelier.workflow.v1 import workflow_pb2
 from gateway.auth import AdminPrincipal
-from gateway.convert import to_json
 from gateway.problems import Problem
 from gateway.routes.admin.common import (
     Cursor,
@@ -23,6 +22,7 @@ from gateway.routes.admin.common import (
     as_dict,
     generation_stub,
     ledger_stub,
+    page_json,
     page_request,
     workflow_stub,
 )
@@ -67,7 +67,7 @@ async def callback_log(
         ),
         metadata=principal.metadata(),
     )
-    return {"items": [to_json(c) for c in reply.callbacks], "next_cursor": reply.page.next_cursor or None}
+    return page_json(reply.callbacks, reply.page)
 
 
 # -- spend debugging --------------------------------------------------------------------------------

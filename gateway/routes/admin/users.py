@@ -15,7 +15,15 @@ from gateway.auth import AdminPrincipal
 from gateway.convert import to_json
 from gateway.problems import Problem
 from gateway.routes.admin.bodies import AdjustmentIn, UserRoleIn, UserStatusIn, credits_pb
-from gateway.routes.admin.common import Cursor, Limit, UserId, accounts_stub, ledger_stub, page_request
+from gateway.routes.admin.common import (
+    Cursor,
+    Limit,
+    UserId,
+    accounts_stub,
+    ledger_stub,
+    page_json,
+    page_request,
+)
 
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 
@@ -53,7 +61,6 @@ def _require_key(idempotency_key: str | None) -> str:
     return idempotency_key
 
 
-# -- users ------------------------------------------------------------------------------------------
 @router.get("/users", summary="Users, oldest first, filtered by email, status or role")
 async def list_users(
     request: Request,
@@ -73,7 +80,7 @@ async def list_users(
         ),
         metadata=principal.metadata(),
     )
-    return {"items": [to_json(u) for u in reply.users], "next_cursor": reply.page.next_cursor or None}
+    return page_json(reply.users, reply.page)
 
 
 async def _user(request: Request, principal: AdminPrincipal, user_id: str) -> accounts_pb2.User:
@@ -110,7 +117,7 @@ async def user_records(
         ),
         metadata=principal.metadata(),
     )
-    return {"items": [to_json(r) for r in reply.records], "next_cursor": reply.page.next_cursor or None}
+    return page_json(reply.records, reply.page)
 
 
 @router.post("/users/{user_id}/status", summary="Activate or disable a user (disabling ends their sessions)")
