@@ -8,7 +8,7 @@ from pathlib import Path
 from atelier.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from kit.grpc_server import GrpcServer
 from kit.service import Runtime, ServiceDefinition, main
-from services.catalog import service
+from services.catalog import seed
 from services.catalog.models import metadata
 from services.catalog.servicer import CatalogServicer
 from services.catalog.settings import DEFAULT_SEED_FILE, CatalogSettings
@@ -19,10 +19,10 @@ log = logging.getLogger(__name__)
 async def load_seed(runtime: Runtime) -> None:
     """Loads the seed configuration into an empty catalog (idempotent; replicas load it once)."""
     path = getattr(runtime.settings, "catalog_seed_file", DEFAULT_SEED_FILE)
-    seed = service.read_seed(Path(path))
+    document = seed.read_seed(Path(path))
     assert runtime.outbox is not None
     async with runtime.db.transaction() as session:
-        loaded = await service.load_seed(session, runtime.outbox, seed)
+        loaded = await seed.load_seed(session, runtime.outbox, document)
     if loaded:
         log.info("catalog seeded", extra={"seed": str(path)})
         if runtime.relay is not None:

@@ -11,7 +11,8 @@ from google.protobuf import struct_pb2
 from atelier.catalog.v1 import catalog_pb2 as pb
 from atelier.common.v1 import common_pb2
 from services.catalog import schemas
-from services.catalog.service import Quote, RechargeQuote
+from services.catalog.quotes import Quote
+from services.catalog.recharge import RechargeQuote
 
 KINDS: dict[str, int] = {
     "text": common_pb2.MODEL_KIND_TEXT,

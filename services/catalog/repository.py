@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel
@@ -33,8 +34,38 @@ class State:
     updated_at: datetime
 
 
+class AuditEntity(StrEnum):
+    """What an audit entry (and `catalog.changed`) is about: its `entity_type`."""
+
+    CATALOG = "catalog"  # the whole catalog: the seed load
+    MODEL = "model"
+    DEFAULT_CAPABILITIES = "default_capabilities"
+    TEMPLATE = "template"
+    RECHARGE_RULES = "recharge_rules"
+    PLAN = "plan"
+    CHANNEL = "channel"
+
+
+class AuditAction(StrEnum):
+    """What a change did, as its audit entry names it."""
+
+    SEED_LOAD = "seed.load"
+    MODEL_UPSERT = "model.upsert"
+    MODEL_ENABLE = "model.enable"
+    MODEL_DISABLE = "model.disable"
+    DEFAULT_CAPABILITIES_UPDATE = "default_capabilities.update"
+    TEMPLATE_UPSERT = "template.upsert"
+    TEMPLATE_ENABLE = "template.enable"
+    TEMPLATE_DISABLE = "template.disable"
+    RECHARGE_RULES_UPDATE = "recharge_rules.update"
+    PLAN_UPSERT = "plan.upsert"
+    CHANNEL_UPSERT = "channel.upsert"
+
+
 @dataclass(frozen=True)
 class AuditRow:
+    """An audit entry as stored; its action and entity type read back as the text written."""
+
     id: int
     version: int
     actor_id: str
@@ -221,8 +252,8 @@ async def add_audit(
     version: int,
     actor_id: str,
     created_at: datetime,
-    action: str,
-    entity_type: str,
+    action: AuditAction,
+    entity_type: AuditEntity,
     entity_code: str,
     diff: list[dict[str, Any]],
 ) -> None:
@@ -231,8 +262,8 @@ async def add_audit(
             version=version,
             actor_id=actor_id,
             created_at=created_at,
-            action=action,
-            entity_type=entity_type,
+            action=action.value,
+            entity_type=entity_type.value,
             entity_code=entity_code,
             diff=diff,
         )

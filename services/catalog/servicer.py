@@ -12,7 +12,7 @@ from kit.identity import require_admin
 from kit.outbox import Outbox
 from kit.service import Runtime
 from kit.text import ascii_digits
-from services.catalog import mapping, service
+from services.catalog import changes, channels, mapping, model_specs, quotes, recharge, templates, versions
 from services.catalog.schemas import Amount, Catalog, Kind
 
 AUDIT_PAGE_DEFAULT = 50
@@ -22,7 +22,7 @@ AUDIT_PAGE_MAX = 200
 class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        self.reader = service.CatalogReader()
+        self.reader = versions.CatalogReader()
 
     @property
     def outbox(self) -> Outbox:
@@ -34,7 +34,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         async with self.runtime.db.transaction() as session:
             return await self.reader.current(session)
 
-    def _committed(self, change: service.Change) -> int:
+    def _committed(self, change: changes.Change) -> int:
         if change.changed and self.runtime.relay is not None:
             self.runtime.relay.notify()
         return change.catalog.version
@@ -56,11 +56,11 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
             require_admin(context)
         kind = _kind(request.kind)
         catalog = await self._catalog()
-        models = service.list_models(catalog, kind, request.include_disabled)
+        models = model_specs.list_models(catalog, kind, request.include_disabled)
         return pb.ListModelsResponse(
             models=[mapping.model(m, catalog, with_channel=request.include_disabled) for m in models],
             catalog_version=catalog.version,
-            admin_must_enable_models=service.admin_must_enable_models(catalog, kind),
+            admin_must_enable_models=model_specs.admin_must_enable_models(catalog, kind),
             capability_names=mapping.capability_names(catalog),
         )
 
@@ -68,7 +68,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         self, request: pb.GetModelRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetModelResponse:
         catalog = await self._catalog()
-        model = service.find_model(catalog, request.code, include_internal=True)
+        model = model_specs.find_model(catalog, request.code, include_internal=True)
         return pb.GetModelResponse(
             model=mapping.model(model, catalog, with_channel=True), catalog_version=catalog.version
         )
@@ -83,10 +83,12 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
                     kind=mapping.KINDS[kind],  # type: ignore[arg-type]
                     models=[mapping.model(m, catalog, with_channel=False) for m in models],
                 )
-                for kind, models in service.pricing(catalog)
+                for kind, models in model_specs.pricing(catalog)
             ],
-            templates=[mapping.template(t) for t in service.list_templates(catalog, include_disabled=False)],
-            admin_must_enable_models=service.admin_must_enable_models(catalog, None),
+            templates=[
+                mapping.template(t) for t in templates.list_templates(catalog, include_disabled=False)
+            ],
+            admin_must_enable_models=model_specs.admin_must_enable_models(catalog, None),
             catalog_version=catalog.version,
             capability_names=mapping.capability_names(catalog),
             default_capabilities=catalog.default_capabilities,
@@ -98,23 +100,23 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         if request.include_disabled:
             require_admin(context)
         catalog = await self._catalog()
-        templates = service.list_templates(catalog, request.include_disabled)
+        listed = templates.list_templates(catalog, request.include_disabled)
         return pb.ListTemplatesResponse(
-            templates=[mapping.template(t) for t in templates], catalog_version=catalog.version
+            templates=[mapping.template(t) for t in listed], catalog_version=catalog.version
         )
 
     async def GetTemplate(
         self, request: pb.GetTemplateRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetTemplateResponse:
         catalog = await self._catalog()
-        template = service.find_template(catalog, request.code, include_disabled=True)
+        template = templates.find_template(catalog, request.code, include_disabled=True)
         return pb.GetTemplateResponse(template=mapping.template(template), catalog_version=catalog.version)
 
     async def GetRechargeOptions(
         self, request: pb.GetRechargeOptionsRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetRechargeOptionsResponse:
         catalog = await self._catalog()
-        rules, plans, methods = service.recharge_options(catalog)
+        rules, plans, methods = recharge.recharge_options(catalog)
         return pb.GetRechargeOptionsResponse(
             rules=mapping.recharge_rules(rules),
             plans=[mapping.plan(p) for p in plans],
@@ -124,7 +126,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
 
     async def Quote(self, request: pb.QuoteRequest, context: grpc.aio.ServicerContext) -> pb.QuoteResponse:
         catalog = await self._catalog()
-        params = service.QuoteParams(
+        params = quotes.QuoteParams(
             model_code=request.model_code,
             ratio=request.ratio,
             resolution=request.resolution,
@@ -136,7 +138,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
             max_output_tokens=request.max_output_tokens,
             internal=request.internal,
         )
-        return pb.QuoteResponse(quote=mapping.quote(service.quote(catalog, params), catalog))
+        return pb.QuoteResponse(quote=mapping.quote(quotes.quote(catalog, params), catalog))
 
     async def QuoteRecharge(
         self, request: pb.QuoteRechargeRequest, context: grpc.aio.ServicerContext
@@ -146,7 +148,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         amount: Amount | None = None
         if target == "amount":
             amount = _amount(request.amount)
-        quote = service.quote_recharge(
+        quote = recharge.quote_recharge(
             catalog,
             method_code=request.method,
             amount=amount,
@@ -161,7 +163,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
     ) -> pb.UpsertModelResponse:
         actor = require_admin(context)
         async with self.runtime.db.transaction() as session:
-            change = await service.upsert_model(
+            change = await model_specs.upsert_model(
                 session,
                 self.outbox,
                 actor_id=actor.user_id,
@@ -170,7 +172,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
                 expected_version=request.expected_version,
             )
         catalog = change.catalog
-        model = service.find_model(catalog, request.model.code, include_internal=True)
+        model = model_specs.find_model(catalog, request.model.code, include_internal=True)
         return pb.UpsertModelResponse(
             model=mapping.model(model, catalog, with_channel=True), catalog_version=self._committed(change)
         )
@@ -180,7 +182,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
     ) -> pb.SetModelEnabledResponse:
         actor = require_admin(context)
         async with self.runtime.db.transaction() as session:
-            change = await service.set_model_enabled(
+            change = await model_specs.set_model_enabled(
                 session,
                 self.outbox,
                 actor_id=actor.user_id,
@@ -189,7 +191,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
                 expected_version=request.expected_version,
             )
         catalog = change.catalog
-        model = service.find_model(catalog, request.code, include_internal=True)
+        model = model_specs.find_model(catalog, request.code, include_internal=True)
         return pb.SetModelEnabledResponse(
             model=mapping.model(model, catalog, with_channel=True), catalog_version=self._committed(change)
         )
@@ -199,7 +201,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
     ) -> pb.SetDefaultCapabilitiesResponse:
         actor = require_admin(context)
         async with self.runtime.db.transaction() as session:
-            change = await service.set_default_capabilities(
+            change = await model_specs.set_default_capabilities(
                 session,
                 self.outbox,
                 actor_id=actor.user_id,
@@ -215,7 +217,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
     ) -> pb.UpsertTemplateResponse:
         actor = require_admin(context)
         async with self.runtime.db.transaction() as session:
-            change = await service.upsert_template(
+            change = await templates.upsert_template(
                 session,
                 self.outbox,
                 actor_id=actor.user_id,
@@ -223,7 +225,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
                 fields=mapping.mask_fields(list(request.update_mask.paths)),
                 expected_version=request.expected_version,
             )
-        template = service.find_template(change.catalog, request.template.code, include_disabled=True)
+        template = templates.find_template(change.catalog, request.template.code, include_disabled=True)
         return pb.UpsertTemplateResponse(
             template=mapping.template(template), catalog_version=self._committed(change)
         )
@@ -233,7 +235,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
     ) -> pb.SetTemplateEnabledResponse:
         actor = require_admin(context)
         async with self.runtime.db.transaction() as session:
-            change = await service.set_template_enabled(
+            change = await templates.set_template_enabled(
                 session,
                 self.outbox,
                 actor_id=actor.user_id,
@@ -241,7 +243,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
                 enabled=request.enabled,
                 expected_version=request.expected_version,
             )
-        template = service.find_template(change.catalog, request.code, include_disabled=True)
+        template = templates.find_template(change.catalog, request.code, include_disabled=True)
         return pb.SetTemplateEnabledResponse(
             template=mapping.template(template), catalog_version=self._committed(change)
         )
@@ -251,7 +253,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
     ) -> pb.UpdateRechargeRulesResponse:
         actor = require_admin(context)
         async with self.runtime.db.transaction() as session:
-            change = await service.update_recharge_rules(
+            change = await recharge.update_recharge_rules(
                 session,
                 self.outbox,
                 actor_id=actor.user_id,
@@ -268,7 +270,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
     ) -> pb.UpsertPlanResponse:
         actor = require_admin(context)
         async with self.runtime.db.transaction() as session:
-            change = await service.upsert_plan(
+            change = await recharge.upsert_plan(
                 session,
                 self.outbox,
                 actor_id=actor.user_id,
@@ -284,7 +286,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
     ) -> pb.UpsertChannelResponse:
         actor = require_admin(context)
         async with self.runtime.db.transaction() as session:
-            change = await service.upsert_channel(
+            change = await channels.upsert_channel(
                 session,
                 self.outbox,
                 actor_id=actor.user_id,
@@ -315,7 +317,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
                 raise InvalidArgument("the cursor is not valid", code="invalid_cursor")
             before = int(request.page.cursor)
         async with self.runtime.db.transaction() as session:
-            rows = await service.audit_log(
+            rows = await versions.audit_log(
                 session,
                 entity_type=request.entity_type,
                 entity_code=request.entity_code,

@@ -13,13 +13,13 @@ from atelier.catalog.v1 import catalog_pb2 as pb
 from atelier.common.v1 import common_pb2
 from kit.errors import DomainError, from_rpc_error
 from kit.money import Credits
-from services.catalog import service
+from services.catalog import quotes, recharge, seed
+from services.catalog.quotes import QuoteParams
 from services.catalog.schemas import Amount, Catalog
-from services.catalog.service import QuoteParams
 from services.catalog.settings import DEFAULT_SEED_FILE
 from tests.catalog.conftest import CatalogStack
 
-SEED = Catalog.model_validate(service.read_seed(DEFAULT_SEED_FILE).model_dump(exclude={"effective_date"}))
+SEED = Catalog.model_validate(seed.read_seed(DEFAULT_SEED_FILE).model_dump(exclude={"effective_date"}))
 
 
 def seed_catalog() -> Catalog:
@@ -28,7 +28,7 @@ def seed_catalog() -> Catalog:
 
 def refused(catalog: Catalog, params: QuoteParams) -> DomainError:
     with pytest.raises(DomainError) as caught:
-        service.quote(catalog, params)
+        quotes.quote(catalog, params)
     return caught.value
 
 
@@ -36,7 +36,7 @@ def refused(catalog: Catalog, params: QuoteParams) -> DomainError:
 
 
 def test_per_generation_costs_the_price_whatever_the_spec() -> None:
-    quote = service.quote(
+    quote = quotes.quote(
         seed_catalog(),
         QuoteParams(
             "google-flow-video",
@@ -52,7 +52,7 @@ def test_per_generation_costs_the_price_whatever_the_spec() -> None:
 
 
 def test_empty_spec_means_the_models_first_allowed_values() -> None:
-    quote = service.quote(seed_catalog(), QuoteParams("grok-video-3"))
+    quote = quotes.quote(seed_catalog(), QuoteParams("grok-video-3"))
     assert (quote.ratio, quote.resolution, quote.duration_seconds, quote.n) == ("16:9", "720p", 5, 1)
 
 
@@ -64,7 +64,7 @@ def test_per_image_costs_price_times_n(n: int) -> None:
     model.billing_unit = "per_image"
     model.price = 250
     model.max_images = 4
-    quote = service.quote(catalog, QuoteParams(model.code, n=n))
+    quote = quotes.quote(catalog, QuoteParams(model.code, n=n))
     assert (quote.unit, quote.quantity, quote.total) == ("per_image", n, 250 * n)
 
 
@@ -75,27 +75,27 @@ def test_per_second_costs_price_times_duration(duration: int) -> None:
     assert model is not None
     model.billing_unit = "per_second"
     model.price = 100  # 0.1 credit a second
-    quote = service.quote(catalog, QuoteParams(model.code, duration_seconds=duration))
+    quote = quotes.quote(catalog, QuoteParams(model.code, duration_seconds=duration))
     assert (quote.unit, quote.quantity, quote.total) == ("per_second", duration, 100 * duration)
     assert str(Credits(quote.total)) == ("0.5" if duration == 5 else "1")
 
 
 def test_per_1k_tokens_prices_input_and_the_output_cap_rounding_up() -> None:
-    quote = service.quote(
+    quote = quotes.quote(
         seed_catalog(), QuoteParams("gemini-2.5-flash", input_tokens=1500, max_output_tokens=1000)
     )
     # 1.5k × 0.002 + 1k × 0.008 = 0.003 + 0.008 = 0.011 credits
     assert (quote.unit, quote.total, quote.quantity) == ("per_1k_tokens", 11, 2500)
-    tiny = service.quote(seed_catalog(), QuoteParams("gemini-2.5-flash", input_tokens=1, max_output_tokens=1))
+    tiny = quotes.quote(seed_catalog(), QuoteParams("gemini-2.5-flash", input_tokens=1, max_output_tokens=1))
     assert tiny.total == 1  # 0.00001 credits rounds up to one milli-credit, never down to free
-    default_cap = service.quote(seed_catalog(), QuoteParams("gemini-2.5-flash", input_tokens=0))
+    default_cap = quotes.quote(seed_catalog(), QuoteParams("gemini-2.5-flash", input_tokens=0))
     assert default_cap.max_output_tokens == 8192
     assert default_cap.total == 8192 * 8 // 1000 + 1
 
 
 def test_internal_models_are_quoted_only_for_workflow_steps() -> None:
     assert refused(seed_catalog(), QuoteParams("veo_3_1")).code == "model_not_found"
-    quote = service.quote(seed_catalog(), QuoteParams("veo_3_1", internal=True))
+    quote = quotes.quote(seed_catalog(), QuoteParams("veo_3_1", internal=True))
     assert quote.duration_seconds == 8
 
 
@@ -147,7 +147,7 @@ def test_an_unsupported_capability_names_the_models_capabilities() -> None:
     inherited = refused(seed_catalog(), QuoteParams("grok-imagine-image", capability="product_image"))
     assert inherited.details["allowed"] == ",".join(SEED.default_capabilities)
     assert (
-        service.quote(seed_catalog(), QuoteParams("grok-imagine-image", capability="image_edit")).total == 500
+        quotes.quote(seed_catalog(), QuoteParams("grok-imagine-image", capability="image_edit")).total == 500
     )
 
 
@@ -169,14 +169,14 @@ def test_an_unknown_model_is_not_found() -> None:
 )
 def test_recharge_rejections(method: str, amount: Amount | None, plan: str, code: str) -> None:
     with pytest.raises(DomainError) as caught:
-        service.quote_recharge(seed_catalog(), method_code=method, amount=amount, plan_code=plan)
+        recharge.quote_recharge(seed_catalog(), method_code=method, amount=amount, plan_code=plan)
     assert caught.value.code == code
 
 
 def test_the_bonus_between_tiers_is_the_lower_tiers_flat_bonus() -> None:
     rules = seed_catalog().recharge_rules
     bonus = {
-        yuan: service.bonus_for(rules, Amount(minor=yuan * 100, currency="CNY"))
+        yuan: recharge.bonus_for(rules, Amount(minor=yuan * 100, currency="CNY"))
         for yuan in (299, 300, 500, 999, 1000)
     }
     assert bonus == {299: 0, 300: 30_000, 500: 30_000, 999: 30_000, 1000: 150_000}
@@ -190,7 +190,7 @@ def test_more_money_never_buys_fewer_credits(smaller: int, extra: int) -> None:
     catalog = seed_catalog()
 
     def total(minor: int) -> int:
-        quote = service.quote_recharge(
+        quote = recharge.quote_recharge(
             catalog, method_code="alipay", amount=Amount(minor=minor, currency="CNY")
         )
         assert quote.paid_credits == minor * 10  # 1 fen = 0.01 credit = 10 milli-credits, exactly

@@ -10,7 +10,7 @@ import pytest
 from atelier.catalog.v1 import catalog_pb2 as pb
 from atelier.common.v1 import common_pb2
 from kit.money import Credits, Money
-from services.catalog import service
+from services.catalog import seed
 from services.catalog.settings import DEFAULT_SEED_FILE
 from tests.catalog.conftest import CatalogStack
 from tests.catalog.seed_document import Page, read_seed_document
@@ -176,8 +176,6 @@ async def test_plans_deliver_their_credits(catalog: CatalogStack) -> None:
 async def test_loading_the_seed_again_changes_nothing(catalog: CatalogStack) -> None:
     assert catalog.runtime.outbox is not None
     async with catalog.db.transaction() as session:
-        loaded = await service.load_seed(
-            session, catalog.runtime.outbox, service.read_seed(DEFAULT_SEED_FILE)
-        )
+        loaded = await seed.load_seed(session, catalog.runtime.outbox, seed.read_seed(DEFAULT_SEED_FILE))
     assert loaded is False
     assert (await snapshot(catalog)).version == 1

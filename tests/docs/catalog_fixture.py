@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from atelier.catalog.v1 import catalog_pb2
 from services.catalog import mapping
-from services.catalog.service import read_seed, seed_catalog
+from services.catalog.seed import read_seed, seed_catalog
 from services.catalog.settings import DEFAULT_SEED_FILE
 
 
