@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from atelier.common.v1 import common_pb2
 from atelier.ledger.v1 import ledger_pb2 as pb
 from atelier.ledger.v1 import ledger_pb2_grpc
+from kit.cursors import page_limit
 from kit.errors import InvalidArgument
 from kit.money import Credits, Money, MoneyParseError
 from kit.outbox import Outbox
@@ -328,7 +329,10 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
     async def ExpireHolds(self, request: pb.ExpireHoldsRequest, context: Context) -> pb.ExpireHoldsResponse:
         now = _from_ts(request.now) if request.HasField("now") else datetime.now(UTC)
         expired = await expire_due_holds(
-            self.runtime, self.ledger, now=now, limit=svc.page_limit(request.limit)
+            self.runtime,
+            self.ledger,
+            now=now,
+            limit=page_limit(request.limit, default=svc.DEFAULT_PAGE, maximum=svc.MAX_PAGE),
         )
         return pb.ExpireHoldsResponse(expired=[transfer_pb(t) for t in expired])
 

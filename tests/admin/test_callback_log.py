@@ -68,7 +68,7 @@ async def test_a_forged_callback_naming_a_real_order_stays_out_of_its_owners_rec
     body, headers = sandbox.signed_callback(OrderView(order_id, user, "sandbox", Money(30000, "CNY")))
     assert (await api.http.post("/callbacks/sandbox", content=body, headers=headers)).status_code == 200
 
-    owner = api.bearer(user)
+    owner = await api.bearer(user)
     for query in ({"type": "callback"}, {}):
         reply = await api.http.get("/v1/billing/records", params=query, headers=owner)
         assert reply.status_code == 200, reply.text
