@@ -302,20 +302,6 @@ class Orders(Transfers):
         if order is not None and order.status != OrderStatus.COMPLETED:
             await repo.update_order(session, order_id, {"failure_reason": reason[:500]})
 
-    async def fail_order(self, session: AsyncSession, *, order_id: str, reason: str) -> RechargeOrder:
-        order = await repo.get_order(session, _require_id(order_id, "order_id"), lock=True)
-        if order is None:
-            raise NotFound(f"no recharge order {order_id!r}", code="order_not_found", order_id=order_id)
-        if order.status == OrderStatus.COMPLETED:
-            raise FailedPrecondition("the order was already paid", code="order_completed")
-        if order.status != OrderStatus.PENDING:
-            return RechargeOrder.from_row(order)
-        row = await repo.update_order(
-            session, order.id, {"status": OrderStatus.FAILED.value, "failure_reason": reason[:500]}
-        )
-        metrics.order_reached(session, order.provider, OrderStatus.FAILED.value)
-        return RechargeOrder.from_row(row)
-
     async def expire_orders(
         self, session: AsyncSession, *, before: datetime, limit: int = 0
     ) -> list[RechargeOrder]:
