@@ -68,6 +68,8 @@ class CallbackLog:
 
 
 class Callbacks(LedgerCore):
+    """The payment callback log."""
+
     async def record_callback(
         self,
         session: AsyncSession,

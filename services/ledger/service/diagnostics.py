@@ -44,6 +44,8 @@ class SpendChain:
 
 
 class Diagnostics(LedgerCore):
+    """Spend chains and reconciliation."""
+
     async def spend_chain(self, session: AsyncSession, some_id: str) -> SpendChain:
         """Everything known about a transfer, task, run, message or recharge order id, or a trace id."""
         some_id = _require_id(some_id, "id")

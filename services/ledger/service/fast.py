@@ -42,6 +42,8 @@ class FastStep:
 
 
 class Fast(Holds):
+    """Holds and captures: the happy path in one server-side call, the general path when it wrote nothing."""
+
     async def hold(
         self,
         session: AsyncSession,

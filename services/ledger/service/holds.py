@@ -69,6 +69,8 @@ class CapturePlan:
 
 
 class Holds(LedgerCore):
+    """Holds and their resolution, the general path: every case, step by step under the locks."""
+
     def plan_hold(
         self,
         *,

@@ -108,10 +108,9 @@ class AmountMismatch(FailedPrecondition):
     default_code = "amount_mismatch"
 
 
-# -- helpers ----------------------------------------------------------------------------------------
-
-
 class Orders(Transfers):
+    """Recharge orders; a completion credits through `Transfers.credit`."""
+
     async def create_order(
         self,
         session: AsyncSession,
@@ -326,5 +325,3 @@ class Orders(Transfers):
         orders = [RechargeOrder.from_row(row) for row in rows[:size]]
         next_cursor = encode_cursor(orders[-1].created_at, orders[-1].id) if len(rows) > size else ""
         return orders, next_cursor
-
-    # .. callbacks ...................................................................................

@@ -50,6 +50,8 @@ class Usage:
 
 
 class Statements(LedgerCore):
+    """A user's records and usage."""
+
     async def records(
         self,
         session: AsyncSession,
@@ -158,8 +160,6 @@ class Statements(LedgerCore):
             if spend[key] != 0 or count[key] != 0
         ]
         return Usage(buckets, Credits(sum(spend.values())))
-
-    # .. recharge orders .............................................................................
 
 
 def _record_type(kind: Kind) -> str:

@@ -35,6 +35,8 @@ from services.ledger.service.values import (
 
 
 class Transfers(LedgerCore):
+    """Credits, debits, refunds and adjustments: each under its wallet's lock, exactly once."""
+
     async def credit(
         self,
         session: AsyncSession,

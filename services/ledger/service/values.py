@@ -18,6 +18,7 @@ from kit.money import Credits
 from services.ledger import metrics
 from services.ledger.repository.records import AccountRecord, StepRecord, TransferRecord
 
+# The name the ledger's transfer log lines have always carried (dashboards and `grep` rely on it).
 log = logging.getLogger("services.ledger.service")
 
 BALANCES_CHANGED = "balances.changed"
@@ -29,6 +30,7 @@ REFUNDS = "system:refunds"
 ADJUSTMENTS = "system:adjustments"
 
 DEFAULT_HOLD_TTL = timedelta(hours=2)
+# The ledger's page sizes (kit.cursors.page_limit): statements and order lists are read in long pages.
 MAX_PAGE = 200
 DEFAULT_PAGE = 50
 
