@@ -11,12 +11,16 @@ from typing import Any, TypeVar
 from sqlalchemy import Row
 
 R = TypeVar("R")
+_NAMES: dict[type, tuple[str, ...]] = {}  # each record class's field names, read once
 
 
 def of(cls: type[R], row: Row[Any] | Mapping[str, Any]) -> R:
     """The record of a row: each field of `cls` from the column of its name."""
     mapping = row._mapping if isinstance(row, Row) else row
-    return cls(**{f.name: mapping[f.name] for f in fields(cls)})  # type: ignore[arg-type]
+    names = _NAMES.get(cls)
+    if names is None:
+        names = _NAMES[cls] = tuple(f.name for f in fields(cls))  # type: ignore[arg-type]
+    return cls(**{name: mapping[name] for name in names})
 
 
 def all_of(cls: type[R], rows: Any) -> list[R]:
