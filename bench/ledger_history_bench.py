@@ -46,7 +46,7 @@ from tests.infra import start_infra
 PRICE = 500  # milli-credits: one 0.5-credit image
 LEFT_OVER = 1_000_000  # 1000 credits stay available
 MODELS = ["gpt-image-1.5-all", "doubao-seedream-5-0", "google-flow-imagen", "grok-imagine", "nano-banana"]
-SYSTEM_SHARDS = 16  # services/ledger/repository.py spreads system accounts over 16 shard rows
+SYSTEM_SHARDS = 16  # services/ledger/repository/accounts.py spreads system accounts over 16 shard rows
 
 
 def shard(account: str, user_id: str) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeAlias
@@ -19,11 +19,9 @@ from kit.money import Credits, Money, MoneyParseError
 from kit.outbox import Outbox
 from kit.service import Runtime
 from services.ledger import service as svc
-from services.ledger.batch import GroupCommit
 from services.ledger.models import outbox as outbox_table
-from services.ledger.service import Kind, Ledger, Reference
+from services.ledger.service import FastLane, Kind, Ledger, Reference
 from services.ledger.settings import expiry_grace
-from services.ledger.sweeper import expire_due_holds
 
 Context: TypeAlias = grpc.aio.ServicerContext
 
@@ -169,17 +167,11 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
         self.runtime = runtime
         self.ledger = ledger or Ledger(runtime.outbox or Outbox(outbox_table))
         # Holds and captures, the hot path, share commits; the general path runs alone when needed.
-        self.batch: GroupCommit[svc.FastStep, svc.TransferResult] = GroupCommit(
-            runtime.db.connect, self.ledger.apply_fast, after_commit=self._batch_committed
-        )
+        self.fast = FastLane(self.ledger, runtime.db.connect, on_commit=self._notify)
 
     def _notify(self) -> None:
         if self.runtime.relay is not None:
             self.runtime.relay.notify()
-
-    def _batch_committed(self, results: Sequence[svc.TransferResult | None]) -> None:
-        self.ledger.posted(results)
-        self._notify()
 
     @asynccontextmanager
     async def _unit(self) -> AsyncIterator[AsyncSession]:
@@ -233,7 +225,7 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
             reference=_reference(request.reference),
             metadata=dict(request.metadata),
         )
-        result = await self.batch.run(self.ledger.hold_step(plan))
+        result = await self.fast.hold(plan)
         if result is None:
             async with self._transfer_unit() as session:
                 result = await self.ledger.hold_general(session, plan)
@@ -248,7 +240,7 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
             amount=_credits(request.amount) if request.HasField("amount") else None,
             metadata=dict(request.metadata),
         )
-        result = await self.batch.run(self.ledger.capture_step(plan))
+        result = await self.fast.capture(plan)
         if result is None:
             async with self._unit() as session:
                 result = await self.ledger.capture_general(session, plan)
@@ -324,13 +316,6 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
         async with self._unit() as session:
             transfer = await self.ledger.get_transfer(session, request.transfer_id)
         return pb.GetTransferResponse(transfer=transfer_pb(transfer))
-
-    async def ExpireHolds(self, request: pb.ExpireHoldsRequest, context: Context) -> pb.ExpireHoldsResponse:
-        now = _from_ts(request.now) if request.HasField("now") else datetime.now(UTC)
-        expired = await expire_due_holds(
-            self.runtime, self.ledger, now=now, limit=svc.page_limit(request.limit)
-        )
-        return pb.ExpireHoldsResponse(expired=[transfer_pb(t) for t in expired])
 
     # .. reads ......................................................................................
 
@@ -445,21 +430,6 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
             already_completed=result.already_completed,
             balance=balance_pb(result.balance),
         )
-
-    async def FailRechargeOrder(
-        self, request: pb.FailRechargeOrderRequest, context: Context
-    ) -> pb.FailRechargeOrderResponse:
-        async with self._unit() as session:
-            order = await self.ledger.fail_order(session, order_id=request.order_id, reason=request.reason)
-        return pb.FailRechargeOrderResponse(order=order_pb(order))
-
-    async def ExpireRechargeOrders(
-        self, request: pb.ExpireRechargeOrdersRequest, context: Context
-    ) -> pb.ExpireRechargeOrdersResponse:
-        before = _from_ts(request.before) if request.HasField("before") else datetime.now(UTC)
-        async with self._unit() as session:
-            expired = await self.ledger.expire_orders(session, before=before, limit=request.limit)
-        return pb.ExpireRechargeOrdersResponse(expired=[order_pb(o) for o in expired])
 
     async def ListPendingRechargeOrders(
         self, request: pb.ListPendingRechargeOrdersRequest, context: Context

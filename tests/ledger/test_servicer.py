@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import grpc
 import pytest
@@ -22,7 +23,9 @@ from kit.outbox import Outbox
 from kit.service import Runtime
 from kit.settings import ServiceSettings
 from services.ledger.models import outbox
+from services.ledger.service import Ledger
 from services.ledger.servicer import LedgerServicer
+from services.ledger.sweeper import expire_due_holds
 
 
 def credits(whole: int) -> common_pb2.Credits:
@@ -229,15 +232,10 @@ async def test_recharge_order_and_callbacks(stub: ledger_pb2_grpc.LedgerServiceS
     assert len(chain.transfers) == 2
     assert [c.id for c in chain.callbacks] == [f"cb-{user}"]
 
-    assert await code_of(
-        stub.FailRechargeOrder(pb.FailRechargeOrderRequest(order_id=order_id, reason="x"))
-    ) == (
-        grpc.StatusCode.FAILED_PRECONDITION,
-        "order_completed",
-    )
 
-
-async def test_expire_holds_rpc(stub: ledger_pb2_grpc.LedgerServiceStub) -> None:
+async def test_the_sweeper_voids_a_hold_the_api_made(
+    stub: ledger_pb2_grpc.LedgerServiceStub, db: Database, bus: Bus
+) -> None:
     user = f"u-{uuid.uuid4().hex[:8]}"
     await stub.Credit(
         pb.CreditRequest(transfer_id=f"g:{user}", user_id=user, amount=credits(2), kind=pb.CREDIT_KIND_GRANT)
@@ -250,8 +248,9 @@ async def test_expire_holds_rpc(stub: ledger_pb2_grpc.LedgerServiceStub) -> None
         grpc.StatusCode.FAILED_PRECONDITION,
         "hold_expired",
     )
-    expired = await stub.ExpireHolds(pb.ExpireHoldsRequest(limit=200))
-    assert f"h:{user}" in [t.id for t in expired.expired]
+    runtime = Runtime("ledger", ServiceSettings(), db, bus, asyncio.Event(), outbox=Outbox(outbox))
+    expired = await expire_due_holds(runtime, Ledger(Outbox(outbox)), now=datetime.now(UTC), limit=200)
+    assert f"h:{user}" in [t.id for t in expired]
     transfer = await stub.GetTransfer(pb.GetTransferRequest(transfer_id=f"h:{user}"))
     assert transfer.transfer.status == pb.TRANSFER_STATUS_EXPIRED
     balance = await stub.GetBalance(pb.GetBalanceRequest(user_id=user))

@@ -82,11 +82,6 @@ class LedgerServiceStub:
                 request_serializer=atelier_dot_ledger_dot_v1_dot_ledger__pb2.GetTransferRequest.SerializeToString,
                 response_deserializer=atelier_dot_ledger_dot_v1_dot_ledger__pb2.GetTransferResponse.FromString,
                 _registered_method=True)
-        self.ExpireHolds = channel.unary_unary(
-                '/atelier.ledger.v1.LedgerService/ExpireHolds',
-                request_serializer=atelier_dot_ledger_dot_v1_dot_ledger__pb2.ExpireHoldsRequest.SerializeToString,
-                response_deserializer=atelier_dot_ledger_dot_v1_dot_ledger__pb2.ExpireHoldsResponse.FromString,
-                _registered_method=True)
         self.GetBalance = channel.unary_unary(
                 '/atelier.ledger.v1.LedgerService/GetBalance',
                 request_serializer=atelier_dot_ledger_dot_v1_dot_ledger__pb2.GetBalanceRequest.SerializeToString,
@@ -121,16 +116,6 @@ class LedgerServiceStub:
                 '/atelier.ledger.v1.LedgerService/CompleteRechargeOrder',
                 request_serializer=atelier_dot_ledger_dot_v1_dot_ledger__pb2.CompleteRechargeOrderRequest.SerializeToString,
                 response_deserializer=atelier_dot_ledger_dot_v1_dot_ledger__pb2.CompleteRechargeOrderResponse.FromString,
-                _registered_method=True)
-        self.FailRechargeOrder = channel.unary_unary(
-                '/atelier.ledger.v1.LedgerService/FailRechargeOrder',
-                request_serializer=atelier_dot_ledger_dot_v1_dot_ledger__pb2.FailRechargeOrderRequest.SerializeToString,
-                response_deserializer=atelier_dot_ledger_dot_v1_dot_ledger__pb2.FailRechargeOrderResponse.FromString,
-                _registered_method=True)
-        self.ExpireRechargeOrders = channel.unary_unary(
-                '/atelier.ledger.v1.LedgerService/ExpireRechargeOrders',
-                request_serializer=atelier_dot_ledger_dot_v1_dot_ledger__pb2.ExpireRechargeOrdersRequest.SerializeToString,
-                response_deserializer=atelier_dot_ledger_dot_v1_dot_ledger__pb2.ExpireRechargeOrdersResponse.FromString,
                 _registered_method=True)
         self.ListPendingRechargeOrders = channel.unary_unary(
                 '/atelier.ledger.v1.LedgerService/ListPendingRechargeOrders',
@@ -226,13 +211,6 @@ class LedgerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def ExpireHolds(self, request, context):
-        """Voids pending holds past their expiry (also run by the ledger's sweeper).
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
     def GetBalance(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -277,18 +255,6 @@ class LedgerServiceServicer:
         """Credits paid + bonus exactly once. A currency or amount mismatch fails
         with FAILED_PRECONDITION (amount_mismatch), changes nothing and is recorded.
         """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def FailRechargeOrder(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def ExpireRechargeOrders(self, request, context):
-        """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -371,11 +337,6 @@ def add_LedgerServiceServicer_to_server(servicer, server):
                     request_deserializer=atelier_dot_ledger_dot_v1_dot_ledger__pb2.GetTransferRequest.FromString,
                     response_serializer=atelier_dot_ledger_dot_v1_dot_ledger__pb2.GetTransferResponse.SerializeToString,
             ),
-            'ExpireHolds': grpc.unary_unary_rpc_method_handler(
-                    servicer.ExpireHolds,
-                    request_deserializer=atelier_dot_ledger_dot_v1_dot_ledger__pb2.ExpireHoldsRequest.FromString,
-                    response_serializer=atelier_dot_ledger_dot_v1_dot_ledger__pb2.ExpireHoldsResponse.SerializeToString,
-            ),
             'GetBalance': grpc.unary_unary_rpc_method_handler(
                     servicer.GetBalance,
                     request_deserializer=atelier_dot_ledger_dot_v1_dot_ledger__pb2.GetBalanceRequest.FromString,
@@ -410,16 +371,6 @@ def add_LedgerServiceServicer_to_server(servicer, server):
                     servicer.CompleteRechargeOrder,
                     request_deserializer=atelier_dot_ledger_dot_v1_dot_ledger__pb2.CompleteRechargeOrderRequest.FromString,
                     response_serializer=atelier_dot_ledger_dot_v1_dot_ledger__pb2.CompleteRechargeOrderResponse.SerializeToString,
-            ),
-            'FailRechargeOrder': grpc.unary_unary_rpc_method_handler(
-                    servicer.FailRechargeOrder,
-                    request_deserializer=atelier_dot_ledger_dot_v1_dot_ledger__pb2.FailRechargeOrderRequest.FromString,
-                    response_serializer=atelier_dot_ledger_dot_v1_dot_ledger__pb2.FailRechargeOrderResponse.SerializeToString,
-            ),
-            'ExpireRechargeOrders': grpc.unary_unary_rpc_method_handler(
-                    servicer.ExpireRechargeOrders,
-                    request_deserializer=atelier_dot_ledger_dot_v1_dot_ledger__pb2.ExpireRechargeOrdersRequest.FromString,
-                    response_serializer=atelier_dot_ledger_dot_v1_dot_ledger__pb2.ExpireRechargeOrdersResponse.SerializeToString,
             ),
             'ListPendingRechargeOrders': grpc.unary_unary_rpc_method_handler(
                     servicer.ListPendingRechargeOrders,
@@ -682,33 +633,6 @@ class LedgerService:
             _registered_method=True)
 
     @staticmethod
-    def ExpireHolds(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/atelier.ledger.v1.LedgerService/ExpireHolds',
-            atelier_dot_ledger_dot_v1_dot_ledger__pb2.ExpireHoldsRequest.SerializeToString,
-            atelier_dot_ledger_dot_v1_dot_ledger__pb2.ExpireHoldsResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
     def GetBalance(request,
             target,
             options=(),
@@ -887,60 +811,6 @@ class LedgerService:
             '/atelier.ledger.v1.LedgerService/CompleteRechargeOrder',
             atelier_dot_ledger_dot_v1_dot_ledger__pb2.CompleteRechargeOrderRequest.SerializeToString,
             atelier_dot_ledger_dot_v1_dot_ledger__pb2.CompleteRechargeOrderResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def FailRechargeOrder(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/atelier.ledger.v1.LedgerService/FailRechargeOrder',
-            atelier_dot_ledger_dot_v1_dot_ledger__pb2.FailRechargeOrderRequest.SerializeToString,
-            atelier_dot_ledger_dot_v1_dot_ledger__pb2.FailRechargeOrderResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def ExpireRechargeOrders(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/atelier.ledger.v1.LedgerService/ExpireRechargeOrders',
-            atelier_dot_ledger_dot_v1_dot_ledger__pb2.ExpireRechargeOrdersRequest.SerializeToString,
-            atelier_dot_ledger_dot_v1_dot_ledger__pb2.ExpireRechargeOrdersResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -60,8 +60,6 @@ class LedgerServiceStub:
     Adjust: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.AdjustRequest, _ledger_pb2.AdjustResponse]
     """Admin correction, signed; cannot take a wallet below zero."""
     GetTransfer: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.GetTransferRequest, _ledger_pb2.GetTransferResponse]
-    ExpireHolds: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.ExpireHoldsRequest, _ledger_pb2.ExpireHoldsResponse]
-    """Voids pending holds past their expiry (also run by the ledger's sweeper)."""
     GetBalance: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.GetBalanceRequest, _ledger_pb2.GetBalanceResponse]
     ListRecords: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.ListRecordsRequest, _ledger_pb2.ListRecordsResponse]
     """A user's statement, newest first: transfers and payment callbacks together."""
@@ -77,8 +75,6 @@ class LedgerServiceStub:
     """Credits paid + bonus exactly once. A currency or amount mismatch fails
     with FAILED_PRECONDITION (amount_mismatch), changes nothing and is recorded.
     """
-    FailRechargeOrder: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.FailRechargeOrderRequest, _ledger_pb2.FailRechargeOrderResponse]
-    ExpireRechargeOrders: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.ExpireRechargeOrdersRequest, _ledger_pb2.ExpireRechargeOrdersResponse]
     ListPendingRechargeOrders: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.ListPendingRechargeOrdersRequest, _ledger_pb2.ListPendingRechargeOrdersResponse]
     """For the reconciler that queries providers about missed callbacks."""
     RecordCallback: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.RecordCallbackRequest, _ledger_pb2.RecordCallbackResponse]
@@ -123,8 +119,6 @@ class LedgerServiceAsyncStub(LedgerServiceStub):
     Adjust: _aio.UnaryUnaryMultiCallable[_ledger_pb2.AdjustRequest, _ledger_pb2.AdjustResponse]  # type: ignore[assignment]
     """Admin correction, signed; cannot take a wallet below zero."""
     GetTransfer: _aio.UnaryUnaryMultiCallable[_ledger_pb2.GetTransferRequest, _ledger_pb2.GetTransferResponse]  # type: ignore[assignment]
-    ExpireHolds: _aio.UnaryUnaryMultiCallable[_ledger_pb2.ExpireHoldsRequest, _ledger_pb2.ExpireHoldsResponse]  # type: ignore[assignment]
-    """Voids pending holds past their expiry (also run by the ledger's sweeper)."""
     GetBalance: _aio.UnaryUnaryMultiCallable[_ledger_pb2.GetBalanceRequest, _ledger_pb2.GetBalanceResponse]  # type: ignore[assignment]
     ListRecords: _aio.UnaryUnaryMultiCallable[_ledger_pb2.ListRecordsRequest, _ledger_pb2.ListRecordsResponse]  # type: ignore[assignment]
     """A user's statement, newest first: transfers and payment callbacks together."""
@@ -140,8 +134,6 @@ class LedgerServiceAsyncStub(LedgerServiceStub):
     """Credits paid + bonus exactly once. A currency or amount mismatch fails
     with FAILED_PRECONDITION (amount_mismatch), changes nothing and is recorded.
     """
-    FailRechargeOrder: _aio.UnaryUnaryMultiCallable[_ledger_pb2.FailRechargeOrderRequest, _ledger_pb2.FailRechargeOrderResponse]  # type: ignore[assignment]
-    ExpireRechargeOrders: _aio.UnaryUnaryMultiCallable[_ledger_pb2.ExpireRechargeOrdersRequest, _ledger_pb2.ExpireRechargeOrdersResponse]  # type: ignore[assignment]
     ListPendingRechargeOrders: _aio.UnaryUnaryMultiCallable[_ledger_pb2.ListPendingRechargeOrdersRequest, _ledger_pb2.ListPendingRechargeOrdersResponse]  # type: ignore[assignment]
     """For the reconciler that queries providers about missed callbacks."""
     RecordCallback: _aio.UnaryUnaryMultiCallable[_ledger_pb2.RecordCallbackRequest, _ledger_pb2.RecordCallbackResponse]  # type: ignore[assignment]
@@ -233,14 +225,6 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_ledger_pb2.GetTransferResponse, _abc.Awaitable[_ledger_pb2.GetTransferResponse]]: ...
 
     @_abc_1.abstractmethod
-    def ExpireHolds(
-        self,
-        request: _ledger_pb2.ExpireHoldsRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_ledger_pb2.ExpireHoldsResponse, _abc.Awaitable[_ledger_pb2.ExpireHoldsResponse]]:
-        """Voids pending holds past their expiry (also run by the ledger's sweeper)."""
-
-    @_abc_1.abstractmethod
     def GetBalance(
         self,
         request: _ledger_pb2.GetBalanceRequest,
@@ -296,20 +280,6 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
         """Credits paid + bonus exactly once. A currency or amount mismatch fails
         with FAILED_PRECONDITION (amount_mismatch), changes nothing and is recorded.
         """
-
-    @_abc_1.abstractmethod
-    def FailRechargeOrder(
-        self,
-        request: _ledger_pb2.FailRechargeOrderRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_ledger_pb2.FailRechargeOrderResponse, _abc.Awaitable[_ledger_pb2.FailRechargeOrderResponse]]: ...
-
-    @_abc_1.abstractmethod
-    def ExpireRechargeOrders(
-        self,
-        request: _ledger_pb2.ExpireRechargeOrdersRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_ledger_pb2.ExpireRechargeOrdersResponse, _abc.Awaitable[_ledger_pb2.ExpireRechargeOrdersResponse]]: ...
 
     @_abc_1.abstractmethod
     def ListPendingRechargeOrders(
