@@ -3,6 +3,9 @@ VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+# ESLint for the console's modules, pinned in package.json/package-lock.json (development only: the console
+# itself has no dependencies and no build step).
+NODE_STAMP := node_modules/.installed-$(shell sha1sum package-lock.json | cut -c1-12)
 
 .PHONY: install browser run test lint typecheck pytest protos clean
 
@@ -13,7 +16,11 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
-install: $(STAMP)
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $(NODE_STAMP)
+
+install: $(STAMP) $(NODE_STAMP)
 
 run: install
 	$(VENV)/bin/atelier run
@@ -23,6 +30,7 @@ test: install lint typecheck pytest
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	node_modules/.bin/eslint gateway/web/static/js
 
 typecheck: install
 	$(VENV)/bin/mypy
@@ -56,4 +64,4 @@ protos: install
 	$(PY) -m devkit.protogen
 
 clean:
-	rm -rf $(VENV) .atelier .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules .atelier .pytest_cache .mypy_cache .ruff_cache

@@ -21,7 +21,7 @@ export class ApiError extends Error {
 }
 
 // -- session ----------------------------------------------------------------------------------------
-let listeners = new Set();
+const listeners = new Set();
 
 export function session() {
   try {

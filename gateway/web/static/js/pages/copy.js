@@ -2,7 +2,7 @@
 
 import { catalog, copy, newIdempotencyKey } from "../api.js";
 import { refreshBalance } from "../balance.js";
-import { field, h, replace, select } from "../dom.js";
+import { field, h, select } from "../dom.js";
 import { credits, formatDate, t } from "../i18n.js";
 import { busy, emptyState, errorText, loading, notice, pageHeader } from "../ui.js";
 
