@@ -34,7 +34,6 @@ class EventMeta(_message.Message):
       runs.progress         RunProgress         workflow → gateway SSE
       runs.completed        RunCompleted        workflow → ledger (refund), gateway SSE
       catalog.changed       CatalogChanged      catalog → every catalog reader
-      payments.received     PaymentReceived     ledger → metrics, audit
       payments.completed    RechargeCompleted   ledger → gateway SSE
       balances.changed      BalanceChanged      ledger → gateway SSE
     """
@@ -376,42 +375,6 @@ class RunCompleted(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RunCompleted: _TypeAlias = RunCompleted  # noqa: Y015
-
-@_typing.final
-class PaymentReceived(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    META_FIELD_NUMBER: _builtins.int
-    ORDER_ID_FIELD_NUMBER: _builtins.int
-    USER_ID_FIELD_NUMBER: _builtins.int
-    PROVIDER_FIELD_NUMBER: _builtins.int
-    PROVIDER_TRANSACTION_ID_FIELD_NUMBER: _builtins.int
-    AMOUNT_FIELD_NUMBER: _builtins.int
-    order_id: _builtins.str
-    user_id: _builtins.str
-    provider: _builtins.str
-    provider_transaction_id: _builtins.str
-    @_builtins.property
-    def meta(self) -> Global___EventMeta: ...
-    @_builtins.property
-    def amount(self) -> _common_pb2.Money: ...
-    def __init__(
-        self,
-        *,
-        meta: Global___EventMeta | None = ...,
-        order_id: _builtins.str = ...,
-        user_id: _builtins.str = ...,
-        provider: _builtins.str = ...,
-        provider_transaction_id: _builtins.str = ...,
-        amount: _common_pb2.Money | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "meta", b"meta"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "meta", b"meta", "order_id", b"order_id", "provider", b"provider", "provider_transaction_id", b"provider_transaction_id", "user_id", b"user_id"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___PaymentReceived: _TypeAlias = PaymentReceived  # noqa: Y015
 
 @_typing.final
 class RechargeCompleted(_message.Message):
