@@ -10,8 +10,11 @@ from typing import Any
 import pytest
 
 from gateway.settings import GatewaySettings
-from kit.settings import DEFAULT_PORTS, SERVICES, ServiceSettings
+from kit.settings import SERVICES, ServiceSettings, Settings
 from tests.deploy.conftest import OVERLAYS, ROOT, Manifest, generated, named, of_kind, pod_spec
+
+# Each service's default gRPC port, as its `<name>_addr` default in kit.settings says.
+DEFAULT_PORTS = {s: int(str(Settings.model_fields[f"{s}_addr"].default).rpartition(":")[2]) for s in SERVICES}
 
 WORKER_PORT = 50056
 RUN_AS = 10001  # the image's user (Dockerfile)
