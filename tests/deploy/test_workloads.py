@@ -10,10 +10,15 @@ from typing import Any
 import pytest
 
 from gateway.settings import GatewaySettings
-from kit.settings import DEFAULT_PORTS, SERVICES, ServiceSettings
+from kit.settings import SERVICES, ServiceSettings, Settings
 from tests.deploy.conftest import OVERLAYS, ROOT, Manifest, generated, named, of_kind, pod_spec
 
 WORKER_PORT = 50056
+# Each service's well-known port, read off the default of its `<name>_addr` setting.
+DEFAULT_PORTS = {
+    service: int(str(Settings.model_fields[f"{service}_addr"].default).rsplit(":", 1)[1])
+    for service in SERVICES
+}
 RUN_AS = 10001  # the image's user (Dockerfile)
 
 
