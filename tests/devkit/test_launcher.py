@@ -17,9 +17,9 @@ import pytest
 
 from devkit.embedded import port_block
 from devkit.launcher import DEV_ADMIN_EMAIL, DEV_ADMIN_PASSWORD
+from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parent.parent
 
 
 class Stack:
