@@ -72,7 +72,8 @@ class Stack:
 
     def descendants(self) -> list[psutil.Process]:
         assert self.process is not None
-        return psutil.Process(self.process.pid).children(recursive=True)
+        children: list[psutil.Process] = psutil.Process(self.process.pid).children(recursive=True)
+        return children
 
     def stop(self) -> str:
         assert self.process is not None
