@@ -51,10 +51,11 @@ def climbs(node: ast.expr) -> int | None:
     levels = 0
     while True:
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
-            if node.func.attr in {"resolve", "absolute"}:
-                node = node.func.value
+            method = node.func
+            if method.attr in {"resolve", "absolute"}:
+                node = method.value
                 continue
-            if node.func.attr == "Path" or (isinstance(node.func, ast.Name) and node.func.id == "Path"):
+            if method.attr == "Path":  # `pathlib.Path(...)`; a bare `Path(...)` is the case below
                 break
             return None
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "Path":

@@ -12,7 +12,7 @@ from atelier.accounts.v1 import accounts_pb2 as pb
 from kit.errors import InvalidArgument, from_rpc_error
 from services.accounts import models
 from tests.accounts.conftest import PASSWORD, AccountsStack, new_email
-from tests.accounts.test_gateway_auth import bearer, verified_user
+from tests.gateway.test_gateway_auth import bearer, verified_user
 
 TABLES = (models.users, models.email_tokens, models.refresh_tokens, models.api_keys)
 

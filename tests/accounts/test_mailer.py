@@ -63,7 +63,7 @@ async def test_outbox_writes_eml_and_never_logs_the_link(
 def test_both_languages_for_both_mails() -> None:
     for kind in ("verify_email", "reset_password"):
         subjects = {
-            compose(Mail("a@example.com", kind, locale, LINK), "Atelier <no-reply@x>", 24)["Subject"]  # type: ignore[arg-type]
+            compose(Mail("a@example.com", kind, locale, LINK), "Atelier <no-reply@x>", 24)["Subject"]
             for locale in ("zh", "en", "fr")
         }
         assert len(subjects) == 2  # zh, en; anything else falls back to en

@@ -10,7 +10,7 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import grpc
 import httpx
@@ -84,7 +84,8 @@ async def ledger_stack(admin_ledger_url: str, bus: Bus) -> AsyncIterator[LedgerS
     ledger_pb2_grpc.add_LedgerServiceServicer_to_server(LedgerServicer(runtime, ledger), server.server)
     port = await server.start()
     async with grpc_client.channel(f"127.0.0.1:{port}") as channel:
-        yield LedgerStack(ledger_url, db, port, ledger, ledger_pb2_grpc.LedgerServiceStub(channel))
+        stub = cast("LedgerServiceAsyncStub", ledger_pb2_grpc.LedgerServiceStub(channel))
+        yield LedgerStack(ledger_url, db, port, ledger, stub)
     await server.stop(0.5)
     await db.dispose()
 
@@ -115,11 +116,13 @@ class Fakes:
 
 @pytest.fixture(scope="session")
 async def fakes() -> AsyncIterator[Fakes]:
-    generation = FakeGeneration()
+    # RPCs a fake leaves out answer UNIMPLEMENTED (the generated base); only its stub calls them abstract.
+    generation = FakeGeneration()  # type: ignore[abstract]
     server = grpc.aio.server()
     generation_pb2_grpc.add_GenerationServiceServicer_to_server(generation, server)
     workflow_pb2_grpc.add_WorkflowServiceServicer_to_server(
-        workflow_pb2_grpc.WorkflowServiceServicer(), server
+        workflow_pb2_grpc.WorkflowServiceServicer(),  # type: ignore[abstract]  # every RPC: UNIMPLEMENTED
+        server,
     )
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
@@ -175,17 +178,17 @@ async def ensure_admin(accounts: AccountsServiceAsyncStub) -> tuple[str, str]:
 
 def settings_for(infra: Infra, **addresses: str) -> GatewaySettings:
     unreachable = f"127.0.0.1:{free_port()}"
-    values = {
-        f"{name}_addr": addresses.get(name, unreachable)
-        for name in ("accounts", "catalog", "ledger", "generation", "workflow")
-    }
     return GatewaySettings(
         environment="test",
         jwt_keys=JWT_KEYS,
         nats_url=infra.nats_url,
         namespace=infra.namespace,
         tracing_ui_url=TRACING_UI,
-        **values,
+        accounts_addr=addresses.get("accounts", unreachable),
+        catalog_addr=addresses.get("catalog", unreachable),
+        ledger_addr=addresses.get("ledger", unreachable),
+        generation_addr=addresses.get("generation", unreachable),
+        workflow_addr=addresses.get("workflow", unreachable),
     )
 
 

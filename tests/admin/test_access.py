@@ -29,7 +29,7 @@ _FILL = {"code": "grok-video-3", "user_id": str(uuid.uuid4()), "spend_id": "tr-1
 
 def admin_routes() -> list[tuple[str, str]]:
     """(method, path) of every route under /v1/admin the app serves, placeholders filled."""
-    routes = []
+    routes: list[tuple[str, str]] = []
     for template, operations in create_app(GatewaySettings()).openapi()["paths"].items():
         if template.startswith("/v1/admin"):
             path = re.sub(r"\{(\w+)\}", lambda m: _FILL[m.group(1)], template)

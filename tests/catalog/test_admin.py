@@ -33,7 +33,8 @@ async def version(catalog: CatalogStack) -> int:
 
 
 async def model(catalog: CatalogStack, code: str) -> pb.Model:
-    return (await catalog.stub.GetModel(pb.GetModelRequest(code=code))).model
+    reply: pb.GetModelResponse = await catalog.stub.GetModel(pb.GetModelRequest(code=code))
+    return reply.model
 
 
 def error_code(error: grpc.aio.AioRpcError) -> str:
@@ -363,6 +364,8 @@ async def test_every_admin_entity_can_change_and_quotes_keep_their_snapshot(cata
             await catalog.stub.ListAuditLog(
                 pb.ListAuditLogRequest(page=common_pb2.PageRequest(cursor=cursor)), metadata=ADMIN
             )
-        assert from_rpc_error(refused.value).code == "invalid_cursor"
+        refusal = from_rpc_error(refused.value)
+        assert refusal is not None
+        assert refusal.code == "invalid_cursor"
     price_diff = next(e for e in rest.entries if e.version == 3)
     assert {"op": "replace", "path": "/price", "value": 800} in json.loads(price_diff.diff_json)

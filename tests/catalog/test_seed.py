@@ -25,7 +25,8 @@ def document() -> dict[str, Page]:
 
 
 async def snapshot(catalog: CatalogStack) -> pb.CatalogSnapshot:
-    return (await catalog.stub.GetCatalog(pb.GetCatalogRequest())).catalog
+    reply: pb.GetCatalogResponse = await catalog.stub.GetCatalog(pb.GetCatalogRequest())
+    return reply.catalog
 
 
 def _public(snap: pb.CatalogSnapshot, kind: int) -> list[pb.Model]:

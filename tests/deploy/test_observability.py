@@ -126,10 +126,11 @@ def test_the_collector_scrapes_every_process(rendered: dict[str, list[Manifest]]
 
 def exported_metrics() -> dict[str, tuple[str, set[str], str]]:
     """metric name -> (type, labels, module) of every metric the processes define at import."""
-    found = {}
+    found: dict[str, tuple[str, set[str], str]] = {}
     for module in METRIC_MODULES:
         for metric in vars(module).values():
             if isinstance(metric, MetricWrapperBase):
+                assert metric._type is not None
                 name = metric._name + ("_total" if metric._type == "counter" else "")
                 found[name] = (metric._type, set(metric._labelnames), module.__name__)
     return found

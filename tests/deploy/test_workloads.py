@@ -17,6 +17,11 @@ from tests.deploy.conftest import OVERLAYS, ROOT, Manifest, generated, named, of
 DEFAULT_PORTS = {s: int(str(Settings.model_fields[f"{s}_addr"].default).rpartition(":")[2]) for s in SERVICES}
 
 WORKER_PORT = 50056
+# Each service's well-known port, read off the default of its `<name>_addr` setting.
+DEFAULT_PORTS = {
+    service: int(str(Settings.model_fields[f"{service}_addr"].default).rsplit(":", 1)[1])
+    for service in SERVICES
+}
 RUN_AS = 10001  # the image's user (Dockerfile)
 
 

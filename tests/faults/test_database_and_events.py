@@ -64,7 +64,7 @@ async def _replay_events(stack: Stack, copies: int) -> int:
             stream=stream_name,
             config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL),
         )
-        seen = []
+        seen: list[tuple[str, bytes, dict[str, str]]] = []  # subject, data, headers
         while len(seen) < info.state.messages:
             try:
                 batch = await subscription.fetch(100, timeout=2)

@@ -152,7 +152,8 @@ def child_pid(stack: Stack, name: str) -> int:
     for child in psutil.Process(stack.process.pid).children():
         try:
             if child.cmdline()[-1:] == [module]:
-                return child.pid
+                pid: int = child.pid
+                return pid
         except psutil.NoSuchProcess:
             continue
     raise AssertionError(f"no running {name} under the launcher")

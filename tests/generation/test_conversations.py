@@ -18,7 +18,10 @@ async def conversation(stack: Stack, who: Identity, model: str = "txt") -> gener
     request = generation_pb2.CreateConversationRequest(
         model_code=model, system_instruction="You write ad copy."
     )
-    return (await stack.stub.CreateConversation(request, metadata=metadata(who))).conversation
+    reply: generation_pb2.CreateConversationResponse = await stack.stub.CreateConversation(
+        request, metadata=metadata(who)
+    )
+    return reply.conversation
 
 
 async def send(

@@ -20,6 +20,7 @@ from services.generation.providers.base import (
     parse_retry_after,
 )
 from services.generation.providers.gemini import GeminiAdapter
+from services.generation.providers.http import HttpAdapter
 from services.generation.providers.local import LocalProvider, image_size, video_size
 from services.generation.providers.openai import OpenAIAdapter
 from services.generation.providers.xai import XaiAdapter
@@ -53,8 +54,8 @@ def video_job(**kwargs: object) -> ProviderJob:
 
 
 @pytest.fixture
-async def adapters(upstream: FakeUpstream) -> AsyncIterator[dict[str, object]]:
-    made = {
+async def adapters(upstream: FakeUpstream) -> AsyncIterator[dict[str, HttpAdapter]]:
+    made: dict[str, HttpAdapter] = {
         "openai": OpenAIAdapter(base_url=f"{upstream.url}/openai", api_key=KEY, timeout=5),
         "ark": ArkAdapter(base_url=f"{upstream.url}/ark", api_key=KEY, timeout=5),
         "xai": XaiAdapter(base_url=f"{upstream.url}/xai", api_key=KEY, timeout=5),
@@ -62,7 +63,7 @@ async def adapters(upstream: FakeUpstream) -> AsyncIterator[dict[str, object]]:
     }
     yield made
     for adapter in made.values():
-        await adapter.aclose()  # type: ignore[attr-defined]
+        await adapter.aclose()
 
 
 def png_size(data: bytes) -> tuple[int, int]:

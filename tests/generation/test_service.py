@@ -24,7 +24,8 @@ VIDEO = common_pb2.MODEL_KIND_VIDEO
 
 
 def code_of(error: grpc.aio.AioRpcError) -> str:
-    return dict(error.trailing_metadata() or ()).get(CODE_KEY, "")
+    code: str = dict(error.trailing_metadata() or ()).get(CODE_KEY, "")
+    return code
 
 
 async def task_count(stack: Stack) -> tuple[int, int]:

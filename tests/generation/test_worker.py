@@ -16,6 +16,7 @@ from sqlalchemy import select
 from atelier.catalog.v1 import catalog_pb2
 from atelier.common.v1 import common_pb2
 from atelier.generation.v1 import generation_pb2
+from kit.identity import Identity
 from services.generation import metrics
 from services.generation.models import tasks
 from tests.generation.conftest import ROOT, Stack, metadata
@@ -27,23 +28,30 @@ VIDEO = common_pb2.MODEL_KIND_VIDEO
 
 
 def bind(
-    stack: Stack, upstream: FakeUpstream, code: str, kind: str, adapter: int, path: str, **extra: object
+    stack: Stack,
+    upstream: FakeUpstream,
+    code: str,
+    kind: str,
+    adapter: catalog_pb2.AdapterKind.ValueType,
+    path: str,
+    **extra: object,
 ) -> None:
     unit = catalog_pb2.BILLING_UNIT_PER_IMAGE if kind == "image" else catalog_pb2.BILLING_UNIT_PER_SECOND
     channel = catalog_pb2.ChannelBinding(
         channel_code=f"ch-{code}",
         adapter=adapter,
         base_url=f"{upstream.url}/{path}",
-        api_key_ref="FAKE_KEY",  # type: ignore[arg-type]
+        api_key_ref="FAKE_KEY",
         upstream_model_id=f"up-{code}",
     )
     stack.catalog.models[code] = FakeModel(code, kind, unit, 1000, channel=channel, **extra)  # type: ignore[arg-type]
     stack.settings.provider_keys = {"FAKE_KEY": KEY}
 
 
-async def submit(stack: Stack, who: object, **fields: object) -> generation_pb2.Task:
+async def submit(stack: Stack, who: Identity, **fields: object) -> generation_pb2.Task:
     request = generation_pb2.SubmitTaskRequest(**fields)  # type: ignore[arg-type]
-    return (await stack.stub.SubmitTask(request, metadata=metadata(who))).task  # type: ignore[arg-type]
+    reply: generation_pb2.SubmitTaskResponse = await stack.stub.SubmitTask(request, metadata=metadata(who))
+    return reply.task
 
 
 async def test_rate_limits_are_retried_after_the_hinted_wait(stack: Stack, upstream: FakeUpstream) -> None:

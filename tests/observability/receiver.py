@@ -68,7 +68,8 @@ class Receiver(trace_service_pb2_grpc.TraceServiceServicer):
 
     def start(self) -> None:
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(self, self._server)
+        # opentelemetry-proto's generated _grpc module carries no annotations.
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(self, self._server)  # type: ignore[no-untyped-call]
         port = self._server.add_insecure_port("127.0.0.1:0")
         self._server.start()
         self.endpoint = f"http://127.0.0.1:{port}"

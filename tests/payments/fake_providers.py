@@ -94,6 +94,7 @@ def build_app(state: ProviderState) -> Starlette:
         )
         state.seen.append(("wechatpay", ok))
         order_id = request.path_params["order_id"]
+        document: dict[str, object]
         if not ok:
             status, document = 401, {"code": "SIGN_ERROR", "message": "签名错误"}
         elif order_id not in state.wechat:

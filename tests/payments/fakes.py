@@ -35,7 +35,7 @@ def _now_pb(delta: timedelta = timedelta()) -> Timestamp:
 
 
 @dataclass
-class FakeLedger(ledger_pb2_grpc.LedgerServiceServicer):  # type: ignore[misc]
+class FakeLedger(ledger_pb2_grpc.LedgerServiceServicer):
     """The recharge-order and callback-log RPCs, with completion-once on the order's state."""
 
     orders: dict[str, ledger_pb2.RechargeOrder] = field(default_factory=dict)
@@ -158,7 +158,7 @@ class FakeLedger(ledger_pb2_grpc.LedgerServiceServicer):  # type: ignore[misc]
         )
 
 
-class FakeCatalog(catalog_pb2_grpc.CatalogServiceServicer):  # type: ignore[misc]
+class FakeCatalog(catalog_pb2_grpc.CatalogServiceServicer):
     """QuoteRecharge with the product's rules: minimum 30 CNY, 300 → +30, 1000 → +150, two plans."""
 
     PLANS: ClassVar[dict[str, tuple[int, int, int]]] = {
@@ -211,7 +211,8 @@ async def serve_fakes(ledger: FakeLedger, catalog: FakeCatalog | None = None) ->
     """Serve the fakes on a free port over real gRPC; yields the address."""
     server = GrpcServer("fakes", host="127.0.0.1", port=0)
     ledger_pb2_grpc.add_LedgerServiceServicer_to_server(ledger, server.server)
-    catalog_pb2_grpc.add_CatalogServiceServicer_to_server(catalog or FakeCatalog(), server.server)
+    # RPCs a fake leaves out answer UNIMPLEMENTED (the generated base); only its stub calls them abstract.
+    catalog_pb2_grpc.add_CatalogServiceServicer_to_server(catalog or FakeCatalog(), server.server)  # type: ignore[abstract]
     accounts_pb2_grpc.add_AccountsServiceServicer_to_server(FakeAccounts(), server.server)  # type: ignore[abstract]
     port = await server.start()
     try:

@@ -155,7 +155,9 @@ def test_answers(wechat: WechatPayProvider) -> None:
     assert wechat.answer(Ack.RETRY, "ledger down").status_code == 500
 
 
-def _fake_wechat(keys: Keys, seen: list[httpx.Request], answer: dict[str, object], *, sign_with: int = 0):
+def _fake_wechat(
+    keys: Keys, seen: list[httpx.Request], answer: dict[str, object], *, sign_with: int = 0
+) -> httpx.MockTransport:
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(request)
         body = json.dumps(answer).encode()

@@ -107,7 +107,7 @@ RECHARGE_OPTIONS = {
         {"code": "wechatpay", "name": "微信支付", "currencies": ["CNY"]},
     ],
 }
-TEMPLATE = {
+TEMPLATE: dict[str, Any] = {
     "code": "health-supplement",
     "name": "保健品宣传视频",
     "description": "",
@@ -292,8 +292,8 @@ class FakeApi:
         if path == "/v1/tasks":
             return 200, {"items": list(self.tasks.values())[::-1], "next_cursor": None}
         if path.startswith("/v1/tasks/"):
-            task = self.tasks.get(path.rsplit("/", 1)[1])
-            return (200, {"task": task}) if task else None
+            found_task = self.tasks.get(path.rsplit("/", 1)[1])
+            return (200, {"task": found_task}) if found_task else None
         if path == "/v1/copy/conversations" and method == "POST":
             number = len(self.conversations) + 1
             conversation = {"id": f"c_{number}", "title": "", "model_code": body["model"]}

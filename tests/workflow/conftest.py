@@ -108,11 +108,13 @@ class Client:
         return reply
 
     async def get(self, who: Identity, run_id: str) -> workflow_pb2.Run:
-        reply = await self.stub.GetRun(workflow_pb2.GetRunRequest(run_id=run_id), metadata=who.metadata())
+        reply: workflow_pb2.GetRunResponse = await self.stub.GetRun(
+            workflow_pb2.GetRunRequest(run_id=run_id), metadata=who.metadata()
+        )
         return reply.run
 
     async def cancel(self, who: Identity, run_id: str) -> workflow_pb2.Run:
-        reply = await self.stub.CancelRun(
+        reply: workflow_pb2.CancelRunResponse = await self.stub.CancelRun(
             workflow_pb2.CancelRunRequest(run_id=run_id), metadata=who.metadata()
         )
         return reply.run

@@ -7,6 +7,7 @@ import asyncio
 from collections import Counter
 
 import pytest
+from google.protobuf import struct_pb2
 from sqlalchemy import select
 
 from atelier.events.v1 import events_pb2
@@ -88,7 +89,9 @@ async def test_each_template_runs_end_to_end(
     tasks = {key: fakes.generation.task_for(key) for key in steps}
     assert all(t.internal and t.workflow_step.run_id == run.id for t in tasks.values())
     if "prompt-image" in tasks:
-        assert tasks["prompt-image"].inputs[0].upload_id == run.inputs["productPhotos"][0]
+        photos = run.inputs["productPhotos"]
+        assert isinstance(photos, struct_pb2.ListValue)
+        assert tasks["prompt-image"].inputs[0].upload_id == photos[0]
         assert tasks["image"].prompt == f"prompt from {tasks['prompt-image'].id}"
         assert tasks["prompt-video"].prompt.startswith("Write a short promotional video prompt")
         assert tasks["video"].prompt == f"prompt from {tasks['prompt-video'].id}"

@@ -83,10 +83,15 @@ def run_of(template_code: str, steps: list[StepRecord], inputs: dict[str, object
 
 
 def test_each_output_feeds_the_next_step() -> None:
-    inputs = {"productText": "Gummies", "productPhotos": ["up1", "up2"], "ratio": "9:16", "tone": "calm"}
-    text = [{"id": "o-text", "text": "a bright kitchen shot"}]
-    image = [{"id": "o-img", "mime_type": "image/png"}]
-    video_text = [{"id": "o-vt", "text": "slow dolly in"}]
+    inputs: dict[str, object] = {
+        "productText": "Gummies",
+        "productPhotos": ["up1", "up2"],
+        "ratio": "9:16",
+        "tone": "calm",
+    }
+    text: list[dict[str, object]] = [{"id": "o-text", "text": "a bright kitchen shot"}]
+    image: list[dict[str, object]] = [{"id": "o-img", "mime_type": "image/png"}]
+    video_text: list[dict[str, object]] = [{"id": "o-vt", "text": "slow dolly in"}]
     steps = [
         step(0, "succeeded", "text", text),
         step(1, "succeeded", "image", image),

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from atelier.catalog.v1 import catalog_pb2
+from atelier.common.v1 import common_pb2
 from atelier.workflow.v1 import workflow_pb2
 from kit.db import Database
 from services.workflow.models import outbox, run_steps, runs
@@ -173,7 +174,8 @@ async def test_list_is_newest_first_with_a_cursor(start_service: StartService, f
     cursor = ""
     while True:
         page = await service.client.stub.ListRuns(
-            workflow_pb2.ListRunsRequest(page={"cursor": cursor, "limit": 2}), metadata=alice.metadata()
+            workflow_pb2.ListRunsRequest(page=common_pb2.PageRequest(cursor=cursor, limit=2)),
+            metadata=alice.metadata(),
         )
         seen += [r.id for r in page.runs]
         cursor = page.page.next_cursor
@@ -186,6 +188,7 @@ async def test_list_is_newest_first_with_a_cursor(start_service: StartService, f
     assert not filtered.runs
     with pytest.raises(grpc.aio.AioRpcError) as bad:
         await service.client.stub.ListRuns(
-            workflow_pb2.ListRunsRequest(page={"cursor": "not-a-cursor"}), metadata=alice.metadata()
+            workflow_pb2.ListRunsRequest(page=common_pb2.PageRequest(cursor="not-a-cursor")),
+            metadata=alice.metadata(),
         )
     assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT

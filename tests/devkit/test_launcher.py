@@ -17,9 +17,9 @@ import pytest
 
 from devkit.embedded import port_block
 from devkit.launcher import DEV_ADMIN_EMAIL, DEV_ADMIN_PASSWORD
+from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parent.parent
 
 
 class Stack:
@@ -72,7 +72,8 @@ class Stack:
 
     def descendants(self) -> list[psutil.Process]:
         assert self.process is not None
-        return psutil.Process(self.process.pid).children(recursive=True)
+        children: list[psutil.Process] = psutil.Process(self.process.pid).children(recursive=True)
+        return children
 
     def stop(self) -> str:
         assert self.process is not None

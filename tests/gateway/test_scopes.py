@@ -21,7 +21,7 @@ from gateway.settings import GatewaySettings
 from kit.identity import Identity
 from services.accounts.__main__ import build_service
 from tests.accounts.conftest import PASSWORD, AccountsStack, new_email
-from tests.accounts.test_gateway_auth import bearer, login, verified_user
+from tests.gateway.test_gateway_auth import bearer, login, verified_user
 
 # Mutating routes that take no credentials at all: sign-up, sign-in, reset, provider callbacks, the
 # sandbox payer, and the two price calculators. Everything else that is not GET needs a scope.

@@ -3,8 +3,8 @@ are hidden as INTERNAL; health answers SERVING."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any, TypeAlias
 
 import grpc
 import pytest
@@ -27,6 +27,9 @@ async def _fail_bug(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
 async def _echo(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
     return request
 
+
+# What `Struct.update` takes: JSON, nested.
+Json: TypeAlias = str | float | bool | Mapping[str, "Json"] | Sequence["Json"] | None
 
 reached: list[struct_pb2.Struct] = []
 
@@ -119,7 +122,7 @@ async def _finish(call: Any) -> None:
     ],
 )
 async def test_every_method_refuses_unstorable_text_in_any_string_field(
-    server: int, document: dict[str, object], field: str
+    server: int, document: dict[str, Json], field: str
 ) -> None:
     """Nested, repeated and map fields alike, for unary and streaming methods, before the method runs."""
     request = struct_pb2.Struct()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -13,9 +12,9 @@ from sqlalchemy import create_engine, pool
 
 from kit.db import drop_database, ensure_database, libpq_dsn, sqlalchemy_url, with_database
 from kit.migrations import upgrade_async
+from tests.conftest import ROOT
 from tests.infra import Infra
 
-ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ["accounts", "catalog", "ledger", "generation", "workflow"]
 
 
