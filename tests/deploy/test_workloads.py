@@ -13,9 +13,6 @@ from gateway.settings import GatewaySettings
 from kit.settings import SERVICES, ServiceSettings, Settings
 from tests.deploy.conftest import OVERLAYS, ROOT, Manifest, generated, named, of_kind, pod_spec
 
-# Each service's default gRPC port, as its `<name>_addr` default in kit.settings says.
-DEFAULT_PORTS = {s: int(str(Settings.model_fields[f"{s}_addr"].default).rpartition(":")[2]) for s in SERVICES}
-
 WORKER_PORT = 50056
 # Each service's well-known port, read off the default of its `<name>_addr` setting.
 DEFAULT_PORTS = {
