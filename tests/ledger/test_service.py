@@ -192,51 +192,21 @@ async def test_error_paths_change_nothing(db: Database, ledger: Ledger, new_id: 
             s, transfer_id=new_id("a"), user_id=user, amount=C(-3), reason="x", actor_id="a"
         ),
     )
-    for bad in (Credits(0), Credits(-1000)):
-        await expect(
-            db,
-            ledger,
-            user,
-            InvalidArgument,
-            "invalid_amount",
-            lambda s, bad=bad: ledger.hold(s, transfer_id=new_id("h"), user_id=user, amount=bad),
-        )
-        await expect(
-            db,
-            ledger,
-            user,
-            InvalidArgument,
-            "invalid_amount",
-            lambda s, bad=bad: ledger.debit(s, transfer_id=new_id("d"), user_id=user, amount=bad),
-        )
-        await expect(
-            db,
-            ledger,
-            user,
-            InvalidArgument,
-            "invalid_amount",
-            lambda s, bad=bad: ledger.capture(s, transfer_id=new_id("c"), hold_id=hold_id, amount=bad),
-        )
-        await expect(
-            db,
-            ledger,
-            user,
-            InvalidArgument,
-            "invalid_amount",
-            lambda s, bad=bad: ledger.refund(
+
+    def with_amount(bad: Credits) -> list[Callable[[Any], Any]]:
+        return [
+            lambda s: ledger.hold(s, transfer_id=new_id("h"), user_id=user, amount=bad),
+            lambda s: ledger.debit(s, transfer_id=new_id("d"), user_id=user, amount=bad),
+            lambda s: ledger.capture(s, transfer_id=new_id("c"), hold_id=hold_id, amount=bad),
+            lambda s: ledger.refund(
                 s, transfer_id=new_id("r"), original_transfer_id=f"debit:{user}", amount=bad
             ),
-        )
-        await expect(
-            db,
-            ledger,
-            user,
-            InvalidArgument,
-            "invalid_amount",
-            lambda s, bad=bad: ledger.credit(
-                s, transfer_id=new_id("c"), user_id=user, amount=bad, kind=Kind.GRANT
-            ),
-        )
+            lambda s: ledger.credit(s, transfer_id=new_id("c"), user_id=user, amount=bad, kind=Kind.GRANT),
+        ]
+
+    for bad in (Credits(0), Credits(-1000)):
+        for call in with_amount(bad):
+            await expect(db, ledger, user, InvalidArgument, "invalid_amount", call)
     await expect(
         db,
         ledger,
@@ -468,17 +438,14 @@ async def test_order_amount_mismatch_is_refused(db: Database, ledger: Ledger, ne
         )
     assert not replayed
     assert created.status == "pending"
-    for paid in (Money(998, "USD"), Money(999, "CNY")):
-        await expect(
-            db,
-            ledger,
-            user,
-            FailedPrecondition,
-            "amount_mismatch",
-            lambda s, paid=paid: ledger.complete_order(
-                s, order_id=order_id, provider_transaction_id="pi_1", paid=paid
-            ),
+
+    def complete_paying(paid: Money) -> Callable[[Any], Any]:
+        return lambda s: ledger.complete_order(
+            s, order_id=order_id, provider_transaction_id="pi_1", paid=paid
         )
+
+    for paid in (Money(998, "USD"), Money(999, "CNY")):
+        await expect(db, ledger, user, FailedPrecondition, "amount_mismatch", complete_paying(paid))
     async with db.transaction() as session:
         done = await ledger.complete_order(
             session, order_id=order_id, provider_transaction_id="pi_1", paid=Money(999, "USD")
