@@ -116,20 +116,71 @@ class RunRecord:
         return self.status in FINAL
 
 
-async def insert_run(session: AsyncSession, values: dict[str, Any], steps: list[dict[str, Any]]) -> bool:
+@dataclass(frozen=True)
+class NewStep:
+    key: str
+    kind: str
+    model_code: str
+
+
+@dataclass(frozen=True)
+class NewRun:
+    """A run as `start` writes it: it begins `debiting`, its steps (indexed in order) `pending`."""
+
+    id: str
+    user_id: str
+    idempotency_key: str
+    request_hash: str
+    template_code: str
+    template_snapshot: bytes
+    catalog_version: int
+    inputs: dict[str, Any]
+    price_milli: int
+    refund_policy: RefundPolicy
+    trace_id: str
+    steps: list[NewStep]
+
+
+async def insert_run(session: AsyncSession, run: NewRun) -> bool:
     """Insert a run and its steps; False when the caller's idempotency key already has a run."""
     created = (
         await session.execute(
             pg_insert(runs)
-            .values(**values)
+            .values(
+                id=run.id,
+                user_id=run.user_id,
+                idempotency_key=run.idempotency_key,
+                request_hash=run.request_hash,
+                template_code=run.template_code,
+                template_snapshot=run.template_snapshot,
+                catalog_version=run.catalog_version,
+                inputs=run.inputs,
+                status=RunStatus.DEBITING,
+                price_milli=run.price_milli,
+                refund_policy=run.refund_policy,
+                trace_id=run.trace_id,
+            )
             .on_conflict_do_nothing(index_elements=[runs.c.user_id, runs.c.idempotency_key])
             .returning(runs.c.id)
         )
     ).first()
     if created is None:
         return False
-    if steps:
-        await session.execute(insert(run_steps), [{"run_id": values["id"], **step} for step in steps])
+    if run.steps:
+        await session.execute(
+            insert(run_steps),
+            [
+                {
+                    "run_id": run.id,
+                    "index": index,
+                    "key": step.key,
+                    "kind": step.kind,
+                    "model_code": step.model_code,
+                    "status": StepStatus.PENDING,
+                }
+                for index, step in enumerate(run.steps)
+            ],
+        )
     return True
 
 

@@ -114,30 +114,27 @@ class Runner:
         async with self.db.transaction() as session:
             created = await repository.insert_run(
                 session,
-                {
-                    "id": run_id,
-                    "user_id": identity.user_id,
-                    "idempotency_key": key,
-                    "request_hash": digest,
-                    "template_code": template.code or template_code,
-                    "template_snapshot": template.SerializeToString(deterministic=True),
-                    "catalog_version": reply.catalog_version,
-                    "inputs": clean,
-                    "status": RunStatus.DEBITING,
-                    "price_milli": template.price.milli,
-                    "refund_policy": service.POLICIES.get(template.refund_policy, RefundPolicy.FULL),
-                    "trace_id": current_trace_id(),
-                },
-                [
-                    {
-                        "index": index,
-                        "key": step.key,
-                        "kind": service.KIND_NAMES.get(step.kind, "text"),
-                        "model_code": step.model_code,
-                        "status": StepStatus.PENDING,
-                    }
-                    for index, step in enumerate(template.steps)
-                ],
+                repository.NewRun(
+                    id=run_id,
+                    user_id=identity.user_id,
+                    idempotency_key=key,
+                    request_hash=digest,
+                    template_code=template.code or template_code,
+                    template_snapshot=template.SerializeToString(deterministic=True),
+                    catalog_version=reply.catalog_version,
+                    inputs=clean,
+                    price_milli=template.price.milli,
+                    refund_policy=service.POLICIES.get(template.refund_policy, RefundPolicy.FULL),
+                    trace_id=current_trace_id(),
+                    steps=[
+                        repository.NewStep(
+                            key=step.key,
+                            kind=service.KIND_NAMES.get(step.kind, "text"),
+                            model_code=step.model_code,
+                        )
+                        for step in template.steps
+                    ],
+                ),
             )
         if not created:  # a concurrent start with the same key won the insert
             replay = await self._replay(identity.user_id, key, digest)
