@@ -15,9 +15,10 @@ import sys
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic
 
 from sqlalchemy import MetaData
+from typing_extensions import TypeVar
 
 from kit import logs, migrations, telemetry
 from kit.bus import Bus
@@ -29,13 +30,21 @@ from kit.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
 
+# A service's own settings class. Covariant, so code that needs only the shared fields takes a plain
+# `Runtime` (= Runtime[ServiceSettings]) and still accepts any service's runtime.
+SettingsT_co = TypeVar("SettingsT_co", bound=ServiceSettings, covariant=True, default=ServiceSettings)
+SettingsT = TypeVar("SettingsT", bound=ServiceSettings, default=ServiceSettings)
+
 
 @dataclass
-class Runtime:
-    """What a running service holds: made at startup, closed at shutdown, passed explicitly."""
+class Runtime(Generic[SettingsT_co]):
+    """What a running service holds: made at startup, closed at shutdown, passed explicitly.
+
+    `settings` is typed as the service's own settings class (`Runtime[WorkflowSettings]`), so its
+    users read their fields without isinstance checks; nothing reassigns it after startup."""
 
     name: str
-    settings: ServiceSettings
+    settings: SettingsT_co
     db: Database
     bus: Bus
     stop: asyncio.Event
@@ -48,23 +57,26 @@ class Runtime:
         self._background.append(coroutine)
 
 
-Setup = Callable[[Runtime, GrpcServer], Awaitable[None]]
+Setup = Callable[[Runtime[SettingsT], GrpcServer], Awaitable[None]]
 # An extra command-line verb of a service (`python -m services.<name> <verb> ...`): gets the settings and
 # the remaining arguments, after logging is set up; returns its exit status (None means 0).
-Command = Callable[[ServiceSettings, list[str]], Coroutine[Any, Any, int | None]]
+Command = Callable[[SettingsT, list[str]], Coroutine[Any, Any, int | None]]
 
 
 @dataclass(frozen=True)
-class ServiceDefinition:
+class ServiceDefinition(Generic[SettingsT]):
+    """A service described for `main`: its settings class (usually the class itself as the factory)
+    types the `Runtime` its `setup` and commands receive."""
+
     name: str
-    settings_factory: Callable[[], ServiceSettings]
+    settings_factory: Callable[[], SettingsT]
     metadata: MetaData
     migrations_dir: Path
-    setup: Setup
-    commands: Mapping[str, Command] = field(default_factory=dict)
+    setup: Setup[SettingsT]
+    commands: Mapping[str, Command[SettingsT]] = field(default_factory=dict)
 
 
-def main(definition: ServiceDefinition, argv: list[str] | None = None) -> None:
+def main(definition: ServiceDefinition[SettingsT], argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in definition.commands:
         settings = definition.settings_factory()
@@ -83,14 +95,14 @@ def main(definition: ServiceDefinition, argv: list[str] | None = None) -> None:
     asyncio.run(serve(definition, settings))
 
 
-async def _migrate(definition: ServiceDefinition, settings: ServiceSettings) -> None:
+async def _migrate(definition: ServiceDefinition[SettingsT], settings: SettingsT) -> None:
     if settings.create_database:
         await ensure_database(settings.database_url)
     await migrations.upgrade_async(definition.migrations_dir, settings.database_url)
     log.info("migrated", extra={"database": definition.name})
 
 
-async def serve(definition: ServiceDefinition, settings: ServiceSettings) -> None:
+async def serve(definition: ServiceDefinition[SettingsT], settings: SettingsT) -> None:
     telemetry.setup(definition.name, settings)
     if settings.create_database:
         await ensure_database(settings.database_url)

@@ -15,7 +15,6 @@ from kit.db import Database, ensure_database
 from kit.errors import DomainError
 from kit.grpc_server import GrpcServer
 from kit.service import Runtime, ServiceDefinition, main
-from kit.settings import ServiceSettings
 from services.accounts.credentials import Passwords
 from services.accounts.mailer import MailQueue, transport_for
 from services.accounts.models import metadata
@@ -58,9 +57,8 @@ async def bootstrap_admin(db: Database, service: AccountsService, settings: Acco
     log.info("admin %s", "created" if created else "present", extra={"user_id": str(user.id)})
 
 
-async def setup(runtime: Runtime, server: GrpcServer) -> None:
+async def setup(runtime: Runtime[AccountsSettings], server: GrpcServer) -> None:
     settings = runtime.settings
-    assert isinstance(settings, AccountsSettings)
     service = build_service(settings)
     mail = build_mail_queue(settings)
     runtime.spawn(mail.run(runtime.stop))
@@ -70,10 +68,9 @@ async def setup(runtime: Runtime, server: GrpcServer) -> None:
     server.add(accounts_pb2.DESCRIPTOR.services_by_name["AccountsService"].full_name)
 
 
-async def create_admin(settings: ServiceSettings, argv: list[str]) -> None:
+async def create_admin(settings: AccountsSettings, argv: list[str]) -> None:
     """Create (or promote and activate) an admin. The password comes from --password-stdin,
     ATELIER_ADMIN_PASSWORD, or a prompt — never from the command line, where `ps` would show it."""
-    assert isinstance(settings, AccountsSettings)
     parser = argparse.ArgumentParser(prog="python -m services.accounts create-admin")
     parser.add_argument("--email", required=True)
     parser.add_argument("--locale", default="en", choices=["en", "zh"])

@@ -11,14 +11,14 @@ from kit.service import Runtime, ServiceDefinition, main
 from services.catalog import seed
 from services.catalog.models import metadata
 from services.catalog.servicer import CatalogServicer
-from services.catalog.settings import DEFAULT_SEED_FILE, CatalogSettings
+from services.catalog.settings import CatalogSettings
 
 log = logging.getLogger(__name__)
 
 
-async def load_seed(runtime: Runtime) -> None:
+async def load_seed(runtime: Runtime[CatalogSettings]) -> None:
     """Loads the seed configuration into an empty catalog (idempotent; replicas load it once)."""
-    path = getattr(runtime.settings, "catalog_seed_file", DEFAULT_SEED_FILE)
+    path = runtime.settings.catalog_seed_file
     document = seed.read_seed(Path(path))
     assert runtime.outbox is not None
     async with runtime.db.transaction() as session:
@@ -29,7 +29,7 @@ async def load_seed(runtime: Runtime) -> None:
             runtime.relay.notify()
 
 
-async def setup(runtime: Runtime, server: GrpcServer) -> None:
+async def setup(runtime: Runtime[CatalogSettings], server: GrpcServer) -> None:
     await load_seed(runtime)
     servicer = CatalogServicer(runtime)
     catalog_pb2_grpc.add_CatalogServiceServicer_to_server(servicer, server.server)

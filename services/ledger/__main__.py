@@ -11,33 +11,29 @@ from kit.db import Database
 from kit.grpc_server import GrpcServer
 from kit.outbox import Outbox
 from kit.service import Runtime, ServiceDefinition, main
-from kit.settings import ServiceSettings
 from services.ledger.events import Consumers
 from services.ledger.models import metadata, outbox
 from services.ledger.service import Ledger
 from services.ledger.servicer import LedgerServicer
-from services.ledger.settings import LedgerSettings, expiry_grace
+from services.ledger.settings import LedgerSettings
 from services.ledger.sweeper import sweep
 
 
-async def setup(runtime: Runtime, server: GrpcServer) -> None:
+async def setup(runtime: Runtime[LedgerSettings], server: GrpcServer) -> None:
     ledger = Ledger(runtime.outbox or Outbox(outbox))
     servicer = LedgerServicer(runtime, ledger)
     ledger_pb2_grpc.add_LedgerServiceServicer_to_server(servicer, server.server)
     server.add(ledger_pb2.DESCRIPTOR.services_by_name["LedgerService"].full_name)
     Consumers(runtime, ledger).spawn()
-    interval = (
-        runtime.settings.sweep_interval_seconds if isinstance(runtime.settings, LedgerSettings) else 5.0
-    )
-    runtime.spawn(sweep(runtime, ledger, interval=interval))
+    runtime.spawn(sweep(runtime, ledger, interval=runtime.settings.sweep_interval_seconds))
 
 
-async def reconcile(settings: ServiceSettings, argv: list[str]) -> int:
+async def reconcile(settings: LedgerSettings, argv: list[str]) -> int:
     """Prints every violated invariant; exit status 1 when there is any."""
     db = Database(settings.database_url, application_name="atelier-ledger-reconcile")
     try:
         async with db.transaction() as session:
-            report = await Ledger(Outbox(outbox)).reconcile(session, expiry_grace=expiry_grace(settings))
+            report = await Ledger(Outbox(outbox)).reconcile(session, expiry_grace=settings.expiry_grace())
     except OperationalError as exc:
         print(f"cannot reach the ledger database: {exc.orig}")  # noqa: T201
         return 2

@@ -19,9 +19,8 @@ from services.workflow.servicer import WorkflowServicer
 from services.workflow.settings import WorkflowSettings
 
 
-def build_runner(runtime: Runtime) -> Runner:
+def build_runner(runtime: Runtime[WorkflowSettings]) -> Runner:
     settings = runtime.settings
-    assert isinstance(settings, WorkflowSettings)
     assert runtime.outbox is not None
     relay = runtime.relay
     return Runner(
@@ -33,7 +32,7 @@ def build_runner(runtime: Runtime) -> Runner:
     )
 
 
-async def setup(runtime: Runtime, server: GrpcServer) -> None:
+async def setup(runtime: Runtime[WorkflowSettings], server: GrpcServer) -> None:
     runner = build_runner(runtime)
     settings = runner.settings
     workflow_pb2_grpc.add_WorkflowServiceServicer_to_server(WorkflowServicer(runner), server.server)

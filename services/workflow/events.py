@@ -15,6 +15,7 @@ from atelier.events.v1 import events_pb2
 from atelier.workflow.v1 import workflow_pb2
 from kit.outbox import Outbox
 from services.workflow import metrics
+from services.workflow.models import RunStatus, StepStatus
 from services.workflow.repository import RunRecord
 
 PRODUCER = "workflow"
@@ -25,20 +26,21 @@ TASKS_COMPLETED = "tasks.completed"
 # The durable consumer (and inbox name) of step completions; every replica shares it.
 STEPS_CONSUMER = "workflow-steps"
 
-RUN_STATUS = {
-    "debiting": workflow_pb2.RUN_STATUS_PENDING,
-    "pending": workflow_pb2.RUN_STATUS_PENDING,
-    "running": workflow_pb2.RUN_STATUS_RUNNING,
-    "succeeded": workflow_pb2.RUN_STATUS_SUCCEEDED,
-    "failed": workflow_pb2.RUN_STATUS_FAILED,
-    "canceled": workflow_pb2.RUN_STATUS_CANCELED,
+# A run still debiting is pending to everyone outside the service.
+RUN_STATUS: dict[RunStatus, workflow_pb2.RunStatus.ValueType] = {
+    RunStatus.DEBITING: workflow_pb2.RUN_STATUS_PENDING,
+    RunStatus.PENDING: workflow_pb2.RUN_STATUS_PENDING,
+    RunStatus.RUNNING: workflow_pb2.RUN_STATUS_RUNNING,
+    RunStatus.SUCCEEDED: workflow_pb2.RUN_STATUS_SUCCEEDED,
+    RunStatus.FAILED: workflow_pb2.RUN_STATUS_FAILED,
+    RunStatus.CANCELED: workflow_pb2.RUN_STATUS_CANCELED,
 }
-STEP_STATUS = {
-    "pending": workflow_pb2.STEP_STATUS_PENDING,
-    "running": workflow_pb2.STEP_STATUS_RUNNING,
-    "succeeded": workflow_pb2.STEP_STATUS_SUCCEEDED,
-    "failed": workflow_pb2.STEP_STATUS_FAILED,
-    "skipped": workflow_pb2.STEP_STATUS_SKIPPED,
+STEP_STATUS: dict[StepStatus, workflow_pb2.StepStatus.ValueType] = {
+    StepStatus.PENDING: workflow_pb2.STEP_STATUS_PENDING,
+    StepStatus.RUNNING: workflow_pb2.STEP_STATUS_RUNNING,
+    StepStatus.SUCCEEDED: workflow_pb2.STEP_STATUS_SUCCEEDED,
+    StepStatus.FAILED: workflow_pb2.STEP_STATUS_FAILED,
+    StepStatus.SKIPPED: workflow_pb2.STEP_STATUS_SKIPPED,
 }
 
 
@@ -78,7 +80,12 @@ async def run_started(outbox: Outbox, session: AsyncSession, run: RunRecord, deb
 
 
 async def run_progress(
-    outbox: Outbox, session: AsyncSession, run: RunRecord, run_status: str, step_key: str, step_status: str
+    outbox: Outbox,
+    session: AsyncSession,
+    run: RunRecord,
+    run_status: RunStatus,
+    step_key: str,
+    step_status: StepStatus,
 ) -> None:
     event_id, meta = _meta()
     await _add(
@@ -102,7 +109,7 @@ async def run_completed(
     session: AsyncSession,
     run: RunRecord,
     *,
-    status: str,
+    status: RunStatus,
     refund_milli: int,
     refund_transfer_id: str,
     error_code: str | None,

@@ -7,6 +7,9 @@ resumes at its first step without a stored output.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from enum import StrEnum
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -35,16 +38,51 @@ metadata = MetaData(naming_convention=NAMING_CONVENTION)
 outbox = outbox_table(metadata)
 inbox = inbox_table(metadata)
 
-# debiting: the row exists so that a crash during the ledger call is recovered (never debited twice
-# with the same deterministic id, never lost); nothing runs until the debit is confirmed.
-RUN_STATUSES = ("debiting", "pending", "running", "succeeded", "failed", "canceled")
-STEP_STATUSES = ("pending", "running", "succeeded", "failed", "skipped")
-# none: nothing to refund; pending: owed, the ledger call is not confirmed yet; done: written.
-REFUND_STATES = ("none", "pending", "done")
+
+class RunStatus(StrEnum):
+    """runs.status. The values are the stored strings (and the check constraint's)."""
+
+    # The row exists so that a crash during the ledger call is recovered (never debited twice with the
+    # same deterministic id, never lost); nothing runs until the debit is confirmed.
+    DEBITING = "debiting"
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
 
 
-def _in(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+class StepStatus(StrEnum):
+    """run_steps.status."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class RefundState(StrEnum):
+    """runs.refund_state."""
+
+    NONE = "none"  # nothing to refund
+    PENDING = "pending"  # owed, the ledger call is not confirmed yet
+    DONE = "done"  # written
+
+
+class RefundPolicy(StrEnum):
+    """runs.refund_policy, snapshotted from the template at start."""
+
+    FULL = "full"  # the whole price
+    PROPORTIONAL = "proportional"  # price × unfinished steps / all steps
+
+
+UNFINISHED = (RunStatus.DEBITING, RunStatus.PENDING, RunStatus.RUNNING)
+FINAL = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELED)
+
+
+def _in(column: str, values: Iterable[StrEnum]) -> str:
+    return f"{column} IN ({', '.join(repr(v.value) for v in values)})"
 
 
 runs = Table(
@@ -64,7 +102,7 @@ runs = Table(
     Column("price_milli", BigInteger, nullable=False),
     Column("refund_policy", Text, nullable=False),
     Column("debit_transfer_id", Text),
-    Column("refund_state", Text, nullable=False, server_default="none"),
+    Column("refund_state", Text, nullable=False, server_default=RefundState.NONE.value),
     Column("refund_milli", BigInteger, nullable=False, server_default="0"),
     Column("refund_transfer_id", Text),
     Column("cancel_requested", Boolean, nullable=False, server_default="false"),
@@ -76,15 +114,15 @@ runs = Table(
     Column("finished_at", DateTime(timezone=True)),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     UniqueConstraint("user_id", "idempotency_key", name="uq_runs_user_id_idempotency_key"),
-    CheckConstraint(_in("status", RUN_STATUSES), name="status"),
-    CheckConstraint(_in("refund_state", REFUND_STATES), name="refund_state"),
+    CheckConstraint(_in("status", RunStatus), name="status"),
+    CheckConstraint(_in("refund_state", RefundState), name="refund_state"),
     CheckConstraint("price_milli >= 0 AND refund_milli >= 0 AND refund_milli <= price_milli", name="amounts"),
     Index("ix_runs_user_created", "user_id", "created_at", "id"),
     # The resume loop's work list: unfinished runs and owed refunds.
     Index(
         "ix_runs_unfinished",
         "updated_at",
-        postgresql_where=text("status IN ('debiting', 'pending', 'running') OR refund_state = 'pending'"),
+        postgresql_where=text(f"{_in('status', UNFINISHED)} OR refund_state = '{RefundState.PENDING.value}'"),
     ),
 )
 
@@ -97,7 +135,7 @@ run_steps = Table(
     # text | image | video
     Column("kind", Text, nullable=False),
     Column("model_code", Text, nullable=False),
-    Column("status", Text, nullable=False, server_default="pending"),
+    Column("status", Text, nullable=False, server_default=StepStatus.PENDING.value),
     # The generation task, submitted with an idempotency key derived from run + step.
     Column("task_id", Text),
     # atelier.generation.v1.TaskOutput messages as JSON.
@@ -108,5 +146,5 @@ run_steps = Table(
     Column("finished_at", DateTime(timezone=True)),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     UniqueConstraint("run_id", "key", name="uq_run_steps_run_id_key"),
-    CheckConstraint(_in("status", STEP_STATUSES), name="status"),
+    CheckConstraint(_in("status", StepStatus), name="status"),
 )

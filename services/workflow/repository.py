@@ -11,10 +11,15 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.workflow.models import run_steps, runs
-
-UNFINISHED = ("debiting", "pending", "running")
-FINAL = ("succeeded", "failed", "canceled")
+from services.workflow.models import (
+    FINAL,
+    RefundPolicy,
+    RefundState,
+    RunStatus,
+    StepStatus,
+    run_steps,
+    runs,
+)
 
 
 @dataclass(frozen=True)
@@ -24,7 +29,7 @@ class StepRecord:
     key: str
     kind: str
     model_code: str
-    status: str
+    status: StepStatus
     task_id: str | None
     outputs: list[dict[str, Any]]
     error_code: str | None
@@ -40,7 +45,7 @@ class StepRecord:
             key=row["key"],
             kind=row["kind"],
             model_code=row["model_code"],
-            status=row["status"],
+            status=StepStatus(row["status"]),
             task_id=row["task_id"],
             outputs=list(row["outputs"] or []),
             error_code=row["error_code"],
@@ -60,11 +65,11 @@ class RunRecord:
     template_snapshot: bytes
     catalog_version: int
     inputs: dict[str, Any]
-    status: str
+    status: RunStatus
     price_milli: int
-    refund_policy: str
+    refund_policy: RefundPolicy
     debit_transfer_id: str | None
-    refund_state: str
+    refund_state: RefundState
     refund_milli: int
     refund_transfer_id: str | None
     cancel_requested: bool
@@ -88,11 +93,11 @@ class RunRecord:
             template_snapshot=bytes(row["template_snapshot"]),
             catalog_version=row["catalog_version"],
             inputs=dict(row["inputs"]),
-            status=row["status"],
+            status=RunStatus(row["status"]),
             price_milli=row["price_milli"],
-            refund_policy=row["refund_policy"],
+            refund_policy=RefundPolicy(row["refund_policy"]),
             debit_transfer_id=row["debit_transfer_id"],
-            refund_state=row["refund_state"],
+            refund_state=RefundState(row["refund_state"]),
             refund_milli=row["refund_milli"],
             refund_transfer_id=row["refund_transfer_id"],
             cancel_requested=row["cancel_requested"],
@@ -111,20 +116,71 @@ class RunRecord:
         return self.status in FINAL
 
 
-async def insert_run(session: AsyncSession, values: dict[str, Any], steps: list[dict[str, Any]]) -> bool:
+@dataclass(frozen=True)
+class NewStep:
+    key: str
+    kind: str
+    model_code: str
+
+
+@dataclass(frozen=True)
+class NewRun:
+    """A run as `start` writes it: it begins `debiting`, its steps (indexed in order) `pending`."""
+
+    id: str
+    user_id: str
+    idempotency_key: str
+    request_hash: str
+    template_code: str
+    template_snapshot: bytes
+    catalog_version: int
+    inputs: dict[str, Any]
+    price_milli: int
+    refund_policy: RefundPolicy
+    trace_id: str
+    steps: list[NewStep]
+
+
+async def insert_run(session: AsyncSession, run: NewRun) -> bool:
     """Insert a run and its steps; False when the caller's idempotency key already has a run."""
     created = (
         await session.execute(
             pg_insert(runs)
-            .values(**values)
+            .values(
+                id=run.id,
+                user_id=run.user_id,
+                idempotency_key=run.idempotency_key,
+                request_hash=run.request_hash,
+                template_code=run.template_code,
+                template_snapshot=run.template_snapshot,
+                catalog_version=run.catalog_version,
+                inputs=run.inputs,
+                status=RunStatus.DEBITING,
+                price_milli=run.price_milli,
+                refund_policy=run.refund_policy,
+                trace_id=run.trace_id,
+            )
             .on_conflict_do_nothing(index_elements=[runs.c.user_id, runs.c.idempotency_key])
             .returning(runs.c.id)
         )
     ).first()
     if created is None:
         return False
-    if steps:
-        await session.execute(insert(run_steps), [{"run_id": values["id"], **step} for step in steps])
+    if run.steps:
+        await session.execute(
+            insert(run_steps),
+            [
+                {
+                    "run_id": run.id,
+                    "index": index,
+                    "key": step.key,
+                    "kind": step.kind,
+                    "model_code": step.model_code,
+                    "status": StepStatus.PENDING,
+                }
+                for index, step in enumerate(run.steps)
+            ],
+        )
     return True
 
 
@@ -173,7 +229,7 @@ async def list_runs(
     *,
     limit: int,
     after: tuple[datetime, str] | None,
-    status: str | None,
+    status: RunStatus | None,
     template_code: str | None,
 ) -> list[RunRecord]:
     query = select(runs).where(runs.c.user_id == user_id)
@@ -181,7 +237,9 @@ async def list_runs(
         cursor = tuple_(literal(after[0]), literal(after[1]))
         query = query.where(tuple_(runs.c.created_at, runs.c.id) < cursor)
     if status is not None:
-        query = query.where(runs.c.status.in_(("debiting", "pending") if status == "pending" else (status,)))
+        # A run still debiting is pending to its owner.
+        shown_as = (RunStatus.DEBITING, RunStatus.PENDING) if status == RunStatus.PENDING else (status,)
+        query = query.where(runs.c.status.in_(shown_as))
     if template_code:
         query = query.where(runs.c.template_code == template_code)
     query = query.order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(limit)
@@ -209,7 +267,7 @@ async def set_step_task_id(session: AsyncSession, run_id: str, index: int, task_
         .where(
             run_steps.c.run_id == run_id,
             run_steps.c.index == index,
-            run_steps.c.status == "running",
+            run_steps.c.status == StepStatus.RUNNING,
             run_steps.c.task_id.is_(None),
         )
         .values(task_id=task_id, updated_at=func.now())
@@ -218,7 +276,7 @@ async def set_step_task_id(session: AsyncSession, run_id: str, index: int, task_
 
 async def delete_debiting_run(session: AsyncSession, run_id: str) -> bool:
     deleted = await session.execute(
-        delete(runs).where(runs.c.id == run_id, runs.c.status == "debiting").returning(runs.c.id)
+        delete(runs).where(runs.c.id == run_id, runs.c.status == RunStatus.DEBITING).returning(runs.c.id)
     )
     return deleted.first() is not None
 
@@ -234,7 +292,7 @@ async def runs_to_resume(
         select(running.c.run_id)
         .where(
             running.c.run_id == runs.c.id,
-            running.c.status == "running",
+            running.c.status == StepStatus.RUNNING,
             running.c.task_id.is_not(None),
             running.c.started_at >= func.now() - poll_after,
         )
@@ -245,11 +303,11 @@ async def runs_to_resume(
         .where(
             or_(
                 and_(
-                    runs.c.status.in_(("pending", "running")),
+                    runs.c.status.in_((RunStatus.PENDING, RunStatus.RUNNING)),
                     or_(runs.c.cancel_requested, ~waiting_normally),
                 ),
-                and_(runs.c.status == "debiting", runs.c.created_at < func.now() - debit_stale_after),
-                runs.c.refund_state == "pending",
+                and_(runs.c.status == RunStatus.DEBITING, runs.c.created_at < func.now() - debit_stale_after),
+                runs.c.refund_state == RefundState.PENDING,
             )
         )
         .order_by(runs.c.updated_at)

@@ -43,6 +43,7 @@ from kit.outbox import Outbox
 from kit.telemetry import current_trace_id
 from services.workflow import events, metrics, repository, service
 from services.workflow.clients import Clients
+from services.workflow.models import RefundPolicy, RefundState, RunStatus, StepStatus
 from services.workflow.models import inbox as inbox_table
 from services.workflow.repository import RunRecord
 from services.workflow.settings import WorkflowSettings
@@ -113,30 +114,27 @@ class Runner:
         async with self.db.transaction() as session:
             created = await repository.insert_run(
                 session,
-                {
-                    "id": run_id,
-                    "user_id": identity.user_id,
-                    "idempotency_key": key,
-                    "request_hash": digest,
-                    "template_code": template.code or template_code,
-                    "template_snapshot": template.SerializeToString(deterministic=True),
-                    "catalog_version": reply.catalog_version,
-                    "inputs": clean,
-                    "status": "debiting",
-                    "price_milli": template.price.milli,
-                    "refund_policy": service.POLICIES.get(template.refund_policy, "full"),
-                    "trace_id": current_trace_id(),
-                },
-                [
-                    {
-                        "index": index,
-                        "key": step.key,
-                        "kind": service.KIND_NAMES.get(step.kind, "text"),
-                        "model_code": step.model_code,
-                        "status": "pending",
-                    }
-                    for index, step in enumerate(template.steps)
-                ],
+                repository.NewRun(
+                    id=run_id,
+                    user_id=identity.user_id,
+                    idempotency_key=key,
+                    request_hash=digest,
+                    template_code=template.code or template_code,
+                    template_snapshot=template.SerializeToString(deterministic=True),
+                    catalog_version=reply.catalog_version,
+                    inputs=clean,
+                    price_milli=template.price.milli,
+                    refund_policy=service.POLICIES.get(template.refund_policy, RefundPolicy.FULL),
+                    trace_id=current_trace_id(),
+                    steps=[
+                        repository.NewStep(
+                            key=step.key,
+                            kind=service.KIND_NAMES.get(step.kind, "text"),
+                            model_code=step.model_code,
+                        )
+                        for step in template.steps
+                    ],
+                ),
             )
         if not created:  # a concurrent start with the same key won the insert
             replay = await self._replay(identity.user_id, key, digest)
@@ -156,7 +154,7 @@ class Runner:
             raise Conflict(
                 "this idempotency key was used for another start request", code="idempotency_conflict"
             )
-        if existing.status == "debiting":
+        if existing.status == RunStatus.DEBITING:
             await self.finish_debit(existing.id, raise_errors=True)
             await self._drive_quietly(existing.id)
         async with self.db.transaction() as session:
@@ -169,7 +167,7 @@ class Runner:
         """Debit a `debiting` run (idempotently) and let it run; delete it when the ledger refuses."""
         async with self.db.transaction() as session:
             run = await repository.get_run(session, run_id)
-        if run is None or run.status != "debiting":
+        if run is None or run.status != RunStatus.DEBITING:
             return
         transfer_id = service.debit_transfer_id(run_id)
         if run.price_milli > 0:
@@ -194,12 +192,12 @@ class Runner:
             transfer_id = reply.transfer.id or transfer_id
         async with self._owned(run, transfer_id), self.db.transaction() as session:
             run = await repository.get_run(session, run_id, lock=True)
-            if run is None or run.status != "debiting":
+            if run is None or run.status != RunStatus.DEBITING:
                 return
             await repository.update_run(
                 session,
                 run_id,
-                status="pending",
+                status=RunStatus.PENDING,
                 debit_transfer_id=transfer_id if run.price_milli > 0 else None,
                 started_at=datetime.now(UTC),
             )
@@ -220,7 +218,7 @@ class Runner:
         async def confirmed() -> bool:
             async with self.db.session() as session:
                 found = await repository.get_run(session, run.id)
-            return found is None or found.status != "debiting"
+            return found is None or found.status != RunStatus.DEBITING
 
         return owned_or_undone(
             f"debit {transfer_id}", owned=confirmed, undo=lambda: self._unwind_debit(run.id, transfer_id)
@@ -231,14 +229,14 @@ class Runner:
         same transaction that fails the run, so the resume loop writes it if the ledger cannot now."""
         async with self.db.transaction() as session:
             run = await repository.get_run(session, run_id, lock=True)
-            if run is None or run.status != "debiting":
+            if run is None or run.status != RunStatus.DEBITING:
                 return
             await repository.update_run(session, run_id, debit_transfer_id=transfer_id)
             await service.finalize(
                 session,
                 self.outbox,
                 replace(run, debit_transfer_id=transfer_id),
-                "failed",
+                RunStatus.FAILED,
                 error_code="start_failed",
                 error_message="the run could not be started; its price is refunded",
             )
@@ -282,18 +280,25 @@ class Runner:
             async with self.db.transaction() as session:
                 locked = await repository.get_run(session, run.id, lock=True)
                 current = next((s for s in locked.steps if s.index == step.index), None) if locked else None
-                if locked is None or current is None or current.status != "running" or current.task_id:
+                if (
+                    locked is None
+                    or current is None
+                    or current.status != StepStatus.RUNNING
+                    or current.task_id
+                ):
                     return False
                 await repository.update_step(
                     session,
                     run.id,
                     step.index,
-                    status="failed",
+                    status=StepStatus.FAILED,
                     finished_at=datetime.now(UTC),
                     error_code=exc.code,
                     error_message=exc.message,
                 )
-                await events.run_progress(self.outbox, session, locked, locked.status, step.key, "failed")
+                await events.run_progress(
+                    self.outbox, session, locked, locked.status, step.key, StepStatus.FAILED
+                )
             return True
         async with self.db.transaction() as session:
             await repository.set_step_task_id(session, run.id, step.index, reply.task.id)
@@ -325,7 +330,7 @@ class Runner:
     async def _refund(self, run_id: str) -> None:
         async with self.db.transaction() as session:
             run = await repository.get_run(session, run_id)
-        if run is None or run.refund_state != "pending" or not run.debit_transfer_id:
+        if run is None or run.refund_state != RefundState.PENDING or not run.debit_transfer_id:
             return
         request = ledger_pb2.RefundRequest(
             transfer_id=service.refund_transfer_id(run_id),
@@ -341,10 +346,12 @@ class Runner:
             return
         async with self.db.transaction() as session:
             run = await repository.get_run(session, run_id, lock=True)
-            if run is None or run.refund_state != "pending":
+            if run is None or run.refund_state != RefundState.PENDING:
                 return
             transfer_id = reply.transfer.id or request.transfer_id
-            await repository.update_run(session, run_id, refund_state="done", refund_transfer_id=transfer_id)
+            await repository.update_run(
+                session, run_id, refund_state=RefundState.DONE, refund_transfer_id=transfer_id
+            )
             metrics.REFUNDED_MILLI.labels(run.template_code).inc(run.refund_milli)
             await events.run_completed(
                 self.outbox,
@@ -418,7 +425,7 @@ class Runner:
         return run
 
     async def list_runs(
-        self, user_id: str, *, cursor: str, limit: int, status: str | None, template_code: str | None
+        self, user_id: str, *, cursor: str, limit: int, status: RunStatus | None, template_code: str | None
     ) -> tuple[list[RunRecord], str]:
         """One page of the user's runs, newest first, and the cursor of the next page ("" at the end)."""
         after = decode_cursor(cursor)
@@ -436,7 +443,7 @@ class Runner:
             run = await repository.get_run(session, run_id, lock=True)
             if run is None or run.user_id != user_id:
                 raise NotFound("no such workflow run", code="run_not_found")
-            in_flight = [s.task_id for s in run.steps if s.status == "running" and s.task_id]
+            in_flight = [s.task_id for s in run.steps if s.status == StepStatus.RUNNING and s.task_id]
             if run.is_final or run.cancel_requested:
                 in_flight = []
             else:

@@ -19,6 +19,7 @@ from atelier.generation.v1 import generation_pb2
 from kit.errors import InvalidArgument, NotFound
 from kit.outbox import Outbox
 from services.workflow import events, repository
+from services.workflow.models import RefundPolicy, RefundState, RunStatus, StepStatus
 from services.workflow.repository import RunRecord, StepRecord
 
 KIND_NAMES = {
@@ -28,9 +29,9 @@ KIND_NAMES = {
 }
 KINDS = {name: kind for kind, name in KIND_NAMES.items()}
 POLICIES = {
-    catalog_pb2.REFUND_POLICY_UNSPECIFIED: "full",
-    catalog_pb2.REFUND_POLICY_FULL: "full",
-    catalog_pb2.REFUND_POLICY_PROPORTIONAL: "proportional",
+    catalog_pb2.REFUND_POLICY_UNSPECIFIED: RefundPolicy.FULL,
+    catalog_pb2.REFUND_POLICY_FULL: RefundPolicy.FULL,
+    catalog_pb2.REFUND_POLICY_PROPORTIONAL: RefundPolicy.PROPORTIONAL,
 }
 
 
@@ -120,12 +121,12 @@ async def validate_inputs(
 # -- refunds ------------------------------------------------------------------------------------
 
 
-def refund_for(policy: str, price_milli: int, steps: list[StepRecord]) -> int:
+def refund_for(policy: RefundPolicy, price_milli: int, steps: list[StepRecord]) -> int:
     """FULL: the whole price. PROPORTIONAL: price × unfinished steps / all steps, rounded down."""
     if price_milli <= 0:
         return 0
-    if policy == "proportional" and steps:
-        unfinished = sum(1 for step in steps if step.status != "succeeded")
+    if policy == RefundPolicy.PROPORTIONAL and steps:
+        unfinished = sum(1 for step in steps if step.status != StepStatus.SUCCEEDED)
         return price_milli * unfinished // len(steps)
     return price_milli
 
@@ -149,7 +150,7 @@ async def finalize(
     session: AsyncSession,
     outbox: Outbox,
     run: RunRecord,
-    status: Literal["succeeded", "failed", "canceled"],
+    status: Literal[RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELED],
     *,
     error_code: str | None = None,
     error_message: str | None = None,
@@ -159,20 +160,21 @@ async def finalize(
     now = _now()
     steps = []
     for step in run.steps:
-        if step.status in ("pending", "running"):
+        if step.status in (StepStatus.PENDING, StepStatus.RUNNING):
+            canceled = status == RunStatus.CANCELED
             await repository.update_step(
                 session,
                 run.id,
                 step.index,
-                status="skipped",
+                status=StepStatus.SKIPPED,
                 finished_at=now,
-                error_code=step.error_code or ("canceled" if status == "canceled" else "skipped"),
+                error_code=step.error_code or ("canceled" if canceled else "skipped"),
                 error_message=step.error_message
-                or ("the run was canceled" if status == "canceled" else "an earlier step failed"),
+                or ("the run was canceled" if canceled else "an earlier step failed"),
             )
-            step = replace(step, status="skipped")
+            step = replace(step, status=StepStatus.SKIPPED)
         steps.append(step)
-    refund = 0 if status == "succeeded" else refund_for(run.refund_policy, run.price_milli, steps)
+    refund = 0 if status == RunStatus.SUCCEEDED else refund_for(run.refund_policy, run.price_milli, steps)
     if not run.debit_transfer_id:
         refund = 0  # nothing was debited (a free template)
     await repository.update_run(
@@ -182,7 +184,7 @@ async def finalize(
         finished_at=now,
         error_code=error_code,
         error_message=error_message,
-        refund_state="pending" if refund else "none",
+        refund_state=RefundState.PENDING if refund else RefundState.NONE,
         refund_milli=refund,
     )
     if refund:
@@ -202,35 +204,42 @@ async def finalize(
 
 async def next_action(session: AsyncSession, outbox: Outbox, run: RunRecord) -> Action:
     """Decide (and persist) the next move of a locked run: resume at its first unfinished step."""
-    if run.status == "debiting":
+    if run.status == RunStatus.DEBITING:
         return Action("wait")  # the debit path owns it
     if run.is_final:
-        return Action("refund") if run.refund_state == "pending" else Action("done")
+        return Action("refund") if run.refund_state == RefundState.PENDING else Action("done")
     if run.cancel_requested:
         return await finalize(
-            session, outbox, run, "canceled", error_code="canceled", error_message="the run was canceled"
+            session,
+            outbox,
+            run,
+            RunStatus.CANCELED,
+            error_code="canceled",
+            error_message="the run was canceled",
         )
     for step in run.steps:
-        if step.status in ("succeeded", "skipped"):
+        if step.status in (StepStatus.SUCCEEDED, StepStatus.SKIPPED):
             continue
-        if step.status == "failed":
+        if step.status == StepStatus.FAILED:
             return await finalize(
                 session,
                 outbox,
                 run,
-                "failed",
+                RunStatus.FAILED,
                 error_code=step.error_code or "step_failed",
                 error_message=f"step {step.key} failed: {step.error_message or 'no detail'}",
             )
-        if step.status == "pending":
-            await repository.update_step(session, run.id, step.index, status="running", started_at=_now())
-            if run.status != "running":
-                await repository.update_run(session, run.id, status="running")
-            await events.run_progress(outbox, session, run, "running", step.key, "running")
-            return Action("submit", replace(step, status="running"))
+        if step.status == StepStatus.PENDING:
+            await repository.update_step(
+                session, run.id, step.index, status=StepStatus.RUNNING, started_at=_now()
+            )
+            if run.status != RunStatus.RUNNING:
+                await repository.update_run(session, run.id, status=RunStatus.RUNNING)
+            await events.run_progress(outbox, session, run, RunStatus.RUNNING, step.key, StepStatus.RUNNING)
+            return Action("submit", replace(step, status=StepStatus.RUNNING))
         # running: submit again until a task id is stored (idempotent), else wait for its event
         return Action("submit", step) if step.task_id is None else Action("wait", step)
-    return await finalize(session, outbox, run, "succeeded")
+    return await finalize(session, outbox, run, RunStatus.SUCCEEDED)
 
 
 async def record_completion(
@@ -247,11 +256,11 @@ async def record_completion(
     """Store a step's result. False (nothing changed) for duplicates, stale or foreign tasks, and
     events about steps that are not running."""
     step = next((s for s in run.steps if s.key == step_key), None)
-    if step is None or step.status != "running" or run.is_final:
+    if step is None or step.status != StepStatus.RUNNING or run.is_final:
         return False
     if step.task_id is not None and step.task_id != task_id:
         return False
-    status = "succeeded" if succeeded else "failed"
+    status = StepStatus.SUCCEEDED if succeeded else StepStatus.FAILED
     values: dict[str, Any] = {"status": status, "task_id": task_id, "finished_at": _now()}
     if succeeded:
         values["outputs"] = [
@@ -287,7 +296,7 @@ TEXT_SYSTEM = (
 def _earlier(run: RunRecord, step: StepRecord, kind: str) -> generation_pb2.TaskOutput | None:
     """The first output of the closest earlier succeeded step of `kind`."""
     for earlier in reversed(run.steps[: step.index]):
-        if earlier.kind == kind and earlier.status == "succeeded":
+        if earlier.kind == kind and earlier.status == StepStatus.SUCCEEDED:
             outputs = step_outputs(earlier)
             if outputs:
                 return outputs[0]

@@ -12,12 +12,13 @@ from kit.identity import caller, require_verified
 from kit.protoconv import optional_timestamp, timestamp
 from services.workflow import service
 from services.workflow.events import RUN_STATUS, STEP_STATUS
+from services.workflow.models import RefundState, RunStatus
 from services.workflow.repository import RunRecord
 from services.workflow.runner import Runner
 
 DEFAULT_PAGE = 20
 MAX_PAGE = 100
-_STATUS_NAMES = {value: name for name, value in RUN_STATUS.items() if name != "debiting"}
+_STATUS_NAMES = {value: name for name, value in RUN_STATUS.items() if name != RunStatus.DEBITING}
 
 
 class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
@@ -83,7 +84,9 @@ def run_to_proto(run: RunRecord) -> workflow_pb2.Run:
         status=RUN_STATUS[run.status],
         inputs=inputs,
         price=common_pb2.Credits(milli=run.price_milli),
-        refund_amount=common_pb2.Credits(milli=run.refund_milli if run.refund_state == "done" else 0),
+        refund_amount=common_pb2.Credits(
+            milli=run.refund_milli if run.refund_state == RefundState.DONE else 0
+        ),
         template_snapshot=template,
         catalog_version=run.catalog_version,
         debit_transfer_id=run.debit_transfer_id or "",

@@ -12,14 +12,15 @@ from hypothesis import strategies as st
 from atelier.generation.v1 import generation_pb2
 from kit.errors import InvalidArgument, NotFound
 from services.workflow import service
+from services.workflow.models import RefundPolicy, RefundState, RunStatus, StepStatus
 from services.workflow.repository import RunRecord, StepRecord
 from tests.workflow.fakes import seed_templates
 
-STATUSES = ("pending", "running", "succeeded", "failed", "skipped")
+STATUSES = list(StepStatus)
 
 
 def step(
-    index: int, status: str, kind: str = "image", outputs: list[dict[str, object]] | None = None
+    index: int, status: StepStatus, kind: str = "image", outputs: list[dict[str, object]] | None = None
 ) -> StepRecord:
     return StepRecord(
         "r1", index, f"s{index}", kind, "m", status, None, outputs or [], None, None, None, None
@@ -29,26 +30,33 @@ def step(
 @given(
     price=st.integers(min_value=0, max_value=10**9),
     statuses=st.lists(st.sampled_from(STATUSES), min_size=1, max_size=8),
-    policy=st.sampled_from(["full", "proportional"]),
+    policy=st.sampled_from(list(RefundPolicy)),
 )
 def test_a_refund_is_never_more_than_the_price_and_full_means_all(
-    price: int, statuses: list[str], policy: str
+    price: int, statuses: list[StepStatus], policy: RefundPolicy
 ) -> None:
     steps = [step(i, s) for i, s in enumerate(statuses)]
     refund = service.refund_for(policy, price, steps)
     assert 0 <= refund <= price
-    if policy == "full":
+    if policy == RefundPolicy.FULL:
         assert refund == price
     else:
-        unfinished = sum(s != "succeeded" for s in statuses)
+        unfinished = sum(s != StepStatus.SUCCEEDED for s in statuses)
         assert refund == price * unfinished // len(statuses)
 
 
 def test_proportional_examples() -> None:
-    steps = [step(0, "succeeded"), step(1, "failed"), step(2, "skipped"), step(3, "skipped")]
-    assert service.refund_for("proportional", 20_000, steps) == 15_000
-    assert service.refund_for("proportional", 1, steps) == 0  # rounds down, in the house's favor by < 1 milli
-    assert service.refund_for("full", 0, steps) == 0
+    steps = [
+        step(0, StepStatus.SUCCEEDED),
+        step(1, StepStatus.FAILED),
+        step(2, StepStatus.SKIPPED),
+        step(3, StepStatus.SKIPPED),
+    ]
+    assert service.refund_for(RefundPolicy.PROPORTIONAL, 20_000, steps) == 15_000
+    assert (
+        service.refund_for(RefundPolicy.PROPORTIONAL, 1, steps) == 0
+    )  # rounds down, in the house's favor by < 1 milli
+    assert service.refund_for(RefundPolicy.FULL, 0, steps) == 0
 
 
 def run_of(template_code: str, steps: list[StepRecord], inputs: dict[str, object]) -> RunRecord:
@@ -63,11 +71,11 @@ def run_of(template_code: str, steps: list[StepRecord], inputs: dict[str, object
         template_snapshot=template.SerializeToString(),
         catalog_version=1,
         inputs=inputs,
-        status="running",
+        status=RunStatus.RUNNING,
         price_milli=template.price.milli,
-        refund_policy="full",
+        refund_policy=RefundPolicy.FULL,
         debit_transfer_id="run:r1:debit",
-        refund_state="none",
+        refund_state=RefundState.NONE,
         refund_milli=0,
         refund_transfer_id=None,
         cancel_requested=False,
@@ -93,14 +101,14 @@ def test_each_output_feeds_the_next_step() -> None:
     image: list[dict[str, object]] = [{"id": "o-img", "mime_type": "image/png"}]
     video_text: list[dict[str, object]] = [{"id": "o-vt", "text": "slow dolly in"}]
     steps = [
-        step(0, "succeeded", "text", text),
-        step(1, "succeeded", "image", image),
-        step(2, "succeeded", "text", video_text),
-        step(3, "running", "video"),
+        step(0, StepStatus.SUCCEEDED, "text", text),
+        step(1, StepStatus.SUCCEEDED, "image", image),
+        step(2, StepStatus.SUCCEEDED, "text", video_text),
+        step(3, StepStatus.RUNNING, "video"),
     ]
     run = run_of("health-supplement", steps, inputs)
 
-    first = service.step_request(run, replace(steps[0], status="running"))
+    first = service.step_request(run, replace(steps[0], status=StepStatus.RUNNING))
     assert [i.upload_id for i in first.inputs] == ["up1", "up2"]
     assert "Gummies" in first.prompt
     assert "calm" in first.prompt
@@ -108,11 +116,11 @@ def test_each_output_feeds_the_next_step() -> None:
     assert first.workflow_step.step_key == "s0"
     assert first.idempotency_key == "run:r1:step:0:s0"
 
-    second = service.step_request(run, replace(steps[1], status="running"))
+    second = service.step_request(run, replace(steps[1], status=StepStatus.RUNNING))
     assert second.prompt == "a bright kitchen shot"
     assert second.ratio == "9:16"
 
-    third = service.step_request(run, replace(steps[2], status="running"))
+    third = service.step_request(run, replace(steps[2], status=StepStatus.RUNNING))
     assert "a bright kitchen shot" in third.prompt
     assert not third.inputs
 
