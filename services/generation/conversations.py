@@ -12,7 +12,6 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Row
 from sqlalchemy.exc import IntegrityError
 
 from atelier.catalog.v1 import catalog_pb2
@@ -28,6 +27,7 @@ from services.generation import events, repository
 from services.generation.clients import Clients, QuoteArgs
 from services.generation.providers import ProviderRegistry
 from services.generation.providers.base import ChatMessage, ProviderError, ProviderJob, Usage
+from services.generation.records import ConversationRecord, MessageRecord
 from services.generation.service import (
     estimate_tokens,
     hold_id,
@@ -49,10 +49,10 @@ DEFAULT_MAX_OUTPUT_TOKENS = 2048
 class Streamed:
     """One item of a SendMessage stream: the user message, a delta, or the final assistant message."""
 
-    user_message: Row[Any] | None = None
+    user_message: MessageRecord | None = None
     delta: str = ""
     message_id: str = ""
-    final: Row[Any] | None = None
+    final: MessageRecord | None = None
 
 
 class Conversations:
@@ -70,7 +70,9 @@ class Conversations:
         self.providers = providers
         self.settings = settings
 
-    async def create(self, user_id: str, model_code: str, title: str, system_instruction: str) -> Row[Any]:
+    async def create(
+        self, user_id: str, model_code: str, title: str, system_instruction: str
+    ) -> ConversationRecord:
         if not model_code:
             raise InvalidArgument("model_code is required", code="invalid_argument", field="model_code")
         if len(system_instruction) > MAX_SYSTEM or len(title) > 200:
@@ -97,7 +99,7 @@ class Conversations:
                 },
             )
 
-    async def list_page(self, user_id: str, cursor: str, limit: int) -> tuple[list[Row[Any]], str]:
+    async def list_page(self, user_id: str, cursor: str, limit: int) -> tuple[list[ConversationRecord], str]:
         after = decode_cursor(cursor)
         size = page_limit(limit)
         async with self.db.session() as session:
@@ -106,7 +108,7 @@ class Conversations:
         next_cursor = encode_cursor(page[-1].updated_at, page[-1].id) if len(rows) > size else ""
         return page, next_cursor
 
-    async def get(self, user_id: str, conversation_id: str) -> tuple[Row[Any], list[Row[Any]]]:
+    async def get(self, user_id: str, conversation_id: str) -> tuple[ConversationRecord, list[MessageRecord]]:
         async with self.db.session() as session:
             row = await repository.get_user_conversation(session, user_id, conversation_id)
             if row is None:
@@ -260,12 +262,12 @@ class Conversations:
 
     async def _finish(
         self,
-        answer: Row[Any],
+        answer: MessageRecord,
         quote: catalog_pb2.QuoteSnapshot,
         text: str,
         usage: Usage | None,
         error: ProviderError | None,
-    ) -> Row[Any]:
+    ) -> MessageRecord:
         succeeded = error is None and usage is not None
         values: dict[str, Any] = {"content": text, "status": "completed" if succeeded else "failed"}
         if succeeded and usage is not None:

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any
 
-from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from atelier.common.v1 import common_pb2
@@ -16,6 +14,7 @@ from kit.outbox import Outbox
 from kit.protoconv import timestamp
 from services.generation import views
 from services.generation.blobs import Blobs
+from services.generation.records import MessageRecord, OutputRecord, TaskRecord
 
 PRODUCER = "generation"
 JOB_SUBJECTS = {"text": "jobs.text", "image": "jobs.image", "video": "jobs.video"}
@@ -35,7 +34,7 @@ def derived_id(*parts: object) -> uuid.UUID:
     return uuid.uuid5(_NAMESPACE, ":".join(str(p) for p in parts))
 
 
-async def job_requested(session: AsyncSession, outbox: Outbox, task: Row[Any]) -> None:
+async def job_requested(session: AsyncSession, outbox: Outbox, task: TaskRecord) -> None:
     event_id = derived_id(task.id, task.attempt, "job")
     event = events_pb2.JobRequested(
         meta=_meta(event_id),
@@ -48,7 +47,7 @@ async def job_requested(session: AsyncSession, outbox: Outbox, task: Row[Any]) -
     await outbox.add(session, JOB_SUBJECTS[task.kind], event, event_id=event_id)
 
 
-async def task_progress(session: AsyncSession, outbox: Outbox, task: Row[Any]) -> None:
+async def task_progress(session: AsyncSession, outbox: Outbox, task: TaskRecord) -> None:
     event_id = derived_id(task.id, task.attempt, "progress", task.status, task.progress)
     event = events_pb2.TaskProgress(
         meta=_meta(event_id),
@@ -63,7 +62,7 @@ async def task_progress(session: AsyncSession, outbox: Outbox, task: Row[Any]) -
 
 
 async def task_completed(
-    session: AsyncSession, outbox: Outbox, task: Row[Any], outputs: Sequence[Row[Any]], blobs: Blobs
+    session: AsyncSession, outbox: Outbox, task: TaskRecord, outputs: Sequence[OutputRecord], blobs: Blobs
 ) -> None:
     event_id = derived_id(task.id, task.attempt, "completed")
     event = events_pb2.TaskCompleted(
@@ -91,7 +90,7 @@ async def message_completed(
     session: AsyncSession,
     outbox: Outbox,
     *,
-    message: Row[Any],
+    message: MessageRecord,
     status: str,
 ) -> None:
     """A Copy Studio answer settles its hold like a task: the charge is the token usage priced."""

@@ -22,7 +22,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from PIL import Image, UnidentifiedImageError
-from sqlalchemy import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -40,6 +39,7 @@ from services.generation import events, metrics, repository
 from services.generation.blobs import Blobs
 from services.generation.clients import Clients, QuoteArgs
 from services.generation.models import tasks
+from services.generation.records import OutputRecord, TaskRecord, UploadRecord
 from services.generation.settings import GenerationSettings
 
 log = logging.getLogger(__name__)
@@ -140,8 +140,8 @@ class TaskSpec:
 
 @dataclass(frozen=True)
 class TaskView:
-    row: Row[Any]
-    outputs: Sequence[Row[Any]] = field(default_factory=tuple)
+    task: TaskRecord
+    outputs: Sequence[OutputRecord] = field(default_factory=tuple)
 
 
 def validate(spec: TaskSpec) -> None:
@@ -192,6 +192,7 @@ def validate(spec: TaskSpec) -> None:
 async def check_inputs(session: AsyncSession, user_id: str, inputs: Sequence[InputSpec]) -> None:
     """Every input is the caller's own upload or output (others are reported missing, not forbidden)."""
     for item in inputs:
+        found: UploadRecord | OutputRecord | None
         if item.source == "upload_id":
             found = await repository.get_user_upload(session, user_id, item.id)
         else:
@@ -216,7 +217,7 @@ async def finish_task(
     outputs: Sequence[dict[str, Any]] = (),
     usage: tuple[int, int] | None = None,
     cancel_requested: bool | None = None,
-) -> Row[Any] | None:
+) -> TaskRecord | None:
     """Moves an open task to its final status (compare-and-set: None when another writer finished it
     first), stores its outputs and announces `tasks.completed` in the same transaction."""
     values: dict[str, Any] = {"status": status, "finished_at": dt.datetime.now(dt.UTC)}
@@ -482,7 +483,9 @@ class Generation:
 
     # -- uploads ---------------------------------------------------------------------------------
 
-    async def create_upload(self, user_id: str, content: bytes, filename: str, content_type: str) -> Row[Any]:
+    async def create_upload(
+        self, user_id: str, content: bytes, filename: str, content_type: str
+    ) -> UploadRecord:
         if not content:
             raise InvalidArgument("the upload is empty", code="invalid_upload")
         if len(content) > self.settings.upload_max_bytes:
@@ -529,7 +532,7 @@ class Generation:
             await asyncio.shield(self.blobs.store.delete(key))
             raise
 
-    async def get_upload(self, user_id: str, upload_id: str) -> Row[Any]:
+    async def get_upload(self, user_id: str, upload_id: str) -> UploadRecord:
         async with self.db.session() as session:
             row = await repository.get_user_upload(session, user_id, upload_id)
         if row is None:

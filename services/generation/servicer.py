@@ -26,7 +26,7 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
         self.blobs = blobs
 
     def _task(self, view: TaskView) -> generation_pb2.Task:
-        return views.task(view.row, view.outputs, self.blobs)
+        return views.task(view.task, view.outputs, self.blobs)
 
     # -- tasks -----------------------------------------------------------------------------------
 

@@ -1,17 +1,21 @@
-"""Rows → protobuf messages (used by the servicer and by the events the service publishes)."""
+"""Records → protobuf messages (used by the servicer and by the events the service publishes)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
-
-from sqlalchemy import Row
 
 from atelier.catalog.v1 import catalog_pb2
 from atelier.common.v1 import common_pb2
 from atelier.generation.v1 import generation_pb2
 from kit.protoconv import timestamp
 from services.generation.blobs import Blobs
+from services.generation.records import (
+    ConversationRecord,
+    MessageRecord,
+    OutputRecord,
+    TaskRecord,
+    UploadRecord,
+)
 
 KINDS: dict[str, common_pb2.ModelKind.ValueType] = {
     "text": common_pb2.MODEL_KIND_TEXT,
@@ -59,7 +63,7 @@ def error_detail(code: str | None, message: str | None) -> common_pb2.ErrorDetai
     return common_pb2.ErrorDetail(code=code, message=message or "")
 
 
-def output(row: Row[Any], blobs: Blobs) -> generation_pb2.TaskOutput:
+def output(row: OutputRecord, blobs: Blobs) -> generation_pb2.TaskOutput:
     message = generation_pb2.TaskOutput(
         id=row.id,
         index=row.position,
@@ -77,7 +81,7 @@ def output(row: Row[Any], blobs: Blobs) -> generation_pb2.TaskOutput:
     return message
 
 
-def task(row: Row[Any], output_rows: Sequence[Row[Any]], blobs: Blobs) -> generation_pb2.Task:
+def task(row: TaskRecord, output_rows: Sequence[OutputRecord], blobs: Blobs) -> generation_pb2.Task:
     message = generation_pb2.Task(
         id=row.id,
         user_id=row.user_id,
@@ -121,7 +125,7 @@ def task(row: Row[Any], output_rows: Sequence[Row[Any]], blobs: Blobs) -> genera
     return message
 
 
-def upload(row: Row[Any], blobs: Blobs) -> generation_pb2.Upload:
+def upload(row: UploadRecord, blobs: Blobs) -> generation_pb2.Upload:
     url, _ = blobs.signed_url(row.blob_key)
     message = generation_pb2.Upload(
         id=row.id,
@@ -138,7 +142,7 @@ def upload(row: Row[Any], blobs: Blobs) -> generation_pb2.Upload:
     return message
 
 
-def message(row: Row[Any]) -> generation_pb2.Message:
+def message(row: MessageRecord) -> generation_pb2.Message:
     proto = generation_pb2.Message(
         id=row.id,
         conversation_id=row.conversation_id,
@@ -156,7 +160,9 @@ def message(row: Row[Any]) -> generation_pb2.Message:
     return proto
 
 
-def conversation(row: Row[Any], message_rows: Sequence[Row[Any]] = ()) -> generation_pb2.Conversation:
+def conversation(
+    row: ConversationRecord, message_rows: Sequence[MessageRecord] = ()
+) -> generation_pb2.Conversation:
     proto = generation_pb2.Conversation(
         id=row.id,
         user_id=row.user_id,

@@ -25,7 +25,6 @@ from typing import Any, TypeVar
 import httpx
 import imageio_ffmpeg
 from PIL import Image
-from sqlalchemy import Row
 
 from atelier.catalog.v1 import catalog_pb2
 from atelier.events.v1 import events_pb2
@@ -45,6 +44,7 @@ from services.generation.providers.base import (
     ProviderJob,
     Submitted,
 )
+from services.generation.records import OutputRecord, TaskRecord, UploadRecord
 from services.generation.service import finish_task, token_charge
 from services.generation.settings import GenerationSettings
 
@@ -146,7 +146,7 @@ class Worker:
         if finished is None:
             log.info("task %s was finished elsewhere; its result is discarded", task_id)
 
-    async def _claim(self, task_id: str) -> Row[Any] | None:
+    async def _claim(self, task_id: str) -> TaskRecord | None:
         """queued → running (or a redelivery of a running task); None when there is nothing to do."""
         async with self.db.transaction() as session:
             task = await repository.get_task(session, task_id, lock=True)
@@ -175,10 +175,11 @@ class Worker:
                 await events.task_progress(session, self.outbox, claimed)
             return claimed
 
-    async def _job(self, task: Row[Any], quote: catalog_pb2.QuoteSnapshot) -> ProviderJob:
+    async def _job(self, task: TaskRecord, quote: catalog_pb2.QuoteSnapshot) -> ProviderJob:
         images: list[InputImage] = []
         async with self.db.session() as session:
             for item in task.inputs:
+                row: UploadRecord | OutputRecord | None
                 if item["source"] == "upload_id":
                     row = await repository.get_upload(session, item["id"])
                 else:
@@ -205,7 +206,7 @@ class Worker:
             task_id=task.id,
         )
 
-    async def _execute(self, task: Row[Any], job: ProviderJob, provider: Provider) -> Submitted:
+    async def _execute(self, task: TaskRecord, job: ProviderJob, provider: Provider) -> Submitted:
         deadline = task.deadline_at
         operation_id: str | None = task.upstream_operation_id
         if operation_id is None:
@@ -280,7 +281,7 @@ class Worker:
 
     # -- outputs ---------------------------------------------------------------------------------
 
-    async def _store(self, task: Row[Any], artifacts: tuple[Artifact, ...]) -> list[dict[str, Any]]:
+    async def _store(self, task: TaskRecord, artifacts: tuple[Artifact, ...]) -> list[dict[str, Any]]:
         """Copies every output into our blob store (providers delete theirs) and measures it."""
         rows: list[dict[str, Any]] = []
         for index, artifact in enumerate(artifacts):
@@ -320,7 +321,7 @@ class Worker:
             raise ProviderError(f"the output could not be downloaded (HTTP {response.status_code})")
         return response.content
 
-    def _charge(self, task: Row[Any], quote: catalog_pb2.QuoteSnapshot, submitted: Submitted) -> Credits:
+    def _charge(self, task: TaskRecord, quote: catalog_pb2.QuoteSnapshot, submitted: Submitted) -> Credits:
         price = Credits(task.price_milli)
         if task.internal:
             return Credits(0)
