@@ -37,6 +37,7 @@ from services.generation.service import (
     token_charge,
 )
 from services.generation.settings import GenerationSettings
+from services.generation.values import MessageRole, MessageStatus, TaskKind, TaskStatus
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ class Conversations:
                 max_output_tokens=DEFAULT_MAX_OUTPUT_TOKENS,
             )
         )
-        require_kind(quote, "text")
+        require_kind(quote, TaskKind.TEXT)
         async with self.db.transaction() as session:
             return await repository.insert_conversation(
                 session,
@@ -139,7 +140,10 @@ class Conversations:
             if idempotency_key:
                 earlier = await repository.find_message_by_key(session, user_id, idempotency_key)
                 if earlier is not None:
-                    if earlier.conversation_id != conversation_id or earlier.status == "streaming":
+                    if (
+                        earlier.conversation_id != conversation_id
+                        or earlier.status == MessageStatus.STREAMING
+                    ):
                         raise FailedPrecondition(
                             "this Idempotency-Key belongs to another or unfinished message",
                             code="idempotency_conflict",
@@ -147,10 +151,12 @@ class Conversations:
                     yield Streamed(final=earlier)
                     return
             history = [
-                m for m in await repository.messages_of(session, conversation_id) if m.status == "completed"
+                m
+                for m in await repository.messages_of(session, conversation_id)
+                if m.status == MessageStatus.COMPLETED
             ]
         model = model_code or conversation.model_code
-        chat = (*(ChatMessage(m.role, m.content) for m in history), ChatMessage("user", content))
+        chat = (*(ChatMessage(m.role, m.content) for m in history), ChatMessage(MessageRole.USER, content))
         cap = max_output_tokens or DEFAULT_MAX_OUTPUT_TOKENS
         quote = await self.clients.quote(
             QuoteArgs(
@@ -159,7 +165,7 @@ class Conversations:
                 max_output_tokens=cap,
             )
         )
-        require_kind(quote, "text")
+        require_kind(quote, TaskKind.TEXT)
         answer_id = new_id("msg")
         held = hold_id(answer_id, 1)
         price = Credits(quote.total.milli)
@@ -171,7 +177,7 @@ class Conversations:
                 ttl=dt.timedelta(seconds=self.settings.hold_ttl_seconds),
                 reference_type=ledger_pb2.REFERENCE_TYPE_MESSAGE,
                 reference_id=answer_id,
-                metadata={"model": model, "kind": "text"},
+                metadata={"model": model, "kind": TaskKind.TEXT},
             )
         # Explicit times: both rows share one transaction (one now()), and history is ordered by time.
         asked_at = dt.datetime.now(dt.UTC)
@@ -184,9 +190,9 @@ class Conversations:
                         "id": new_id("msg"),
                         "conversation_id": conversation_id,
                         "user_id": user_id,
-                        "role": "user",
+                        "role": MessageRole.USER,
                         "content": content,
-                        "status": "completed",
+                        "status": MessageStatus.COMPLETED,
                         "created_at": asked_at,
                     },
                 )
@@ -196,8 +202,8 @@ class Conversations:
                         "id": answer_id,
                         "conversation_id": conversation_id,
                         "user_id": user_id,
-                        "role": "assistant",
-                        "status": "streaming",
+                        "role": MessageRole.ASSISTANT,
+                        "status": MessageStatus.STREAMING,
                         "model_code": model,
                         "price_milli": price.milli,
                         "quote": quote.SerializeToString(),
@@ -216,7 +222,7 @@ class Conversations:
         yield Streamed(user_message=asked)
 
         job = ProviderJob(
-            kind="text",
+            kind=TaskKind.TEXT,
             model=quote.channel.upstream_model_id or model,
             system_instruction=conversation.system_instruction,
             max_output_tokens=cap,
@@ -254,7 +260,7 @@ class Conversations:
         async def recorded() -> bool:
             async with self.db.session() as session:
                 row = await repository.get_message(session, message_id)
-            return row is not None and (not finished or row.status != "streaming")
+            return row is not None and (not finished or row.status != MessageStatus.STREAMING)
 
         return owned_or_undone(
             f"hold {held}", owned=recorded, undo=lambda: self.clients.release(hold_id=held, reason=reason)
@@ -269,7 +275,10 @@ class Conversations:
         error: ProviderError | None,
     ) -> MessageRecord:
         succeeded = error is None and usage is not None
-        values: dict[str, Any] = {"content": text, "status": "completed" if succeeded else "failed"}
+        values: dict[str, Any] = {
+            "content": text,
+            "status": MessageStatus.COMPLETED if succeeded else MessageStatus.FAILED,
+        }
         if succeeded and usage is not None:
             values.update(
                 input_tokens=usage.input_tokens,
@@ -290,7 +299,10 @@ class Conversations:
                 return found or answer
             if row.hold_id:
                 await events.message_completed(
-                    session, self.outbox, message=row, status="succeeded" if succeeded else "failed"
+                    session,
+                    self.outbox,
+                    message=row,
+                    status=TaskStatus.SUCCEEDED if succeeded else TaskStatus.FAILED,
                 )
             await repository.update_conversation(session, row.conversation_id, {})
         return row

@@ -15,9 +15,10 @@ from kit.protoconv import timestamp
 from services.generation import views
 from services.generation.blobs import Blobs
 from services.generation.records import MessageRecord, OutputRecord, TaskRecord
+from services.generation.values import TaskKind, TaskStatus
 
 PRODUCER = "generation"
-JOB_SUBJECTS = {"text": "jobs.text", "image": "jobs.image", "video": "jobs.video"}
+JOB_SUBJECTS = {TaskKind.TEXT: "jobs.text", TaskKind.IMAGE: "jobs.image", TaskKind.VIDEO: "jobs.video"}
 PROGRESS = "tasks.progress"
 COMPLETED = "tasks.completed"
 _NAMESPACE = uuid.UUID("6d1c3f5e-2b7a-4b8e-9a51-0c7e4f1d2a90")
@@ -73,7 +74,7 @@ async def task_completed(
         model_code=task.model_code,
         status=views.STATUSES[task.status],
         price=views.credits(task.price_milli),
-        charge=views.credits(task.charge_milli if task.status == "succeeded" else 0),
+        charge=views.credits(task.charge_milli if task.status == TaskStatus.SUCCEEDED else 0),
         hold_id=task.hold_id or "",
         internal=task.internal,
         run_id=task.run_id or "",
@@ -91,7 +92,7 @@ async def message_completed(
     outbox: Outbox,
     *,
     message: MessageRecord,
-    status: str,
+    status: TaskStatus,
 ) -> None:
     """A Copy Studio answer settles its hold like a task: the charge is the token usage priced."""
     event_id = derived_id(message.id, "completed")
@@ -103,7 +104,7 @@ async def message_completed(
         model_code=message.model_code,
         status=views.STATUSES[status],
         price=views.credits(message.price_milli),
-        charge=views.credits(message.charge_milli if status == "succeeded" else 0),
+        charge=views.credits(message.charge_milli if status == TaskStatus.SUCCEEDED else 0),
         hold_id=message.hold_id or "",
         attempt=1,
     )

@@ -5,21 +5,22 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, fields
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import Row
 
-R = TypeVar("R")
+from services.generation.values import MessageRole, MessageStatus, TaskKind, TaskStatus
+
 _NAMES: dict[type, tuple[str, ...]] = {}  # each record class's field names, read once
 
 
-def _of(cls: type[R], row: Row[Any]) -> R:
-    """The record of a row: each field of `cls` from the column of its name."""
+def _columns(cls: type, row: Row[Any]) -> dict[str, Any]:
+    """Each field of the record class `cls` from the column of its name."""
     names = _NAMES.get(cls)
     if names is None:
-        names = _NAMES[cls] = tuple(f.name for f in fields(cls))  # type: ignore[arg-type]
+        names = _NAMES[cls] = tuple(f.name for f in fields(cls))
     mapping = row._mapping
-    return cls(**{name: mapping[name] for name in names})
+    return {name: mapping[name] for name in names}
 
 
 @dataclass(frozen=True)
@@ -28,9 +29,9 @@ class TaskRecord:
 
     id: str
     user_id: str
-    kind: str
+    kind: TaskKind
     model_code: str
-    status: str
+    status: TaskStatus
     progress: int
     prompt: str
     ratio: str
@@ -38,7 +39,7 @@ class TaskRecord:
     duration_seconds: int
     n: int
     capability: str
-    # [{"source": "upload_id"|"output_id", "id": ..., "role": ...}]
+    # [{"source": an InputSource, "id": ..., "role": an InputRole}] as the database holds them
     inputs: list[dict[str, Any]]
     system_instruction: str
     max_output_tokens: int
@@ -122,9 +123,9 @@ class MessageRecord:
     id: str
     conversation_id: str
     user_id: str
-    role: str
+    role: MessageRole
     content: str
-    status: str
+    status: MessageStatus
     model_code: str
     input_tokens: int
     output_tokens: int
@@ -139,20 +140,24 @@ class MessageRecord:
 
 
 def task(row: Row[Any]) -> TaskRecord:
-    return _of(TaskRecord, row)
+    values = _columns(TaskRecord, row)
+    return TaskRecord(**{**values, "kind": TaskKind(values["kind"]), "status": TaskStatus(values["status"])})
 
 
 def output(row: Row[Any]) -> OutputRecord:
-    return _of(OutputRecord, row)
+    return OutputRecord(**_columns(OutputRecord, row))
 
 
 def upload(row: Row[Any]) -> UploadRecord:
-    return _of(UploadRecord, row)
+    return UploadRecord(**_columns(UploadRecord, row))
 
 
 def conversation(row: Row[Any]) -> ConversationRecord:
-    return _of(ConversationRecord, row)
+    return ConversationRecord(**_columns(ConversationRecord, row))
 
 
 def message(row: Row[Any]) -> MessageRecord:
-    return _of(MessageRecord, row)
+    values = _columns(MessageRecord, row)
+    return MessageRecord(
+        **{**values, "role": MessageRole(values["role"]), "status": MessageStatus(values["status"])}
+    )

@@ -19,10 +19,7 @@ from services.generation.records import (
     TaskRecord,
     UploadRecord,
 )
-
-FINAL_STATUSES = ("succeeded", "failed", "canceled")
-OPEN_STATUSES = ("queued", "running")
-
+from services.generation.values import MessageStatus, TaskKind, TaskStatus
 
 # -- tasks -------------------------------------------------------------------------------------------
 
@@ -58,8 +55,8 @@ async def list_tasks(
     session: AsyncSession,
     user_id: str,
     *,
-    kind: str | None,
-    status: str | None,
+    kind: TaskKind | None,
+    status: TaskStatus | None,
     model_code: str | None,
     include_internal: bool,
     after: tuple[dt.datetime, str] | None,
@@ -83,7 +80,7 @@ async def list_tasks(
 
 
 async def transition(
-    session: AsyncSession, task_id: str, *, from_statuses: Sequence[str], values: dict[str, Any]
+    session: AsyncSession, task_id: str, *, from_statuses: Sequence[TaskStatus], values: dict[str, Any]
 ) -> TaskRecord | None:
     """Compare-and-set: changes the task only while its status is one of `from_statuses`; None when
     another writer got there first."""
@@ -101,7 +98,11 @@ async def set_operation_id(session: AsyncSession, task_id: str, operation_id: st
     """Records the upstream operation once; False when the task already has one or is final."""
     query = (
         update(tasks)
-        .where(tasks.c.id == task_id, tasks.c.upstream_operation_id.is_(None), tasks.c.status == "running")
+        .where(
+            tasks.c.id == task_id,
+            tasks.c.upstream_operation_id.is_(None),
+            tasks.c.status == TaskStatus.RUNNING,
+        )
         .values(upstream_operation_id=operation_id, upstream_submitted_at=func.now(), updated_at=func.now())
     )
     result = await session.execute(query)
@@ -111,7 +112,7 @@ async def set_operation_id(session: AsyncSession, task_id: str, operation_id: st
 async def set_progress(session: AsyncSession, task_id: str, progress: int) -> bool:
     query = (
         update(tasks)
-        .where(tasks.c.id == task_id, tasks.c.status == "running", tasks.c.progress < progress)
+        .where(tasks.c.id == task_id, tasks.c.status == TaskStatus.RUNNING, tasks.c.progress < progress)
         .values(progress=progress, updated_at=func.now())
     )
     result = await session.execute(query)
@@ -242,7 +243,7 @@ async def finish_message(
 ) -> MessageRecord | None:
     query = (
         update(messages)
-        .where(messages.c.id == message_id, messages.c.status == "streaming")
+        .where(messages.c.id == message_id, messages.c.status == MessageStatus.STREAMING)
         .values(**values)
         .returning(messages)
     )

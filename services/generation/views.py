@@ -16,40 +16,41 @@ from services.generation.records import (
     TaskRecord,
     UploadRecord,
 )
+from services.generation.values import InputRole, MessageRole, MessageStatus, TaskKind, TaskStatus
 
-KINDS: dict[str, common_pb2.ModelKind.ValueType] = {
-    "text": common_pb2.MODEL_KIND_TEXT,
-    "image": common_pb2.MODEL_KIND_IMAGE,
-    "video": common_pb2.MODEL_KIND_VIDEO,
+KINDS: dict[TaskKind, common_pb2.ModelKind.ValueType] = {
+    TaskKind.TEXT: common_pb2.MODEL_KIND_TEXT,
+    TaskKind.IMAGE: common_pb2.MODEL_KIND_IMAGE,
+    TaskKind.VIDEO: common_pb2.MODEL_KIND_VIDEO,
 }
 KIND_NAMES = {value: name for name, value in KINDS.items()}
 
-STATUSES: dict[str, generation_pb2.TaskStatus.ValueType] = {
-    "queued": generation_pb2.TASK_STATUS_QUEUED,
-    "running": generation_pb2.TASK_STATUS_RUNNING,
-    "succeeded": generation_pb2.TASK_STATUS_SUCCEEDED,
-    "failed": generation_pb2.TASK_STATUS_FAILED,
-    "canceled": generation_pb2.TASK_STATUS_CANCELED,
+STATUSES: dict[TaskStatus, generation_pb2.TaskStatus.ValueType] = {
+    TaskStatus.QUEUED: generation_pb2.TASK_STATUS_QUEUED,
+    TaskStatus.RUNNING: generation_pb2.TASK_STATUS_RUNNING,
+    TaskStatus.SUCCEEDED: generation_pb2.TASK_STATUS_SUCCEEDED,
+    TaskStatus.FAILED: generation_pb2.TASK_STATUS_FAILED,
+    TaskStatus.CANCELED: generation_pb2.TASK_STATUS_CANCELED,
 }
 STATUS_NAMES = {value: name for name, value in STATUSES.items()}
 
-ROLES: dict[str, generation_pb2.InputRole.ValueType] = {
-    "reference": generation_pb2.INPUT_ROLE_REFERENCE,
-    "first_frame": generation_pb2.INPUT_ROLE_FIRST_FRAME,
-    "edit": generation_pb2.INPUT_ROLE_EDIT,
-    "product": generation_pb2.INPUT_ROLE_PRODUCT,
+ROLES: dict[InputRole, generation_pb2.InputRole.ValueType] = {
+    InputRole.REFERENCE: generation_pb2.INPUT_ROLE_REFERENCE,
+    InputRole.FIRST_FRAME: generation_pb2.INPUT_ROLE_FIRST_FRAME,
+    InputRole.EDIT: generation_pb2.INPUT_ROLE_EDIT,
+    InputRole.PRODUCT: generation_pb2.INPUT_ROLE_PRODUCT,
 }
 ROLE_NAMES = {value: name for name, value in ROLES.items()}
 
-MESSAGE_ROLES: dict[str, generation_pb2.MessageRole.ValueType] = {
-    "system": generation_pb2.MESSAGE_ROLE_SYSTEM,
-    "user": generation_pb2.MESSAGE_ROLE_USER,
-    "assistant": generation_pb2.MESSAGE_ROLE_ASSISTANT,
+MESSAGE_ROLES: dict[MessageRole, generation_pb2.MessageRole.ValueType] = {
+    MessageRole.SYSTEM: generation_pb2.MESSAGE_ROLE_SYSTEM,
+    MessageRole.USER: generation_pb2.MESSAGE_ROLE_USER,
+    MessageRole.ASSISTANT: generation_pb2.MESSAGE_ROLE_ASSISTANT,
 }
-MESSAGE_STATUSES: dict[str, generation_pb2.MessageStatus.ValueType] = {
-    "streaming": generation_pb2.MESSAGE_STATUS_STREAMING,
-    "completed": generation_pb2.MESSAGE_STATUS_COMPLETED,
-    "failed": generation_pb2.MESSAGE_STATUS_FAILED,
+MESSAGE_STATUSES: dict[MessageStatus, generation_pb2.MessageStatus.ValueType] = {
+    MessageStatus.STREAMING: generation_pb2.MESSAGE_STATUS_STREAMING,
+    MessageStatus.COMPLETED: generation_pb2.MESSAGE_STATUS_COMPLETED,
+    MessageStatus.FAILED: generation_pb2.MESSAGE_STATUS_FAILED,
 }
 
 
