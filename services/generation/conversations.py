@@ -12,7 +12,6 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Row
 from sqlalchemy.exc import IntegrityError
 
 from atelier.catalog.v1 import catalog_pb2
@@ -28,6 +27,7 @@ from services.generation import events, repository
 from services.generation.clients import Clients, QuoteArgs
 from services.generation.providers import ProviderRegistry
 from services.generation.providers.base import ChatMessage, ProviderError, ProviderJob, Usage
+from services.generation.records import ConversationRecord, MessageRecord
 from services.generation.service import (
     estimate_tokens,
     hold_id,
@@ -37,6 +37,7 @@ from services.generation.service import (
     token_charge,
 )
 from services.generation.settings import GenerationSettings
+from services.generation.values import MessageRole, MessageStatus, TaskKind, TaskStatus
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +50,10 @@ DEFAULT_MAX_OUTPUT_TOKENS = 2048
 class Streamed:
     """One item of a SendMessage stream: the user message, a delta, or the final assistant message."""
 
-    user_message: Row[Any] | None = None
+    user_message: MessageRecord | None = None
     delta: str = ""
     message_id: str = ""
-    final: Row[Any] | None = None
+    final: MessageRecord | None = None
 
 
 class Conversations:
@@ -70,7 +71,9 @@ class Conversations:
         self.providers = providers
         self.settings = settings
 
-    async def create(self, user_id: str, model_code: str, title: str, system_instruction: str) -> Row[Any]:
+    async def create(
+        self, user_id: str, model_code: str, title: str, system_instruction: str
+    ) -> ConversationRecord:
         if not model_code:
             raise InvalidArgument("model_code is required", code="invalid_argument", field="model_code")
         if len(system_instruction) > MAX_SYSTEM or len(title) > 200:
@@ -84,7 +87,7 @@ class Conversations:
                 max_output_tokens=DEFAULT_MAX_OUTPUT_TOKENS,
             )
         )
-        require_kind(quote, "text")
+        require_kind(quote, TaskKind.TEXT)
         async with self.db.transaction() as session:
             return await repository.insert_conversation(
                 session,
@@ -97,7 +100,7 @@ class Conversations:
                 },
             )
 
-    async def list_page(self, user_id: str, cursor: str, limit: int) -> tuple[list[Row[Any]], str]:
+    async def list_page(self, user_id: str, cursor: str, limit: int) -> tuple[list[ConversationRecord], str]:
         after = decode_cursor(cursor)
         size = page_limit(limit)
         async with self.db.session() as session:
@@ -106,7 +109,7 @@ class Conversations:
         next_cursor = encode_cursor(page[-1].updated_at, page[-1].id) if len(rows) > size else ""
         return page, next_cursor
 
-    async def get(self, user_id: str, conversation_id: str) -> tuple[Row[Any], list[Row[Any]]]:
+    async def get(self, user_id: str, conversation_id: str) -> tuple[ConversationRecord, list[MessageRecord]]:
         async with self.db.session() as session:
             row = await repository.get_user_conversation(session, user_id, conversation_id)
             if row is None:
@@ -137,7 +140,10 @@ class Conversations:
             if idempotency_key:
                 earlier = await repository.find_message_by_key(session, user_id, idempotency_key)
                 if earlier is not None:
-                    if earlier.conversation_id != conversation_id or earlier.status == "streaming":
+                    if (
+                        earlier.conversation_id != conversation_id
+                        or earlier.status == MessageStatus.STREAMING
+                    ):
                         raise FailedPrecondition(
                             "this Idempotency-Key belongs to another or unfinished message",
                             code="idempotency_conflict",
@@ -145,10 +151,12 @@ class Conversations:
                     yield Streamed(final=earlier)
                     return
             history = [
-                m for m in await repository.messages_of(session, conversation_id) if m.status == "completed"
+                m
+                for m in await repository.messages_of(session, conversation_id)
+                if m.status == MessageStatus.COMPLETED
             ]
         model = model_code or conversation.model_code
-        chat = (*(ChatMessage(m.role, m.content) for m in history), ChatMessage("user", content))
+        chat = (*(ChatMessage(m.role, m.content) for m in history), ChatMessage(MessageRole.USER, content))
         cap = max_output_tokens or DEFAULT_MAX_OUTPUT_TOKENS
         quote = await self.clients.quote(
             QuoteArgs(
@@ -157,7 +165,7 @@ class Conversations:
                 max_output_tokens=cap,
             )
         )
-        require_kind(quote, "text")
+        require_kind(quote, TaskKind.TEXT)
         answer_id = new_id("msg")
         held = hold_id(answer_id, 1)
         price = Credits(quote.total.milli)
@@ -169,7 +177,7 @@ class Conversations:
                 ttl=dt.timedelta(seconds=self.settings.hold_ttl_seconds),
                 reference_type=ledger_pb2.REFERENCE_TYPE_MESSAGE,
                 reference_id=answer_id,
-                metadata={"model": model, "kind": "text"},
+                metadata={"model": model, "kind": TaskKind.TEXT},
             )
         # Explicit times: both rows share one transaction (one now()), and history is ordered by time.
         asked_at = dt.datetime.now(dt.UTC)
@@ -182,9 +190,9 @@ class Conversations:
                         "id": new_id("msg"),
                         "conversation_id": conversation_id,
                         "user_id": user_id,
-                        "role": "user",
+                        "role": MessageRole.USER,
                         "content": content,
-                        "status": "completed",
+                        "status": MessageStatus.COMPLETED,
                         "created_at": asked_at,
                     },
                 )
@@ -194,8 +202,8 @@ class Conversations:
                         "id": answer_id,
                         "conversation_id": conversation_id,
                         "user_id": user_id,
-                        "role": "assistant",
-                        "status": "streaming",
+                        "role": MessageRole.ASSISTANT,
+                        "status": MessageStatus.STREAMING,
                         "model_code": model,
                         "price_milli": price.milli,
                         "quote": quote.SerializeToString(),
@@ -214,7 +222,7 @@ class Conversations:
         yield Streamed(user_message=asked)
 
         job = ProviderJob(
-            kind="text",
+            kind=TaskKind.TEXT,
             model=quote.channel.upstream_model_id or model,
             system_instruction=conversation.system_instruction,
             max_output_tokens=cap,
@@ -252,7 +260,7 @@ class Conversations:
         async def recorded() -> bool:
             async with self.db.session() as session:
                 row = await repository.get_message(session, message_id)
-            return row is not None and (not finished or row.status != "streaming")
+            return row is not None and (not finished or row.status != MessageStatus.STREAMING)
 
         return owned_or_undone(
             f"hold {held}", owned=recorded, undo=lambda: self.clients.release(hold_id=held, reason=reason)
@@ -260,14 +268,17 @@ class Conversations:
 
     async def _finish(
         self,
-        answer: Row[Any],
+        answer: MessageRecord,
         quote: catalog_pb2.QuoteSnapshot,
         text: str,
         usage: Usage | None,
         error: ProviderError | None,
-    ) -> Row[Any]:
+    ) -> MessageRecord:
         succeeded = error is None and usage is not None
-        values: dict[str, Any] = {"content": text, "status": "completed" if succeeded else "failed"}
+        values: dict[str, Any] = {
+            "content": text,
+            "status": MessageStatus.COMPLETED if succeeded else MessageStatus.FAILED,
+        }
         if succeeded and usage is not None:
             values.update(
                 input_tokens=usage.input_tokens,
@@ -288,7 +299,10 @@ class Conversations:
                 return found or answer
             if row.hold_id:
                 await events.message_completed(
-                    session, self.outbox, message=row, status="succeeded" if succeeded else "failed"
+                    session,
+                    self.outbox,
+                    message=row,
+                    status=TaskStatus.SUCCEEDED if succeeded else TaskStatus.FAILED,
                 )
             await repository.update_conversation(session, row.conversation_id, {})
         return row

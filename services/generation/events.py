@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any
 
-from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from atelier.common.v1 import common_pb2
@@ -16,9 +14,11 @@ from kit.outbox import Outbox
 from kit.protoconv import timestamp
 from services.generation import views
 from services.generation.blobs import Blobs
+from services.generation.records import MessageRecord, OutputRecord, TaskRecord
+from services.generation.values import TaskKind, TaskStatus
 
 PRODUCER = "generation"
-JOB_SUBJECTS = {"text": "jobs.text", "image": "jobs.image", "video": "jobs.video"}
+JOB_SUBJECTS = {TaskKind.TEXT: "jobs.text", TaskKind.IMAGE: "jobs.image", TaskKind.VIDEO: "jobs.video"}
 PROGRESS = "tasks.progress"
 COMPLETED = "tasks.completed"
 _NAMESPACE = uuid.UUID("6d1c3f5e-2b7a-4b8e-9a51-0c7e4f1d2a90")
@@ -35,7 +35,7 @@ def derived_id(*parts: object) -> uuid.UUID:
     return uuid.uuid5(_NAMESPACE, ":".join(str(p) for p in parts))
 
 
-async def job_requested(session: AsyncSession, outbox: Outbox, task: Row[Any]) -> None:
+async def job_requested(session: AsyncSession, outbox: Outbox, task: TaskRecord) -> None:
     event_id = derived_id(task.id, task.attempt, "job")
     event = events_pb2.JobRequested(
         meta=_meta(event_id),
@@ -48,7 +48,7 @@ async def job_requested(session: AsyncSession, outbox: Outbox, task: Row[Any]) -
     await outbox.add(session, JOB_SUBJECTS[task.kind], event, event_id=event_id)
 
 
-async def task_progress(session: AsyncSession, outbox: Outbox, task: Row[Any]) -> None:
+async def task_progress(session: AsyncSession, outbox: Outbox, task: TaskRecord) -> None:
     event_id = derived_id(task.id, task.attempt, "progress", task.status, task.progress)
     event = events_pb2.TaskProgress(
         meta=_meta(event_id),
@@ -63,7 +63,7 @@ async def task_progress(session: AsyncSession, outbox: Outbox, task: Row[Any]) -
 
 
 async def task_completed(
-    session: AsyncSession, outbox: Outbox, task: Row[Any], outputs: Sequence[Row[Any]], blobs: Blobs
+    session: AsyncSession, outbox: Outbox, task: TaskRecord, outputs: Sequence[OutputRecord], blobs: Blobs
 ) -> None:
     event_id = derived_id(task.id, task.attempt, "completed")
     event = events_pb2.TaskCompleted(
@@ -74,7 +74,7 @@ async def task_completed(
         model_code=task.model_code,
         status=views.STATUSES[task.status],
         price=views.credits(task.price_milli),
-        charge=views.credits(task.charge_milli if task.status == "succeeded" else 0),
+        charge=views.credits(task.charge_milli if task.status == TaskStatus.SUCCEEDED else 0),
         hold_id=task.hold_id or "",
         internal=task.internal,
         run_id=task.run_id or "",
@@ -91,8 +91,8 @@ async def message_completed(
     session: AsyncSession,
     outbox: Outbox,
     *,
-    message: Row[Any],
-    status: str,
+    message: MessageRecord,
+    status: TaskStatus,
 ) -> None:
     """A Copy Studio answer settles its hold like a task: the charge is the token usage priced."""
     event_id = derived_id(message.id, "completed")
@@ -104,7 +104,7 @@ async def message_completed(
         model_code=message.model_code,
         status=views.STATUSES[status],
         price=views.credits(message.price_milli),
-        charge=views.credits(message.charge_milli if status == "succeeded" else 0),
+        charge=views.credits(message.charge_milli if status == TaskStatus.SUCCEEDED else 0),
         hold_id=message.hold_id or "",
         attempt=1,
     )

@@ -45,10 +45,10 @@ tasks = Table(
     metadata,
     Column("id", Text, primary_key=True),
     Column("user_id", Text, nullable=False),
-    # text | image | video
+    # a TaskKind (services/generation/values.py)
     Column("kind", Text, nullable=False),
     Column("model_code", Text, nullable=False),
-    # queued | running | succeeded | failed | canceled
+    # a TaskStatus
     Column("status", Text, nullable=False),
     Column("progress", Integer, nullable=False, server_default="0"),
     Column("prompt", Text, nullable=False, server_default=""),
@@ -57,7 +57,7 @@ tasks = Table(
     Column("duration_seconds", Integer, nullable=False, server_default="0"),
     Column("n", Integer, nullable=False, server_default="1"),
     Column("capability", Text, nullable=False, server_default=""),
-    # [{"upload_id"|"output_id": ..., "role": ...}]
+    # [{"source": an InputSource, "id": ..., "role": an InputRole}]
     Column("inputs", JSONB, nullable=False, server_default="[]"),
     Column("system_instruction", Text, nullable=False, server_default=""),
     Column("max_output_tokens", BigInteger, nullable=False, server_default="0"),
@@ -146,10 +146,10 @@ messages = Table(
     Column("id", Text, primary_key=True),
     Column("conversation_id", Text, ForeignKey("conversations.id"), nullable=False),
     Column("user_id", Text, nullable=False),
-    # system | user | assistant
+    # a MessageRole (services/generation/values.py)
     Column("role", Text, nullable=False),
     Column("content", Text, nullable=False, server_default=""),
-    # streaming | completed | failed
+    # a MessageStatus
     Column("status", Text, nullable=False),
     Column("model_code", Text, nullable=False, server_default=""),
     Column("input_tokens", BigInteger, nullable=False, server_default="0"),

@@ -1,4 +1,5 @@
-"""Every query of the generation service."""
+"""Every query of the generation service, returning the typed records of `records`. Functions take the
+caller's session; none commits."""
 
 from __future__ import annotations
 
@@ -6,54 +7,61 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, and_, func, insert, literal, or_, select, tuple_, update
+from sqlalchemy import and_, func, insert, literal, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.generation import records
 from services.generation.models import conversations, messages, outputs, tasks, uploads
-
-FINAL_STATUSES = ("succeeded", "failed", "canceled")
-OPEN_STATUSES = ("queued", "running")
-
+from services.generation.records import (
+    ConversationRecord,
+    MessageRecord,
+    OutputRecord,
+    TaskRecord,
+    UploadRecord,
+)
+from services.generation.values import MessageStatus, TaskKind, TaskStatus
 
 # -- tasks -------------------------------------------------------------------------------------------
 
 
-async def insert_task(session: AsyncSession, values: dict[str, Any]) -> Row[Any]:
-    row = (await session.execute(insert(tasks).values(**values).returning(tasks))).one()
-    return row
+async def insert_task(session: AsyncSession, values: dict[str, Any]) -> TaskRecord:
+    return records.task((await session.execute(insert(tasks).values(**values).returning(tasks))).one())
 
 
-async def get_task(session: AsyncSession, task_id: str, *, lock: bool = False) -> Row[Any] | None:
+async def get_task(session: AsyncSession, task_id: str, *, lock: bool = False) -> TaskRecord | None:
     query = select(tasks).where(tasks.c.id == task_id)
     if lock:
         query = query.with_for_update()
-    return (await session.execute(query)).one_or_none()
+    row = (await session.execute(query)).one_or_none()
+    return records.task(row) if row is not None else None
 
 
-async def get_user_task(session: AsyncSession, user_id: str | None, task_id: str) -> Row[Any] | None:
+async def get_user_task(session: AsyncSession, user_id: str | None, task_id: str) -> TaskRecord | None:
     """The task when `user_id` owns it; any owner's when `user_id` is None."""
     query = select(tasks).where(tasks.c.id == task_id)
     if user_id is not None:
         query = query.where(tasks.c.user_id == user_id)
-    return (await session.execute(query)).one_or_none()
+    row = (await session.execute(query)).one_or_none()
+    return records.task(row) if row is not None else None
 
 
-async def find_by_idempotency_key(session: AsyncSession, user_id: str, key: str) -> Row[Any] | None:
+async def find_by_idempotency_key(session: AsyncSession, user_id: str, key: str) -> TaskRecord | None:
     query = select(tasks).where(tasks.c.user_id == user_id, tasks.c.idempotency_key == key)
-    return (await session.execute(query)).one_or_none()
+    row = (await session.execute(query)).one_or_none()
+    return records.task(row) if row is not None else None
 
 
 async def list_tasks(
     session: AsyncSession,
     user_id: str,
     *,
-    kind: str | None,
-    status: str | None,
+    kind: TaskKind | None,
+    status: TaskStatus | None,
     model_code: str | None,
     include_internal: bool,
     after: tuple[dt.datetime, str] | None,
     limit: int,
-) -> Sequence[Row[Any]]:
+) -> list[TaskRecord]:
     query = select(tasks).where(tasks.c.user_id == user_id)
     if kind:
         query = query.where(tasks.c.kind == kind)
@@ -68,12 +76,12 @@ async def list_tasks(
             tuple_(tasks.c.created_at, tasks.c.id) < tuple_(literal(after[0]), literal(after[1]))
         )
     query = query.order_by(tasks.c.created_at.desc(), tasks.c.id.desc()).limit(limit)
-    return (await session.execute(query)).all()
+    return [records.task(row) for row in await session.execute(query)]
 
 
 async def transition(
-    session: AsyncSession, task_id: str, *, from_statuses: Sequence[str], values: dict[str, Any]
-) -> Row[Any] | None:
+    session: AsyncSession, task_id: str, *, from_statuses: Sequence[TaskStatus], values: dict[str, Any]
+) -> TaskRecord | None:
     """Compare-and-set: changes the task only while its status is one of `from_statuses`; None when
     another writer got there first."""
     query = (
@@ -82,14 +90,19 @@ async def transition(
         .values(**values, updated_at=func.now())
         .returning(tasks)
     )
-    return (await session.execute(query)).one_or_none()
+    row = (await session.execute(query)).one_or_none()
+    return records.task(row) if row is not None else None
 
 
 async def set_operation_id(session: AsyncSession, task_id: str, operation_id: str) -> bool:
     """Records the upstream operation once; False when the task already has one or is final."""
     query = (
         update(tasks)
-        .where(tasks.c.id == task_id, tasks.c.upstream_operation_id.is_(None), tasks.c.status == "running")
+        .where(
+            tasks.c.id == task_id,
+            tasks.c.upstream_operation_id.is_(None),
+            tasks.c.status == TaskStatus.RUNNING,
+        )
         .values(upstream_operation_id=operation_id, upstream_submitted_at=func.now(), updated_at=func.now())
     )
     result = await session.execute(query)
@@ -99,7 +112,7 @@ async def set_operation_id(session: AsyncSession, task_id: str, operation_id: st
 async def set_progress(session: AsyncSession, task_id: str, progress: int) -> bool:
     query = (
         update(tasks)
-        .where(tasks.c.id == task_id, tasks.c.status == "running", tasks.c.progress < progress)
+        .where(tasks.c.id == task_id, tasks.c.status == TaskStatus.RUNNING, tasks.c.progress < progress)
         .values(progress=progress, updated_at=func.now())
     )
     result = await session.execute(query)
@@ -114,64 +127,71 @@ async def insert_outputs(session: AsyncSession, rows: Sequence[dict[str, Any]]) 
         await session.execute(insert(outputs), list(rows))
 
 
-async def outputs_of(session: AsyncSession, task_ids: Sequence[str]) -> dict[str, list[Row[Any]]]:
-    found: dict[str, list[Row[Any]]] = {task_id: [] for task_id in task_ids}
+async def outputs_of(session: AsyncSession, task_ids: Sequence[str]) -> dict[str, list[OutputRecord]]:
+    found: dict[str, list[OutputRecord]] = {task_id: [] for task_id in task_ids}
     if not task_ids:
         return found
     query = (
         select(outputs).where(outputs.c.task_id.in_(task_ids)).order_by(outputs.c.task_id, outputs.c.position)
     )
-    for row in (await session.execute(query)).all():
-        found[row.task_id].append(row)
+    for row in await session.execute(query):
+        record = records.output(row)
+        found[record.task_id].append(record)
     return found
 
 
-async def get_user_output(session: AsyncSession, user_id: str, output_id: str) -> Row[Any] | None:
+async def get_user_output(session: AsyncSession, user_id: str, output_id: str) -> OutputRecord | None:
     query = select(outputs).where(outputs.c.id == output_id, outputs.c.user_id == user_id)
-    return (await session.execute(query)).one_or_none()
+    row = (await session.execute(query)).one_or_none()
+    return records.output(row) if row is not None else None
 
 
-async def get_output(session: AsyncSession, output_id: str) -> Row[Any] | None:
-    return (await session.execute(select(outputs).where(outputs.c.id == output_id))).one_or_none()
+async def get_output(session: AsyncSession, output_id: str) -> OutputRecord | None:
+    row = (await session.execute(select(outputs).where(outputs.c.id == output_id))).one_or_none()
+    return records.output(row) if row is not None else None
 
 
 # -- uploads -----------------------------------------------------------------------------------------
 
 
-async def insert_upload(session: AsyncSession, values: dict[str, Any]) -> Row[Any]:
-    return (await session.execute(insert(uploads).values(**values).returning(uploads))).one()
+async def insert_upload(session: AsyncSession, values: dict[str, Any]) -> UploadRecord:
+    return records.upload((await session.execute(insert(uploads).values(**values).returning(uploads))).one())
 
 
-async def get_user_upload(session: AsyncSession, user_id: str, upload_id: str) -> Row[Any] | None:
+async def get_user_upload(session: AsyncSession, user_id: str, upload_id: str) -> UploadRecord | None:
     query = select(uploads).where(uploads.c.id == upload_id, uploads.c.user_id == user_id)
-    return (await session.execute(query)).one_or_none()
+    row = (await session.execute(query)).one_or_none()
+    return records.upload(row) if row is not None else None
 
 
-async def get_upload(session: AsyncSession, upload_id: str) -> Row[Any] | None:
-    return (await session.execute(select(uploads).where(uploads.c.id == upload_id))).one_or_none()
+async def get_upload(session: AsyncSession, upload_id: str) -> UploadRecord | None:
+    row = (await session.execute(select(uploads).where(uploads.c.id == upload_id))).one_or_none()
+    return records.upload(row) if row is not None else None
 
 
 # -- conversations -------------------------------------------------------------------------------------
 
 
-async def insert_conversation(session: AsyncSession, values: dict[str, Any]) -> Row[Any]:
-    return (await session.execute(insert(conversations).values(**values).returning(conversations))).one()
+async def insert_conversation(session: AsyncSession, values: dict[str, Any]) -> ConversationRecord:
+    query = insert(conversations).values(**values).returning(conversations)
+    return records.conversation((await session.execute(query)).one())
 
 
 async def get_user_conversation(
     session: AsyncSession, user_id: str, conversation_id: str, *, lock: bool = False
-) -> Row[Any] | None:
+) -> ConversationRecord | None:
     query = select(conversations).where(
         conversations.c.id == conversation_id, conversations.c.user_id == user_id
     )
     if lock:
         query = query.with_for_update()
-    return (await session.execute(query)).one_or_none()
+    row = (await session.execute(query)).one_or_none()
+    return records.conversation(row) if row is not None else None
 
 
 async def list_conversations(
     session: AsyncSession, user_id: str, *, after: tuple[dt.datetime, str] | None, limit: int
-) -> Sequence[Row[Any]]:
+) -> list[ConversationRecord]:
     query = select(conversations).where(conversations.c.user_id == user_id)
     if after is not None:
         query = query.where(
@@ -181,7 +201,7 @@ async def list_conversations(
             )
         )
     query = query.order_by(conversations.c.updated_at.desc(), conversations.c.id.desc()).limit(limit)
-    return (await session.execute(query)).all()
+    return [records.conversation(row) for row in await session.execute(query)]
 
 
 async def update_conversation(session: AsyncSession, conversation_id: str, values: dict[str, Any]) -> None:
@@ -192,33 +212,40 @@ async def update_conversation(session: AsyncSession, conversation_id: str, value
     )
 
 
-async def messages_of(session: AsyncSession, conversation_id: str) -> Sequence[Row[Any]]:
+async def messages_of(session: AsyncSession, conversation_id: str) -> list[MessageRecord]:
     query = (
         select(messages)
         .where(messages.c.conversation_id == conversation_id)
         .order_by(messages.c.created_at, messages.c.id)
     )
-    return (await session.execute(query)).all()
+    return [records.message(row) for row in await session.execute(query)]
 
 
-async def insert_message(session: AsyncSession, values: dict[str, Any]) -> Row[Any]:
-    return (await session.execute(insert(messages).values(**values).returning(messages))).one()
+async def insert_message(session: AsyncSession, values: dict[str, Any]) -> MessageRecord:
+    return records.message(
+        (await session.execute(insert(messages).values(**values).returning(messages))).one()
+    )
 
 
-async def get_message(session: AsyncSession, message_id: str) -> Row[Any] | None:
-    return (await session.execute(select(messages).where(messages.c.id == message_id))).one_or_none()
+async def get_message(session: AsyncSession, message_id: str) -> MessageRecord | None:
+    row = (await session.execute(select(messages).where(messages.c.id == message_id))).one_or_none()
+    return records.message(row) if row is not None else None
 
 
-async def find_message_by_key(session: AsyncSession, user_id: str, key: str) -> Row[Any] | None:
+async def find_message_by_key(session: AsyncSession, user_id: str, key: str) -> MessageRecord | None:
     query = select(messages).where(messages.c.user_id == user_id, messages.c.idempotency_key == key)
-    return (await session.execute(query)).one_or_none()
+    row = (await session.execute(query)).one_or_none()
+    return records.message(row) if row is not None else None
 
 
-async def finish_message(session: AsyncSession, message_id: str, values: dict[str, Any]) -> Row[Any] | None:
+async def finish_message(
+    session: AsyncSession, message_id: str, values: dict[str, Any]
+) -> MessageRecord | None:
     query = (
         update(messages)
-        .where(messages.c.id == message_id, messages.c.status == "streaming")
+        .where(messages.c.id == message_id, messages.c.status == MessageStatus.STREAMING)
         .values(**values)
         .returning(messages)
     )
-    return (await session.execute(query)).one_or_none()
+    row = (await session.execute(query)).one_or_none()
+    return records.message(row) if row is not None else None

@@ -22,7 +22,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from PIL import Image, UnidentifiedImageError
-from sqlalchemy import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -36,28 +35,32 @@ from kit.errors import Conflict, DomainError, FailedPrecondition, InvalidArgumen
 from kit.identity import Identity
 from kit.money import Credits
 from kit.outbox import Outbox
-from services.generation import events, metrics, repository
+from services.generation import events, metrics, repository, views
 from services.generation.blobs import Blobs
 from services.generation.clients import Clients, QuoteArgs
 from services.generation.models import tasks
+from services.generation.records import OutputRecord, TaskRecord, UploadRecord
 from services.generation.settings import GenerationSettings
+from services.generation.values import (
+    FINAL_STATUSES,
+    OPEN_STATUSES,
+    InputRole,
+    InputSource,
+    TaskKind,
+    TaskStatus,
+)
 
 log = logging.getLogger(__name__)
 
 # The input role each capability needs (reference images may accompany any capability).
 CAPABILITY_ROLES = {
-    "first_frame": "first_frame",
-    "image_to_video": "first_frame",
-    "reference_image": "reference",
-    "image_edit": "edit",
-    "product_image": "product",
+    "first_frame": InputRole.FIRST_FRAME,
+    "image_to_video": InputRole.FIRST_FRAME,
+    "reference_image": InputRole.REFERENCE,
+    "image_edit": InputRole.EDIT,
+    "product_image": InputRole.PRODUCT,
 }
 UPLOAD_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
-MODEL_KINDS = {
-    "text": common_pb2.MODEL_KIND_TEXT,
-    "image": common_pb2.MODEL_KIND_IMAGE,
-    "video": common_pb2.MODEL_KIND_VIDEO,
-}
 MAX_PROMPT = 4000
 MAX_INPUTS = 16
 MAX_N = 10
@@ -81,10 +84,10 @@ def hold_id(task_id: str, attempt: int) -> str:
     return f"hold:{task_id}:{attempt}"
 
 
-def require_kind(quote: catalog_pb2.QuoteSnapshot, kind: str) -> None:
+def require_kind(quote: catalog_pb2.QuoteSnapshot, kind: TaskKind) -> None:
     """The quoted model makes `kind` (an image task needs an image model, Copy Studio a text one)."""
     # A quote that does not name its kind (UNSPECIFIED) is not checked here.
-    if quote.kind != common_pb2.MODEL_KIND_UNSPECIFIED and quote.kind != MODEL_KINDS[kind]:
+    if quote.kind != common_pb2.MODEL_KIND_UNSPECIFIED and quote.kind != views.KINDS[kind]:
         raise InvalidArgument(f"{quote.model_code} is not a {kind} model", code="unsupported_spec", kind=kind)
 
 
@@ -107,15 +110,15 @@ def estimate_tokens(*texts: str) -> int:
 
 @dataclass(frozen=True)
 class InputSpec:
-    # "upload_id" | "output_id"
+    # An InputSource and an InputRole, as the caller sent them (`validate` checks them).
     source: str
     id: str
-    # reference | first_frame | edit | product
     role: str
 
 
 @dataclass(frozen=True)
 class TaskSpec:
+    # A TaskKind as the caller sent it (`validate` checks it).
     kind: str
     model_code: str
     prompt: str = ""
@@ -140,17 +143,18 @@ class TaskSpec:
 
 @dataclass(frozen=True)
 class TaskView:
-    row: Row[Any]
-    outputs: Sequence[Row[Any]] = field(default_factory=tuple)
+    task: TaskRecord
+    outputs: Sequence[OutputRecord] = field(default_factory=tuple)
 
 
-def validate(spec: TaskSpec) -> None:
-    """What needs no other service: shape, sizes and the capability/input pairing."""
-    if spec.kind not in ("text", "image", "video"):
+def validate(spec: TaskSpec) -> TaskKind:
+    """What needs no other service: shape, sizes and the capability/input pairing. The task's kind."""
+    if spec.kind not in tuple(TaskKind):
         raise InvalidArgument("kind must be text, image or video", code="invalid_kind")
+    kind = TaskKind(spec.kind)
     if not spec.model_code:
         raise InvalidArgument("model_code is required", code="invalid_argument", field="model_code")
-    if spec.kind == "text" and not spec.internal:
+    if kind == TaskKind.TEXT and not spec.internal:
         raise InvalidArgument("text is generated through Copy Studio conversations", code="invalid_kind")
     if not spec.prompt.strip():
         raise InvalidArgument("prompt is required", code="invalid_argument", field="prompt")
@@ -158,9 +162,9 @@ def validate(spec: TaskSpec) -> None:
         raise InvalidArgument(f"prompt is longer than {MAX_PROMPT} characters", code="prompt_too_long")
     if not 0 <= spec.n <= MAX_N:
         raise InvalidArgument(f"n must be between 1 and {MAX_N}", code="unsupported_spec", field="n")
-    if spec.n > 1 and spec.kind != "image":
+    if spec.n > 1 and kind != TaskKind.IMAGE:
         raise InvalidArgument("only image tasks produce several outputs", code="unsupported_spec", field="n")
-    if spec.duration_seconds < 0 or (spec.duration_seconds and spec.kind != "video"):
+    if spec.duration_seconds < 0 or (spec.duration_seconds and kind != TaskKind.VIDEO):
         raise InvalidArgument("duration applies to video tasks", code="unsupported_spec", field="duration")
     if len(spec.inputs) > MAX_INPUTS:
         raise InvalidArgument(f"at most {MAX_INPUTS} input images", code="unsupported_spec")
@@ -181,18 +185,20 @@ def validate(spec: TaskSpec) -> None:
                 role=needed,
             )
     for item in spec.inputs:
-        if item.role not in ("reference", "first_frame", "edit", "product") or not item.id:
+        if item.role not in tuple(InputRole) or not item.id:
             raise InvalidArgument("each input names an upload or output and a role", code="invalid_input")
-        if item.role != "reference" and item.role != CAPABILITY_ROLES.get(spec.capability):
+        if item.role != InputRole.REFERENCE and item.role != CAPABILITY_ROLES.get(spec.capability):
             raise InvalidArgument(
                 f"an input with role {item.role} needs the matching capability", code="unsupported_capability"
             )
+    return kind
 
 
 async def check_inputs(session: AsyncSession, user_id: str, inputs: Sequence[InputSpec]) -> None:
     """Every input is the caller's own upload or output (others are reported missing, not forbidden)."""
     for item in inputs:
-        if item.source == "upload_id":
+        found: UploadRecord | OutputRecord | None
+        if item.source == InputSource.UPLOAD:
             found = await repository.get_user_upload(session, user_id, item.id)
         else:
             output = await repository.get_user_output(session, user_id, item.id)
@@ -209,18 +215,18 @@ async def finish_task(
     blobs: Blobs,
     task_id: str,
     *,
-    status: str,
-    from_statuses: Sequence[str] = repository.OPEN_STATUSES,
+    status: TaskStatus,
+    from_statuses: Sequence[TaskStatus] = OPEN_STATUSES,
     error: tuple[str, str] | None = None,
     charge: Credits | None = None,
     outputs: Sequence[dict[str, Any]] = (),
     usage: tuple[int, int] | None = None,
     cancel_requested: bool | None = None,
-) -> Row[Any] | None:
+) -> TaskRecord | None:
     """Moves an open task to its final status (compare-and-set: None when another writer finished it
     first), stores its outputs and announces `tasks.completed` in the same transaction."""
     values: dict[str, Any] = {"status": status, "finished_at": dt.datetime.now(dt.UTC)}
-    if status == "succeeded":
+    if status == TaskStatus.SUCCEEDED:
         values["progress"] = 100
         values["charge_milli"] = charge.milli if charge is not None else tasks.c.price_milli
     if error is not None:
@@ -254,15 +260,15 @@ class Generation:
         self.blobs = blobs
         self.settings = settings
 
-    def deadline_for(self, kind: str) -> dt.timedelta:
+    def deadline_for(self, kind: TaskKind) -> dt.timedelta:
         seconds = {
-            "text": self.settings.text_deadline_seconds,
-            "image": self.settings.image_deadline_seconds,
-            "video": self.settings.video_deadline_seconds,
+            TaskKind.TEXT: self.settings.text_deadline_seconds,
+            TaskKind.IMAGE: self.settings.image_deadline_seconds,
+            TaskKind.VIDEO: self.settings.video_deadline_seconds,
         }[kind]
         return dt.timedelta(seconds=seconds)
 
-    def hold_ttl(self, kind: str) -> dt.timedelta:
+    def hold_ttl(self, kind: TaskKind) -> dt.timedelta:
         # Longer than the task may live, so the ledger never expires a hold a task still needs.
         return max(dt.timedelta(seconds=self.settings.hold_ttl_seconds), self.deadline_for(kind) * 2)
 
@@ -273,7 +279,7 @@ class Generation:
     ) -> tuple[TaskView, bool]:
         """Quote, hold, record: refused with nothing created and nothing held, or the task and its
         job in one transaction. A replayed idempotency key returns the first task."""
-        validate(spec)
+        kind = validate(spec)
         fingerprint = spec.fingerprint()
         async with self.db.transaction() as session:
             if spec.idempotency_key:
@@ -292,13 +298,13 @@ class Generation:
                 capability=spec.capability,
                 input_image_count=len(spec.inputs),
                 input_tokens=estimate_tokens(spec.prompt, spec.system_instruction)
-                if spec.kind == "text"
+                if kind == TaskKind.TEXT
                 else 0,
                 max_output_tokens=spec.max_output_tokens,
                 internal=spec.internal,
             )
         )
-        require_kind(quote, spec.kind)
+        require_kind(quote, kind)
         task_id = (
             task_id_for(identity.user_id, spec.idempotency_key) if spec.idempotency_key else new_id("tsk")
         )
@@ -308,9 +314,9 @@ class Generation:
         values = {
             "id": task_id,
             "user_id": identity.user_id,
-            "kind": spec.kind,
+            "kind": kind,
             "model_code": spec.model_code,
-            "status": "queued",
+            "status": TaskStatus.QUEUED,
             "prompt": spec.prompt,
             "ratio": quote.ratio or spec.ratio,
             "resolution": quote.resolution or spec.resolution,
@@ -330,7 +336,7 @@ class Generation:
             "idempotency_key": spec.idempotency_key or None,
             "request_hash": fingerprint,
             "trace_id": trace_id,
-            "deadline_at": now + self.deadline_for(spec.kind),
+            "deadline_at": now + self.deadline_for(kind),
             "created_at": now,
             "updated_at": now,
         }
@@ -351,7 +357,7 @@ class Generation:
                 if replay is not None:
                     return replay, False
             raise
-        metrics.task_submitted(spec.model_code, spec.kind)
+        metrics.task_submitted(spec.model_code, kind)
         return TaskView(row), True
 
     def _owned(self, held: str | None, task_id: str) -> AbstractAsyncContextManager[None]:
@@ -382,7 +388,7 @@ class Generation:
                 hold_id=held,
                 user_id=user_id,
                 amount=price,
-                ttl=self.hold_ttl(spec.kind),
+                ttl=self.hold_ttl(TaskKind(spec.kind)),
                 reference_type=ledger_pb2.REFERENCE_TYPE_TASK,
                 reference_id=task_id,
                 metadata={"model": spec.model_code, "kind": spec.kind},
@@ -432,8 +438,8 @@ class Generation:
         self,
         user_id: str,
         *,
-        kind: str | None = None,
-        status: str | None = None,
+        kind: TaskKind | None = None,
+        status: TaskStatus | None = None,
         model_code: str | None = None,
         include_internal: bool = False,
         cursor: str = "",
@@ -464,8 +470,8 @@ class Generation:
             row = await repository.get_task(session, task_id, lock=True)
             if row is None or row.user_id != user_id:
                 raise NotFound("task not found", code="task_not_found")
-            if row.status in repository.FINAL_STATUSES:
-                if row.status == "canceled":
+            if row.status in FINAL_STATUSES:
+                if row.status == TaskStatus.CANCELED:
                     return TaskView(row, (await repository.outputs_of(session, [row.id]))[row.id])
                 raise FailedPrecondition(f"the task already {row.status}", code="task_finished")
             finished = await finish_task(
@@ -473,7 +479,7 @@ class Generation:
                 self.outbox,
                 self.blobs,
                 task_id,
-                status="canceled",
+                status=TaskStatus.CANCELED,
                 error=("canceled", "canceled by the user"),
                 cancel_requested=True,
             )
@@ -482,7 +488,9 @@ class Generation:
 
     # -- uploads ---------------------------------------------------------------------------------
 
-    async def create_upload(self, user_id: str, content: bytes, filename: str, content_type: str) -> Row[Any]:
+    async def create_upload(
+        self, user_id: str, content: bytes, filename: str, content_type: str
+    ) -> UploadRecord:
         if not content:
             raise InvalidArgument("the upload is empty", code="invalid_upload")
         if len(content) > self.settings.upload_max_bytes:
@@ -529,7 +537,7 @@ class Generation:
             await asyncio.shield(self.blobs.store.delete(key))
             raise
 
-    async def get_upload(self, user_id: str, upload_id: str) -> Row[Any]:
+    async def get_upload(self, user_id: str, upload_id: str) -> UploadRecord:
         async with self.db.session() as session:
             row = await repository.get_user_upload(session, user_id, upload_id)
         if row is None:

@@ -14,6 +14,7 @@ from services.generation import views
 from services.generation.blobs import Blobs
 from services.generation.conversations import Conversations
 from services.generation.service import Generation, InputSpec, TaskSpec, TaskView, require_internal_caller
+from services.generation.values import InputSource
 
 Context = Any  # grpc.aio.ServicerContext (grpc ships no types)
 FILE_CHUNK = 1024 * 1024
@@ -26,7 +27,7 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
         self.blobs = blobs
 
     def _task(self, view: TaskView) -> generation_pb2.Task:
-        return views.task(view.row, view.outputs, self.blobs)
+        return views.task(view.task, view.outputs, self.blobs)
 
     # -- tasks -----------------------------------------------------------------------------------
 
@@ -45,8 +46,8 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
             capability=request.capability,
             inputs=tuple(
                 InputSpec(
-                    source=item.WhichOneof("source") or "upload_id",
-                    id=getattr(item, item.WhichOneof("source") or "upload_id"),
+                    source=item.WhichOneof("source") or InputSource.UPLOAD,
+                    id=getattr(item, item.WhichOneof("source") or InputSource.UPLOAD),
                     role=views.ROLE_NAMES.get(item.role, ""),
                 )
                 for item in request.inputs

@@ -1,51 +1,56 @@
-"""Rows → protobuf messages (used by the servicer and by the events the service publishes)."""
+"""Records → protobuf messages (used by the servicer and by the events the service publishes)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
-
-from sqlalchemy import Row
 
 from atelier.catalog.v1 import catalog_pb2
 from atelier.common.v1 import common_pb2
 from atelier.generation.v1 import generation_pb2
 from kit.protoconv import timestamp
 from services.generation.blobs import Blobs
+from services.generation.records import (
+    ConversationRecord,
+    MessageRecord,
+    OutputRecord,
+    TaskRecord,
+    UploadRecord,
+)
+from services.generation.values import InputRole, MessageRole, MessageStatus, TaskKind, TaskStatus
 
-KINDS: dict[str, common_pb2.ModelKind.ValueType] = {
-    "text": common_pb2.MODEL_KIND_TEXT,
-    "image": common_pb2.MODEL_KIND_IMAGE,
-    "video": common_pb2.MODEL_KIND_VIDEO,
+KINDS: dict[TaskKind, common_pb2.ModelKind.ValueType] = {
+    TaskKind.TEXT: common_pb2.MODEL_KIND_TEXT,
+    TaskKind.IMAGE: common_pb2.MODEL_KIND_IMAGE,
+    TaskKind.VIDEO: common_pb2.MODEL_KIND_VIDEO,
 }
 KIND_NAMES = {value: name for name, value in KINDS.items()}
 
-STATUSES: dict[str, generation_pb2.TaskStatus.ValueType] = {
-    "queued": generation_pb2.TASK_STATUS_QUEUED,
-    "running": generation_pb2.TASK_STATUS_RUNNING,
-    "succeeded": generation_pb2.TASK_STATUS_SUCCEEDED,
-    "failed": generation_pb2.TASK_STATUS_FAILED,
-    "canceled": generation_pb2.TASK_STATUS_CANCELED,
+STATUSES: dict[TaskStatus, generation_pb2.TaskStatus.ValueType] = {
+    TaskStatus.QUEUED: generation_pb2.TASK_STATUS_QUEUED,
+    TaskStatus.RUNNING: generation_pb2.TASK_STATUS_RUNNING,
+    TaskStatus.SUCCEEDED: generation_pb2.TASK_STATUS_SUCCEEDED,
+    TaskStatus.FAILED: generation_pb2.TASK_STATUS_FAILED,
+    TaskStatus.CANCELED: generation_pb2.TASK_STATUS_CANCELED,
 }
 STATUS_NAMES = {value: name for name, value in STATUSES.items()}
 
-ROLES: dict[str, generation_pb2.InputRole.ValueType] = {
-    "reference": generation_pb2.INPUT_ROLE_REFERENCE,
-    "first_frame": generation_pb2.INPUT_ROLE_FIRST_FRAME,
-    "edit": generation_pb2.INPUT_ROLE_EDIT,
-    "product": generation_pb2.INPUT_ROLE_PRODUCT,
+ROLES: dict[InputRole, generation_pb2.InputRole.ValueType] = {
+    InputRole.REFERENCE: generation_pb2.INPUT_ROLE_REFERENCE,
+    InputRole.FIRST_FRAME: generation_pb2.INPUT_ROLE_FIRST_FRAME,
+    InputRole.EDIT: generation_pb2.INPUT_ROLE_EDIT,
+    InputRole.PRODUCT: generation_pb2.INPUT_ROLE_PRODUCT,
 }
 ROLE_NAMES = {value: name for name, value in ROLES.items()}
 
-MESSAGE_ROLES: dict[str, generation_pb2.MessageRole.ValueType] = {
-    "system": generation_pb2.MESSAGE_ROLE_SYSTEM,
-    "user": generation_pb2.MESSAGE_ROLE_USER,
-    "assistant": generation_pb2.MESSAGE_ROLE_ASSISTANT,
+MESSAGE_ROLES: dict[MessageRole, generation_pb2.MessageRole.ValueType] = {
+    MessageRole.SYSTEM: generation_pb2.MESSAGE_ROLE_SYSTEM,
+    MessageRole.USER: generation_pb2.MESSAGE_ROLE_USER,
+    MessageRole.ASSISTANT: generation_pb2.MESSAGE_ROLE_ASSISTANT,
 }
-MESSAGE_STATUSES: dict[str, generation_pb2.MessageStatus.ValueType] = {
-    "streaming": generation_pb2.MESSAGE_STATUS_STREAMING,
-    "completed": generation_pb2.MESSAGE_STATUS_COMPLETED,
-    "failed": generation_pb2.MESSAGE_STATUS_FAILED,
+MESSAGE_STATUSES: dict[MessageStatus, generation_pb2.MessageStatus.ValueType] = {
+    MessageStatus.STREAMING: generation_pb2.MESSAGE_STATUS_STREAMING,
+    MessageStatus.COMPLETED: generation_pb2.MESSAGE_STATUS_COMPLETED,
+    MessageStatus.FAILED: generation_pb2.MESSAGE_STATUS_FAILED,
 }
 
 
@@ -59,7 +64,7 @@ def error_detail(code: str | None, message: str | None) -> common_pb2.ErrorDetai
     return common_pb2.ErrorDetail(code=code, message=message or "")
 
 
-def output(row: Row[Any], blobs: Blobs) -> generation_pb2.TaskOutput:
+def output(row: OutputRecord, blobs: Blobs) -> generation_pb2.TaskOutput:
     message = generation_pb2.TaskOutput(
         id=row.id,
         index=row.position,
@@ -77,7 +82,7 @@ def output(row: Row[Any], blobs: Blobs) -> generation_pb2.TaskOutput:
     return message
 
 
-def task(row: Row[Any], output_rows: Sequence[Row[Any]], blobs: Blobs) -> generation_pb2.Task:
+def task(row: TaskRecord, output_rows: Sequence[OutputRecord], blobs: Blobs) -> generation_pb2.Task:
     message = generation_pb2.Task(
         id=row.id,
         user_id=row.user_id,
@@ -121,7 +126,7 @@ def task(row: Row[Any], output_rows: Sequence[Row[Any]], blobs: Blobs) -> genera
     return message
 
 
-def upload(row: Row[Any], blobs: Blobs) -> generation_pb2.Upload:
+def upload(row: UploadRecord, blobs: Blobs) -> generation_pb2.Upload:
     url, _ = blobs.signed_url(row.blob_key)
     message = generation_pb2.Upload(
         id=row.id,
@@ -138,7 +143,7 @@ def upload(row: Row[Any], blobs: Blobs) -> generation_pb2.Upload:
     return message
 
 
-def message(row: Row[Any]) -> generation_pb2.Message:
+def message(row: MessageRecord) -> generation_pb2.Message:
     proto = generation_pb2.Message(
         id=row.id,
         conversation_id=row.conversation_id,
@@ -156,7 +161,9 @@ def message(row: Row[Any]) -> generation_pb2.Message:
     return proto
 
 
-def conversation(row: Row[Any], message_rows: Sequence[Row[Any]] = ()) -> generation_pb2.Conversation:
+def conversation(
+    row: ConversationRecord, message_rows: Sequence[MessageRecord] = ()
+) -> generation_pb2.Conversation:
     proto = generation_pb2.Conversation(
         id=row.id,
         user_id=row.user_id,

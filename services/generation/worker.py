@@ -25,7 +25,6 @@ from typing import Any, TypeVar
 import httpx
 import imageio_ffmpeg
 from PIL import Image
-from sqlalchemy import Row
 
 from atelier.catalog.v1 import catalog_pb2
 from atelier.events.v1 import events_pb2
@@ -45,8 +44,10 @@ from services.generation.providers.base import (
     ProviderJob,
     Submitted,
 )
+from services.generation.records import OutputRecord, TaskRecord, UploadRecord
 from services.generation.service import finish_task, token_charge
 from services.generation.settings import GenerationSettings
+from services.generation.values import FINAL_STATUSES, OPEN_STATUSES, InputSource, TaskKind, TaskStatus
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -137,8 +138,8 @@ class Worker:
                 self.outbox,
                 self.blobs,
                 task_id,
-                status="succeeded",
-                from_statuses=("running",),
+                status=TaskStatus.SUCCEEDED,
+                from_statuses=(TaskStatus.RUNNING,),
                 charge=charge,
                 outputs=outputs,
                 usage=usage,
@@ -146,13 +147,13 @@ class Worker:
         if finished is None:
             log.info("task %s was finished elsewhere; its result is discarded", task_id)
 
-    async def _claim(self, task_id: str) -> Row[Any] | None:
+    async def _claim(self, task_id: str) -> TaskRecord | None:
         """queued → running (or a redelivery of a running task); None when there is nothing to do."""
         async with self.db.transaction() as session:
             task = await repository.get_task(session, task_id, lock=True)
             if task is None:
                 raise Permanent(f"task {task_id} does not exist")
-            if task.status in repository.FINAL_STATUSES:
+            if task.status in FINAL_STATUSES:
                 return None
             if task.deadline_at <= dt.datetime.now(dt.UTC):
                 await finish_task(
@@ -160,26 +161,27 @@ class Worker:
                     self.outbox,
                     self.blobs,
                     task_id,
-                    status="failed",
+                    status=TaskStatus.FAILED,
                     error=("deadline_exceeded", "the task did not finish in time"),
                 )
                 return None
-            values: dict[str, Any] = {"status": "running", "deliveries": task.deliveries + 1}
-            if task.status == "queued":
+            values: dict[str, Any] = {"status": TaskStatus.RUNNING, "deliveries": task.deliveries + 1}
+            if task.status == TaskStatus.QUEUED:
                 values["started_at"] = dt.datetime.now(dt.UTC)
             claimed = await repository.transition(
-                session, task_id, from_statuses=("queued", "running"), values=values
+                session, task_id, from_statuses=OPEN_STATUSES, values=values
             )
             assert claimed is not None
-            if task.status == "queued":
+            if task.status == TaskStatus.QUEUED:
                 await events.task_progress(session, self.outbox, claimed)
             return claimed
 
-    async def _job(self, task: Row[Any], quote: catalog_pb2.QuoteSnapshot) -> ProviderJob:
+    async def _job(self, task: TaskRecord, quote: catalog_pb2.QuoteSnapshot) -> ProviderJob:
         images: list[InputImage] = []
         async with self.db.session() as session:
             for item in task.inputs:
-                if item["source"] == "upload_id":
+                row: UploadRecord | OutputRecord | None
+                if item["source"] == InputSource.UPLOAD:
                     row = await repository.get_upload(session, item["id"])
                 else:
                     row = await repository.get_output(session, item["id"])
@@ -205,7 +207,7 @@ class Worker:
             task_id=task.id,
         )
 
-    async def _execute(self, task: Row[Any], job: ProviderJob, provider: Provider) -> Submitted:
+    async def _execute(self, task: TaskRecord, job: ProviderJob, provider: Provider) -> Submitted:
         deadline = task.deadline_at
         operation_id: str | None = task.upstream_operation_id
         if operation_id is None:
@@ -219,7 +221,7 @@ class Worker:
             async with self.db.transaction() as session:
                 if not await repository.set_operation_id(session, task.id, operation_id):
                     current = await repository.get_task(session, task.id)
-                    if current is None or current.status != "running":
+                    if current is None or current.status != TaskStatus.RUNNING:
                         with contextlib.suppress(Exception):
                             await provider.cancel(operation_id)
                         raise Discarded(task.id)
@@ -229,7 +231,7 @@ class Worker:
         while True:
             async with self.db.session() as session:
                 current = await repository.get_task(session, task.id)
-            if current is None or current.status != "running":
+            if current is None or current.status != TaskStatus.RUNNING:
                 # Canceled (or failed by the deadline) meanwhile: stop upstream where the API allows.
                 with contextlib.suppress(Exception):
                     await provider.cancel(operation_id)
@@ -280,7 +282,7 @@ class Worker:
 
     # -- outputs ---------------------------------------------------------------------------------
 
-    async def _store(self, task: Row[Any], artifacts: tuple[Artifact, ...]) -> list[dict[str, Any]]:
+    async def _store(self, task: TaskRecord, artifacts: tuple[Artifact, ...]) -> list[dict[str, Any]]:
         """Copies every output into our blob store (providers delete theirs) and measures it."""
         rows: list[dict[str, Any]] = []
         for index, artifact in enumerate(artifacts):
@@ -320,11 +322,11 @@ class Worker:
             raise ProviderError(f"the output could not be downloaded (HTTP {response.status_code})")
         return response.content
 
-    def _charge(self, task: Row[Any], quote: catalog_pb2.QuoteSnapshot, submitted: Submitted) -> Credits:
+    def _charge(self, task: TaskRecord, quote: catalog_pb2.QuoteSnapshot, submitted: Submitted) -> Credits:
         price = Credits(task.price_milli)
         if task.internal:
             return Credits(0)
-        if task.kind == "text" and submitted.usage is not None:
+        if task.kind == TaskKind.TEXT and submitted.usage is not None:
             return token_charge(quote, submitted.usage.input_tokens, submitted.usage.output_tokens)
         produced = len(submitted.artifacts)
         if quote.unit == catalog_pb2.BILLING_UNIT_PER_IMAGE and 0 < produced < task.n:
@@ -335,7 +337,7 @@ class Worker:
     async def _fail(self, task_id: str, code: str, message: str) -> None:
         async with self.db.transaction() as session:
             await finish_task(
-                session, self.outbox, self.blobs, task_id, status="failed", error=(code, message)
+                session, self.outbox, self.blobs, task_id, status=TaskStatus.FAILED, error=(code, message)
             )
 
     async def aclose(self) -> None:
@@ -371,14 +373,14 @@ async def setup(runtime: Runtime, server: GrpcServer) -> None:
     providers = ProviderRegistry(settings)
     worker = Worker(runtime, settings, blobs, providers)
     for kind, concurrency in (
-        ("image", settings.image_concurrency),
-        ("video", settings.video_concurrency),
-        ("text", settings.text_concurrency),
+        (TaskKind.IMAGE, settings.image_concurrency),
+        (TaskKind.VIDEO, settings.video_concurrency),
+        (TaskKind.TEXT, settings.text_concurrency),
     ):
         runtime.spawn(
             runtime.bus.consume(
                 durable=f"generation-worker-{kind}",
-                subject=f"jobs.{kind}",
+                subject=events.JOB_SUBJECTS[kind],
                 handler=worker.handle,
                 stop=runtime.stop,
                 stream="JOBS",
