@@ -17,9 +17,8 @@ from services.generation.servicer import GenerationServicer
 from services.generation.settings import GenerationSettings
 
 
-async def setup(runtime: Runtime, server: GrpcServer) -> None:
+async def setup(runtime: Runtime[GenerationSettings], server: GrpcServer) -> None:
     settings = runtime.settings
-    assert isinstance(settings, GenerationSettings)
     assert runtime.outbox is not None
     clients = Clients(settings.catalog_addr, settings.ledger_addr)
     blobs = Blobs.from_settings(settings)

@@ -366,9 +366,8 @@ def measure(data: bytes, mime: str) -> tuple[str, int, int, float]:
     return mime, 0, 0, 0.0
 
 
-async def setup(runtime: Runtime, server: GrpcServer) -> None:
+async def setup(runtime: Runtime[GenerationSettings], server: GrpcServer) -> None:
     settings = runtime.settings
-    assert isinstance(settings, GenerationSettings)
     blobs = Blobs.from_settings(settings)
     providers = ProviderRegistry(settings)
     worker = Worker(runtime, settings, blobs, providers)
