@@ -83,7 +83,7 @@ class Receiver(trace_service_pb2_grpc.TraceServiceServicer):
             return [s for s in self.spans if s.trace_id == trace_id]
 
     def wait_for(
-        self, trace_id: str, done: Callable[[list[ReceivedSpan]], bool], timeout: float = 20
+        self, trace_id: str, done: Callable[[list[ReceivedSpan]], bool], timeout: float = 60
     ) -> list[ReceivedSpan]:
         """The spans of `trace_id` once `done` holds for them (the processes export in batches)."""
         deadline = time.monotonic() + timeout

@@ -23,7 +23,7 @@ SERVER, CLIENT, PRODUCER, CONSUMER = 2, 3, 4, 5  # opentelemetry.proto.trace.v1.
 
 
 def task_records(
-    http: httpx.Client, task_id: str, kinds: set[str], timeout: float = 15
+    http: httpx.Client, task_id: str, kinds: set[str], timeout: float = 60
 ) -> list[dict[str, Any]]:
     """The billing records of `task_id` once each of `kinds` is there (capture follows completion)."""
     deadline = time.monotonic() + timeout
