@@ -1,5 +1,6 @@
-"""In-test fakes of the catalog's Quote and the ledger's Hold/Release, as real grpc.aio servers that
-follow the contracts (domain errors with their codes, idempotent holds, a real balance check)."""
+"""In-test fake of the catalog's Quote, served with the shared ledger fake (`tests/fakes/ledger.py`) as real
+grpc.aio servers that follow the contracts (domain errors with their codes, idempotent holds, a real
+balance check)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ from typing import Any
 
 from atelier.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from atelier.common.v1 import common_pb2
-from atelier.events.v1 import events_pb2
-from atelier.ledger.v1 import ledger_pb2, ledger_pb2_grpc
-from kit.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from atelier.ledger.v1 import ledger_pb2_grpc
+from kit.errors import FailedPrecondition, InvalidArgument, NotFound
 from kit.grpc_server import GrpcServer
+from tests.fakes.ledger import FakeLedger
 
 KIND = {
     "text": common_pb2.MODEL_KIND_TEXT,
@@ -91,82 +92,6 @@ class FakeCatalog(catalog_pb2_grpc.CatalogServiceServicer):
         quote.total.milli = 0 if request.internal else total
         quote.quoted_at.GetCurrentTime()
         return catalog_pb2.QuoteResponse(quote=quote)
-
-
-@dataclass
-class FakeHold:
-    user_id: str
-    amount: int
-    status: str = "pending"  # pending | posted | voided
-    captured: int = 0
-
-
-class FakeLedger(ledger_pb2_grpc.LedgerServiceServicer):
-    """Holds against a balance that can never go below zero; settles from `tasks.completed`."""
-
-    def __init__(self) -> None:
-        self.posted: dict[str, int] = {}
-        self.holds: dict[str, FakeHold] = {}
-        self.failed_ids: set[str] = set()
-        self.releases: list[str] = []
-        self.captures: list[tuple[str, int]] = []
-
-    def available(self, user_id: str) -> int:
-        held = sum(h.amount for h in self.holds.values() if h.user_id == user_id and h.status == "pending")
-        return self.posted.get(user_id, 0) - held
-
-    async def Hold(self, request: ledger_pb2.HoldRequest, context: Any) -> ledger_pb2.HoldResponse:
-        if request.transfer_id in self.failed_ids:
-            raise FailedPrecondition("insufficient balance", code="insufficient_balance")
-        existing = self.holds.get(request.transfer_id)
-        if existing is not None:
-            if existing.amount != request.amount.milli or existing.user_id != request.user_id:
-                raise AlreadyExists("another body under this id", code="idempotency_conflict")
-            status = {
-                "pending": ledger_pb2.TRANSFER_STATUS_PENDING,
-                "posted": ledger_pb2.TRANSFER_STATUS_POSTED,
-                "voided": ledger_pb2.TRANSFER_STATUS_VOIDED,
-            }[existing.status]
-            return ledger_pb2.HoldResponse(
-                replayed=True,
-                hold=ledger_pb2.Transfer(id=request.transfer_id, amount=request.amount, status=status),
-            )
-        if request.amount.milli > self.available(request.user_id):
-            self.failed_ids.add(request.transfer_id)
-            raise FailedPrecondition("insufficient balance", code="insufficient_balance")
-        self.holds[request.transfer_id] = FakeHold(request.user_id, request.amount.milli)
-        return ledger_pb2.HoldResponse(
-            hold=ledger_pb2.Transfer(id=request.transfer_id, amount=request.amount)
-        )
-
-    async def Release(self, request: ledger_pb2.ReleaseRequest, context: Any) -> ledger_pb2.ReleaseResponse:
-        self.release(request.hold_id)
-        return ledger_pb2.ReleaseResponse()
-
-    def release(self, hold_id: str) -> None:
-        hold = self.holds.get(hold_id)
-        if hold is None:
-            raise NotFound("no such hold", code="hold_not_found")
-        if hold.status == "pending":
-            hold.status = "voided"
-            self.releases.append(hold_id)
-
-    def capture(self, hold_id: str, amount: int) -> None:
-        hold = self.holds[hold_id]
-        if hold.status == "pending":
-            hold.status = "posted"
-            hold.captured = amount
-            self.posted[hold.user_id] -= amount
-            self.captures.append((hold_id, amount))
-
-    def settle(self, event: events_pb2.TaskCompleted) -> None:
-        """What the real ledger does with `tasks.completed`."""
-        if not event.hold_id:
-            return
-        if event.status == 3:  # SUCCEEDED
-            self.capture(event.hold_id, event.charge.milli)
-        else:
-            self.release(event.hold_id)
 
 
 async def start_fakes(catalog: FakeCatalog, ledger: FakeLedger) -> GrpcServer:

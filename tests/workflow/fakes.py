@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -16,11 +16,13 @@ from atelier.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from atelier.common.v1 import common_pb2
 from atelier.events.v1 import events_pb2
 from atelier.generation.v1 import generation_pb2, generation_pb2_grpc
-from atelier.ledger.v1 import ledger_pb2, ledger_pb2_grpc
+from atelier.ledger.v1 import ledger_pb2_grpc
 from kit.bus import Bus
-from kit.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from kit.errors import FailedPrecondition, InvalidArgument, NotFound
 from kit.grpc_server import GrpcServer
 from kit.identity import caller
+from tests.fakes.gate import Gate
+from tests.fakes.ledger import FakeLedger
 
 RATIOS = ("16:9", "9:16", "1:1")
 TONES = ("professional", "friendly", "energetic")
@@ -120,126 +122,6 @@ class FakeCatalog(catalog_pb2_grpc.CatalogServiceServicer):
         if template is None:
             raise NotFound("no such template", code="template_not_found")
         return catalog_pb2.GetTemplateResponse(template=template, catalog_version=self.version)
-
-
-@dataclass
-class Gate:
-    """Makes an RPC hang after it has applied its effect, until opened (or the caller is killed)."""
-
-    armed: bool = False
-    reached: asyncio.Event = field(default_factory=asyncio.Event)
-    release: asyncio.Event = field(default_factory=asyncio.Event)
-
-    async def maybe_block(self) -> None:
-        if self.armed:
-            self.reached.set()
-            await self.release.wait()
-
-
-class FakeLedger(ledger_pb2_grpc.LedgerServiceServicer):
-    def __init__(self) -> None:
-        self.balances: dict[str, int] = {}
-        self.transfers: dict[str, ledger_pb2.Transfer] = {}
-        self.bodies: dict[str, bytes] = {}
-        self.failed: dict[str, FailedPrecondition] = {}
-        self.refunded: Counter[str] = Counter()
-        self.calls: Counter[str] = Counter()
-        self.debit_gate = Gate()
-        self.refund_gate = Gate()
-
-    def balance(self, user_id: str) -> int:
-        return self.balances.get(user_id, 0)
-
-    def of_kind(self, kind: ledger_pb2.TransferKind.ValueType) -> list[ledger_pb2.Transfer]:
-        return [t for t in self.transfers.values() if t.kind == kind]
-
-    def _replay(self, transfer_id: str, body: bytes) -> ledger_pb2.Transfer | None:
-        if transfer_id in self.failed:
-            raise self.failed[transfer_id]
-        if transfer_id in self.transfers:
-            if self.bodies[transfer_id] != body:
-                raise AlreadyExists("another body for this transfer id", code="idempotency_conflict")
-            return self.transfers[transfer_id]
-        return None
-
-    def _balance_message(self, user_id: str) -> ledger_pb2.Balance:
-        milli = self.balance(user_id)
-        return ledger_pb2.Balance(
-            user_id=user_id, available=common_pb2.Credits(milli=milli), posted=common_pb2.Credits(milli=milli)
-        )
-
-    async def Debit(
-        self, request: ledger_pb2.DebitRequest, context: grpc.aio.ServicerContext
-    ) -> ledger_pb2.DebitResponse:
-        self.calls["Debit"] += 1
-        body = request.SerializeToString(deterministic=True)
-        replayed = self._replay(request.transfer_id, body)
-        if replayed is not None:
-            return ledger_pb2.DebitResponse(
-                transfer=replayed, balance=self._balance_message(request.user_id), replayed=True
-            )
-        if request.amount.milli <= 0:
-            raise InvalidArgument("amount must be positive")
-        if self.balance(request.user_id) < request.amount.milli:
-            error = FailedPrecondition("not enough credits", code="insufficient_balance")
-            self.failed[request.transfer_id] = error
-            raise error
-        self.balances[request.user_id] = self.balance(request.user_id) - request.amount.milli
-        transfer = ledger_pb2.Transfer(
-            id=request.transfer_id,
-            kind=ledger_pb2.TRANSFER_KIND_DEBIT,
-            debit_account=f"user:{request.user_id}",
-            credit_account="system:revenue",
-            amount=request.amount,
-            status=ledger_pb2.TRANSFER_STATUS_POSTED,
-            reference=request.reference,
-            user_id=request.user_id,
-        )
-        self.transfers[request.transfer_id] = transfer
-        self.bodies[request.transfer_id] = body
-        await self.debit_gate.maybe_block()
-        return ledger_pb2.DebitResponse(transfer=transfer, balance=self._balance_message(request.user_id))
-
-    async def Refund(
-        self, request: ledger_pb2.RefundRequest, context: grpc.aio.ServicerContext
-    ) -> ledger_pb2.RefundResponse:
-        self.calls["Refund"] += 1
-        body = request.SerializeToString(deterministic=True)
-        replayed = self._replay(request.transfer_id, body)
-        original = self.transfers.get(request.original_transfer_id)
-        if original is None or original.kind != ledger_pb2.TRANSFER_KIND_DEBIT:
-            raise NotFound("no such debit", code="transfer_not_found")
-        remaining = original.amount.milli - self.refunded[original.id]
-        if replayed is not None:
-            return ledger_pb2.RefundResponse(
-                transfer=replayed,
-                balance=self._balance_message(original.user_id),
-                refundable_remaining=common_pb2.Credits(milli=remaining),
-                replayed=True,
-            )
-        if not 0 < request.amount.milli <= remaining:
-            raise FailedPrecondition("more than what remains refundable", code="refund_exceeds_original")
-        self.refunded[original.id] += request.amount.milli
-        self.balances[original.user_id] = self.balance(original.user_id) + request.amount.milli
-        transfer = ledger_pb2.Transfer(
-            id=request.transfer_id,
-            kind=ledger_pb2.TRANSFER_KIND_REFUND,
-            debit_account="system:refunds",
-            credit_account=f"user:{original.user_id}",
-            amount=request.amount,
-            status=ledger_pb2.TRANSFER_STATUS_POSTED,
-            reference=original.reference,
-            linked_transfer_id=original.id,
-            user_id=original.user_id,
-        )
-        self.transfers[request.transfer_id] = transfer
-        self.bodies[request.transfer_id] = body
-        await self.refund_gate.maybe_block()
-        return ledger_pb2.RefundResponse(
-            transfer=transfer,
-            balance=self._balance_message(original.user_id),
-            refundable_remaining=common_pb2.Credits(milli=remaining - request.amount.milli),
-        )
 
 
 class FakeGeneration(generation_pb2_grpc.GenerationServiceServicer):
