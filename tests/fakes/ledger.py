@@ -19,11 +19,11 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from atelier.common.v1 import common_pb2
 from atelier.events.v1 import events_pb2
 from atelier.ledger.v1 import ledger_pb2, ledger_pb2_grpc
-from kit.errors import AlreadyExists, Conflict, DomainError, FailedPrecondition, InvalidArgument, NotFound
+from kit.errors import Conflict, DomainError, FailedPrecondition, InvalidArgument, NotFound
+from tests.fakes.catalog import PROVIDER_OF
 from tests.fakes.gate import Gate
 
 Context: TypeAlias = grpc.aio.ServicerContext
-PROVIDER_OF = {"card": "stripe", "alipay": "alipay", "wechatpay": "wechatpay", "sandbox": "sandbox"}
 _HOLD_STATUS = {
     "pending": ledger_pb2.TRANSFER_STATUS_PENDING,
     "posted": ledger_pb2.TRANSFER_STATUS_POSTED,
@@ -96,17 +96,24 @@ class FakeLedger(ledger_pb2_grpc.LedgerServiceServicer):
 
     def _replay(self, transfer_id: str, body: bytes) -> ledger_pb2.Transfer | None:
         """The stored transfer for a replay of the same body; the stored error for a refused one."""
-        if transfer_id in self.failed:
-            raise self.failed[transfer_id]
+        self._refused_before(transfer_id, body)
         if transfer_id in self.transfers:
             if self.bodies[transfer_id] != body:
-                raise AlreadyExists("another body for this transfer id", code="idempotency_conflict")
+                raise Conflict("another body for this transfer id", code="idempotency_conflict")
             return self.transfers[transfer_id]
         return None
 
-    def _insufficient(self, transfer_id: str) -> FailedPrecondition:
+    def _refused_before(self, transfer_id: str, body: bytes) -> None:
+        """An id refused once stays refused: the same body gets the same error, another a conflict."""
+        if transfer_id in self.failed:
+            if self.bodies[transfer_id] != body:
+                raise Conflict("another body for this transfer id", code="idempotency_conflict")
+            raise self.failed[transfer_id]
+
+    def _insufficient(self, transfer_id: str, body: bytes) -> FailedPrecondition:
         error = FailedPrecondition("not enough credits", code="insufficient_balance")
         self.failed[transfer_id] = error
+        self.bodies[transfer_id] = body
         return error
 
     def _record(self, transfer: ledger_pb2.Transfer, body: bytes) -> ledger_pb2.Transfer:
@@ -155,11 +162,10 @@ class FakeLedger(ledger_pb2_grpc.LedgerServiceServicer):
 
     async def Hold(self, request: ledger_pb2.HoldRequest, context: Context) -> ledger_pb2.HoldResponse:
         body = request.SerializeToString(deterministic=True)
-        if request.transfer_id in self.failed:
-            raise self.failed[request.transfer_id]
+        self._refused_before(request.transfer_id, body)
         if request.transfer_id in self.holds:
             if self.bodies[request.transfer_id] != body:
-                raise AlreadyExists("another body under this id", code="idempotency_conflict")
+                raise Conflict("another body under this id", code="idempotency_conflict")
             return ledger_pb2.HoldResponse(
                 replayed=True,
                 hold=self._hold_pb(request.transfer_id),
@@ -168,7 +174,7 @@ class FakeLedger(ledger_pb2_grpc.LedgerServiceServicer):
         if request.amount.milli <= 0:
             raise InvalidArgument("amount must be positive", code="invalid_amount")
         if request.amount.milli > self.available(request.user_id):
-            raise self._insufficient(request.transfer_id)
+            raise self._insufficient(request.transfer_id, body)
         self.holds[request.transfer_id] = FakeHold(request.user_id, request.amount.milli)
         self.bodies[request.transfer_id] = body
         return ledger_pb2.HoldResponse(
@@ -282,9 +288,9 @@ class FakeLedger(ledger_pb2_grpc.LedgerServiceServicer):
                 transfer=replayed, balance=self._balance_message(request.user_id), replayed=True
             )
         if request.amount.milli <= 0:
-            raise InvalidArgument("amount must be positive")
+            raise InvalidArgument("amount must be positive", code="invalid_amount")
         if self.available(request.user_id) < request.amount.milli:
-            raise self._insufficient(request.transfer_id)
+            raise self._insufficient(request.transfer_id, body)
         self.posted[request.user_id] = self.posted.get(request.user_id, 0) - request.amount.milli
         transfer = self._record(
             ledger_pb2.Transfer(
@@ -318,7 +324,7 @@ class FakeLedger(ledger_pb2_grpc.LedgerServiceServicer):
                 replayed=True,
             )
         if not 0 < request.amount.milli <= remaining:
-            raise FailedPrecondition("more than what remains refundable", code="refund_exceeds_original")
+            raise FailedPrecondition("more than what remains refundable", code="refund_exceeds_remaining")
         self.refunded[original.id] += request.amount.milli
         self.posted[original.user_id] = self.posted.get(original.user_id, 0) + request.amount.milli
         transfer = self._record(

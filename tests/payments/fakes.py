@@ -8,7 +8,6 @@ import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from typing import ClassVar
 
 import grpc
 import uvicorn
@@ -16,13 +15,12 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from starlette.applications import Starlette
 
 from atelier.accounts.v1 import accounts_pb2, accounts_pb2_grpc
-from atelier.catalog.v1 import catalog_pb2, catalog_pb2_grpc
-from atelier.common.v1 import common_pb2
+from atelier.catalog.v1 import catalog_pb2_grpc
 from atelier.ledger.v1 import ledger_pb2_grpc
-from kit.errors import FailedPrecondition, NotFound
 from kit.grpc_server import GrpcServer
 from kit.identity import caller
-from tests.fakes.ledger import PROVIDER_OF, FakeLedger
+from tests.fakes.catalog import FakeCatalog
+from tests.fakes.ledger import FakeLedger
 from tests.tokens import LiveSessions
 
 
@@ -30,42 +28,6 @@ def _now_pb(delta: timedelta = timedelta()) -> Timestamp:
     stamp = Timestamp()
     stamp.FromDatetime(datetime.now(UTC) + delta)
     return stamp
-
-
-class FakeCatalog(catalog_pb2_grpc.CatalogServiceServicer):
-    """QuoteRecharge with the product's rules: minimum 30 CNY, 300 → +30, 1000 → +150, two plans."""
-
-    PLANS: ClassVar[dict[str, tuple[int, int, int]]] = {
-        "starter": (9900, 100_000, 0),
-        "growth": (49900, 500_000, 80_000),
-    }
-
-    async def QuoteRecharge(self, request, context):  # type: ignore[no-untyped-def]
-        provider = PROVIDER_OF[request.method]
-        if request.HasField("amount"):
-            minor = request.amount.minor
-            if minor < 3000:
-                raise FailedPrecondition("the minimum recharge is 30 CNY", code="below_minimum_recharge")
-            paid = minor * 10  # 1 CNY = 1 credit = 1000 milli; fen → milli is × 10
-            bonus = paid * 15 // 100 if minor >= 100_000 else paid // 10 if minor >= 30_000 else 0
-            plan = ""
-        else:
-            if request.plan_code not in self.PLANS:
-                raise NotFound("no such plan", code="plan_not_found")
-            minor, paid, bonus = self.PLANS[request.plan_code]
-            plan = request.plan_code
-        return catalog_pb2.QuoteRechargeResponse(
-            quote=catalog_pb2.RechargeQuote(
-                method=request.method,
-                provider=provider,
-                amount=common_pb2.Money(minor=minor, currency="CNY"),
-                plan_code=plan,
-                paid_credits=common_pb2.Credits(milli=paid),
-                bonus_credits=common_pb2.Credits(milli=bonus),
-                total_credits=common_pb2.Credits(milli=paid + bonus),
-                catalog_version=7,
-            )
-        )
 
 
 class FakeAccounts(LiveSessions):
@@ -86,7 +48,7 @@ async def serve_fakes(ledger: FakeLedger, catalog: FakeCatalog | None = None) ->
     server = GrpcServer("fakes", host="127.0.0.1", port=0)
     ledger_pb2_grpc.add_LedgerServiceServicer_to_server(ledger, server.server)
     # RPCs a fake leaves out answer UNIMPLEMENTED (the generated base); only its stub calls them abstract.
-    catalog_pb2_grpc.add_CatalogServiceServicer_to_server(catalog or FakeCatalog(), server.server)  # type: ignore[abstract]
+    catalog_pb2_grpc.add_CatalogServiceServicer_to_server(catalog or FakeCatalog(version=7), server.server)  # type: ignore[abstract]
     accounts_pb2_grpc.add_AccountsServiceServicer_to_server(FakeAccounts(), server.server)  # type: ignore[abstract]
     port = await server.start()
     try:
