@@ -18,7 +18,7 @@ import pytest
 from fastapi import FastAPI
 
 from atelier.accounts.v1 import accounts_pb2
-from atelier.generation.v1 import generation_pb2, generation_pb2_grpc
+from atelier.generation.v1 import generation_pb2_grpc
 from atelier.ledger.v1 import ledger_pb2_grpc
 from atelier.workflow.v1 import workflow_pb2_grpc
 from devkit.embedded import free_port
@@ -40,6 +40,7 @@ from services.ledger.servicer import LedgerServicer
 from tests.accounts.conftest import JWT_KEYS, PASSWORD, AccountsStack, accounts_stack, new_email, smtp_inbox
 from tests.catalog.conftest import CatalogStack, catalog, catalog_template
 from tests.conftest import ROOT
+from tests.fakes.generation import FakeGeneration
 from tests.infra import Infra
 
 if TYPE_CHECKING:
@@ -90,43 +91,31 @@ async def ledger_stack(admin_ledger_url: str, bus: Bus) -> AsyncIterator[LedgerS
     await db.dispose()
 
 
-class FakeGeneration(generation_pb2_grpc.GenerationServiceServicer):
-    """GetTask for registered tasks (the caller must be an admin); every other RPC is UNIMPLEMENTED."""
-
-    def __init__(self) -> None:
-        self.tasks: dict[str, generation_pb2.Task] = {}
-        self.callers: list[str] = []
-
-    async def GetTask(
-        self, request: generation_pb2.GetTaskRequest, context: grpc.aio.ServicerContext
-    ) -> generation_pb2.GetTaskResponse:
-        metadata = dict(context.invocation_metadata() or ())
-        self.callers.append(str(metadata.get("x-atelier-user-role")))
-        task = self.tasks.get(request.task_id)
-        if task is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, "no such task")
-        return generation_pb2.GetTaskResponse(task=task)
-
-
 @dataclass
 class Fakes:
     port: int
     generation: FakeGeneration
+    workflow_port: int
 
 
 @pytest.fixture(scope="session")
-async def fakes() -> AsyncIterator[Fakes]:
+async def fakes(bus: Bus) -> AsyncIterator[Fakes]:
+    # The generation fake raises domain errors, mapped by the shared interceptor of `GrpcServer`.
     # RPCs a fake leaves out answer UNIMPLEMENTED (the generated base); only its stub calls them abstract.
-    generation = FakeGeneration()  # type: ignore[abstract]
-    server = grpc.aio.server()
-    generation_pb2_grpc.add_GenerationServiceServicer_to_server(generation, server)
+    generation = FakeGeneration(bus)  # type: ignore[abstract]
+    server = GrpcServer("generation-fake", host="127.0.0.1", port=0)
+    generation_pb2_grpc.add_GenerationServiceServicer_to_server(generation, server.server)
+    # Plain server: the interceptor would turn the base's NotImplementedError into INTERNAL.
+    workflow = grpc.aio.server()
     workflow_pb2_grpc.add_WorkflowServiceServicer_to_server(
         workflow_pb2_grpc.WorkflowServiceServicer(),  # type: ignore[abstract]  # every RPC: UNIMPLEMENTED
-        server,
+        workflow,
     )
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    yield Fakes(port, generation)
+    workflow_port = workflow.add_insecure_port("127.0.0.1:0")
+    port = await server.start()
+    await workflow.start()
+    yield Fakes(port, generation, workflow_port)
+    await workflow.stop(0.2)
     await server.stop(0.2)
 
 
@@ -213,7 +202,7 @@ async def admin_client(
         "accounts": f"127.0.0.1:{accounts_stack.port}",
         "ledger": f"127.0.0.1:{ledger_stack.port}",
         "generation": f"127.0.0.1:{fakes.port}",
-        "workflow": f"127.0.0.1:{fakes.port}",
+        "workflow": f"127.0.0.1:{fakes.workflow_port}",
     }
     if catalog_stack is not None:
         base["catalog"] = f"127.0.0.1:{catalog_stack.port}"

@@ -2,40 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-import grpc
 import httpx
 import pytest
 
-from atelier.catalog.v1 import catalog_pb2, catalog_pb2_grpc
+from atelier.catalog.v1 import catalog_pb2_grpc
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
 from kit.grpc_server import GrpcServer
 from tests.docs.catalog_fixture import model, seed_snapshot
 from tests.docs.seed_document import seed_pages, seed_text
+from tests.fakes.catalog import FakeCatalog
 from tests.infra import Infra
-
-
-class FakeCatalog(catalog_pb2_grpc.CatalogServiceServicer):
-    """GetCatalog as the contract says: the whole snapshot, or not_modified for the version already held."""
-
-    def __init__(self) -> None:
-        self.snapshot = seed_snapshot()
-        self.known_versions: list[int] = []
-
-    def change(self, edit: Callable[[catalog_pb2.CatalogSnapshot], object]) -> None:
-        edit(self.snapshot)
-        self.snapshot.version += 1
-
-    async def GetCatalog(
-        self, request: catalog_pb2.GetCatalogRequest, context: grpc.aio.ServicerContext
-    ) -> catalog_pb2.GetCatalogResponse:
-        self.known_versions.append(request.known_version)
-        if request.known_version and request.known_version == self.snapshot.version:
-            return catalog_pb2.GetCatalogResponse(not_modified=True)
-        return catalog_pb2.GetCatalogResponse(catalog=self.snapshot)
 
 
 @dataclass
@@ -48,7 +28,7 @@ class Stack:
 @pytest.fixture
 async def stack(infra: Infra) -> AsyncIterator[Stack]:
     # RPCs a fake leaves out answer UNIMPLEMENTED (the generated base); only its stub calls them abstract.
-    catalog = FakeCatalog()  # type: ignore[abstract]
+    catalog = FakeCatalog(snapshot=seed_snapshot())  # type: ignore[abstract]
     server = GrpcServer("catalog-fake", host="127.0.0.1", port=0)
     catalog_pb2_grpc.add_CatalogServiceServicer_to_server(catalog, server.server)
     port = await server.start()

@@ -32,7 +32,9 @@ from services.generation.service import Generation
 from services.generation.servicer import GenerationServicer
 from services.generation.settings import GenerationSettings
 from services.generation.worker import Worker
-from tests.generation.fakes import FakeCatalog, FakeLedger, FakeModel, start_fakes
+from tests.fakes.catalog import FakeCatalog, FakeModel
+from tests.fakes.ledger import FakeLedger
+from tests.generation.fakes import start_fakes
 from tests.generation.upstream import FakeUpstream
 from tests.infra import Infra
 

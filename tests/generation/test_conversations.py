@@ -9,8 +9,8 @@ from atelier.catalog.v1 import catalog_pb2
 from atelier.generation.v1 import generation_pb2
 from kit.errors import CODE_KEY
 from kit.identity import Identity
+from tests.fakes.catalog import FakeModel
 from tests.generation.conftest import Stack, metadata
-from tests.generation.fakes import FakeModel
 from tests.generation.upstream import KEY, FakeUpstream
 
 

@@ -19,8 +19,8 @@ from atelier.generation.v1 import generation_pb2
 from kit.identity import Identity
 from services.generation import metrics
 from services.generation.models import tasks
+from tests.fakes.catalog import FakeModel
 from tests.generation.conftest import ROOT, Stack, metadata
-from tests.generation.fakes import FakeModel
 from tests.generation.upstream import KEY, FakeUpstream, Scripted, rate_limited
 
 IMAGE = common_pb2.MODEL_KIND_IMAGE

@@ -36,9 +36,9 @@ def _private_key_line(keys: Keys) -> str:
 
 
 async def test_callbacks_log_their_trace_and_no_secret(stack: Stack, keys: Keys) -> None:  # noqa: F811
-    stack.ledger.seed("ro_l1", "alipay", 30000)
-    stack.ledger.seed("ro_l2", "wechatpay", 30000)
-    stack.ledger.seed("ro_l3", "stripe", 30000)
+    stack.ledger.seed_order("ro_l1", "alipay", 30000)
+    stack.ledger.seed_order("ro_l2", "wechatpay", 30000)
+    stack.ledger.seed_order("ro_l3", "stripe", 30000)
     alipay_good = alipay_sign(alipay_params("ro_l1", "300.00"), keys.alipay_platform)
     alipay_forged = alipay_sign(alipay_params("ro_l1", "300.00"), keys.stranger)
     wechat_body = wechat_envelope(wechat_transaction("ro_l2", 30000))

@@ -18,8 +18,9 @@ from gateway.payments.registry import PaymentGateway
 from gateway.payments.stripe_provider import StripeProvider
 from kit import grpc_client
 from kit.money import Money
+from tests.fakes.ledger import FakeLedger
 from tests.payments.fake_providers import ProviderState, build_app
-from tests.payments.fakes import FakeLedger, serve_fakes, serve_http
+from tests.payments.fakes import serve_fakes, serve_http
 from tests.payments.signers import Keys, alipay_body, alipay_params, alipay_sign
 
 OLD = timedelta(minutes=30)
@@ -55,16 +56,16 @@ async def world(keys: Keys) -> AsyncIterator[World]:
 
 async def test_reconciler_completes_paid_orders_whose_callback_never_came(world: World) -> None:
     ledger, providers = world.ledger, world.providers
-    ledger.seed("ro_ali_paid", "alipay", 30000, age=OLD)
-    ledger.seed("ro_ali_done", "alipay", 30000, age=OLD)
-    ledger.seed("ro_ali_wait", "alipay", 30000, age=OLD)
-    ledger.seed("ro_ali_none", "alipay", 30000, age=OLD)
-    ledger.seed("ro_ali_fresh", "alipay", 30000, age=timedelta(minutes=1))
-    ledger.seed("ro_wx_paid", "wechatpay", 100000, age=OLD)
-    ledger.seed("ro_wx_notpay", "wechatpay", 30000, age=OLD)
-    ledger.seed("ro_wx_short", "wechatpay", 30000, age=OLD)
-    ledger.seed("ro_wx_none", "wechatpay", 30000, age=OLD)
-    ledger.seed("ro_st_paid", "stripe", 30000, age=OLD, checkout_id="cs_test_paid")
+    ledger.seed_order("ro_ali_paid", "alipay", 30000, age=OLD)
+    ledger.seed_order("ro_ali_done", "alipay", 30000, age=OLD)
+    ledger.seed_order("ro_ali_wait", "alipay", 30000, age=OLD)
+    ledger.seed_order("ro_ali_none", "alipay", 30000, age=OLD)
+    ledger.seed_order("ro_ali_fresh", "alipay", 30000, age=timedelta(minutes=1))
+    ledger.seed_order("ro_wx_paid", "wechatpay", 100000, age=OLD)
+    ledger.seed_order("ro_wx_notpay", "wechatpay", 30000, age=OLD)
+    ledger.seed_order("ro_wx_short", "wechatpay", 30000, age=OLD)
+    ledger.seed_order("ro_wx_none", "wechatpay", 30000, age=OLD)
+    ledger.seed_order("ro_st_paid", "stripe", 30000, age=OLD, checkout_id="cs_test_paid")
     providers.alipay.update(
         {
             "ro_ali_paid": ("TRADE_SUCCESS", "300.00"),
@@ -108,7 +109,7 @@ async def test_reconciler_completes_paid_orders_whose_callback_never_came(world:
 
 
 async def test_reconciler_and_a_late_callback_race_to_one_credit(world: World, keys: Keys) -> None:
-    world.ledger.seed("ro_race", "alipay", 30000, age=OLD)
+    world.ledger.seed_order("ro_race", "alipay", 30000, age=OLD)
     world.providers.alipay["ro_race"] = ("TRADE_SUCCESS", "300.00")
     body = alipay_body(alipay_sign(alipay_params("ro_race", "300.00"), keys.alipay_platform))
     headers = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -137,7 +138,7 @@ async def test_stripe_checkout_is_created_once_per_order(world: World) -> None:
 
 
 async def test_background_loop_completes_and_stops(world: World) -> None:
-    world.ledger.seed("ro_loop", "wechatpay", 30000, age=OLD)
+    world.ledger.seed_order("ro_loop", "wechatpay", 30000, age=OLD)
     world.providers.wechat["ro_loop"] = ("SUCCESS", 30000)
     stop = asyncio.Event()
     task = asyncio.create_task(world.reconciler.run_forever(0.05, stop))

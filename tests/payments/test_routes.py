@@ -17,8 +17,9 @@ from gateway.payments.base import OrderView
 from gateway.payments.sandbox import SandboxProvider
 from gateway.settings import GatewaySettings
 from kit.money import Money
+from tests.fakes.ledger import FakeLedger
 from tests.infra import Infra
-from tests.payments.fakes import FakeLedger, serve_fakes
+from tests.payments.fakes import serve_fakes
 from tests.payments.signers import (
     WECHAT_SERIALS,
     Keys,
@@ -71,7 +72,7 @@ def _alipay(order_id: str, amount: str, keys: Keys, **overrides: str) -> bytes:
 
 
 async def test_alipay_paid_notification_credits_once_and_is_logged(stack: Stack, keys: Keys) -> None:
-    stack.ledger.seed("ro_a1", "alipay", 30000)
+    stack.ledger.seed_order("ro_a1", "alipay", 30000)
     reply = await stack.http.post(
         "/callbacks/alipay", content=_alipay("ro_a1", "300.00", keys), headers=ALIPAY_FORM
     )
@@ -94,7 +95,7 @@ async def test_alipay_paid_notification_credits_once_and_is_logged(stack: Stack,
 
 
 async def test_ten_duplicate_deliveries_credit_once(stack: Stack, keys: Keys) -> None:
-    stack.ledger.seed("ro_a2", "alipay", 30000)
+    stack.ledger.seed_order("ro_a2", "alipay", 30000)
     body = _alipay("ro_a2", "300.00", keys)
     answers = [
         (await stack.http.post("/callbacks/alipay", content=body, headers=ALIPAY_FORM)).text
@@ -106,7 +107,7 @@ async def test_ten_duplicate_deliveries_credit_once(stack: Stack, keys: Keys) ->
 
 
 async def test_success_then_finished_credits_once(stack: Stack, keys: Keys) -> None:
-    stack.ledger.seed("ro_a3", "alipay", 100000)
+    stack.ledger.seed_order("ro_a3", "alipay", 100000)
     for status in ("TRADE_SUCCESS", "TRADE_FINISHED"):
         body = _alipay("ro_a3", "1000.00", keys, trade_status=status)
         assert (
@@ -117,8 +118,8 @@ async def test_success_then_finished_credits_once(stack: Stack, keys: Keys) -> N
 
 
 async def test_ten_concurrent_deliveries_credit_once(stack: Stack, keys: Keys) -> None:
-    stack.ledger.seed("ro_w1", "wechatpay", 30000)
-    stack.ledger.seed("ro_a4", "alipay", 30000)
+    stack.ledger.seed_order("ro_w1", "wechatpay", 30000)
+    stack.ledger.seed_order("ro_a4", "alipay", 30000)
     wechat = []
     for i in range(10):
         body = wechat_envelope(wechat_transaction("ro_w1", 30000))
@@ -151,7 +152,7 @@ async def test_ten_concurrent_deliveries_credit_once(stack: Stack, keys: Keys) -
 async def test_alipay_rejections_are_logged_not_credited(
     stack: Stack, keys: Keys, case: str, reason: str, answer: str
 ) -> None:
-    stack.ledger.seed("ro_a5", "alipay", 30000)
+    stack.ledger.seed_order("ro_a5", "alipay", 30000)
     if case == "forged":
         body = alipay_body(alipay_sign(alipay_params("ro_a5", "300.00"), keys.stranger))
     elif case == "wrong amount":
@@ -186,7 +187,7 @@ async def test_alipay_rejections_are_logged_not_credited(
 async def test_wechatpay_callbacks_answer_as_wechat_expects(
     stack: Stack, keys: Keys, case: str, status: int, reason: str
 ) -> None:
-    stack.ledger.seed("ro_w2", "wechatpay", 30000)
+    stack.ledger.seed_order("ro_w2", "wechatpay", 30000)
     overrides: dict[str, object] = {}
     if case == "wrong mchid":
         overrides["mchid"] = "1900000999"
@@ -226,7 +227,7 @@ async def test_authentic_wechatpay_callbacks_that_are_not_ours_are_acknowledged_
     """Signed and decrypted, so from WeChat Pay, but not a payment we can credit: answered with the
     success reply (a retry cannot change it), credited nothing, logged as rejected with the reason."""
     order_id = f"ro_w5_{case.replace(' ', '_')}"
-    stack.ledger.seed(order_id, "wechatpay", 30000)
+    stack.ledger.seed_order(order_id, "wechatpay", 30000)
     body = wechat_envelope(wechat_transaction(order_id, 30000, **overrides))
     headers = wechat_headers(body, keys.wechat_platform[0], WECHAT_SERIALS[0])
     reply = await stack.http.post("/callbacks/wechatpay", content=body, headers=headers)
@@ -251,7 +252,7 @@ async def test_authentic_wechatpay_callbacks_that_are_not_ours_are_acknowledged_
 
 
 async def test_stripe_webhook(stack: Stack) -> None:
-    stack.ledger.seed("ro_s1", "stripe", 30000)
+    stack.ledger.seed_order("ro_s1", "stripe", 30000)
     body = stripe_event("ro_s1", 30000)
     ok = await stack.http.post(
         "/callbacks/stripe", content=body, headers={"Stripe-Signature": stripe_signature(body)}
@@ -274,7 +275,7 @@ async def test_stripe_webhook(stack: Stack) -> None:
 
 
 async def test_unrecorded_callback_asks_the_provider_to_retry(stack: Stack, keys: Keys) -> None:
-    stack.ledger.seed("ro_w3", "wechatpay", 30000)
+    stack.ledger.seed_order("ro_w3", "wechatpay", 30000)
     stack.ledger.fail_records = 1
     body = wechat_envelope(wechat_transaction("ro_w3", 30000))
     headers = wechat_headers(body, keys.wechat_platform[0], WECHAT_SERIALS[0])
@@ -442,7 +443,7 @@ async def test_every_provider_credits_once_under_duplicates_and_concurrency(
     stack: Stack, keys: Keys, provider: str
 ) -> None:
     order_id = f"ro_dup_{provider}"
-    stack.ledger.seed(order_id, provider, 30000)
+    stack.ledger.seed_order(order_id, provider, 30000)
     path, body, headers = _delivery(provider, order_id, 30000, keys, 0)
     duplicates = [await stack.http.post(path, content=body, headers=headers) for _ in range(10)]
     fresh = [_delivery(provider, order_id, 30000, keys, i) for i in range(10)]

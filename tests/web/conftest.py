@@ -16,19 +16,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
-from atelier.catalog.v1 import catalog_pb2, catalog_pb2_grpc
+from atelier.catalog.v1 import catalog_pb2_grpc
 from devkit.embedded import free_port
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
 from kit.grpc_server import GrpcServer
 from tests.docs.catalog_fixture import seed_snapshot
+from tests.fakes.catalog import FakeCatalog
 from tests.infra import Infra
 
 CHROMIUM = "/usr/bin/chromium"
@@ -44,20 +44,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web"
-
-
-class FakeCatalog(catalog_pb2_grpc.CatalogServiceServicer):
-    """GetCatalog with the seed snapshot (what /v1/docs reads)."""
-
-    def __init__(self) -> None:
-        self.snapshot = seed_snapshot()
-
-    async def GetCatalog(
-        self, request: catalog_pb2.GetCatalogRequest, context: grpc.aio.ServicerContext
-    ) -> catalog_pb2.GetCatalogResponse:
-        if request.known_version and request.known_version == self.snapshot.version:
-            return catalog_pb2.GetCatalogResponse(not_modified=True)
-        return catalog_pb2.GetCatalogResponse(catalog=self.snapshot)
 
 
 @dataclass
@@ -134,7 +120,7 @@ async def _serve(app: object, port: int) -> tuple[uvicorn.Server, asyncio.Task[N
 @pytest.fixture(scope="module")
 async def console(infra: Infra) -> AsyncIterator[Console]:
     # RPCs a fake leaves out answer UNIMPLEMENTED (the generated base); only its stub calls them abstract.
-    catalog = FakeCatalog()  # type: ignore[abstract]
+    catalog = FakeCatalog(snapshot=seed_snapshot())  # type: ignore[abstract]
     grpc_server = GrpcServer("catalog-fake", host="127.0.0.1", port=0)
     catalog_pb2_grpc.add_CatalogServiceServicer_to_server(catalog, grpc_server.server)
     grpc_port = await grpc_server.start()

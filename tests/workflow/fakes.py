@@ -4,23 +4,18 @@ idempotent per user + key) and GetUpload. Step completions go out as real `tasks
 
 from __future__ import annotations
 
-import asyncio
-import uuid
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
-
-import grpc
 
 from atelier.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from atelier.common.v1 import common_pb2
-from atelier.events.v1 import events_pb2
-from atelier.generation.v1 import generation_pb2, generation_pb2_grpc
-from atelier.ledger.v1 import ledger_pb2, ledger_pb2_grpc
+from atelier.generation.v1 import generation_pb2_grpc
+from atelier.ledger.v1 import ledger_pb2_grpc
 from kit.bus import Bus
-from kit.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from kit.grpc_server import GrpcServer
-from kit.identity import caller
+from tests.fakes.catalog import FakeCatalog
+from tests.fakes.generation import FakeGeneration
+from tests.fakes.ledger import FakeLedger
 
 RATIOS = ("16:9", "9:16", "1:1")
 TONES = ("professional", "friendly", "energetic")
@@ -108,303 +103,6 @@ def seed_templates() -> dict[str, catalog_pb2.WorkflowTemplate]:
     }
 
 
-class FakeCatalog(catalog_pb2_grpc.CatalogServiceServicer):
-    def __init__(self) -> None:
-        self.templates = seed_templates()
-        self.version = 7
-
-    async def GetTemplate(
-        self, request: catalog_pb2.GetTemplateRequest, context: grpc.aio.ServicerContext
-    ) -> catalog_pb2.GetTemplateResponse:
-        template = self.templates.get(request.code)
-        if template is None:
-            raise NotFound("no such template", code="template_not_found")
-        return catalog_pb2.GetTemplateResponse(template=template, catalog_version=self.version)
-
-
-@dataclass
-class Gate:
-    """Makes an RPC hang after it has applied its effect, until opened (or the caller is killed)."""
-
-    armed: bool = False
-    reached: asyncio.Event = field(default_factory=asyncio.Event)
-    release: asyncio.Event = field(default_factory=asyncio.Event)
-
-    async def maybe_block(self) -> None:
-        if self.armed:
-            self.reached.set()
-            await self.release.wait()
-
-
-class FakeLedger(ledger_pb2_grpc.LedgerServiceServicer):
-    def __init__(self) -> None:
-        self.balances: dict[str, int] = {}
-        self.transfers: dict[str, ledger_pb2.Transfer] = {}
-        self.bodies: dict[str, bytes] = {}
-        self.failed: dict[str, FailedPrecondition] = {}
-        self.refunded: Counter[str] = Counter()
-        self.calls: Counter[str] = Counter()
-        self.debit_gate = Gate()
-        self.refund_gate = Gate()
-
-    def balance(self, user_id: str) -> int:
-        return self.balances.get(user_id, 0)
-
-    def of_kind(self, kind: ledger_pb2.TransferKind.ValueType) -> list[ledger_pb2.Transfer]:
-        return [t for t in self.transfers.values() if t.kind == kind]
-
-    def _replay(self, transfer_id: str, body: bytes) -> ledger_pb2.Transfer | None:
-        if transfer_id in self.failed:
-            raise self.failed[transfer_id]
-        if transfer_id in self.transfers:
-            if self.bodies[transfer_id] != body:
-                raise AlreadyExists("another body for this transfer id", code="idempotency_conflict")
-            return self.transfers[transfer_id]
-        return None
-
-    def _balance_message(self, user_id: str) -> ledger_pb2.Balance:
-        milli = self.balance(user_id)
-        return ledger_pb2.Balance(
-            user_id=user_id, available=common_pb2.Credits(milli=milli), posted=common_pb2.Credits(milli=milli)
-        )
-
-    async def Debit(
-        self, request: ledger_pb2.DebitRequest, context: grpc.aio.ServicerContext
-    ) -> ledger_pb2.DebitResponse:
-        self.calls["Debit"] += 1
-        body = request.SerializeToString(deterministic=True)
-        replayed = self._replay(request.transfer_id, body)
-        if replayed is not None:
-            return ledger_pb2.DebitResponse(
-                transfer=replayed, balance=self._balance_message(request.user_id), replayed=True
-            )
-        if request.amount.milli <= 0:
-            raise InvalidArgument("amount must be positive")
-        if self.balance(request.user_id) < request.amount.milli:
-            error = FailedPrecondition("not enough credits", code="insufficient_balance")
-            self.failed[request.transfer_id] = error
-            raise error
-        self.balances[request.user_id] = self.balance(request.user_id) - request.amount.milli
-        transfer = ledger_pb2.Transfer(
-            id=request.transfer_id,
-            kind=ledger_pb2.TRANSFER_KIND_DEBIT,
-            debit_account=f"user:{request.user_id}",
-            credit_account="system:revenue",
-            amount=request.amount,
-            status=ledger_pb2.TRANSFER_STATUS_POSTED,
-            reference=request.reference,
-            user_id=request.user_id,
-        )
-        self.transfers[request.transfer_id] = transfer
-        self.bodies[request.transfer_id] = body
-        await self.debit_gate.maybe_block()
-        return ledger_pb2.DebitResponse(transfer=transfer, balance=self._balance_message(request.user_id))
-
-    async def Refund(
-        self, request: ledger_pb2.RefundRequest, context: grpc.aio.ServicerContext
-    ) -> ledger_pb2.RefundResponse:
-        self.calls["Refund"] += 1
-        body = request.SerializeToString(deterministic=True)
-        replayed = self._replay(request.transfer_id, body)
-        original = self.transfers.get(request.original_transfer_id)
-        if original is None or original.kind != ledger_pb2.TRANSFER_KIND_DEBIT:
-            raise NotFound("no such debit", code="transfer_not_found")
-        remaining = original.amount.milli - self.refunded[original.id]
-        if replayed is not None:
-            return ledger_pb2.RefundResponse(
-                transfer=replayed,
-                balance=self._balance_message(original.user_id),
-                refundable_remaining=common_pb2.Credits(milli=remaining),
-                replayed=True,
-            )
-        if not 0 < request.amount.milli <= remaining:
-            raise FailedPrecondition("more than what remains refundable", code="refund_exceeds_original")
-        self.refunded[original.id] += request.amount.milli
-        self.balances[original.user_id] = self.balance(original.user_id) + request.amount.milli
-        transfer = ledger_pb2.Transfer(
-            id=request.transfer_id,
-            kind=ledger_pb2.TRANSFER_KIND_REFUND,
-            debit_account="system:refunds",
-            credit_account=f"user:{original.user_id}",
-            amount=request.amount,
-            status=ledger_pb2.TRANSFER_STATUS_POSTED,
-            reference=original.reference,
-            linked_transfer_id=original.id,
-            user_id=original.user_id,
-        )
-        self.transfers[request.transfer_id] = transfer
-        self.bodies[request.transfer_id] = body
-        await self.refund_gate.maybe_block()
-        return ledger_pb2.RefundResponse(
-            transfer=transfer,
-            balance=self._balance_message(original.user_id),
-            refundable_remaining=common_pb2.Credits(milli=remaining - request.amount.milli),
-        )
-
-
-class FakeGeneration(generation_pb2_grpc.GenerationServiceServicer):
-    """Tasks keyed by (user, idempotency key). With `auto` set, each new task completes by itself
-    (a `tasks.completed` event on real NATS), failing when its step key is in `fail_steps`."""
-
-    def __init__(self, bus: Bus) -> None:
-        self.bus = bus
-        self.uploads: dict[str, str] = {}
-        self.tasks: dict[str, generation_pb2.Task] = {}
-        self.by_key: dict[tuple[str, str], str] = {}
-        self.requests: list[generation_pb2.SubmitTaskRequest] = []
-        self.canceled: list[str] = []
-        self.auto = True
-        self.fail_steps: set[str] = set()
-        self.submit_gate = Gate()
-        self.gate_step = ""  # the step whose submission the gate holds (empty: every step)
-        self.refuse: dict[str, str] = {}  # step key -> error code answered by SubmitTask
-        self._background: set[asyncio.Task[events_pb2.TaskCompleted]] = set()
-
-    def add_upload(self, user_id: str) -> str:
-        upload_id = f"up_{uuid.uuid4().hex[:10]}"
-        self.uploads[upload_id] = user_id
-        return upload_id
-
-    def created(self) -> Counter[str]:
-        """Tasks created per step idempotency key (never more than one each)."""
-        return Counter(key for (_, key) in self.by_key)
-
-    def task_for(self, step_key: str) -> generation_pb2.Task:
-        matches = [t for t in self.tasks.values() if t.workflow_step.step_key == step_key]
-        assert len(matches) == 1, f"{len(matches)} tasks for step {step_key}"
-        return matches[0]
-
-    async def GetUpload(
-        self, request: generation_pb2.GetUploadRequest, context: grpc.aio.ServicerContext
-    ) -> generation_pb2.GetUploadResponse:
-        user_id = caller(context).user_id
-        if self.uploads.get(request.upload_id) != user_id:
-            raise NotFound("no such upload", code="upload_not_found")
-        return generation_pb2.GetUploadResponse(
-            upload=generation_pb2.Upload(id=request.upload_id, user_id=user_id, mime_type="image/png")
-        )
-
-    async def GetTask(
-        self, request: generation_pb2.GetTaskRequest, context: grpc.aio.ServicerContext
-    ) -> generation_pb2.GetTaskResponse:
-        task = self.tasks.get(request.task_id)
-        if task is None or task.user_id != caller(context).user_id:
-            raise NotFound("no such task", code="task_not_found")
-        return generation_pb2.GetTaskResponse(task=task)
-
-    async def CancelTask(
-        self, request: generation_pb2.CancelTaskRequest, context: grpc.aio.ServicerContext
-    ) -> generation_pb2.CancelTaskResponse:
-        task = self.tasks.get(request.task_id)
-        if task is None or task.user_id != caller(context).user_id:
-            raise NotFound("no such task", code="task_not_found")
-        self.canceled.append(task.id)
-        if task.status in (generation_pb2.TASK_STATUS_QUEUED, generation_pb2.TASK_STATUS_RUNNING):
-            task.status = generation_pb2.TASK_STATUS_CANCELED
-        return generation_pb2.CancelTaskResponse(task=task)
-
-    def finish_silently(self, task_id: str) -> None:
-        """The task succeeds but its tasks.completed event is lost (e.g. dead-lettered)."""
-        task = self.tasks[task_id]
-        task.status = generation_pb2.TASK_STATUS_SUCCEEDED
-        task.outputs.extend(self.outputs_for(task))
-
-    async def SubmitTask(
-        self, request: generation_pb2.SubmitTaskRequest, context: grpc.aio.ServicerContext
-    ) -> generation_pb2.SubmitTaskResponse:
-        identity = caller(context)
-        self.requests.append(request)
-        if not request.internal or not request.workflow_step.run_id:
-            raise InvalidArgument("workflow steps are internal tasks")
-        code = self.refuse.get(request.workflow_step.step_key)
-        if code:
-            raise FailedPrecondition("refused", code=code)
-        existing = self.by_key.get((identity.user_id, request.idempotency_key))
-        if existing is not None:
-            return generation_pb2.SubmitTaskResponse(task=self.tasks[existing], created=False)
-        task = generation_pb2.Task(
-            id=f"task_{uuid.uuid4().hex[:12]}",
-            user_id=identity.user_id,
-            kind=request.kind,
-            model_code=request.model_code,
-            status=generation_pb2.TASK_STATUS_QUEUED,
-            prompt=request.prompt,
-            ratio=request.ratio,
-            inputs=request.inputs,
-            internal=True,
-            workflow_step=request.workflow_step,
-        )
-        self.tasks[task.id] = task
-        self.by_key[(identity.user_id, request.idempotency_key)] = task.id
-        if not self.gate_step or self.gate_step == request.workflow_step.step_key:
-            await self.submit_gate.maybe_block()
-        if self.auto:
-            step_key = request.workflow_step.step_key
-            job = asyncio.create_task(
-                self.complete(task.id, succeeded=step_key not in self.fail_steps, delay=0.05)
-            )
-            self._background.add(job)
-            job.add_done_callback(self._background.discard)
-        return generation_pb2.SubmitTaskResponse(task=task, created=True)
-
-    def outputs_for(self, task: generation_pb2.Task) -> list[generation_pb2.TaskOutput]:
-        output_id = f"out_{task.id}"
-        if task.kind == TEXT:
-            return [
-                generation_pb2.TaskOutput(id=output_id, mime_type="text/plain", text=f"prompt from {task.id}")
-            ]
-        if task.kind == IMAGE:
-            return [
-                generation_pb2.TaskOutput(
-                    id=output_id,
-                    mime_type="image/png",
-                    url=f"https://files.test/{output_id}.png",
-                    width=1280,
-                    height=720,
-                )
-            ]
-        return [
-            generation_pb2.TaskOutput(
-                id=output_id,
-                mime_type="video/mp4",
-                url=f"https://files.test/{output_id}.mp4",
-                duration_seconds=5.0,
-            )
-        ]
-
-    def completion(self, task_id: str, *, succeeded: bool) -> events_pb2.TaskCompleted:
-        task = self.tasks[task_id]
-        event = events_pb2.TaskCompleted(
-            meta=events_pb2.EventMeta(event_id=str(uuid.uuid4()), producer="generation"),
-            task_id=task.id,
-            user_id=task.user_id,
-            kind=task.kind,
-            model_code=task.model_code,
-            status=generation_pb2.TASK_STATUS_SUCCEEDED if succeeded else generation_pb2.TASK_STATUS_FAILED,
-            internal=True,
-            run_id=task.workflow_step.run_id,
-            step_key=task.workflow_step.step_key,
-            attempt=1,
-        )
-        if succeeded:
-            event.outputs.extend(self.outputs_for(task))
-        else:
-            event.error.CopyFrom(common_pb2.ErrorDetail(code="provider_error", message="the provider failed"))
-        return event
-
-    async def publish(self, event: events_pb2.TaskCompleted) -> None:
-        await self.bus.publish("tasks.completed", event.SerializeToString(), msg_id=event.meta.event_id)
-
-    async def complete(
-        self, task_id: str, *, succeeded: bool = True, delay: float = 0.0
-    ) -> events_pb2.TaskCompleted:
-        if delay:
-            await asyncio.sleep(delay)
-        event = self.completion(task_id, succeeded=succeeded)
-        await self.publish(event)
-        return event
-
-
 @dataclass
 class Fakes:
     catalog: FakeCatalog
@@ -425,7 +123,8 @@ async def start_fakes(bus: Bus) -> Fakes:
     """One gRPC server hosting the three fakes (each service on its own stub path)."""
     server = GrpcServer("fakes", host="127.0.0.1", port=0)
     # The generated bases answer UNIMPLEMENTED for RPCs a fake leaves out; their stubs call those abstract.
-    catalog, ledger, generation = FakeCatalog(), FakeLedger(), FakeGeneration(bus)  # type: ignore[abstract]
+    catalog = FakeCatalog(version=7, templates=seed_templates())  # type: ignore[abstract]
+    ledger, generation = FakeLedger(), FakeGeneration(bus)  # type: ignore[abstract]
     catalog_pb2_grpc.add_CatalogServiceServicer_to_server(catalog, server.server)
     ledger_pb2_grpc.add_LedgerServiceServicer_to_server(ledger, server.server)
     generation_pb2_grpc.add_GenerationServiceServicer_to_server(generation, server.server)

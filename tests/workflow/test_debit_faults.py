@@ -30,7 +30,7 @@ async def test_a_debited_run_that_cannot_start_is_refunded_at_once(
 ) -> None:
     service = await start_service()
     alice = user()
-    fakes.ledger.balances[alice.user_id] = BALANCE
+    fakes.ledger.posted[alice.user_id] = BALANCE
     if fault == "bug":
 
         async def broken(*args: object, **kwargs: object) -> None:

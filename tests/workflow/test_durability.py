@@ -44,7 +44,7 @@ async def test_killed_after_the_ledger_debited_but_before_it_answered(
 ) -> None:
     service, client = process
     alice = user()
-    fakes.ledger.balances[alice.user_id] = 5_000
+    fakes.ledger.posted[alice.user_id] = 5_000
     fakes.ledger.debit_gate.armed = True
     await service.start()
 
@@ -74,7 +74,7 @@ async def test_killed_while_submitting_a_step(
 ) -> None:
     service, client = process
     alice = user()
-    fakes.ledger.balances[alice.user_id] = 20_000
+    fakes.ledger.posted[alice.user_id] = 20_000
     fakes.generation.gate_step = "image"
     fakes.generation.submit_gate.armed = True
     await service.start()
@@ -108,7 +108,7 @@ async def test_killed_while_waiting_and_the_step_finishes_meanwhile(
 ) -> None:
     service, client = process
     alice = user()
-    fakes.ledger.balances[alice.user_id] = 12_000
+    fakes.ledger.posted[alice.user_id] = 12_000
     fakes.generation.auto = False
     await service.start()
 
@@ -144,7 +144,7 @@ async def test_killed_while_waiting_and_the_step_finishes_meanwhile(
 async def test_killed_while_refunding(process: tuple[Process, Client], fakes: Fakes, db: Database) -> None:
     service, client = process
     alice = user()
-    fakes.ledger.balances[alice.user_id] = 1_000
+    fakes.ledger.posted[alice.user_id] = 1_000
     fakes.generation.fail_steps = {"prompt-video"}
     fakes.ledger.refund_gate.armed = True
     await service.start()
@@ -173,7 +173,7 @@ async def test_two_replicas_share_runs_without_doing_anything_twice(
     first, second = await start_service(), await start_service()
     users = [user() for _ in range(6)]
     for who in users:
-        fakes.ledger.balances[who.user_id] = 20_000
+        fakes.ledger.posted[who.user_id] = 20_000
     started = await asyncio.gather(
         *(
             (first if i % 2 else second).client.start(

@@ -36,7 +36,7 @@ async def http(start_service: StartService, infra: Infra) -> AsyncIterator[httpx
 
 async def test_start_get_list_and_cancel_over_http(http: httpx.AsyncClient, fakes: Fakes) -> None:
     alice, bob = as_user("u_alice"), as_user("u_bob")
-    fakes.ledger.balances["u_alice"] = 30_000
+    fakes.ledger.posted["u_alice"] = 30_000
     fakes.generation.auto = False
     body = {"template_code": "ecom-video-pro", "inputs": {"productText": "A lamp", "ratio": "1:1"}}
 
@@ -68,7 +68,7 @@ async def test_start_get_list_and_cancel_over_http(http: httpx.AsyncClient, fake
 
 async def test_http_errors_are_problems(http: httpx.AsyncClient, fakes: Fakes) -> None:
     alice = as_user("u_alice")
-    fakes.ledger.balances["u_alice"] = 1_000
+    fakes.ledger.posted["u_alice"] = 1_000
     body = {"template_code": "ecom-video-pro", "inputs": {"productText": "A lamp", "ratio": "1:1"}}
 
     poor = await http.post("/v1/workflow-runs", json=body, headers=alice)

@@ -61,7 +61,7 @@ async def test_each_template_runs_end_to_end(
 ) -> None:
     service = await start_service()
     alice = user()
-    fakes.ledger.balances[alice.user_id] = 50_000
+    fakes.ledger.posted[alice.user_id] = 50_000
 
     started = await service.client.start(alice, template, inputs_for(fakes, alice.user_id, template))
     assert started.created
@@ -115,7 +115,7 @@ async def test_failing_step_refunds_in_full_by_default(
 ) -> None:
     service = await start_service()
     alice = user()
-    fakes.ledger.balances[alice.user_id] = 5_000
+    fakes.ledger.posted[alice.user_id] = 5_000
     fakes.generation.fail_steps = {"image"}
 
     started = await service.client.start(alice, "health-supplement", inputs_for(fakes, alice.user_id, "x"))
@@ -148,7 +148,7 @@ async def test_proportional_policy_refunds_the_unfinished_steps(
 ) -> None:
     service = await start_service()
     alice = user()
-    fakes.ledger.balances[alice.user_id] = 20_000
+    fakes.ledger.posted[alice.user_id] = 20_000
     fakes.generation.fail_steps = {"prompt-video"}  # 2 of 4 steps done
 
     started = await service.client.start(alice, "creator-video", inputs_for(fakes, alice.user_id, "x"))
@@ -164,7 +164,7 @@ async def test_a_step_refused_at_submission_fails_the_run_and_refunds(
 ) -> None:
     service = await start_service()
     alice = user()
-    fakes.ledger.balances[alice.user_id] = 12_000
+    fakes.ledger.posted[alice.user_id] = 12_000
     fakes.generation.refuse["video"] = "model_disabled"
 
     started = await service.client.start(
@@ -184,7 +184,7 @@ async def test_duplicate_and_out_of_order_completions_change_nothing(
 ) -> None:
     service = await start_service()
     alice = user()
-    fakes.ledger.balances[alice.user_id] = 12_000
+    fakes.ledger.posted[alice.user_id] = 12_000
     fakes.generation.auto = False
     gen = fakes.generation
 
@@ -240,7 +240,7 @@ async def test_a_completion_for_a_step_not_yet_started_is_ignored(
 ) -> None:
     service = await start_service()
     alice = user()
-    fakes.ledger.balances[alice.user_id] = 12_000
+    fakes.ledger.posted[alice.user_id] = 12_000
     fakes.generation.auto = False
     started = await service.client.start(
         alice, "ecom-video-pro", inputs_for(fakes, alice.user_id, "ecom-video-pro")
@@ -259,7 +259,7 @@ async def test_cancel_refunds_and_skips_the_rest(
 ) -> None:
     service = await start_service()
     alice = user()
-    fakes.ledger.balances[alice.user_id] = 20_000
+    fakes.ledger.posted[alice.user_id] = 20_000
     fakes.generation.auto = False
     started = await service.client.start(alice, "creator-video", inputs_for(fakes, alice.user_id, "x"))
     await fakes.generation.complete(fakes.generation.task_for("prompt-image").id)
@@ -286,7 +286,7 @@ async def test_a_step_whose_event_was_lost_is_caught_up_by_polling(
 ) -> None:
     service = await start_service(task_poll_seconds=0.5)
     alice = user()
-    fakes.ledger.balances[alice.user_id] = 12_000
+    fakes.ledger.posted[alice.user_id] = 12_000
     fakes.generation.auto = False
     started = await service.client.start(
         alice, "ecom-video-pro", inputs_for(fakes, alice.user_id, "ecom-video-pro")

@@ -26,7 +26,7 @@ async def test_start_is_idempotent_per_user_and_key(start_service: StartService,
     service = await start_service()
     alice, bob = user(), user()
     for who in (alice, bob):
-        fakes.ledger.balances[who.user_id] = 12_000
+        fakes.ledger.posted[who.user_id] = 12_000
     fakes.generation.auto = False
     inputs = inputs_for(fakes, alice.user_id, "ecom-video-pro")
 
@@ -75,7 +75,7 @@ BAD_STARTS: list[tuple[str, dict[str, object], str]] = [
 async def test_bad_starts_change_nothing(start_service: StartService, fakes: Fakes, db: Database) -> None:
     service = await start_service()
     alice, bob = user(), user()
-    fakes.ledger.balances[alice.user_id] = 50_000
+    fakes.ledger.posted[alice.user_id] = 50_000
     disabled = catalog_pb2.WorkflowTemplate()
     disabled.CopyFrom(fakes.catalog.templates["ecom-video-pro"])
     disabled.code, disabled.enabled = "disabled", False
@@ -105,7 +105,7 @@ async def test_insufficient_balance_is_refused_and_leaves_nothing(
 ) -> None:
     service = await start_service()
     alice = user()
-    fakes.ledger.balances[alice.user_id] = 11_999
+    fakes.ledger.posted[alice.user_id] = 11_999
     inputs = inputs_for(fakes, alice.user_id, "ecom-video-pro")
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await service.client.start(alice, "ecom-video-pro", inputs, key="k1")
@@ -115,7 +115,7 @@ async def test_insufficient_balance_is_refused_and_leaves_nothing(
     assert await count_rows(db) == (0, 0, 0)
     assert not fakes.generation.tasks
     # after a recharge the same key starts afresh
-    fakes.ledger.balances[alice.user_id] = 12_000
+    fakes.ledger.posted[alice.user_id] = 12_000
     retried = await service.client.start(alice, "ecom-video-pro", inputs, key="k1")
     assert retried.created
     assert fakes.ledger.balance(alice.user_id) == 0
@@ -135,7 +135,7 @@ async def test_unverified_callers_cannot_start(start_service: StartService, fake
 async def test_another_users_run_is_invisible(start_service: StartService, fakes: Fakes) -> None:
     service = await start_service()
     alice, mallory = user(), user()
-    fakes.ledger.balances[alice.user_id] = 12_000
+    fakes.ledger.posted[alice.user_id] = 12_000
     fakes.generation.auto = False
     started = await service.client.start(
         alice, "ecom-video-pro", inputs_for(fakes, alice.user_id, "ecom-video-pro")
@@ -162,7 +162,7 @@ async def test_another_users_run_is_invisible(start_service: StartService, fakes
 async def test_list_is_newest_first_with_a_cursor(start_service: StartService, fakes: Fakes) -> None:
     service = await start_service()
     alice = user()
-    fakes.ledger.balances[alice.user_id] = 100_000
+    fakes.ledger.posted[alice.user_id] = 100_000
     fakes.generation.auto = False
     ids = []
     for _ in range(5):

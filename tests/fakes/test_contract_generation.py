@@ -1,0 +1,114 @@
+"""The generation service's contract as the workflow and the admin API use it, run through a gRPC stub
+against both the shared fake (`tests/fakes/generation.py`) and the real servicer (on PostgreSQL, with the
+generation suite's catalog and ledger stand-ins): the same requests, the same observable answers."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import cast
+
+import grpc
+import pytest
+
+from atelier.common.v1 import common_pb2
+from atelier.generation.v1 import generation_pb2 as pb
+from atelier.generation.v1 import generation_pb2_grpc
+from kit import grpc_client
+from kit.bus import Bus
+from kit.errors import from_rpc_error
+from kit.grpc_server import GrpcServer
+from kit.identity import Identity
+from tests.fakes.generation import FakeGeneration
+from tests.generation.conftest import Stack
+
+Stub = generation_pb2_grpc.GenerationServiceStub
+ADMIN = Identity(user_id="admin-1", role="admin")
+
+
+@pytest.fixture
+async def fake_stub(bus: Bus) -> AsyncIterator[Stub]:
+    # RPCs a fake leaves out answer UNIMPLEMENTED (the generated base); only its stub calls them abstract.
+    fake = FakeGeneration(bus)  # type: ignore[abstract]
+    fake.auto = False  # the real one has no worker here either: tasks stay queued
+    server = GrpcServer("generation-fake", host="127.0.0.1", port=0)
+    generation_pb2_grpc.add_GenerationServiceServicer_to_server(fake, server.server)
+    port = await server.start()
+    try:
+        async with grpc_client.channel(f"127.0.0.1:{port}") as channel:
+            yield Stub(channel)
+    finally:
+        await server.stop(0.2)
+
+
+@pytest.fixture(params=["fake", "real"])
+def stub(request: pytest.FixtureRequest) -> Stub:
+    if request.param == "fake":
+        return cast("Stub", request.getfixturevalue("fake_stub"))
+    # The generation suite's own stack: the real servicer, its catalog offering the model "img".
+    return cast("Stack", request.getfixturevalue("stack")).stub
+
+
+def user() -> Identity:
+    return Identity(user_id=f"u_{uuid.uuid4().hex[:10]}", status="active")
+
+
+async def refused(call: object) -> tuple[grpc.StatusCode, str]:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call  # type: ignore[misc]
+    error = from_rpc_error(caught.value)
+    assert error is not None
+    return caught.value.code(), error.code
+
+
+def step(key: str) -> pb.SubmitTaskRequest:
+    return pb.SubmitTaskRequest(
+        kind=common_pb2.MODEL_KIND_IMAGE,
+        model_code="img",
+        prompt="a step",
+        ratio="1:1",
+        resolution="1K",
+        internal=True,
+        idempotency_key=key,
+        workflow_step=pb.WorkflowStepRef(run_id=f"run_{key}", step_key="image"),
+    )
+
+
+async def test_unknown_tasks_and_uploads_are_not_found(stub: Stub) -> None:
+    who = user().metadata()
+    missing = pb.GetTaskRequest(task_id="task_missing")
+    assert await refused(stub.GetTask(missing, metadata=who)) == (grpc.StatusCode.NOT_FOUND, "task_not_found")
+    cancel = pb.CancelTaskRequest(task_id="task_missing")
+    assert await refused(stub.CancelTask(cancel, metadata=who)) == (
+        grpc.StatusCode.NOT_FOUND,
+        "task_not_found",
+    )
+    upload = pb.GetUploadRequest(upload_id="up_missing")
+    assert await refused(stub.GetUpload(upload, metadata=who)) == (
+        grpc.StatusCode.NOT_FOUND,
+        "upload_not_found",
+    )
+
+
+async def test_a_workflow_step_is_created_once_per_key(stub: Stub) -> None:
+    owner = user()
+    key = uuid.uuid4().hex[:12]
+    first = await stub.SubmitTask(step(key), metadata=owner.metadata("workflow"))
+    assert first.created
+    assert first.task.internal
+    assert first.task.status == pb.TASK_STATUS_QUEUED
+    assert (first.task.workflow_step.run_id, first.task.workflow_step.step_key) == (f"run_{key}", "image")
+    again = await stub.SubmitTask(step(key), metadata=owner.metadata("workflow"))
+    assert not again.created
+    assert again.task.id == first.task.id
+
+
+async def test_a_task_is_read_by_its_owner_and_admins_only(stub: Stub) -> None:
+    owner = user()
+    task = (await stub.SubmitTask(step(uuid.uuid4().hex[:12]), metadata=owner.metadata("workflow"))).task
+    mine = await stub.GetTask(pb.GetTaskRequest(task_id=task.id), metadata=owner.metadata())
+    assert mine.task.id == task.id
+    seen = await stub.GetTask(pb.GetTaskRequest(task_id=task.id), metadata=ADMIN.metadata())
+    assert seen.task.user_id == owner.user_id
+    other = stub.GetTask(pb.GetTaskRequest(task_id=task.id), metadata=user().metadata())
+    assert await refused(other) == (grpc.StatusCode.NOT_FOUND, "task_not_found")
