@@ -14,23 +14,16 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     LargeBinary,
-    MetaData,
     Table,
     Text,
     Uuid,
-    func,
     text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from kit.db_naming import NAMING_CONVENTION
-from kit.inbox import inbox_table
-from kit.outbox import outbox_table
+from kit.service_tables import created_at, service_tables, timestamps
 
-metadata = MetaData(naming_convention=NAMING_CONVENTION)
-
-outbox = outbox_table(metadata)
-inbox = inbox_table(metadata)
+metadata, outbox, inbox = service_tables()
 
 
 users = Table(
@@ -43,8 +36,7 @@ users = Table(
     Column("role", Text, nullable=False, server_default="user"),
     Column("status", Text, nullable=False, server_default="unverified"),
     Column("locale", Text, nullable=False, server_default="en"),
-    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    *timestamps(),
     Column("email_verified_at", DateTime(timezone=True), nullable=True),
     CheckConstraint("role IN ('user', 'admin')", name="role"),
     CheckConstraint("status IN ('unverified', 'active', 'disabled')", name="status"),
@@ -61,7 +53,7 @@ email_tokens = Table(
     Column("user_id", Uuid, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
     Column("purpose", Text, nullable=False),
     Column("token_hash", LargeBinary, nullable=False, unique=True),
-    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    created_at(),
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Column("used_at", DateTime(timezone=True), nullable=True),
     CheckConstraint("purpose IN ('verify_email', 'reset_password')", name="purpose"),
@@ -78,7 +70,7 @@ refresh_tokens = Table(
     Column("family_id", Uuid, nullable=False),
     Column("user_id", Uuid, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
     Column("token_hash", LargeBinary, nullable=False, unique=True),
-    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    created_at(),
     Column("expires_at", DateTime(timezone=True), nullable=False),
     # Set when this token was exchanged for its successor; presenting it again is reuse.
     Column("rotated_at", DateTime(timezone=True), nullable=True),
@@ -105,7 +97,7 @@ api_keys = Table(
     # A set of known scopes, never empty. New scopes (and the nullable budget and model-list columns a
     # key may gain) are additive: widen this constraint, add columns; no row has to be rewritten.
     Column("scopes", ARRAY(Text), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    created_at(),
     Column("last_used_at", DateTime(timezone=True), nullable=True),
     Column("expires_at", DateTime(timezone=True), nullable=True),
     Column("revoked_at", DateTime(timezone=True), nullable=True),

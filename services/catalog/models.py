@@ -9,8 +9,6 @@ quote's `catalog_version` points to); `audit_log` says who changed what, when, a
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -21,25 +19,14 @@ from sqlalchemy import (
     Identity,
     Index,
     Integer,
-    MetaData,
     Table,
     Text,
-    func,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-from kit.db_naming import NAMING_CONVENTION
-from kit.inbox import inbox_table
-from kit.outbox import outbox_table
+from kit.service_tables import service_tables, updated_at
 
-metadata = MetaData(naming_convention=NAMING_CONVENTION)
-
-outbox = outbox_table(metadata)
-inbox = inbox_table(metadata)
-
-
-def _updated_at() -> Column[Any]:
-    return Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now())
+metadata, outbox, inbox = service_tables()
 
 
 catalog_state = Table(
@@ -51,7 +38,7 @@ catalog_state = Table(
     Column("default_capabilities", JSONB, nullable=False),
     # [{code, name: {zh, en}}]: display names of capability codes.
     Column("capability_names", JSONB, nullable=False),
-    _updated_at(),
+    updated_at(),
     CheckConstraint("id = 1", name="single_row"),
 )
 
@@ -64,7 +51,7 @@ models = Table(
     Column("public", Boolean, nullable=False),
     Column("sort_order", Integer, nullable=False),
     Column("spec", JSONB, nullable=False),
-    _updated_at(),
+    updated_at(),
     CheckConstraint("kind IN ('text', 'image', 'video')", name="kind"),
 )
 
@@ -76,7 +63,7 @@ templates = Table(
     Column("public", Boolean, nullable=False),
     Column("sort_order", Integer, nullable=False),
     Column("spec", JSONB, nullable=False),
-    _updated_at(),
+    updated_at(),
 )
 
 recharge_rules = Table(
@@ -84,7 +71,7 @@ recharge_rules = Table(
     metadata,
     Column("id", Integer, primary_key=True),
     Column("spec", JSONB, nullable=False),
-    _updated_at(),
+    updated_at(),
     CheckConstraint("id = 1", name="single_row"),
 )
 
@@ -95,7 +82,7 @@ plans = Table(
     Column("enabled", Boolean, nullable=False),
     Column("sort_order", Integer, nullable=False),
     Column("spec", JSONB, nullable=False),
-    _updated_at(),
+    updated_at(),
 )
 
 payment_methods = Table(
@@ -105,7 +92,7 @@ payment_methods = Table(
     Column("enabled", Boolean, nullable=False),
     Column("sort_order", Integer, nullable=False),
     Column("spec", JSONB, nullable=False),
-    _updated_at(),
+    updated_at(),
 )
 
 channels = Table(
@@ -114,7 +101,7 @@ channels = Table(
     Column("code", Text, primary_key=True),
     Column("enabled", Boolean, nullable=False),
     Column("spec", JSONB, nullable=False),
-    _updated_at(),
+    updated_at(),
 )
 
 config_versions = Table(
