@@ -7,6 +7,8 @@ and it lets a key be found by an index lookup).
 
 from __future__ import annotations
 
+import uuid
+
 from sqlalchemy import (
     CheckConstraint,
     Column,
@@ -24,6 +26,11 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from kit.service_tables import created_at, service_tables, timestamps
 
 metadata, outbox, inbox = service_tables()
+
+
+def _user_id() -> Column[uuid.UUID]:
+    """The user a row belongs to; it goes when the user goes."""
+    return Column("user_id", Uuid, ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
 
 
 users = Table(
@@ -50,7 +57,7 @@ email_tokens = Table(
     "email_tokens",
     metadata,
     Column("id", Uuid, primary_key=True),
-    Column("user_id", Uuid, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    _user_id(),
     Column("purpose", Text, nullable=False),
     Column("token_hash", LargeBinary, nullable=False, unique=True),
     created_at(),
@@ -68,7 +75,7 @@ refresh_tokens = Table(
     metadata,
     Column("id", Uuid, primary_key=True),
     Column("family_id", Uuid, nullable=False),
-    Column("user_id", Uuid, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    _user_id(),
     Column("token_hash", LargeBinary, nullable=False, unique=True),
     created_at(),
     Column("expires_at", DateTime(timezone=True), nullable=False),
@@ -89,7 +96,7 @@ api_keys = Table(
     "api_keys",
     metadata,
     Column("id", Uuid, primary_key=True),
-    Column("user_id", Uuid, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    _user_id(),
     Column("name", Text, nullable=False),
     # The visible leading part of the key (e.g. "atl_live_3f9a2b7c"), safe to show and log.
     Column("prefix", Text, nullable=False),

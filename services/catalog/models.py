@@ -9,6 +9,8 @@ quote's `catalog_version` points to); `audit_log` says who changed what, when, a
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -42,29 +44,41 @@ catalog_state = Table(
     CheckConstraint("id = 1", name="single_row"),
 )
 
-models = Table(
+
+def _entity(name: str, *columns: Column[Any] | CheckConstraint) -> Table:
+    """An entity's table: keyed by its code, then the columns readers filter on, then its whole
+    definition in `spec`."""
+    return Table(
+        name,
+        metadata,
+        Column("code", Text, primary_key=True),
+        *columns,
+        Column("spec", JSONB, nullable=False),
+        updated_at(),
+    )
+
+
+def _enabled() -> Column[bool]:
+    return Column("enabled", Boolean, nullable=False)
+
+
+def _public() -> Column[bool]:
+    return Column("public", Boolean, nullable=False)
+
+
+def _sort_order() -> Column[int]:
+    return Column("sort_order", Integer, nullable=False)
+
+
+models = _entity(
     "models",
-    metadata,
-    Column("code", Text, primary_key=True),
     Column("kind", Text, nullable=False),
-    Column("enabled", Boolean, nullable=False),
-    Column("public", Boolean, nullable=False),
-    Column("sort_order", Integer, nullable=False),
-    Column("spec", JSONB, nullable=False),
-    updated_at(),
+    _enabled(),
+    _public(),
+    _sort_order(),
     CheckConstraint("kind IN ('text', 'image', 'video')", name="kind"),
 )
-
-templates = Table(
-    "templates",
-    metadata,
-    Column("code", Text, primary_key=True),
-    Column("enabled", Boolean, nullable=False),
-    Column("public", Boolean, nullable=False),
-    Column("sort_order", Integer, nullable=False),
-    Column("spec", JSONB, nullable=False),
-    updated_at(),
-)
+templates = _entity("templates", _enabled(), _public(), _sort_order())
 
 recharge_rules = Table(
     "recharge_rules",
@@ -75,34 +89,10 @@ recharge_rules = Table(
     CheckConstraint("id = 1", name="single_row"),
 )
 
-plans = Table(
-    "plans",
-    metadata,
-    Column("code", Text, primary_key=True),
-    Column("enabled", Boolean, nullable=False),
-    Column("sort_order", Integer, nullable=False),
-    Column("spec", JSONB, nullable=False),
-    updated_at(),
-)
+plans = _entity("plans", _enabled(), _sort_order())
+payment_methods = _entity("payment_methods", _enabled(), _sort_order())
+channels = _entity("channels", _enabled())
 
-payment_methods = Table(
-    "payment_methods",
-    metadata,
-    Column("code", Text, primary_key=True),
-    Column("enabled", Boolean, nullable=False),
-    Column("sort_order", Integer, nullable=False),
-    Column("spec", JSONB, nullable=False),
-    updated_at(),
-)
-
-channels = Table(
-    "channels",
-    metadata,
-    Column("code", Text, primary_key=True),
-    Column("enabled", Boolean, nullable=False),
-    Column("spec", JSONB, nullable=False),
-    updated_at(),
-)
 
 config_versions = Table(
     "config_versions",
