@@ -3,6 +3,7 @@ mapped, metrics recorded), graceful stop."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -55,22 +56,11 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     ) -> Callable[..., Awaitable[Any]]:
         async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
             started = time.perf_counter()
-            code = "OK"
             try:
-                text.check_message(request)
-                return await behavior(request, context)
-            except DomainError as exc:
-                code = exc.status.name
-                await context.abort(exc.status, exc.message, trailing_metadata=exc.trailing_metadata())
-            except grpc.aio.AbortError:
-                code = "ABORTED_BY_HANDLER"
-                raise
-            except Exception:
-                code = "INTERNAL"
-                log.exception("unhandled error in %s/%s", self.service, method)
-                await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+                async with self._answering(request, context, method):
+                    response = await behavior(request, context)
+                return response
             finally:
-                metrics.RPC_REQUESTS.labels(self.service, method, code).inc()
                 trace_id = current_trace_id()
                 metrics.RPC_LATENCY.labels(self.service, method).observe(
                     time.perf_counter() - started, exemplar={"trace_id": trace_id} if trace_id else None
@@ -82,24 +72,34 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self, behavior: Callable[..., AsyncIterator[Any]], method: str
     ) -> Callable[..., AsyncIterator[Any]]:
         async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            code = "OK"
-            try:
-                text.check_message(request)
+            async with self._answering(request, context, method):
                 async for item in behavior(request, context):
                     yield item
-            except DomainError as exc:
-                code = exc.status.name
-                await context.abort(exc.status, exc.message, trailing_metadata=exc.trailing_metadata())
-            except grpc.aio.AbortError:
-                raise
-            except Exception:
-                code = "INTERNAL"
-                log.exception("unhandled error in %s/%s", self.service, method)
-                await context.abort(grpc.StatusCode.INTERNAL, "internal error")
-            finally:
-                metrics.RPC_REQUESTS.labels(self.service, method, code).inc()
 
         return wrapper
+
+    @contextlib.asynccontextmanager
+    async def _answering(
+        self, request: Any, context: grpc.aio.ServicerContext, method: str
+    ) -> AsyncIterator[None]:
+        """Around one call: checks the request's text, turns what the handler raised into its status,
+        and counts the call under that status's name."""
+        code = "OK"
+        try:
+            text.check_message(request)
+            yield
+        except DomainError as exc:
+            code = exc.status.name
+            await context.abort(exc.status, exc.message, trailing_metadata=exc.trailing_metadata())
+        except grpc.aio.AbortError:
+            code = "ABORTED_BY_HANDLER"
+            raise
+        except Exception:
+            code = "INTERNAL"
+            log.exception("unhandled error in %s/%s", self.service, method)
+            await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+        finally:
+            metrics.RPC_REQUESTS.labels(self.service, method, code).inc()
 
 
 class GrpcServer:

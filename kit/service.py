@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import inspect
 import logging
 import signal
 import sys
@@ -56,6 +57,16 @@ class Runtime(Generic[SettingsT_co]):
         """Run `coroutine` for the life of the process; it must return once `stop` is set."""
         self._background.append(coroutine)
 
+    def close_on_stop(self, *closers: Callable[[], Awaitable[object]]) -> None:
+        """Once `stop` is set, await each closer in turn (the clients and pools `setup` opened)."""
+
+        async def close() -> None:
+            await self.stop.wait()
+            for closer in closers:
+                await closer()
+
+        self.spawn(close())
+
 
 Setup = Callable[[Runtime[SettingsT], GrpcServer], Awaitable[None]]
 # An extra command-line verb of a service (`python -m services.<name> <verb> ...`): gets the settings and
@@ -66,14 +77,20 @@ Command = Callable[[SettingsT, list[str]], Coroutine[Any, Any, int | None]]
 @dataclass(frozen=True)
 class ServiceDefinition(Generic[SettingsT]):
     """A service described for `main`: its settings class (usually the class itself as the factory)
-    types the `Runtime` its `setup` and commands receive."""
+    types the `Runtime` its `setup` and commands receive; `metadata` holds its tables (the outbox
+    among them, when it publishes)."""
 
     name: str
     settings_factory: Callable[[], SettingsT]
     metadata: MetaData
-    migrations_dir: Path
     setup: Setup[SettingsT]
     commands: Mapping[str, Command[SettingsT]] = field(default_factory=dict)
+
+    @property
+    def migrations_dir(self) -> Path:
+        """The service's Alembic history: the `migrations/` folder beside the module that defines
+        `setup` (so `services/<name>/migrations`, whichever process of the service this is)."""
+        return Path(inspect.getfile(self.setup)).parent / "migrations"
 
 
 def main(definition: ServiceDefinition[SettingsT], argv: list[str] | None = None) -> None:
@@ -90,12 +107,13 @@ def main(definition: ServiceDefinition[SettingsT], argv: list[str] | None = None
     settings = definition.settings_factory()
     logs.setup(definition.name, level=settings.log_level, json_output=settings.log_json)
     if args.command == "migrate":
-        asyncio.run(_migrate(definition, settings))
+        asyncio.run(migrate(definition, settings))
         return
     asyncio.run(serve(definition, settings))
 
 
-async def _migrate(definition: ServiceDefinition[SettingsT], settings: SettingsT) -> None:
+async def migrate(definition: ServiceDefinition[SettingsT], settings: SettingsT) -> None:
+    """Create the service's database when the settings allow it, then apply its migrations."""
     if settings.create_database:
         await ensure_database(settings.database_url)
     await migrations.upgrade_async(definition.migrations_dir, settings.database_url)
