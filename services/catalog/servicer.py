@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import grpc
 
 from atelier.catalog.v1 import catalog_pb2 as pb
@@ -12,7 +14,7 @@ from kit.identity import require_admin
 from kit.outbox import Outbox
 from kit.service import Runtime
 from kit.text import ascii_digits
-from services.catalog import changes, channels, mapping, model_specs, quotes, recharge, templates, versions
+from services.catalog import changes, mapping, model_specs, quotes, recharge, templates, versions
 from services.catalog.schemas import Amount, Catalog, Kind
 
 AUDIT_PAGE_DEFAULT = 50
@@ -33,11 +35,6 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
     async def _catalog(self) -> Catalog:
         async with self.runtime.db.transaction() as session:
             return await self.reader.current(session)
-
-    def _committed(self, change: changes.Change) -> int:
-        if change.changed and self.runtime.relay is not None:
-            self.runtime.relay.notify()
-        return change.catalog.version
 
     # -- reads -----------------------------------------------------------------------------------
 
@@ -68,10 +65,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         self, request: pb.GetModelRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetModelResponse:
         catalog = await self._catalog()
-        model = model_specs.find_model(catalog, request.code, include_internal=True)
-        return pb.GetModelResponse(
-            model=mapping.model(model, catalog, with_channel=True), catalog_version=catalog.version
-        )
+        return pb.GetModelResponse(model=_model(catalog, request.code), catalog_version=catalog.version)
 
     async def GetPricing(
         self, request: pb.GetPricingRequest, context: grpc.aio.ServicerContext
@@ -109,8 +103,9 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         self, request: pb.GetTemplateRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetTemplateResponse:
         catalog = await self._catalog()
-        template = templates.find_template(catalog, request.code, include_disabled=True)
-        return pb.GetTemplateResponse(template=mapping.template(template), catalog_version=catalog.version)
+        return pb.GetTemplateResponse(
+            template=_template(catalog, request.code), catalog_version=catalog.version
+        )
 
     async def GetRechargeOptions(
         self, request: pb.GetRechargeOptionsRequest, context: grpc.aio.ServicerContext
@@ -158,146 +153,114 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
 
     # -- admin -----------------------------------------------------------------------------------
 
+    async def _edit(
+        self,
+        context: grpc.aio.ServicerContext,
+        expected_version: int,
+        change: Callable[[changes.Edit], Awaitable[changes.Change]],
+    ) -> Catalog:
+        """Runs an admin's change in its own transaction; the catalog after it."""
+        actor = require_admin(context)
+        async with self.runtime.db.transaction() as session:
+            done = await change(changes.Edit(session, self.outbox, actor.user_id, expected_version))
+        if done.changed and self.runtime.relay is not None:
+            self.runtime.relay.notify()
+        return done.catalog
+
     async def UpsertModel(
         self, request: pb.UpsertModelRequest, context: grpc.aio.ServicerContext
     ) -> pb.UpsertModelResponse:
-        actor = require_admin(context)
-        async with self.runtime.db.transaction() as session:
-            change = await model_specs.upsert_model(
-                session,
-                self.outbox,
-                actor_id=actor.user_id,
-                data=mapping.model_in(request.model),
-                fields=mapping.mask_fields(list(request.update_mask.paths)),
-                expected_version=request.expected_version,
-            )
-        catalog = change.catalog
-        model = model_specs.find_model(catalog, request.model.code, include_internal=True)
+        data, fields = mapping.model_in(request.model), mapping.mask_fields(list(request.update_mask.paths))
+        catalog = await self._edit(
+            context, request.expected_version, lambda edit: changes.upsert(changes.MODELS, edit, data, fields)
+        )
         return pb.UpsertModelResponse(
-            model=mapping.model(model, catalog, with_channel=True), catalog_version=self._committed(change)
+            model=_model(catalog, request.model.code), catalog_version=catalog.version
         )
 
     async def SetModelEnabled(
         self, request: pb.SetModelEnabledRequest, context: grpc.aio.ServicerContext
     ) -> pb.SetModelEnabledResponse:
-        actor = require_admin(context)
-        async with self.runtime.db.transaction() as session:
-            change = await model_specs.set_model_enabled(
-                session,
-                self.outbox,
-                actor_id=actor.user_id,
-                code=request.code,
-                enabled=request.enabled,
-                expected_version=request.expected_version,
-            )
-        catalog = change.catalog
-        model = model_specs.find_model(catalog, request.code, include_internal=True)
+        catalog = await self._edit(
+            context,
+            request.expected_version,
+            lambda edit: changes.set_enabled(changes.MODELS, edit, request.code, request.enabled),
+        )
         return pb.SetModelEnabledResponse(
-            model=mapping.model(model, catalog, with_channel=True), catalog_version=self._committed(change)
+            model=_model(catalog, request.code), catalog_version=catalog.version
         )
 
     async def SetDefaultCapabilities(
         self, request: pb.SetDefaultCapabilitiesRequest, context: grpc.aio.ServicerContext
     ) -> pb.SetDefaultCapabilitiesResponse:
-        actor = require_admin(context)
-        async with self.runtime.db.transaction() as session:
-            change = await model_specs.set_default_capabilities(
-                session,
-                self.outbox,
-                actor_id=actor.user_id,
-                capabilities=list(request.capabilities),
-                expected_version=request.expected_version,
-            )
+        capabilities = list(request.capabilities)
+        catalog = await self._edit(
+            context,
+            request.expected_version,
+            lambda edit: model_specs.set_default_capabilities(edit, capabilities),
+        )
         return pb.SetDefaultCapabilitiesResponse(
-            capabilities=change.catalog.default_capabilities, catalog_version=self._committed(change)
+            capabilities=catalog.default_capabilities, catalog_version=catalog.version
         )
 
     async def UpsertTemplate(
         self, request: pb.UpsertTemplateRequest, context: grpc.aio.ServicerContext
     ) -> pb.UpsertTemplateResponse:
-        actor = require_admin(context)
-        async with self.runtime.db.transaction() as session:
-            change = await templates.upsert_template(
-                session,
-                self.outbox,
-                actor_id=actor.user_id,
-                data=mapping.template_in(request.template),
-                fields=mapping.mask_fields(list(request.update_mask.paths)),
-                expected_version=request.expected_version,
-            )
-        template = templates.find_template(change.catalog, request.template.code, include_disabled=True)
+        data, fields = (
+            mapping.template_in(request.template),
+            mapping.mask_fields(list(request.update_mask.paths)),
+        )
+        catalog = await self._edit(
+            context,
+            request.expected_version,
+            lambda edit: changes.upsert(changes.TEMPLATES, edit, data, fields),
+        )
         return pb.UpsertTemplateResponse(
-            template=mapping.template(template), catalog_version=self._committed(change)
+            template=_template(catalog, request.template.code), catalog_version=catalog.version
         )
 
     async def SetTemplateEnabled(
         self, request: pb.SetTemplateEnabledRequest, context: grpc.aio.ServicerContext
     ) -> pb.SetTemplateEnabledResponse:
-        actor = require_admin(context)
-        async with self.runtime.db.transaction() as session:
-            change = await templates.set_template_enabled(
-                session,
-                self.outbox,
-                actor_id=actor.user_id,
-                code=request.code,
-                enabled=request.enabled,
-                expected_version=request.expected_version,
-            )
-        template = templates.find_template(change.catalog, request.code, include_disabled=True)
+        catalog = await self._edit(
+            context,
+            request.expected_version,
+            lambda edit: changes.set_enabled(changes.TEMPLATES, edit, request.code, request.enabled),
+        )
         return pb.SetTemplateEnabledResponse(
-            template=mapping.template(template), catalog_version=self._committed(change)
+            template=_template(catalog, request.code), catalog_version=catalog.version
         )
 
     async def UpdateRechargeRules(
         self, request: pb.UpdateRechargeRulesRequest, context: grpc.aio.ServicerContext
     ) -> pb.UpdateRechargeRulesResponse:
-        actor = require_admin(context)
-        async with self.runtime.db.transaction() as session:
-            change = await recharge.update_recharge_rules(
-                session,
-                self.outbox,
-                actor_id=actor.user_id,
-                data=mapping.recharge_rules_in(request.rules),
-                expected_version=request.expected_version,
-            )
+        data = mapping.recharge_rules_in(request.rules)
+        catalog = await self._edit(
+            context, request.expected_version, lambda edit: recharge.update_recharge_rules(edit, data)
+        )
         return pb.UpdateRechargeRulesResponse(
-            rules=mapping.recharge_rules(change.catalog.recharge_rules),
-            catalog_version=self._committed(change),
+            rules=mapping.recharge_rules(catalog.recharge_rules), catalog_version=catalog.version
         )
 
     async def UpsertPlan(
         self, request: pb.UpsertPlanRequest, context: grpc.aio.ServicerContext
     ) -> pb.UpsertPlanResponse:
-        actor = require_admin(context)
-        async with self.runtime.db.transaction() as session:
-            change = await recharge.upsert_plan(
-                session,
-                self.outbox,
-                actor_id=actor.user_id,
-                data=mapping.plan_in(request.plan),
-                expected_version=request.expected_version,
-            )
-        plan = change.catalog.plan(request.plan.code)
-        assert plan is not None  # the change just wrote it
-        return pb.UpsertPlanResponse(plan=mapping.plan(plan), catalog_version=self._committed(change))
+        data = mapping.plan_in(request.plan)
+        catalog = await self._edit(
+            context, request.expected_version, lambda edit: changes.upsert(changes.PLANS, edit, data)
+        )
+        plan = changes.PLANS.get(catalog, request.plan.code)
+        return pb.UpsertPlanResponse(plan=mapping.plan(plan), catalog_version=catalog.version)
 
     async def UpsertChannel(
         self, request: pb.UpsertChannelRequest, context: grpc.aio.ServicerContext
     ) -> pb.UpsertChannelResponse:
-        actor = require_admin(context)
-        async with self.runtime.db.transaction() as session:
-            change = await channels.upsert_channel(
-                session,
-                self.outbox,
-                actor_id=actor.user_id,
-                data=mapping.channel_in(request.channel),
-                expected_version=request.expected_version,
-            )
-        channel = change.catalog.channel(request.channel.code)
-        assert channel is not None  # the change just wrote it
-        return pb.UpsertChannelResponse(
-            channel=mapping.channel(channel), catalog_version=self._committed(change)
+        data = mapping.channel_in(request.channel)
+        catalog = await self._edit(
+            context, request.expected_version, lambda edit: changes.upsert(changes.CHANNELS, edit, data)
         )
+        channel = changes.CHANNELS.get(catalog, request.channel.code)
+        return pb.UpsertChannelResponse(channel=mapping.channel(channel), catalog_version=catalog.version)
 
     async def ListChannels(
         self, request: pb.ListChannelsRequest, context: grpc.aio.ServicerContext
@@ -359,3 +322,12 @@ def _amount(money: common_pb2.Money) -> Amount:
         raise InvalidArgument(
             f"unsupported currency {money.currency!r}", code="unsupported_currency"
         ) from exc
+
+
+def _model(catalog: Catalog, code: str) -> pb.Model:
+    model = model_specs.find_model(catalog, code, include_internal=True)
+    return mapping.model(model, catalog, with_channel=True)
+
+
+def _template(catalog: Catalog, code: str) -> pb.WorkflowTemplate:
+    return mapping.template(templates.find_template(catalog, code, include_disabled=True))
