@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
@@ -229,11 +230,11 @@ def quote(q: Quote, catalog: schemas.Catalog) -> pb.QuoteSnapshot:
         total=credits(q.total),
         catalog_version=q.catalog_version,
         channel=binding(q.model, catalog),
-        ratio=q.ratio,
-        resolution=q.resolution,
-        duration_seconds=q.duration_seconds,
-        n=q.n,
-        capability=q.capability,
+        ratio=q.params.ratio,
+        resolution=q.params.resolution,
+        duration_seconds=q.params.duration_seconds,
+        n=q.params.n,
+        capability=q.params.capability,
         input_price_per_1k_tokens=credits(q.model.input_price_per_1k_tokens),
         output_price_per_1k_tokens=credits(q.model.output_price_per_1k_tokens),
     )
@@ -242,16 +243,7 @@ def quote(q: Quote, catalog: schemas.Catalog) -> pb.QuoteSnapshot:
         {
             "model": q.model.model_dump(mode="json"),
             "effective_capabilities": catalog.effective_capabilities(q.model),
-            "params": {
-                "ratio": q.ratio,
-                "resolution": q.resolution,
-                "duration_seconds": q.duration_seconds,
-                "n": q.n,
-                "capability": q.capability,
-                "input_image_count": q.input_image_count,
-                "input_tokens": q.input_tokens,
-                "max_output_tokens": q.max_output_tokens,
-            },
+            "params": {k: v for k, v in asdict(q.params).items() if k not in ("model_code", "internal")},
         }
     )
     out.snapshot.CopyFrom(record)

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,14 +37,8 @@ class Quote:
     total: int
     catalog_version: int
     quoted_at: datetime
-    ratio: str = ""
-    resolution: str = ""
-    duration_seconds: int = 0
-    n: int = 1
-    capability: str = ""
-    input_image_count: int = 0
-    input_tokens: int = 0
-    max_output_tokens: int = 0
+    # The request as priced: empty values resolved to the model's defaults.
+    params: QuoteParams
 
 
 def _unsupported(model: ModelSpec, field: str, value: object, allowed: list[str]) -> InvalidArgument:
@@ -146,12 +140,7 @@ def quote(catalog: Catalog, params: QuoteParams, *, now: datetime | None = None)
         unit_price=model.price,
         quantity=quantity,
         total=model.price * quantity,
-        ratio=ratio,
-        resolution=resolution,
-        duration_seconds=duration,
-        n=n,
-        capability=params.capability,
-        input_image_count=params.input_image_count,
+        params=replace(params, ratio=ratio, resolution=resolution, duration_seconds=duration, n=n),
         **common,
     )
 
@@ -189,8 +178,7 @@ def _quote_text(model: ModelSpec, params: QuoteParams, n: int, common: dict[str,
         unit_price=0,
         quantity=params.input_tokens + output,
         total=total,
-        n=1,
-        input_tokens=params.input_tokens,
-        max_output_tokens=output,
+        # A text quote has always recorded no input images, even for a multimodal model.
+        params=replace(params, n=1, max_output_tokens=output, input_image_count=0),
         **common,
     )

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import grpc
+from google.protobuf import field_mask_pb2
 
 from atelier.catalog.v1 import catalog_pb2 as pb
 from atelier.catalog.v1 import catalog_pb2_grpc
@@ -121,17 +124,9 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
 
     async def Quote(self, request: pb.QuoteRequest, context: grpc.aio.ServicerContext) -> pb.QuoteResponse:
         catalog = await self._catalog()
+        # QuoteParams is QuoteRequest's fields, named alike.
         params = quotes.QuoteParams(
-            model_code=request.model_code,
-            ratio=request.ratio,
-            resolution=request.resolution,
-            duration_seconds=request.duration_seconds,
-            n=request.n,
-            capability=request.capability,
-            input_image_count=request.input_image_count,
-            input_tokens=request.input_tokens,
-            max_output_tokens=request.max_output_tokens,
-            internal=request.internal,
+            **{f.name: getattr(request, f.name) for f in dataclasses.fields(quotes.QuoteParams)}
         )
         return pb.QuoteResponse(quote=mapping.quote(quotes.quote(catalog, params), catalog))
 
@@ -167,12 +162,37 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
             self.runtime.relay.notify()
         return done.catalog
 
+    async def _upsert(
+        self,
+        context: grpc.aio.ServicerContext,
+        expected_version: int,
+        entries: changes.Entries[changes.E],
+        data: dict[str, Any],
+        mask: field_mask_pb2.FieldMask | None = None,
+    ) -> Catalog:
+        fields = None if mask is None else mapping.mask_fields(list(mask.paths))
+        return await self._edit(
+            context, expected_version, lambda edit: changes.upsert(entries, edit, data, fields)
+        )
+
+    async def _switch(
+        self,
+        context: grpc.aio.ServicerContext,
+        request: pb.SetModelEnabledRequest | pb.SetTemplateEnabledRequest,
+        entries: changes.Entries[changes.E],
+    ) -> Catalog:
+        return await self._edit(
+            context,
+            request.expected_version,
+            lambda edit: changes.set_enabled(entries, edit, request.code, request.enabled),
+        )
+
     async def UpsertModel(
         self, request: pb.UpsertModelRequest, context: grpc.aio.ServicerContext
     ) -> pb.UpsertModelResponse:
-        data, fields = mapping.model_in(request.model), mapping.mask_fields(list(request.update_mask.paths))
-        catalog = await self._edit(
-            context, request.expected_version, lambda edit: changes.upsert(changes.MODELS, edit, data, fields)
+        data = mapping.model_in(request.model)
+        catalog = await self._upsert(
+            context, request.expected_version, changes.MODELS, data, request.update_mask
         )
         return pb.UpsertModelResponse(
             model=_model(catalog, request.model.code), catalog_version=catalog.version
@@ -181,11 +201,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
     async def SetModelEnabled(
         self, request: pb.SetModelEnabledRequest, context: grpc.aio.ServicerContext
     ) -> pb.SetModelEnabledResponse:
-        catalog = await self._edit(
-            context,
-            request.expected_version,
-            lambda edit: changes.set_enabled(changes.MODELS, edit, request.code, request.enabled),
-        )
+        catalog = await self._switch(context, request, changes.MODELS)
         return pb.SetModelEnabledResponse(
             model=_model(catalog, request.code), catalog_version=catalog.version
         )
@@ -206,14 +222,9 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
     async def UpsertTemplate(
         self, request: pb.UpsertTemplateRequest, context: grpc.aio.ServicerContext
     ) -> pb.UpsertTemplateResponse:
-        data, fields = (
-            mapping.template_in(request.template),
-            mapping.mask_fields(list(request.update_mask.paths)),
-        )
-        catalog = await self._edit(
-            context,
-            request.expected_version,
-            lambda edit: changes.upsert(changes.TEMPLATES, edit, data, fields),
+        data = mapping.template_in(request.template)
+        catalog = await self._upsert(
+            context, request.expected_version, changes.TEMPLATES, data, request.update_mask
         )
         return pb.UpsertTemplateResponse(
             template=_template(catalog, request.template.code), catalog_version=catalog.version
@@ -222,11 +233,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
     async def SetTemplateEnabled(
         self, request: pb.SetTemplateEnabledRequest, context: grpc.aio.ServicerContext
     ) -> pb.SetTemplateEnabledResponse:
-        catalog = await self._edit(
-            context,
-            request.expected_version,
-            lambda edit: changes.set_enabled(changes.TEMPLATES, edit, request.code, request.enabled),
-        )
+        catalog = await self._switch(context, request, changes.TEMPLATES)
         return pb.SetTemplateEnabledResponse(
             template=_template(catalog, request.code), catalog_version=catalog.version
         )
@@ -245,9 +252,8 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
     async def UpsertPlan(
         self, request: pb.UpsertPlanRequest, context: grpc.aio.ServicerContext
     ) -> pb.UpsertPlanResponse:
-        data = mapping.plan_in(request.plan)
-        catalog = await self._edit(
-            context, request.expected_version, lambda edit: changes.upsert(changes.PLANS, edit, data)
+        catalog = await self._upsert(
+            context, request.expected_version, changes.PLANS, mapping.plan_in(request.plan)
         )
         plan = changes.PLANS.get(catalog, request.plan.code)
         return pb.UpsertPlanResponse(plan=mapping.plan(plan), catalog_version=catalog.version)
@@ -256,9 +262,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         self, request: pb.UpsertChannelRequest, context: grpc.aio.ServicerContext
     ) -> pb.UpsertChannelResponse:
         data = mapping.channel_in(request.channel)
-        catalog = await self._edit(
-            context, request.expected_version, lambda edit: changes.upsert(changes.CHANNELS, edit, data)
-        )
+        catalog = await self._upsert(context, request.expected_version, changes.CHANNELS, data)
         channel = changes.CHANNELS.get(catalog, request.channel.code)
         return pb.UpsertChannelResponse(channel=mapping.channel(channel), catalog_version=catalog.version)
 
