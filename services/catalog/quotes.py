@@ -61,6 +61,12 @@ def _pick(model: ModelSpec, field: str, value: str, allowed: list[str]) -> str:
     return value
 
 
+def _check_input_images(model: ModelSpec, params: QuoteParams) -> None:
+    if not 0 <= params.input_image_count <= model.max_input_images:
+        allowed = [str(i) for i in range(model.max_input_images + 1)]
+        raise _unsupported(model, "input_image_count", params.input_image_count, allowed)
+
+
 def quote(catalog: Catalog, params: QuoteParams, *, now: datetime | None = None) -> Quote:
     """Validates a generation request against its model and prices it by the model's billing unit.
 
@@ -122,13 +128,7 @@ def quote(catalog: Catalog, params: QuoteParams, *, now: datetime | None = None)
             allowed=",".join(capabilities),
             model=model.code,
         )
-    if not 0 <= params.input_image_count <= model.max_input_images:
-        raise _unsupported(
-            model,
-            "input_image_count",
-            params.input_image_count,
-            [str(i) for i in range(model.max_input_images + 1)],
-        )
+    _check_input_images(model, params)
     if model.billing_unit == "per_generation":
         quantity = 1
     elif model.billing_unit == "per_image":
@@ -155,13 +155,7 @@ def _quote_text(model: ModelSpec, params: QuoteParams, n: int, common: dict[str,
         if given:
             raise _unsupported(model, field, given, [])
     # Multimodal text models read images too (e.g. a workflow's product photos).
-    if not 0 <= params.input_image_count <= model.max_input_images:
-        raise _unsupported(
-            model,
-            "input_image_count",
-            params.input_image_count,
-            [str(i) for i in range(model.max_input_images + 1)],
-        )
+    _check_input_images(model, params)
     if n != 1:
         raise _unsupported(model, "n", params.n, ["1"])
     if params.input_tokens < 0:

@@ -77,7 +77,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         return pb.GetPricingResponse(
             groups=[
                 pb.PricingGroup(
-                    kind=mapping.KINDS[kind],  # type: ignore[arg-type]
+                    kind=mapping.KINDS[kind],
                     models=[mapping.model(m, catalog, with_channel=False) for m in models],
                 )
                 for kind, models in model_specs.pricing(catalog)
@@ -291,18 +291,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
                 before_id=before,
                 limit=limit + 1,
             )
-        entries = []
-        for row in rows[:limit]:
-            entry = pb.AuditEntry(
-                version=row.version,
-                actor_id=row.actor_id,
-                action=row.action,
-                entity_type=row.entity_type,
-                entity_code=row.entity_code,
-                diff_json=mapping.audit_diff(row.diff),
-            )
-            entry.created_at.FromDatetime(row.created_at)
-            entries.append(entry)
+        entries = [mapping.audit_entry(row) for row in rows[:limit]]
         next_cursor = str(rows[limit - 1].id) if len(rows) > limit else ""
         return pb.ListAuditLogResponse(entries=entries, page=common_pb2.PageInfo(next_cursor=next_cursor))
 
