@@ -1,7 +1,7 @@
 """The one way an admin change is applied (`apply_change`): serialised on the state row, checked
 against `expected_version`, validated as a whole catalog, and recorded as a new version. The lists
-admins edit entry by entry (models, templates, plans, channels) share one upsert and one switch
-(`upsert`, `set_enabled`); the other modules say only what their own change does."""
+admins edit entry by entry (`Entries`: models, templates, plans, channels) share one upsert and one
+switch (`upsert`, `set_enabled`); the entity modules say only what their own change does."""
 
 from __future__ import annotations
 
@@ -140,13 +140,6 @@ class Entries(Generic[E]):
 
     def action(self, verb: str) -> AuditAction:
         return AuditAction(f"{self.entity_type}.{verb}")
-
-
-MODELS = Entries(AuditEntity.MODEL, ModelSpec, lambda catalog: catalog.models)
-TEMPLATES = Entries(AuditEntity.TEMPLATE, Template, lambda catalog: catalog.templates)
-PLANS = Entries(AuditEntity.PLAN, Plan, lambda catalog: catalog.plans)
-# A channel holds a key's reference (an environment variable, a mounted file), never the key.
-CHANNELS = Entries(AuditEntity.CHANNEL, Channel, lambda catalog: catalog.channels)
 
 
 async def upsert(

@@ -1,16 +1,17 @@
-"""Models: the default capability set that inheriting models use (admins edit it; models
-themselves are edited as `changes.MODELS`), and the views the public pages and the studios read."""
+"""Models: admin edits (`MODELS`, and the default capability set that inheriting models use), and
+the views the public pages and the studios read."""
 
 from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kit.errors import InvalidArgument, NotFound
-from services.catalog.changes import Change, Edit, Subject, apply_change
+from services.catalog.changes import Change, Edit, Entries, Subject, apply_change
 from services.catalog.repository import AuditAction, AuditEntity
 from services.catalog.schemas import Catalog, Kind, ModelSpec
 
 KIND_ORDER: tuple[Kind, ...] = ("text", "image", "video")
+MODELS = Entries(AuditEntity.MODEL, ModelSpec, lambda catalog: catalog.models)
 
 
 async def _state_only(session: AsyncSession, catalog: Catalog) -> None:

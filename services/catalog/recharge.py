@@ -1,6 +1,5 @@
-"""Recharge: the rules (rate, minimum, bonus tiers) admins edit, the options users see, and the
-recharge quote (credits for an amount or a plan, by a payment method). Plans are edited as
-`changes.PLANS`."""
+"""Recharge: the rules (rate, minimum, bonus tiers) and plans admins edit, the options users see,
+and the recharge quote (credits for an amount or a plan, by a payment method)."""
 
 from __future__ import annotations
 
@@ -9,12 +8,14 @@ from typing import Any
 
 from kit.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.catalog import repository
-from services.catalog.changes import Change, Edit, Subject, apply_change
+from services.catalog.changes import Change, Edit, Entries, Subject, apply_change
 from services.catalog.repository import AuditAction, AuditEntity
 from services.catalog.schemas import Amount, Catalog, PaymentMethod, Plan, RechargeRules
 
 # 10^9 fen = 10 million RMB: far above any real top-up, far below int64 overflow in milli-credits.
 MAX_RECHARGE_MINOR = 10**9
+
+PLANS = Entries(AuditEntity.PLAN, Plan, lambda catalog: catalog.plans)
 
 
 RECHARGE_RULES = Subject(

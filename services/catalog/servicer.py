@@ -17,7 +17,7 @@ from kit.identity import require_admin
 from kit.outbox import Outbox
 from kit.service import Runtime
 from kit.text import ascii_digits
-from services.catalog import changes, mapping, model_specs, quotes, recharge, templates, versions
+from services.catalog import changes, channels, mapping, model_specs, quotes, recharge, templates, versions
 from services.catalog.schemas import Amount, Catalog, Kind
 
 AUDIT_PAGE_DEFAULT = 50
@@ -192,7 +192,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
     ) -> pb.UpsertModelResponse:
         data = mapping.model_in(request.model)
         catalog = await self._upsert(
-            context, request.expected_version, changes.MODELS, data, request.update_mask
+            context, request.expected_version, model_specs.MODELS, data, request.update_mask
         )
         return pb.UpsertModelResponse(
             model=_model(catalog, request.model.code), catalog_version=catalog.version
@@ -201,7 +201,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
     async def SetModelEnabled(
         self, request: pb.SetModelEnabledRequest, context: grpc.aio.ServicerContext
     ) -> pb.SetModelEnabledResponse:
-        catalog = await self._switch(context, request, changes.MODELS)
+        catalog = await self._switch(context, request, model_specs.MODELS)
         return pb.SetModelEnabledResponse(
             model=_model(catalog, request.code), catalog_version=catalog.version
         )
@@ -224,7 +224,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
     ) -> pb.UpsertTemplateResponse:
         data = mapping.template_in(request.template)
         catalog = await self._upsert(
-            context, request.expected_version, changes.TEMPLATES, data, request.update_mask
+            context, request.expected_version, templates.TEMPLATES, data, request.update_mask
         )
         return pb.UpsertTemplateResponse(
             template=_template(catalog, request.template.code), catalog_version=catalog.version
@@ -233,7 +233,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
     async def SetTemplateEnabled(
         self, request: pb.SetTemplateEnabledRequest, context: grpc.aio.ServicerContext
     ) -> pb.SetTemplateEnabledResponse:
-        catalog = await self._switch(context, request, changes.TEMPLATES)
+        catalog = await self._switch(context, request, templates.TEMPLATES)
         return pb.SetTemplateEnabledResponse(
             template=_template(catalog, request.code), catalog_version=catalog.version
         )
@@ -253,17 +253,17 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         self, request: pb.UpsertPlanRequest, context: grpc.aio.ServicerContext
     ) -> pb.UpsertPlanResponse:
         catalog = await self._upsert(
-            context, request.expected_version, changes.PLANS, mapping.plan_in(request.plan)
+            context, request.expected_version, recharge.PLANS, mapping.plan_in(request.plan)
         )
-        plan = changes.PLANS.get(catalog, request.plan.code)
+        plan = recharge.PLANS.get(catalog, request.plan.code)
         return pb.UpsertPlanResponse(plan=mapping.plan(plan), catalog_version=catalog.version)
 
     async def UpsertChannel(
         self, request: pb.UpsertChannelRequest, context: grpc.aio.ServicerContext
     ) -> pb.UpsertChannelResponse:
         data = mapping.channel_in(request.channel)
-        catalog = await self._upsert(context, request.expected_version, changes.CHANNELS, data)
-        channel = changes.CHANNELS.get(catalog, request.channel.code)
+        catalog = await self._upsert(context, request.expected_version, channels.CHANNELS, data)
+        channel = channels.CHANNELS.get(catalog, request.channel.code)
         return pb.UpsertChannelResponse(channel=mapping.channel(channel), catalog_version=catalog.version)
 
     async def ListChannels(

@@ -1,10 +1,13 @@
-"""Workflow templates: the views of enabled, public templates (admins edit them as
-`changes.TEMPLATES`)."""
+"""Workflow templates: admin edits (`TEMPLATES`) and the views of enabled, public templates."""
 
 from __future__ import annotations
 
 from kit.errors import NotFound
+from services.catalog.changes import Entries
+from services.catalog.repository import AuditEntity
 from services.catalog.schemas import Catalog, Template
+
+TEMPLATES = Entries(AuditEntity.TEMPLATE, Template, lambda catalog: catalog.templates)
 
 
 def list_templates(catalog: Catalog, include_disabled: bool) -> list[Template]:
