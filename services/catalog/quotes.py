@@ -172,7 +172,7 @@ def _quote_text(model: ModelSpec, params: QuoteParams, n: int, common: dict[str,
         unit_price=0,
         quantity=params.input_tokens + output,
         total=total,
-        # A text quote has always recorded no input images, even for a multimodal model.
+        # A text quote records no input images, even a multimodal model's (as it always has).
         params=replace(params, n=1, max_output_tokens=output, input_image_count=0),
         **common,
     )

@@ -1,8 +1,8 @@
 """What a catalog version is and how one is kept: the current version read once per change
 (`CatalogReader`), the canonical order every version lists in, the comparison that ignores the
 timestamps a change sets, the RFC 6902 diff between two, and the record each change leaves (the
-version's snapshot, an audit row and `catalog.changed`, in the caller's transaction); and the audit
-log read back, newest first."""
+state row moved to it, the version's snapshot, an audit row and `catalog.changed`, in the caller's
+transaction); and the audit log read back, newest first."""
 
 from __future__ import annotations
 
