@@ -3,8 +3,7 @@ on the fast path, its psycopg connection), never commit, and return typed record
 
 from services.ledger.repository.accounts import (
     all_accounts,
-    change_system,
-    change_wallet,
+    book,
     get_account,
     lock_wallet,
     logical_account,
@@ -94,9 +93,8 @@ __all__ = [
     "all_orders",
     "apply_steps",
     "balances_from_transfers",
+    "book",
     "callbacks_by_ids",
-    "change_system",
-    "change_wallet",
     "count_transfers",
     "driver_connection",
     "expire_orders",

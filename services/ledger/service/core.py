@@ -22,13 +22,18 @@ from services.ledger import repository as repo
 from services.ledger.repository.records import AccountRecord, WalletRecord
 from services.ledger.service.values import (
     BALANCES_CHANGED,
+    REVENUE,
     Balance,
+    Charge,
     Kind,
+    Status,
     Transfer,
     TransferResult,
+    _available,
     _check_replay,
     _committed,
     _IdTaken,
+    _insufficient,
     _require_id,
     _taken_meanwhile,
     _timestamp,
@@ -45,11 +50,24 @@ class LedgerCore:
 
     # .. events ......................................................................................
 
-    async def _balance_changed(
-        self, session: AsyncSession, user_id: str, wallet: AccountRecord, transfer_id: str
+    async def _book(
+        self,
+        session: AsyncSession,
+        transfer: Transfer,
+        wallet_id: str,
+        system_id: str,
+        *,
+        credits: int = 0,
+        debits: int = 0,
+        held: int = 0,
     ) -> Balance:
-        balance = Balance.from_row(user_id, wallet)
-        await self.outbox.add_many(session, [self._balance_event(balance, transfer_id)])
+        """Double entry for `transfer`: the wallet's deltas (posted credits and debits, pending debits),
+        mirrored on the counterpart system account (`repo.book`); then `balances.changed`."""
+        wallet = await repo.book(
+            session, wallet_id, system_id, transfer.user_id, credits=credits, debits=debits, held=held
+        )
+        balance = Balance.from_row(transfer.user_id, wallet)
+        await self.outbox.add_many(session, [self._balance_event(balance, transfer.id)])
         return balance
 
     def _balance_event(
@@ -82,6 +100,48 @@ class LedgerCore:
         transfer = Transfer.from_row(row)
         after_commit(session, lambda: _committed(transfer))
         return transfer
+
+    async def _charge(
+        self,
+        session: AsyncSession,
+        wallet: AccountRecord,
+        charge: Charge,
+        kind: Kind,
+        status: Status,
+        **values: Any,
+    ) -> Transfer:
+        """Writes the transfer of `charge` from the wallet to revenue, or refuses it for good when the
+        wallet's available balance cannot cover it."""
+        if _available(wallet) < charge.amount.milli:
+            raise _insufficient(_available(wallet), charge.amount.milli, charge.transfer_id, charge.digest)
+        return await self._new_transfer(
+            session,
+            id=charge.transfer_id,
+            kind=kind.value,
+            debit_account=charge.account,
+            credit_account=REVENUE,
+            amount=charge.amount.milli,
+            status=status.value,
+            user_id=charge.user_id,
+            reference_type=charge.reference.type,
+            reference_id=charge.reference.id,
+            metadata=charge.metadata,
+            request_hash=charge.digest,
+            **values,
+        )
+
+    async def _once_on_wallet(
+        self,
+        session: AsyncSession,
+        transfer_id: str,
+        digest: str,
+        user_id: str,
+        apply: Callable[[str, WalletRecord], Awaitable[TransferResult]],
+    ) -> TransferResult:
+        """Locks the user's wallet (created on first use), then `_once(apply(account, wallet))`."""
+        account = wallet_account(user_id)
+        wallet = await repo.lock_wallet(session, account, user_id, transfer_id)
+        return await self._once(session, transfer_id, digest, user_id, wallet, lambda: apply(account, wallet))
 
     async def _once(
         self,

@@ -4,10 +4,9 @@ writes everything or nothing. Alone (`hold_fast`) or group-committed with its ne
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Unpack
 
 from opentelemetry import context as otel_context
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,9 +16,8 @@ from kit.money import Credits
 from services.ledger import repository as repo
 from services.ledger.batch import Connection, GroupCommit
 from services.ledger.repository.records import StepRecord
-from services.ledger.service.holds import CapturePlan, HoldPlan, Holds
+from services.ledger.service.holds import CapturePlan, CaptureRequest, HoldPlan, HoldRequest, Holds
 from services.ledger.service.values import (
-    NO_REFERENCE,
     REVENUE,
     Balance,
     Kind,
@@ -44,30 +42,9 @@ class FastStep:
 class Fast(Holds):
     """Holds and captures: the happy path in one server-side call, the general path when it wrote nothing."""
 
-    async def hold(
-        self,
-        session: AsyncSession,
-        *,
-        transfer_id: str,
-        user_id: str,
-        amount: Credits,
-        expires_at: datetime | None = None,
-        ttl: timedelta | None = None,
-        reference: Reference = NO_REFERENCE,
-        metadata: Mapping[str, str] | None = None,
-        now: datetime | None = None,
-    ) -> TransferResult:
+    async def hold(self, session: AsyncSession, **request: Unpack[HoldRequest]) -> TransferResult:
         """Reserves `amount` of the available balance until it is captured, released or expires."""
-        plan = self.plan_hold(
-            transfer_id=transfer_id,
-            user_id=user_id,
-            amount=amount,
-            expires_at=expires_at,
-            ttl=ttl,
-            reference=reference,
-            metadata=metadata,
-            now=now,
-        )
+        plan = self.plan_hold(**request)
         return await self.hold_fast(session, plan) or await self.hold_general(session, plan)
 
     def hold_step(self, plan: HoldPlan) -> FastStep:
@@ -110,20 +87,9 @@ class Fast(Holds):
     async def hold_fast(self, session: AsyncSession, plan: HoldPlan) -> TransferResult | None:
         return await self._apply_alone(session, self.hold_step(plan))
 
-    async def capture(
-        self,
-        session: AsyncSession,
-        *,
-        transfer_id: str,
-        hold_id: str,
-        amount: Credits | None = None,
-        metadata: Mapping[str, str] | None = None,
-        now: datetime | None = None,
-    ) -> TransferResult:
+    async def capture(self, session: AsyncSession, **request: Unpack[CaptureRequest]) -> TransferResult:
         """Posts all of a pending hold, or part of it with the rest released. Exactly once."""
-        plan = self.plan_capture(
-            transfer_id=transfer_id, hold_id=hold_id, amount=amount, metadata=metadata, now=now
-        )
+        plan = self.plan_capture(**request)
         return await self.capture_fast(session, plan) or await self.capture_general(session, plan)
 
     def capture_step(self, plan: CapturePlan) -> FastStep:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -196,6 +197,48 @@ def request_hash(operation: str, **fields: Any) -> str:
     """A stable digest of a mutation's body: the same id with another body is a conflict."""
     body = json.dumps({"op": operation, **fields}, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(body.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Charge:
+    """A checked request to move credits from a wallet to revenue: a debit, or a hold (`HoldPlan`)."""
+
+    transfer_id: str
+    user_id: str
+    amount: Credits
+    reference: Reference
+    metadata: dict[str, str]
+    digest: str
+
+    @property
+    def account(self) -> str:
+        return wallet_account(self.user_id)
+
+
+def check_charge(
+    operation: str,
+    transfer_id: str,
+    user_id: str,
+    amount: Credits,
+    reference: Reference,
+    metadata: Mapping[str, str] | None,
+    **hashed: Any,
+) -> Charge:
+    """Checks a charge's ids and amount (InvalidArgument) and fixes its digest: `operation`, the
+    request's fields and the `hashed` extras."""
+    transfer_id = _require_id(transfer_id, "transfer_id")
+    user_id = _require_id(user_id, "user_id")
+    _require_positive(amount)
+    meta = dict(metadata or {})
+    digest = request_hash(
+        operation,
+        user_id=user_id,
+        amount=amount.milli,
+        reference=[reference.type, reference.id],
+        metadata=meta,
+        **hashed,
+    )
+    return Charge(transfer_id, user_id, amount, reference, meta, digest)
 
 
 def _require_id(value: str, name: str) -> str:
