@@ -2,6 +2,7 @@
 on the fast path, its psycopg connection), never commit, and return typed records (`records.py`)."""
 
 from services.ledger.repository.accounts import (
+    Deltas,
     all_accounts,
     book,
     get_account,
@@ -78,6 +79,7 @@ __all__ = [
     "AccountRecord",
     "CallbackRecord",
     "CapturedHold",
+    "Deltas",
     "ExpiredHold",
     "HoldResolutions",
     "OrderRecord",

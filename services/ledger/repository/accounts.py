@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -47,20 +47,22 @@ async def get_account(session: AsyncSession, account_id: str) -> AccountRecord |
     return of(AccountRecord, row) if row is not None else None
 
 
+class Deltas(TypedDict, total=False):
+    """A wallet's changes, in milli-credits (0 when left out): posted credits and debits, and pending
+    debits (`held`)."""
+
+    credits: int
+    debits: int
+    held: int
+
+
 async def book(
-    session: AsyncSession,
-    wallet_id: str,
-    system_id: str,
-    user_id: str,
-    *,
-    credits: int = 0,
-    debits: int = 0,
-    held: int = 0,
+    session: AsyncSession, wallet_id: str, system_id: str, user_id: str, **deltas: Unpack[Deltas]
 ) -> AccountRecord:
-    """Double entry on a wallet the caller has locked and its counterpart system account: the wallet's
-    posted `credits` and `debits` and pending debits (`held`) change by the deltas, and the system
-    account's shard mirrors them (its debits, credits and pending credits), in that order. Returns the
-    wallet's new row (version bumped)."""
+    """Double entry on a wallet the caller has locked and its counterpart system account: the wallet
+    changes by `deltas`, then the system account's shard mirrors them (its debits, credits and pending
+    credits). Returns the wallet's new row (version bumped)."""
+    credits, debits, held = (deltas.get(name, 0) for name in ("credits", "debits", "held"))
     c = accounts.c
     row = (
         await session.execute(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Unpack
 
 from opentelemetry import context as otel_context
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -56,16 +56,11 @@ class LedgerCore:
         transfer: Transfer,
         wallet_id: str,
         system_id: str,
-        *,
-        credits: int = 0,
-        debits: int = 0,
-        held: int = 0,
+        **deltas: Unpack[repo.Deltas],
     ) -> Balance:
-        """Double entry for `transfer`: the wallet's deltas (posted credits and debits, pending debits),
-        mirrored on the counterpart system account (`repo.book`); then `balances.changed`."""
-        wallet = await repo.book(
-            session, wallet_id, system_id, transfer.user_id, credits=credits, debits=debits, held=held
-        )
+        """Double entry for `transfer`: the wallet's deltas, mirrored on the counterpart system account
+        (`repo.book`); then `balances.changed`."""
+        wallet = await repo.book(session, wallet_id, system_id, transfer.user_id, **deltas)
         balance = Balance.from_row(transfer.user_id, wallet)
         await self.outbox.add_many(session, [self._balance_event(balance, transfer.id)])
         return balance
@@ -101,34 +96,43 @@ class LedgerCore:
         after_commit(session, lambda: _committed(transfer))
         return transfer
 
-    async def _charge(
-        self,
-        session: AsyncSession,
-        wallet: AccountRecord,
-        charge: Charge,
-        kind: Kind,
-        status: Status,
-        **values: Any,
-    ) -> Transfer:
-        """Writes the transfer of `charge` from the wallet to revenue, or refuses it for good when the
-        wallet's available balance cannot cover it."""
-        if _available(wallet) < charge.amount.milli:
-            raise _insufficient(_available(wallet), charge.amount.milli, charge.transfer_id, charge.digest)
-        return await self._new_transfer(
-            session,
-            id=charge.transfer_id,
-            kind=kind.value,
-            debit_account=charge.account,
-            credit_account=REVENUE,
-            amount=charge.amount.milli,
-            status=status.value,
-            user_id=charge.user_id,
-            reference_type=charge.reference.type,
-            reference_id=charge.reference.id,
-            metadata=charge.metadata,
-            request_hash=charge.digest,
-            **values,
-        )
+    async def _spend(
+        self, session: AsyncSession, charge: Charge, expires_at: datetime | None = None
+    ) -> TransferResult:
+        """Moves `charge` from its wallet to revenue, exactly once under the wallet's lock: a hold when
+        it `expires_at` (pending until captured, released or expired), else a debit (posted at once,
+        counted as usage). Refused for good when the available balance cannot cover it."""
+        kind, status = (Kind.HOLD, Status.PENDING) if expires_at is not None else (Kind.DEBIT, Status.POSTED)
+        amount = charge.amount.milli
+
+        async def apply(account: str, wallet: AccountRecord) -> TransferResult:
+            if _available(wallet) < amount:
+                raise _insufficient(_available(wallet), amount, charge.transfer_id, charge.digest)
+            transfer = await self._new_transfer(
+                session,
+                id=charge.transfer_id,
+                kind=kind.value,
+                debit_account=account,
+                credit_account=REVENUE,
+                amount=amount,
+                status=status.value,
+                user_id=charge.user_id,
+                reference_type=charge.reference.type,
+                reference_id=charge.reference.id,
+                metadata=charge.metadata,
+                expires_at=expires_at,
+                request_hash=charge.digest,
+            )
+            if kind == Kind.HOLD:
+                balance = await self._book(session, transfer, account, REVENUE, held=amount)
+            else:
+                await repo.add_usage(
+                    session, charge.user_id, transfer.created_at, transfer.metadata, amount, 1
+                )
+                balance = await self._book(session, transfer, account, REVENUE, debits=amount)
+            return TransferResult(transfer, balance, False)
+
+        return await self._once_on_wallet(session, charge.transfer_id, charge.digest, charge.user_id, apply)
 
     async def _once_on_wallet(
         self,

@@ -16,12 +16,11 @@ from kit.errors import FailedPrecondition, InvalidArgument, NotFound
 from kit.money import Credits
 from kit.telemetry import current_trace_id
 from services.ledger import repository as repo
-from services.ledger.repository.records import AccountRecord, TransferRecord, WalletRecord
+from services.ledger.repository.records import TransferRecord, WalletRecord
 from services.ledger.service.core import LedgerCore
 from services.ledger.service.values import (
     DEFAULT_HOLD_TTL,
     NO_REFERENCE,
-    REVENUE,
     Charge,
     Kind,
     Reference,
@@ -115,22 +114,7 @@ class Holds(LedgerCore):
 
     async def hold_general(self, session: AsyncSession, plan: HoldPlan) -> TransferResult:
         """Every case, step by step under the wallet lock: the result, a replay or the error."""
-        return await self._once_on_wallet(
-            session,
-            plan.transfer_id,
-            plan.digest,
-            plan.user_id,
-            lambda account, wallet: self._hold(session, account, wallet, plan),
-        )
-
-    async def _hold(
-        self, session: AsyncSession, account: str, wallet: AccountRecord, plan: HoldPlan
-    ) -> TransferResult:
-        transfer = await self._charge(
-            session, wallet, plan, Kind.HOLD, Status.PENDING, expires_at=plan.expires_at
-        )
-        balance = await self._book(session, transfer, account, REVENUE, held=plan.amount.milli)
-        return TransferResult(transfer, balance, False)
+        return await self._spend(session, plan, plan.expires_at)
 
     async def _locked_hold(
         self, session: AsyncSession, hold_id: str, transfer_id: str

@@ -18,8 +18,6 @@ from services.ledger.service.values import (
     CREDIT_KINDS,
     NO_REFERENCE,
     REFUNDS,
-    REVENUE,
-    Charge,
     Kind,
     Reference,
     Status,
@@ -143,24 +141,9 @@ class Transfers(LedgerCore):
         metadata: Mapping[str, str] | None = None,
     ) -> TransferResult:
         """An immediately posted debit (a workflow run's price)."""
-        charge = check_charge("debit", transfer_id, user_id, amount, reference, metadata)
-        return await self._once_on_wallet(
-            session,
-            charge.transfer_id,
-            charge.digest,
-            charge.user_id,
-            lambda account, wallet: self._debit(session, account, wallet, charge),
+        return await self._spend(
+            session, check_charge("debit", transfer_id, user_id, amount, reference, metadata)
         )
-
-    async def _debit(
-        self, session: AsyncSession, account: str, wallet: AccountRecord, charge: Charge
-    ) -> TransferResult:
-        transfer = await self._charge(session, wallet, charge, Kind.DEBIT, Status.POSTED)
-        await repo.add_usage(
-            session, charge.user_id, transfer.created_at, transfer.metadata, charge.amount.milli, 1
-        )
-        balance = await self._book(session, transfer, account, REVENUE, debits=charge.amount.milli)
-        return TransferResult(transfer, balance, False)
 
     async def refund(
         self,
