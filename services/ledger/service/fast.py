@@ -5,7 +5,7 @@ writes everything or nothing. Alone (`hold_fast`) or group-committed with its ne
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Unpack
 
 from opentelemetry import context as otel_context
@@ -115,19 +115,18 @@ class Fast(Holds):
                 expires_at=held.hold_expires_at,
                 resolved_at=held.resolved_at,
             )
-            capture = Transfer(
+            # The capture is posted between the hold's accounts, for its user and reference.
+            capture = replace(
+                hold,
                 id=plan.transfer_id,
                 kind=Kind.CAPTURE,
-                debit_account=hold.debit_account,
-                credit_account=hold.credit_account,
                 amount=Credits(int(held.amount)),
-                status=Status.POSTED,
-                user_id=hold.user_id,
-                reference=reference,
                 metadata={**hold.metadata, **plan.metadata},
                 trace_id=plan.trace_id,
                 created_at=row.created_at,
                 linked_transfer_id=plan.hold_id,
+                expires_at=None,
+                resolved_at=None,
             )
             return TransferResult(capture, Balance.from_row(hold.user_id, row), False, hold)
 
