@@ -27,7 +27,7 @@ from kit.service import Runtime
 from services.ledger import service as svc
 from services.ledger.models import outbox as outbox_table
 from services.ledger.service import FastLane, Kind, Ledger, Reference
-from services.ledger.settings import expiry_grace
+from services.ledger.settings import LedgerSettings
 
 Context: TypeAlias = grpc.aio.ServicerContext
 T = TypeVar("T")
@@ -159,7 +159,7 @@ def _resolved_pb(result: svc.TransferResult) -> pb.Transfer | None:
 
 
 class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
-    def __init__(self, runtime: Runtime, ledger: Ledger | None = None) -> None:
+    def __init__(self, runtime: Runtime[LedgerSettings], ledger: Ledger | None = None) -> None:
         self.runtime = runtime
         self.ledger = ledger or Ledger(runtime.outbox or Outbox(outbox_table))
         # Holds and captures, the hot path, share commits; the general path runs alone when needed.
@@ -449,5 +449,5 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServiceServicer):
 
     async def Reconcile(self, request: pb.ReconcileRequest, context: Context) -> pb.ReconcileResponse:
         async with self.runtime.db.transaction() as session:
-            report = await self.ledger.reconcile(session, expiry_grace=expiry_grace(self.runtime.settings))
+            report = await self.ledger.reconcile(session, expiry_grace=self.runtime.settings.expiry_grace())
         return _pb(pb.ReconcileResponse, report)
