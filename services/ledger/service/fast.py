@@ -38,6 +38,25 @@ class FastStep:
     result: Callable[[StepRecord], TransferResult]
     trace: otel_context.Context
 
+    @classmethod
+    def of(
+        cls,
+        kind: str,
+        plan: HoldPlan | CapturePlan,
+        result: Callable[[StepRecord], TransferResult],
+        **params: Any,
+    ) -> FastStep:
+        """A step of `kind` for a checked plan: its transfer id, metadata, trace id and digest as every
+        step names them, and the `params` of its kind."""
+        common = {
+            "kind": kind,
+            "id": plan.transfer_id,
+            "metadata": plan.metadata,
+            "trace_id": plan.trace_id,
+            "request_hash": plan.digest,
+        }
+        return cls({**common, **params}, result, plan.trace)
+
 
 class Fast(Holds):
     """Holds and captures: the happy path in one server-side call, the general path when it wrote nothing."""
@@ -68,21 +87,18 @@ class Fast(Holds):
             )
             return TransferResult(transfer, Balance.from_row(plan.user_id, row), False)
 
-        params = {
-            "kind": "hold",
-            "id": plan.transfer_id,
-            "user_id": plan.user_id,
-            "wallet": plan.account,
-            "credit_account": REVENUE,
-            "amount": plan.amount.milli,
-            "expires_at": plan.expires_at,
-            "reference_type": plan.reference.type,
-            "reference_id": plan.reference.id,
-            "metadata": plan.metadata,
-            "trace_id": plan.trace_id,
-            "request_hash": plan.digest,
-        }
-        return FastStep(params, result, plan.trace)
+        return FastStep.of(
+            "hold",
+            plan,
+            result,
+            user_id=plan.user_id,
+            wallet=plan.account,
+            credit_account=REVENUE,
+            amount=plan.amount.milli,
+            expires_at=plan.expires_at,
+            reference_type=plan.reference.type,
+            reference_id=plan.reference.id,
+        )
 
     async def hold_fast(self, session: AsyncSession, plan: HoldPlan) -> TransferResult | None:
         return await self._apply_alone(session, self.hold_step(plan))
@@ -130,17 +146,8 @@ class Fast(Holds):
             )
             return TransferResult(capture, Balance.from_row(hold.user_id, row), False, hold)
 
-        params = {
-            "kind": "capture",
-            "id": plan.transfer_id,
-            "hold_id": plan.hold_id,
-            "amount": plan.amount.milli if plan.amount is not None else None,
-            "metadata": plan.metadata,
-            "now": plan.now,
-            "trace_id": plan.trace_id,
-            "request_hash": plan.digest,
-        }
-        return FastStep(params, result, plan.trace)
+        amount = plan.amount.milli if plan.amount is not None else None
+        return FastStep.of("capture", plan, result, hold_id=plan.hold_id, amount=amount, now=plan.now)
 
     async def capture_fast(self, session: AsyncSession, plan: CapturePlan) -> TransferResult | None:
         return await self._apply_alone(session, self.capture_step(plan))
