@@ -33,10 +33,10 @@ from kit.identity import Identity
 from kit.migrations import upgrade_async
 from kit.outbox import Outbox
 from kit.service import Runtime
-from kit.settings import ServiceSettings
 from services.ledger.models import outbox
 from services.ledger.service import Ledger
 from services.ledger.servicer import LedgerServicer
+from services.ledger.settings import LedgerSettings
 from tests.accounts.conftest import JWT_KEYS, PASSWORD, AccountsStack, accounts_stack, new_email, smtp_inbox
 from tests.catalog.conftest import CatalogStack, catalog, catalog_template
 from tests.conftest import ROOT
@@ -79,7 +79,7 @@ async def admin_ledger_url(infra: Infra) -> AsyncIterator[str]:
 async def ledger_stack(admin_ledger_url: str, bus: Bus) -> AsyncIterator[LedgerStack]:
     ledger_url = admin_ledger_url
     db = Database(ledger_url, application_name="atelier-admin-tests-ledger")
-    runtime = Runtime("ledger", ServiceSettings(), db, bus, asyncio.Event(), outbox=Outbox(outbox))
+    runtime = Runtime("ledger", LedgerSettings(), db, bus, asyncio.Event(), outbox=Outbox(outbox))
     ledger = Ledger(Outbox(outbox))
     server = GrpcServer("ledger", host="127.0.0.1", port=0)
     ledger_pb2_grpc.add_LedgerServiceServicer_to_server(LedgerServicer(runtime, ledger), server.server)

@@ -22,9 +22,9 @@ from kit.errors import from_rpc_error
 from kit.grpc_server import GrpcServer
 from kit.outbox import Outbox
 from kit.service import Runtime
-from kit.settings import ServiceSettings
 from services.ledger.models import outbox
 from services.ledger.servicer import LedgerServicer
+from services.ledger.settings import LedgerSettings
 from tests.conftest import MigratedDatabase
 from tests.fakes.ledger import FakeLedger
 
@@ -41,7 +41,7 @@ async def stub(
         servicer: ledger_pb2_grpc.LedgerServiceServicer = FakeLedger()  # type: ignore[abstract]
     else:
         database = Database(await migrated_database("ledger"), application_name="atelier-tests")
-        runtime = Runtime("ledger", ServiceSettings(), database, bus, asyncio.Event(), outbox=Outbox(outbox))
+        runtime = Runtime("ledger", LedgerSettings(), database, bus, asyncio.Event(), outbox=Outbox(outbox))
         servicer = LedgerServicer(runtime)
     ledger_pb2_grpc.add_LedgerServiceServicer_to_server(servicer, server.server)
     port = await server.start()
