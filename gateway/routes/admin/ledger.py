@@ -26,6 +26,7 @@ from gateway.routes.admin.common import (
     page_request,
     workflow_stub,
 )
+from kit.protoconv import enum_by_name
 
 T = TypeVar("T")
 
@@ -36,13 +37,7 @@ AUXILIARY_TIMEOUT = 3.0
 
 router = APIRouter()
 
-_CALLBACK_OUTCOMES: dict[str, ledger_pb2.CallbackOutcome.ValueType] = {
-    "credited": ledger_pb2.CALLBACK_OUTCOME_CREDITED,
-    "duplicate": ledger_pb2.CALLBACK_OUTCOME_DUPLICATE,
-    "ignored": ledger_pb2.CALLBACK_OUTCOME_IGNORED,
-    "rejected": ledger_pb2.CALLBACK_OUTCOME_REJECTED,
-    "error": ledger_pb2.CALLBACK_OUTCOME_ERROR,
-}
+_CALLBACK_OUTCOMES = enum_by_name(ledger_pb2.CallbackOutcome)
 
 
 @router.get("/callbacks", summary="The payment callback log, newest first: every delivery, verified or not")
