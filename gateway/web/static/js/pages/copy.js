@@ -17,8 +17,9 @@ function bubble(message) {
 
 export default async function render({ main, params }) {
   main.append(pageHeader(t("copy.title"), t("copy.intro")));
-  const { holder, ok, value: [models, conversations] } = await loadInto(main, () => Promise.all([catalog.models("text").then((r) => r.models || []), copy.conversations()]));
+  const { holder, ok, value } = await loadInto(main, () => Promise.all([catalog.models("text").then((r) => r.models || []), copy.conversations()]));
   if (!ok) return;
+  const [models, conversations] = value;
   if (!models.length) {
     holder.replaceChildren(emptyState(t("pricing.empty")));
     return;
