@@ -25,12 +25,14 @@ Caller = CurrentPrincipal
 Writer = WriterPrincipal
 Spender = VerifiedPrincipal
 
+# A task is submitted as an image or a video (text is Copy Studio's); listing may ask for any kind.
 KINDS = {"image": common_pb2.MODEL_KIND_IMAGE, "video": common_pb2.MODEL_KIND_VIDEO}
-KIND_NAMES = {common_pb2.MODEL_KIND_TEXT: "text", **{v: k for k, v in KINDS.items()}}
+ALL_KINDS = enum_by_name(common_pb2.ModelKind)
+KIND_NAMES = names_by_value(common_pb2.ModelKind)
 STATUSES = enum_by_name(generation_pb2.TaskStatus)
-STATUS_NAMES = {v: k for k, v in STATUSES.items()}
+STATUS_NAMES = names_by_value(generation_pb2.TaskStatus)
 ROLES = enum_by_name(generation_pb2.InputRole)
-ROLE_NAMES = {v: k for k, v in ROLES.items()}
+ROLE_NAMES = names_by_value(generation_pb2.InputRole)
 MESSAGE_STATUS = names_by_value(generation_pb2.MessageStatus)
 MESSAGE_ROLE = names_by_value(generation_pb2.MessageRole)
 
@@ -204,11 +206,10 @@ async def list_tasks(
     cursor: Annotated[str, Query(max_length=500)] = "",
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> dict[str, Any]:
-    kinds = {**KINDS, "text": common_pb2.MODEL_KIND_TEXT}
     answer = await stub(request).ListTasks(
         generation_pb2.ListTasksRequest(
             page=common_pb2.PageRequest(cursor=cursor, limit=limit),
-            kind=kinds[kind] if kind else common_pb2.MODEL_KIND_UNSPECIFIED,
+            kind=ALL_KINDS[kind] if kind else common_pb2.MODEL_KIND_UNSPECIFIED,
             status=STATUSES[status] if status else generation_pb2.TASK_STATUS_UNSPECIFIED,
             model_code=model or "",
         ),
