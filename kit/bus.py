@@ -11,7 +11,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import nats
@@ -106,7 +106,8 @@ class Bus:
             log.warning("nats connection error: %s", exc)
 
         nc = await nats.connect(
-            url,
+            # A cluster is given as a comma-separated list of its nodes' URLs.
+            [server.strip() for server in url.split(",") if server.strip()],
             name=name,
             max_reconnect_attempts=-1,
             reconnect_time_wait=0.5,
@@ -127,20 +128,41 @@ class Bus:
         return f"{self.namespace.upper().replace('.', '_')}_{name}" if self.namespace else name
 
     # -- setup -----------------------------------------------------------------------------------
-    async def ensure_streams(self) -> None:
+    async def ensure_streams(self, replicas: int = 1) -> None:
+        """Creates the project's streams, or brings an existing one's subjects and limits up to date.
+
+        `replicas` is what a new stream gets; an existing stream keeps its replica count when that is
+        higher (raised by `nats stream edit --replicas 3`, or by an earlier configuration), so a starting
+        service never lowers the durability of a running cluster. Lowering it is an operator's act.
+        """
         for name, spec in STREAMS.items():
+            stream = self.stream(name)
             config = StreamConfig(
-                name=self.stream(name),
+                name=stream,
                 subjects=[self.subject(s) for s in spec.subjects],
                 retention=spec.retention,
                 max_age=spec.max_age,
                 duplicate_window=spec.duplicate_window,
                 storage=StorageType.FILE,
+                num_replicas=replicas,
             )
             try:
-                await self.js.add_stream(config)
-            except BadRequestError:
-                await self.js.update_stream(config)
+                current = await self.js.stream_info(stream)
+            except NotFoundError:
+                try:
+                    await self.js.add_stream(config)
+                    continue
+                except BadRequestError:  # another process created it meanwhile
+                    current = await self.js.stream_info(stream)
+            kept = max(replicas, current.config.num_replicas or 1)
+            if kept != replicas:
+                log.info("stream %s keeps %d replicas (configured %d)", stream, kept, replicas)
+            await self.js.update_stream(replace(config, num_replicas=kept))
+
+    async def replicas(self, name: str) -> int:
+        """How many replicas the stream `name` (a key of `STREAMS`) has now."""
+        info = await self.js.stream_info(self.stream(name))
+        return info.config.num_replicas or 1
 
     async def delete_streams(self) -> None:
         """Deletes this namespace's streams (those already gone are skipped): the teardown of a
