@@ -57,7 +57,7 @@ async def gateway_process(
                 for _ in range(300):
                     assert process.returncode is None, log.read_text()  # noqa: ASYNC240
                     with contextlib.suppress(httpx.TransportError):
-                        if (await http.get("/healthz")).status_code == 200:
+                        if (await http.get("/openapi.json")).status_code == 200:
                             break
                     await asyncio.sleep(0.1)
                 else:
