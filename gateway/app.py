@@ -38,6 +38,7 @@ def create_app(
         app.state.live = LiveHub()
         if app.state.bus is not None:
             await app.state.live.start(app.state.bus)
+            await app.state.auth.share_limits(app.state.bus, settings.nats_stream_replicas)
         app.state.payments = PaymentsRuntime.start(payment_settings, app.state.clients.channels)
         try:
             async with ops.serving(app, settings.http_host, settings.metrics_port):

@@ -42,6 +42,8 @@ def create_ops_app(app: FastAPI) -> FastAPI:
         services = await state.clients.health(state.settings.readiness_timeout_seconds)
         if state.bus is None:  # NATS was down when the gateway started: try again now
             state.bus = await connect_bus(state.settings)
+            if state.bus is not None:
+                await state.auth.share_limits(state.bus, state.settings.nats_stream_replicas)
         nats_ok = state.bus is not None and await state.bus.healthy()
         complete = nats_ok and all(status == "SERVING" for status in services.values())
         body: dict[str, Any] = {

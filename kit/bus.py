@@ -19,8 +19,17 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, PubAck, RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    KeyValueConfig,
+    PubAck,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError
+from nats.js.kv import KeyValue
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 
@@ -57,6 +66,13 @@ STREAMS: dict[str, StreamSpec] = {
     "EVENTS": StreamSpec(("tasks.>", "runs.>", "catalog.>", "payments.>", "balances.>")),
     "JOBS": StreamSpec(("jobs.>",), retention=RetentionPolicy.WORK_QUEUE),
     "DLQ": StreamSpec(("dlq.>",), max_age=30 * DAY),
+}
+
+
+# Key-value buckets (streams underneath): name -> how long an untouched entry lives, in seconds.
+KEY_VALUE_BUCKETS: dict[str, float] = {
+    # gateway/ratelimits.py: one entry per limited key, useless once its window has passed.
+    "RATELIMITS": 3600.0,
 }
 
 
@@ -164,12 +180,31 @@ class Bus:
         info = await self.js.stream_info(self.stream(name))
         return info.config.num_replicas or 1
 
+    async def key_value(self, name: str, replicas: int = 1) -> KeyValue:
+        """The key-value bucket `name` (a key of `KEY_VALUE_BUCKETS`) of this namespace, created on first
+        use with `replicas` (an existing bucket keeps what it has)."""
+        bucket = self.stream(name)
+        try:
+            return await self.js.key_value(bucket)
+        except BucketNotFoundError:
+            config = KeyValueConfig(
+                bucket=bucket,
+                history=1,
+                ttl=KEY_VALUE_BUCKETS[name],
+                replicas=replicas,
+                storage=StorageType.FILE,
+            )
+            return await self.js.create_key_value(config)
+
     async def delete_streams(self) -> None:
-        """Deletes this namespace's streams (those already gone are skipped): the teardown of a
+        """Deletes this namespace's streams and buckets (those already gone are skipped): the teardown of a
         namespace made for one test run or benchmark."""
         for name in STREAMS:
             with contextlib.suppress(NotFoundError):
                 await self.js.delete_stream(self.stream(name))
+        for name in KEY_VALUE_BUCKETS:
+            with contextlib.suppress(NotFoundError, BucketNotFoundError):
+                await self.js.delete_key_value(self.stream(name))
 
     async def healthy(self) -> bool:
         if not self.nc.is_connected:
