@@ -74,11 +74,15 @@ class Child:
 
 
 class Launcher:
-    def __init__(self, home: Path, *, http_port: int, grpc_port_base: int, metrics_port_base: int) -> None:
+    def __init__(
+        self, home: Path, *, http_port: int, grpc_port_base: int, metrics_port_base: int, ops_port: int = 0
+    ) -> None:
         self.home = home.resolve()
         self.http_port = http_port
         self.grpc_port_base = grpc_port_base
         self.metrics_port_base = metrics_port_base
+        # The gateway's /healthz, /readyz and /metrics (gateway/ops.py), apart from its public port.
+        self.ops_port = ops_port or metrics_port_base or http_port + 1
         self.children: list[Child] = []
         self.postgres: EmbeddedPostgres | None = None
         self.nats: EmbeddedNats | None = None
@@ -91,6 +95,7 @@ class Launcher:
             http_port=int(os.environ.get("ATELIER_HTTP_PORT", "8000")),
             grpc_port_base=int(os.environ.get("ATELIER_GRPC_PORT_BASE", "50050")),
             metrics_port_base=int(os.environ.get("ATELIER_METRICS_PORT_BASE", "9100")),
+            ops_port=int(os.environ.get("ATELIER_OPS_PORT", "0")),
         )
 
     def say(self, text: str) -> None:
@@ -164,8 +169,7 @@ class Launcher:
         gateway_env["ATELIER_HTTP_PORT"] = str(self.http_port)
         # Where payers and the sandbox payer's callbacks reach this gateway.
         gateway_env.setdefault("ATELIER_PUBLIC_URL", f"http://127.0.0.1:{self.http_port}")
-        if self.metrics_port_base:
-            gateway_env["ATELIER_METRICS_PORT"] = str(self.metrics_port_base)
+        gateway_env["ATELIER_METRICS_PORT"] = str(self.ops_port)
         children.append(Child("gateway", [python, "-m", "gateway"], gateway_env, logs / "gateway.log"))
         return children
 
@@ -195,6 +199,7 @@ class Launcher:
         }
         info = {
             "gateway": f"http://127.0.0.1:{self.http_port}",
+            "gateway_ops": f"http://127.0.0.1:{self.ops_port}",
             "nats_url": nats_url,
             "database_server": libpq_dsn(database_server),
             "databases": databases,
@@ -205,14 +210,15 @@ class Launcher:
         (self.home / "stack.json").write_text(json.dumps(info, indent=2))
 
     def wait_ready(self, timeout: float = 120.0) -> bool:
-        url = f"http://127.0.0.1:{self.http_port}/readyz"
+        """Until every dependency of the gateway answers (its /readyz says "ready", not "degraded")."""
+        url = f"http://127.0.0.1:{self.ops_port}/readyz"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and not self.stopping:
             self.supervise()
             try:
-                if httpx.get(url, timeout=2.0).status_code == 200:
+                if httpx.get(url, timeout=2.0).json().get("status") == "ready":
                     return True
-            except httpx.HTTPError:
+            except (httpx.HTTPError, ValueError):
                 pass
             time.sleep(0.3)
         return False
@@ -277,6 +283,9 @@ def run() -> int:
         launcher.start()
         if launcher.wait_ready():
             launcher.say(f"Atelier is ready: http://127.0.0.1:{launcher.http_port}  (API docs at /docs)")
+            launcher.say(
+                f"operations (health, readiness, metrics): http://127.0.0.1:{launcher.ops_port}/readyz"
+            )
         else:
             launcher.say("not ready after 120 s; see the logs above. Still supervising.")
         while True:

@@ -105,7 +105,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 class GrpcServer:
     """A `grpc.aio` server with the standard health and reflection services."""
 
-    def __init__(self, service: str, *, host: str, port: int) -> None:
+    def __init__(self, service: str, *, host: str, port: int, max_connection_age: float = 300.0) -> None:
         self.service = service
         self.server = grpc.aio.server(
             interceptors=[ServerInterceptor(service)],
@@ -113,6 +113,10 @@ class GrpcServer:
                 ("grpc.max_receive_message_length", 64 * 1024 * 1024),
                 ("grpc.max_send_message_length", 64 * 1024 * 1024),
                 ("grpc.so_reuseport", 0),
+                # A client connection is closed (GOAWAY) after about this age, calls in flight get the
+                # grace, and the client reconnects through its resolver: new replicas get traffic.
+                ("grpc.max_connection_age_ms", int(max_connection_age * 1000)),
+                ("grpc.max_connection_age_grace_ms", 30_000),
             ],
         )
         self.health = health.aio.HealthServicer()

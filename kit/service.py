@@ -137,7 +137,7 @@ async def serve(definition: ServiceDefinition[SettingsT], settings: SettingsT) -
     bus = await Bus.connect(
         settings.nats_url, namespace=settings.namespace, name=f"atelier-{definition.name}"
     )
-    await bus.ensure_streams()
+    await bus.ensure_streams(settings.nats_stream_replicas)
     stop = asyncio.Event()
     runtime = Runtime(definition.name, settings, db, bus, stop)
     outbox_table = definition.metadata.tables.get("outbox")
@@ -146,7 +146,12 @@ async def serve(definition: ServiceDefinition[SettingsT], settings: SettingsT) -
         runtime.relay = OutboxRelay(outbox_table, db, bus, service=definition.name)
         runtime.spawn(runtime.relay.run(stop))
 
-    server = GrpcServer(definition.name, host=settings.grpc_host, port=settings.grpc_port)
+    server = GrpcServer(
+        definition.name,
+        host=settings.grpc_host,
+        port=settings.grpc_port,
+        max_connection_age=settings.grpc_max_connection_age_seconds,
+    )
     await definition.setup(runtime, server)
     serve_metrics(settings.metrics_port)
     port = await server.start()

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from kit.settings import SERVICES
-from tests.deploy.conftest import OVERLAYS, Manifest, of_kind, pod_spec
+from tests.deploy.conftest import OVERLAYS, Manifest, named, of_kind, pod_spec
 
 INGRESS_CONTROLLER = "ingress-nginx"
 OPERATOR = "cnpg-system"
@@ -180,6 +180,8 @@ def test_only_the_gateway_service_is_exposed(rendered: dict[str, list[Manifest]]
         for path in rule["http"]["paths"]
     }
     assert backends == {("gateway", "http")}
+    # The operations port (/metrics, /readyz) is on no Service: only the kubelet and the collector reach it.
+    assert [p["name"] for p in named(manifests, "Service", "gateway")["spec"]["ports"]] == ["http"]
     assert "defaultBackend" not in ingress["spec"]
     for service in of_kind(manifests, "Service"):
         assert service["spec"].get("type", "ClusterIP") == "ClusterIP", service["metadata"]["name"]

@@ -118,10 +118,9 @@ def test_the_collector_scrapes_every_process(rendered: dict[str, list[Manifest]]
         port_names = {p["name"] for p in container["ports"]}
         job = jobs["atelier-gateway"] if name == "gateway" else jobs["atelier"]
         assert kept_port_name(job) in port_names, name
-        if name != "gateway":
-            metrics_port = next(p["containerPort"] for p in container["ports"] if p["name"] == "metrics")
-            config = generated(rendered["prod"], "ConfigMap", "atelier-config")["data"]
-            assert int(config["ATELIER_METRICS_PORT"]) == metrics_port
+        metrics_port = next(p["containerPort"] for p in container["ports"] if p["name"] == "metrics")
+        config = generated(rendered["prod"], "ConfigMap", "atelier-config")["data"]
+        assert int(config["ATELIER_METRICS_PORT"]) == metrics_port
 
 
 def exported_metrics() -> dict[str, tuple[str, set[str], str]]:

@@ -32,10 +32,11 @@ SERVICES = ("accounts", "catalog", "ledger", "generation", "workflow")
 class Stack:
     def __init__(self, home: Path, infra: Infra | None) -> None:
         self.home = home
-        # gateway = base+1, NATS = base+2, gRPC services = base+3 .. base+7
-        ports = port_block(8)
+        # gateway = base+1, gRPC services = base+3 .. base+7, NATS = base+8, gateway operations = base+9
+        ports = port_block(9)
         self.http_port = ports + 1
         self.base_url = f"http://127.0.0.1:{self.http_port}"
+        self.ops_url = f"http://127.0.0.1:{ports + 9}"
         self.prefix = f"e{uuid.uuid4().hex[:6]}_"
         env = {k: v for k, v in os.environ.items() if not k.startswith("ATELIER_") and k != "DATABASE_URL"}
         env.update(
@@ -43,6 +44,7 @@ class Stack:
             ATELIER_HTTP_PORT=str(self.http_port),
             ATELIER_GRPC_PORT_BASE=str(ports + 2),
             ATELIER_METRICS_PORT_BASE="0",
+            ATELIER_OPS_PORT=str(ports + 9),
             ATELIER_EMBEDDED_NATS_PORT=str(ports + 8),
             ATELIER_DB_PREFIX=self.prefix,
             ATELIER_LOG_LEVEL="INFO",
@@ -74,7 +76,7 @@ class Stack:
             if self.process.poll() is not None:
                 raise RuntimeError(f"the launcher exited:\n{self.log.read_text()[-4000:]}")
             try:
-                if httpx.get(f"{self.base_url}/readyz", timeout=2).status_code == 200:
+                if httpx.get(f"{self.ops_url}/readyz", timeout=2).json().get("status") == "ready":
                     return
             except httpx.HTTPError:
                 pass

@@ -181,7 +181,7 @@ def wait_ready(stack: Stack, timeout: float = 90) -> None:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         try:
-            if httpx.get(f"{stack.base_url}/readyz", timeout=2).status_code == 200:
+            if httpx.get(f"{stack.ops_url}/readyz", timeout=2).json().get("status") == "ready":
                 return
         except httpx.HTTPError:
             pass

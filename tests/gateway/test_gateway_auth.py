@@ -15,7 +15,7 @@ import pytest
 
 from atelier.accounts.v1 import accounts_pb2 as pb
 from gateway.app import create_app
-from gateway.auth import AuthState, RateLimiter
+from gateway.auth import AuthState
 from kit.identity import Identity
 from kit.logs import JsonFormatter
 from tests.accounts.conftest import (
@@ -369,7 +369,14 @@ async def test_jwt_forgery_expiry_and_key_rotation(
 async def test_login_is_rate_limited_per_account_and_per_ip(
     infra: Infra, accounts_stack: AccountsStack
 ) -> None:
-    settings = gateway_settings(infra, accounts_stack.port, login_account_burst=3, login_ip_burst=6)
+    settings = gateway_settings(
+        infra,
+        accounts_stack.port,
+        login_account_burst=3,
+        login_account_refill_seconds=12,
+        login_ip_burst=6,
+        login_ip_refill_seconds=3,
+    )
     app = with_probes(create_app(settings))
     async with running(app) as api:
         email = new_email()
@@ -391,16 +398,6 @@ async def test_login_is_rate_limited_per_account_and_per_ip(
         ]
         assert statuses[-1] == 429
         assert 401 in statuses
-
-
-def test_rate_limiter_refills() -> None:
-    limiter = RateLimiter(burst=2, refill_seconds=10)
-    assert limiter.take("a", now=0) == 0
-    assert limiter.take("a", now=0) == 0
-    assert limiter.take("a", now=0) == pytest.approx(10)
-    assert limiter.take("a", now=5) == pytest.approx(5)
-    assert limiter.take("a", now=10.1) == 0
-    assert limiter.take("b", now=0) == 0
 
 
 def test_placeholder_secrets_are_refused_outside_development(infra: Infra) -> None:
@@ -461,3 +458,24 @@ async def test_no_secret_reaches_the_logs(
     for secret in secrets:
         assert secret not in raw, "a secret reached a log record"
         assert secret not in written
+
+
+async def test_an_accounts_requests_are_limited_across_gateway_replicas(
+    infra: Infra, accounts_stack: AccountsStack
+) -> None:
+    settings = gateway_settings(
+        infra, accounts_stack.port, api_account_burst=5, api_account_refill_seconds=60
+    )
+    async with running(create_app(settings)) as first, running(create_app(settings)) as second:
+        email = new_email()
+        await register(first, email)
+        token = (await login(second, email))["access_token"]
+        replies = [await (first, second)[n % 2].get("/v1/me", headers=bearer(token)) for n in range(8)]
+        assert [r.status_code for r in replies] == [200] * 5 + [429] * 3
+        assert replies[-1].json()["code"] == "rate_limited"
+        assert 1 <= int(replies[-1].headers["retry-after"]) <= 180
+        # Another account is not held back by this one.
+        other = new_email()
+        await register(second, other)
+        other_token = (await login(first, other))["access_token"]
+        assert (await second.get("/v1/me", headers=bearer(other_token))).status_code == 200

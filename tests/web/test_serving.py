@@ -50,8 +50,9 @@ async def test_the_shell_holds_no_inline_script_and_no_secret(http: httpx.AsyncC
         assert secret_like not in html
 
 
-async def test_api_and_ops_routes_are_not_shadowed(http: httpx.AsyncClient) -> None:
-    assert (await http.get("/healthz")).json() == {"status": "ok"}
+async def test_api_routes_are_not_shadowed_and_ops_routes_are_not_public(http: httpx.AsyncClient) -> None:
+    for ops in ("/healthz", "/readyz", "/metrics"):  # served on the operations port only (gateway/ops.py)
+        assert (await http.get(ops)).status_code == 404
     assert (await http.get("/openapi.json")).json()["info"]["title"] == "Atelier API"
     assert "swagger" in (await http.get("/docs")).text.lower()
     missing = await http.get("/v1/not-a-route")
