@@ -30,6 +30,7 @@ def build_service(settings: AccountsSettings) -> AccountsService:
             time_cost=settings.argon2_time_cost,
             memory_kib=settings.argon2_memory_kib,
             parallelism=settings.argon2_parallelism,
+            max_concurrent=settings.argon2_max_concurrent,
         ),
     )
 
