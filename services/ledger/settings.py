@@ -16,4 +16,3 @@ class LedgerSettings(ServiceSettings):
     def expiry_grace(self) -> timedelta:
         """How long past its expiry a pending hold may stay before reconcile reports it."""
         return timedelta(seconds=2 * self.sweep_interval_seconds)
-
