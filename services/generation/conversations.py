@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from atelier.catalog.v1 import catalog_pb2
 from atelier.ledger.v1 import ledger_pb2
 from kit.compensation import owned_or_undone
-from kit.cursors import decode_cursor, encode_cursor
+from kit.cursors import decode_cursor, encode_cursor, page_limit
 from kit.db import Database
 from kit.errors import FailedPrecondition, InvalidArgument, NotFound
 from kit.identity import Identity
@@ -32,7 +32,6 @@ from services.generation.service import (
     estimate_tokens,
     hold_id,
     new_id,
-    page_limit,
     require_kind,
     token_charge,
 )
