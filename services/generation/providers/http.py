@@ -4,25 +4,23 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import AsyncIterator
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
 
 from atelier.catalog.v1 import catalog_pb2
 from services.generation.providers.base import (
-    Polled,
+    Adapter,
+    Artifact,
     Provider,
     ProviderError,
-    ProviderJob,
-    Submitted,
-    TextChunk,
     classify_response,
     transport_error,
 )
 
 
-class HttpAdapter:
+class HttpAdapter(Adapter):
     """An httpx client per channel; every non-2xx answer becomes a classified `ProviderError`."""
 
     def __init__(self, *, base_url: str, api_key: str, timeout: float) -> None:
@@ -47,22 +45,6 @@ class HttpAdapter:
         except ValueError as exc:
             raise ProviderError("the provider answered with malformed JSON", retryable=True) from exc
 
-    async def poll(self, job: ProviderJob, operation_id: str) -> Polled:
-        raise ProviderError("this upstream has no operations to poll", code="unsupported_operation")
-
-    async def cancel(self, operation_id: str) -> bool:
-        return False
-
-    async def stream_text(self, job: ProviderJob) -> AsyncIterator[TextChunk]:
-        # Upstreams without streaming answer in one piece.
-        submitted = await self.submit(job)
-        for artifact in submitted.artifacts:
-            yield TextChunk(text=artifact.text)
-        yield TextChunk(usage=submitted.usage)
-
-    async def submit(self, job: ProviderJob) -> Submitted:
-        raise NotImplementedError
-
     async def aclose(self) -> None:
         await self.client.aclose()
 
@@ -72,6 +54,15 @@ def decode_b64(value: str) -> bytes:
         return base64.b64decode(value, validate=True)
     except ValueError as exc:
         raise ProviderError("the provider returned an undecodable image", retryable=True) from exc
+
+
+def image_artifact(item: Mapping[str, Any], mime_type: str) -> Artifact | None:
+    """An image of an OpenAI-style `data` list: inline base64 first, else a URL to copy."""
+    if item.get("b64_json"):
+        return Artifact(mime_type, data=decode_b64(item["b64_json"]))
+    if item.get("url"):
+        return Artifact(mime_type, url=item["url"])
+    return None
 
 
 def ratio_parts(ratio: str) -> tuple[int, int]:
