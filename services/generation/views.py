@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from enum import StrEnum
+from typing import Protocol, TypeVar
 
 from atelier.catalog.v1 import catalog_pb2
 from atelier.common.v1 import common_pb2
@@ -18,40 +20,30 @@ from services.generation.records import (
 )
 from services.generation.values import InputRole, MessageRole, MessageStatus, TaskKind, TaskStatus
 
-KINDS: dict[TaskKind, common_pb2.ModelKind.ValueType] = {
-    TaskKind.TEXT: common_pb2.MODEL_KIND_TEXT,
-    TaskKind.IMAGE: common_pb2.MODEL_KIND_IMAGE,
-    TaskKind.VIDEO: common_pb2.MODEL_KIND_VIDEO,
-}
+E = TypeVar("E", bound=StrEnum)
+V_co = TypeVar("V_co", covariant=True)
+
+
+class ProtoEnum(Protocol[V_co]):
+    """A generated protobuf enum, as its wrapper answers names."""
+
+    def Value(self, name: str) -> V_co: ...
+
+
+def by_name(members: type[E], proto: ProtoEnum[V_co], prefix: str) -> dict[E, V_co]:
+    """Each member's protobuf counterpart, found by name (`TaskStatus.QUEUED` → `TASK_STATUS_QUEUED`):
+    a member the contract lacks fails at import, not at the first task that carries it."""
+    return {member: proto.Value(prefix + member.name) for member in members}
+
+
+KINDS = by_name(TaskKind, common_pb2.ModelKind, "MODEL_KIND_")
+STATUSES = by_name(TaskStatus, generation_pb2.TaskStatus, "TASK_STATUS_")
+ROLES = by_name(InputRole, generation_pb2.InputRole, "INPUT_ROLE_")
+MESSAGE_ROLES = by_name(MessageRole, generation_pb2.MessageRole, "MESSAGE_ROLE_")
+MESSAGE_STATUSES = by_name(MessageStatus, generation_pb2.MessageStatus, "MESSAGE_STATUS_")
 KIND_NAMES = {value: name for name, value in KINDS.items()}
-
-STATUSES: dict[TaskStatus, generation_pb2.TaskStatus.ValueType] = {
-    TaskStatus.QUEUED: generation_pb2.TASK_STATUS_QUEUED,
-    TaskStatus.RUNNING: generation_pb2.TASK_STATUS_RUNNING,
-    TaskStatus.SUCCEEDED: generation_pb2.TASK_STATUS_SUCCEEDED,
-    TaskStatus.FAILED: generation_pb2.TASK_STATUS_FAILED,
-    TaskStatus.CANCELED: generation_pb2.TASK_STATUS_CANCELED,
-}
 STATUS_NAMES = {value: name for name, value in STATUSES.items()}
-
-ROLES: dict[InputRole, generation_pb2.InputRole.ValueType] = {
-    InputRole.REFERENCE: generation_pb2.INPUT_ROLE_REFERENCE,
-    InputRole.FIRST_FRAME: generation_pb2.INPUT_ROLE_FIRST_FRAME,
-    InputRole.EDIT: generation_pb2.INPUT_ROLE_EDIT,
-    InputRole.PRODUCT: generation_pb2.INPUT_ROLE_PRODUCT,
-}
 ROLE_NAMES = {value: name for name, value in ROLES.items()}
-
-MESSAGE_ROLES: dict[MessageRole, generation_pb2.MessageRole.ValueType] = {
-    MessageRole.SYSTEM: generation_pb2.MESSAGE_ROLE_SYSTEM,
-    MessageRole.USER: generation_pb2.MESSAGE_ROLE_USER,
-    MessageRole.ASSISTANT: generation_pb2.MESSAGE_ROLE_ASSISTANT,
-}
-MESSAGE_STATUSES: dict[MessageStatus, generation_pb2.MessageStatus.ValueType] = {
-    MessageStatus.STREAMING: generation_pb2.MESSAGE_STATUS_STREAMING,
-    MessageStatus.COMPLETED: generation_pb2.MESSAGE_STATUS_COMPLETED,
-    MessageStatus.FAILED: generation_pb2.MESSAGE_STATUS_FAILED,
-}
 
 
 def credits(milli: int | None) -> common_pb2.Credits:
