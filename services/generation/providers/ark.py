@@ -12,7 +12,7 @@ from services.generation.providers.base import (
     Submitted,
     reported_failure,
 )
-from services.generation.providers.http import HttpAdapter, image_artifact
+from services.generation.providers.http import HttpAdapter, finished_video, image_artifact
 
 ROLES = {
     "first_frame": "first_frame",
@@ -57,21 +57,14 @@ class ArkAdapter(HttpAdapter):
             content.append(
                 {"type": "image_url", "image_url": {"url": image.data_url()}, "role": ROLES[image.role]}
             )
-        answer = await self.request(
-            "POST", "/contents/generations/tasks", {"model": job.model, "content": content}
-        )
-        if not answer.get("id"):
-            raise ProviderError("the provider returned no task id", retryable=True)
-        return Submitted(operation_id=str(answer["id"]))
+        body = {"model": job.model, "content": content}
+        return await self.start_operation("/contents/generations/tasks", body, "id")
 
     async def poll(self, job: ProviderJob, operation_id: str) -> Polled:
         answer = await self.request("GET", f"/contents/generations/tasks/{operation_id}")
         status = answer.get("status")
         if status == "succeeded":
-            url = (answer.get("content") or {}).get("video_url")
-            if not url:
-                return Polled(done=True, error=ProviderError("the task succeeded without a video"))
-            return Polled(done=True, artifacts=(Artifact("video/mp4", url=url),))
+            return finished_video((answer.get("content") or {}).get("video_url"))
         if status in ("failed", "cancelled", "expired"):
             error = answer.get("error") or {"message": f"task {status}"}
             return Polled(done=True, error=reported_failure({"error": error}, ITEM_FAILED))

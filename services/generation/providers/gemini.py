@@ -113,14 +113,8 @@ class GeminiAdapter(HttpAdapter):
         }
         if job.resolution:
             parameters["resolution"] = job.resolution
-        answer = await self.request(
-            "POST",
-            f"/models/{job.model}:predictLongRunning",
-            {"instances": [instance], "parameters": parameters},
-        )
-        if not answer.get("name"):
-            raise ProviderError("the provider returned no operation", retryable=True)
-        return Submitted(operation_id=str(answer["name"]))
+        body = {"instances": [instance], "parameters": parameters}
+        return await self.start_operation(f"/models/{job.model}:predictLongRunning", body, "name")
 
     async def poll(self, job: ProviderJob, operation_id: str) -> Polled:
         answer = await self.request("GET", f"/{operation_id}")

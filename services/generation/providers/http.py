@@ -13,8 +13,10 @@ from atelier.catalog.v1 import catalog_pb2
 from services.generation.providers.base import (
     Adapter,
     Artifact,
+    Polled,
     Provider,
     ProviderError,
+    Submitted,
     classify_response,
     transport_error,
 )
@@ -45,8 +47,22 @@ class HttpAdapter(Adapter):
         except ValueError as exc:
             raise ProviderError("the provider answered with malformed JSON", retryable=True) from exc
 
+    async def start_operation(self, path: str, body: Any, id_field: str) -> Submitted:
+        """POSTs a long-running job; the id the upstream answers is what the worker stores and polls."""
+        answer = await self.request("POST", path, body)
+        if not answer.get(id_field):
+            raise ProviderError("the provider returned no operation id", retryable=True)
+        return Submitted(operation_id=str(answer[id_field]))
+
     async def aclose(self) -> None:
         await self.client.aclose()
+
+
+def finished_video(url: str | None) -> Polled:
+    """A finished operation's one video, to be copied from `url`; finished without one is a failure."""
+    if not url:
+        return Polled(done=True, error=ProviderError("the operation finished without a video"))
+    return Polled(done=True, artifacts=(Artifact("video/mp4", url=url),))
 
 
 def decode_b64(value: str) -> bytes:

@@ -5,14 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from services.generation.providers.base import (
-    Artifact,
     Polled,
-    ProviderError,
     ProviderJob,
     Submitted,
     reported_failure,
 )
-from services.generation.providers.http import HttpAdapter, image_artifact
+from services.generation.providers.http import HttpAdapter, finished_video, image_artifact
 
 
 class XaiAdapter(HttpAdapter):
@@ -49,19 +47,13 @@ class XaiAdapter(HttpAdapter):
             video["image"] = {"url": firsts[0].data_url()}
         if references:
             video["reference_images"] = [{"url": i.data_url()} for i in references]
-        answer = await self.request("POST", "/videos/generations", video)
-        if not answer.get("request_id"):
-            raise ProviderError("the provider returned no request id", retryable=True)
-        return Submitted(operation_id=str(answer["request_id"]))
+        return await self.start_operation("/videos/generations", video, "request_id")
 
     async def poll(self, job: ProviderJob, operation_id: str) -> Polled:
         answer = await self.request("GET", f"/videos/{operation_id}")
         status = answer.get("status")
         if status == "done":
-            url = (answer.get("video") or {}).get("url")
-            if not url:
-                return Polled(done=True, error=ProviderError("the video finished without a URL"))
-            return Polled(done=True, artifacts=(Artifact("video/mp4", url=url),))
+            return finished_video((answer.get("video") or {}).get("url"))
         if status in ("failed", "expired"):
             # A failed job answers HTTP 200 with its error in the body.
             return Polled(done=True, error=reported_failure(answer, f"the video {status}"))
