@@ -121,6 +121,17 @@ def parse_id(raw: str, what: str) -> uuid.UUID:
         raise InvalidArgument(f"{what} is not a valid id", code="invalid_id", field=what) from exc
 
 
+async def _other_user_locked(session: AsyncSession, caller: Identity, user_id: str, what: str) -> repo.User:
+    """The user an admin changes, locked; never the admin themself (`what` names the change)."""
+    target = parse_id(user_id, "user_id")
+    if str(target) == caller.user_id:
+        raise FailedPrecondition(f"admins cannot change their own {what}", code="cannot_change_self")
+    user = await repo.user_by_id(session, target, for_update=True)
+    if user is None:
+        raise NotFound("no such user", code="user_not_found")
+    return user
+
+
 class AccountsService:
     def __init__(
         self, settings: AccountsSettings, passwords: Passwords, clock: Callable[[], datetime] = utcnow
@@ -352,12 +363,7 @@ class AccountsService:
     ) -> repo.User:
         if status not in STATUSES:
             raise InvalidArgument("unknown status", code="invalid_status", field="status")
-        target = parse_id(user_id, "user_id")
-        if str(target) == caller.user_id:
-            raise FailedPrecondition("admins cannot change their own status", code="cannot_change_self")
-        user = await repo.user_by_id(session, target, for_update=True)
-        if user is None:
-            raise NotFound("no such user", code="user_not_found")
+        user = await _other_user_locked(session, caller, user_id, "status")
         now = self.clock()
         values: dict[str, object] = {"status": status}
         if status == "active" and user.email_verified_at is None:
@@ -371,12 +377,7 @@ class AccountsService:
     ) -> repo.User:
         if role not in ROLES:
             raise InvalidArgument("unknown role", code="invalid_role", field="role")
-        target = parse_id(user_id, "user_id")
-        if str(target) == caller.user_id:
-            raise FailedPrecondition("admins cannot change their own role", code="cannot_change_self")
-        user = await repo.user_by_id(session, target, for_update=True)
-        if user is None:
-            raise NotFound("no such user", code="user_not_found")
+        user = await _other_user_locked(session, caller, user_id, "role")
         return await repo.update_user(session, user.id, self.clock(), role=role)
 
     async def ensure_admin(
