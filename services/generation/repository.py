@@ -4,10 +4,10 @@ caller's session; none commits."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
-from sqlalchemy import and_, func, insert, literal, or_, select, tuple_, update
+from sqlalchemy import Executable, Row, and_, func, insert, literal, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.generation import records
@@ -21,6 +21,15 @@ from services.generation.records import (
 )
 from services.generation.values import MessageStatus, TaskKind, TaskStatus
 
+R = TypeVar("R")
+
+
+async def _one_or_none(session: AsyncSession, query: Executable, record: Callable[[Row[Any]], R]) -> R | None:
+    """The one row `query` finds as a record, or None."""
+    row = (await session.execute(query)).one_or_none()
+    return record(row) if row is not None else None
+
+
 # -- tasks -------------------------------------------------------------------------------------------
 
 
@@ -32,8 +41,7 @@ async def get_task(session: AsyncSession, task_id: str, *, lock: bool = False) -
     query = select(tasks).where(tasks.c.id == task_id)
     if lock:
         query = query.with_for_update()
-    row = (await session.execute(query)).one_or_none()
-    return records.task(row) if row is not None else None
+    return await _one_or_none(session, query, records.task)
 
 
 async def get_user_task(session: AsyncSession, user_id: str | None, task_id: str) -> TaskRecord | None:
@@ -41,14 +49,12 @@ async def get_user_task(session: AsyncSession, user_id: str | None, task_id: str
     query = select(tasks).where(tasks.c.id == task_id)
     if user_id is not None:
         query = query.where(tasks.c.user_id == user_id)
-    row = (await session.execute(query)).one_or_none()
-    return records.task(row) if row is not None else None
+    return await _one_or_none(session, query, records.task)
 
 
 async def find_by_idempotency_key(session: AsyncSession, user_id: str, key: str) -> TaskRecord | None:
     query = select(tasks).where(tasks.c.user_id == user_id, tasks.c.idempotency_key == key)
-    row = (await session.execute(query)).one_or_none()
-    return records.task(row) if row is not None else None
+    return await _one_or_none(session, query, records.task)
 
 
 async def list_tasks(
@@ -90,8 +96,7 @@ async def transition(
         .values(**values, updated_at=func.now())
         .returning(tasks)
     )
-    row = (await session.execute(query)).one_or_none()
-    return records.task(row) if row is not None else None
+    return await _one_or_none(session, query, records.task)
 
 
 async def set_operation_id(session: AsyncSession, task_id: str, operation_id: str) -> bool:
@@ -142,13 +147,11 @@ async def outputs_of(session: AsyncSession, task_ids: Sequence[str]) -> dict[str
 
 async def get_user_output(session: AsyncSession, user_id: str, output_id: str) -> OutputRecord | None:
     query = select(outputs).where(outputs.c.id == output_id, outputs.c.user_id == user_id)
-    row = (await session.execute(query)).one_or_none()
-    return records.output(row) if row is not None else None
+    return await _one_or_none(session, query, records.output)
 
 
 async def get_output(session: AsyncSession, output_id: str) -> OutputRecord | None:
-    row = (await session.execute(select(outputs).where(outputs.c.id == output_id))).one_or_none()
-    return records.output(row) if row is not None else None
+    return await _one_or_none(session, select(outputs).where(outputs.c.id == output_id), records.output)
 
 
 # -- uploads -----------------------------------------------------------------------------------------
@@ -160,13 +163,11 @@ async def insert_upload(session: AsyncSession, values: dict[str, Any]) -> Upload
 
 async def get_user_upload(session: AsyncSession, user_id: str, upload_id: str) -> UploadRecord | None:
     query = select(uploads).where(uploads.c.id == upload_id, uploads.c.user_id == user_id)
-    row = (await session.execute(query)).one_or_none()
-    return records.upload(row) if row is not None else None
+    return await _one_or_none(session, query, records.upload)
 
 
 async def get_upload(session: AsyncSession, upload_id: str) -> UploadRecord | None:
-    row = (await session.execute(select(uploads).where(uploads.c.id == upload_id))).one_or_none()
-    return records.upload(row) if row is not None else None
+    return await _one_or_none(session, select(uploads).where(uploads.c.id == upload_id), records.upload)
 
 
 # -- conversations -------------------------------------------------------------------------------------
@@ -185,8 +186,7 @@ async def get_user_conversation(
     )
     if lock:
         query = query.with_for_update()
-    row = (await session.execute(query)).one_or_none()
-    return records.conversation(row) if row is not None else None
+    return await _one_or_none(session, query, records.conversation)
 
 
 async def list_conversations(
@@ -228,14 +228,12 @@ async def insert_message(session: AsyncSession, values: dict[str, Any]) -> Messa
 
 
 async def get_message(session: AsyncSession, message_id: str) -> MessageRecord | None:
-    row = (await session.execute(select(messages).where(messages.c.id == message_id))).one_or_none()
-    return records.message(row) if row is not None else None
+    return await _one_or_none(session, select(messages).where(messages.c.id == message_id), records.message)
 
 
 async def find_message_by_key(session: AsyncSession, user_id: str, key: str) -> MessageRecord | None:
     query = select(messages).where(messages.c.user_id == user_id, messages.c.idempotency_key == key)
-    row = (await session.execute(query)).one_or_none()
-    return records.message(row) if row is not None else None
+    return await _one_or_none(session, query, records.message)
 
 
 async def finish_message(
@@ -247,5 +245,4 @@ async def finish_message(
         .values(**values)
         .returning(messages)
     )
-    row = (await session.execute(query)).one_or_none()
-    return records.message(row) if row is not None else None
+    return await _one_or_none(session, query, records.message)
