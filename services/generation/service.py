@@ -37,7 +37,7 @@ from kit.money import Credits
 from kit.outbox import Outbox
 from services.generation import events, metrics, repository, views
 from services.generation.blobs import Blobs
-from services.generation.clients import Clients, QuoteArgs
+from services.generation.clients import Clients
 from services.generation.models import tasks
 from services.generation.records import OutputRecord, TaskRecord, UploadRecord
 from services.generation.settings import GenerationSettings
@@ -283,7 +283,7 @@ class Generation:
             await check_inputs(session, identity.user_id, spec.inputs)
 
         quote = await self.clients.quote(
-            QuoteArgs(
+            catalog_pb2.QuoteRequest(
                 model_code=spec.model_code,
                 ratio=spec.ratio,
                 resolution=spec.resolution,
