@@ -145,22 +145,39 @@ class AccountsService:
         self, session: AsyncSession, *, email: str, password: str, locale: str
     ) -> tuple[repo.User, Mail]:
         email = normalize_email(email)
-        check_password_policy(password, email=email)
         now = self.clock()
-        user = await repo.insert_user(
-            session,
-            email=email,
-            password_hash=await self.passwords.hash(password),
-            role="user",
-            status="unverified",
-            locale=normalize_locale(locale),
-            now=now,
+        user = await self._new_user(
+            session, email, password, locale, role="user", status="unverified", now=now
         )
         if user is None:
             raise FailedPrecondition(
                 "an account with this email already exists", code="email_taken", field="email"
             )
         return user, await self._email_token(session, user, VERIFY, now)
+
+    async def _new_user(
+        self,
+        session: AsyncSession,
+        email: str,
+        password: str,
+        locale: str,
+        *,
+        role: str,
+        status: str,
+        now: datetime,
+    ) -> repo.User | None:
+        """The new user (the password checked against the policy, then hashed), or None when the email
+        is taken."""
+        check_password_policy(password, email=email)
+        return await repo.insert_user(
+            session,
+            email=email,
+            password_hash=await self.passwords.hash(password),
+            role=role,
+            status=status,
+            locale=normalize_locale(locale),
+            now=now,
+        )
 
     async def _email_token(self, session: AsyncSession, user: repo.User, purpose: str, now: datetime) -> Mail:
         token = new_token()
@@ -388,15 +405,8 @@ class AccountsService:
         now = self.clock()
         existing = await repo.user_by_email(session, email, for_update=True)
         if existing is None:
-            check_password_policy(password, email=email)
-            created = await repo.insert_user(
-                session,
-                email=email,
-                password_hash=await self.passwords.hash(password),
-                role="admin",
-                status="active",
-                locale=normalize_locale(locale),
-                now=now,
+            created = await self._new_user(
+                session, email, password, locale, role="admin", status="active", now=now
             )
             if created is not None:
                 return created, True
