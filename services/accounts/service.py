@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Generic, TypeVar
@@ -121,8 +121,12 @@ def parse_id(raw: str, what: str) -> uuid.UUID:
         raise InvalidArgument(f"{what} is not a valid id", code="invalid_id", field=what) from exc
 
 
-async def _other_user_locked(session: AsyncSession, caller: Identity, user_id: str, what: str) -> repo.User:
-    """The user an admin changes, locked; never the admin themself (`what` names the change)."""
+async def _user_to_change(
+    session: AsyncSession, caller: Identity, user_id: str, what: str, value: str, allowed: Collection[str]
+) -> repo.User:
+    """The user whose `what` an admin sets to `value`, locked: a known value, and never the admin's own."""
+    if value not in allowed:
+        raise InvalidArgument(f"unknown {what}", code=f"invalid_{what}", field=what)
     target = parse_id(user_id, "user_id")
     if str(target) == caller.user_id:
         raise FailedPrecondition(f"admins cannot change their own {what}", code="cannot_change_self")
@@ -378,9 +382,7 @@ class AccountsService:
     async def set_user_status(
         self, session: AsyncSession, *, caller: Identity, user_id: str, status: str
     ) -> repo.User:
-        if status not in STATUSES:
-            raise InvalidArgument("unknown status", code="invalid_status", field="status")
-        user = await _other_user_locked(session, caller, user_id, "status")
+        user = await _user_to_change(session, caller, user_id, "status", status, STATUSES)
         now = self.clock()
         values: dict[str, object] = {"status": status}
         if status == "active" and user.email_verified_at is None:
@@ -392,9 +394,7 @@ class AccountsService:
     async def set_user_role(
         self, session: AsyncSession, *, caller: Identity, user_id: str, role: str
     ) -> repo.User:
-        if role not in ROLES:
-            raise InvalidArgument("unknown role", code="invalid_role", field="role")
-        user = await _other_user_locked(session, caller, user_id, "role")
+        user = await _user_to_change(session, caller, user_id, "role", role, ROLES)
         return await repo.update_user(session, user.id, self.clock(), role=role)
 
     async def ensure_admin(
