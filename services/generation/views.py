@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from enum import StrEnum
-from typing import Protocol, TypeVar
 
 from atelier.catalog.v1 import catalog_pb2
 from atelier.common.v1 import common_pb2
 from atelier.generation.v1 import generation_pb2
-from kit.protoconv import timestamp
+from kit.protoconv import enum_by_name, timestamp
 from services.generation.blobs import Blobs
 from services.generation.records import (
     ConversationRecord,
@@ -18,32 +16,18 @@ from services.generation.records import (
     TaskRecord,
     UploadRecord,
 )
-from services.generation.values import InputRole, MessageRole, MessageStatus, TaskKind, TaskStatus
+from services.generation.values import InputRole, TaskKind, TaskStatus
 
-E = TypeVar("E", bound=StrEnum)
-V_co = TypeVar("V_co", covariant=True)
-
-
-class ProtoEnum(Protocol[V_co]):
-    """A generated protobuf enum, as its wrapper answers names."""
-
-    def Value(self, name: str) -> V_co: ...
-
-
-def by_name(members: type[E], proto: ProtoEnum[V_co], prefix: str) -> dict[E, V_co]:
-    """Each member's protobuf counterpart, found by name (`TaskStatus.QUEUED` → `TASK_STATUS_QUEUED`):
-    a member the contract lacks fails at import, not at the first task that carries it."""
-    return {member: proto.Value(prefix + member.name) for member in members}
-
-
-KINDS = by_name(TaskKind, common_pb2.ModelKind, "MODEL_KIND_")
-STATUSES = by_name(TaskStatus, generation_pb2.TaskStatus, "TASK_STATUS_")
-ROLES = by_name(InputRole, generation_pb2.InputRole, "INPUT_ROLE_")
-MESSAGE_ROLES = by_name(MessageRole, generation_pb2.MessageRole, "MESSAGE_ROLE_")
-MESSAGE_STATUSES = by_name(MessageStatus, generation_pb2.MessageStatus, "MESSAGE_STATUS_")
-KIND_NAMES = {value: name for name, value in KINDS.items()}
-STATUS_NAMES = {value: name for name, value in STATUSES.items()}
-ROLE_NAMES = {value: name for name, value in ROLES.items()}
+# Protobuf values by the names the domain's enums carry ("queued" ↔ TASK_STATUS_QUEUED); that every
+# domain value has one is a test (tests/generation/test_records.py).
+KINDS = enum_by_name(common_pb2.ModelKind)
+STATUSES = enum_by_name(generation_pb2.TaskStatus)
+ROLES = enum_by_name(generation_pb2.InputRole)
+MESSAGE_ROLES = enum_by_name(generation_pb2.MessageRole)
+MESSAGE_STATUSES = enum_by_name(generation_pb2.MessageStatus)
+KIND_NAMES = {value: TaskKind(name) for name, value in KINDS.items()}
+STATUS_NAMES = {value: TaskStatus(name) for name, value in STATUSES.items()}
+ROLE_NAMES = {value: InputRole(name) for name, value in ROLES.items()}
 
 
 def credits(milli: int | None) -> common_pb2.Credits:
