@@ -14,6 +14,7 @@ from atelier.common.v1 import common_pb2
 from atelier.events.v1 import events_pb2
 from atelier.workflow.v1 import workflow_pb2
 from kit.outbox import Outbox
+from kit.protoconv import enum_by_name
 from services.workflow import metrics
 from services.workflow.models import RunStatus, StepStatus
 from services.workflow.repository import RunRecord
@@ -26,23 +27,10 @@ TASKS_COMPLETED = "tasks.completed"
 # The durable consumer (and inbox name) of step completions; every replica shares it.
 STEPS_CONSUMER = "workflow-steps"
 
-# A run still debiting is pending to everyone outside the service.
-RUN_STATUS: dict[RunStatus, workflow_pb2.RunStatus.ValueType] = {
-    RunStatus.DEBITING: workflow_pb2.RUN_STATUS_PENDING,
-    RunStatus.PENDING: workflow_pb2.RUN_STATUS_PENDING,
-    RunStatus.RUNNING: workflow_pb2.RUN_STATUS_RUNNING,
-    RunStatus.SUCCEEDED: workflow_pb2.RUN_STATUS_SUCCEEDED,
-    RunStatus.FAILED: workflow_pb2.RUN_STATUS_FAILED,
-    RunStatus.CANCELED: workflow_pb2.RUN_STATUS_CANCELED,
-}
-STEP_STATUS: dict[StepStatus, workflow_pb2.StepStatus.ValueType] = {
-    StepStatus.PENDING: workflow_pb2.STEP_STATUS_PENDING,
-    StepStatus.RUNNING: workflow_pb2.STEP_STATUS_RUNNING,
-    StepStatus.SUCCEEDED: workflow_pb2.STEP_STATUS_SUCCEEDED,
-    StepStatus.FAILED: workflow_pb2.STEP_STATUS_FAILED,
-    StepStatus.SKIPPED: workflow_pb2.STEP_STATUS_SKIPPED,
-}
-
+# Protobuf values by the names the domain's enums carry; a run still debiting is pending to everyone
+# outside the service.
+RUN_STATUS = {**enum_by_name(workflow_pb2.RunStatus), RunStatus.DEBITING: workflow_pb2.RUN_STATUS_PENDING}
+STEP_STATUS = enum_by_name(workflow_pb2.StepStatus)
 
 RunEvent: TypeAlias = events_pb2.RunStarted | events_pb2.RunProgress | events_pb2.RunCompleted
 
