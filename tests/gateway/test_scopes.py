@@ -50,7 +50,7 @@ def user_routes() -> list[tuple[str, str]]:
     routes = []
     for template, operations in create_app(GatewaySettings()).openapi()["paths"].items():
         if template.startswith("/v1/admin"):
-            continue  # tests/admin/test_access.py holds the admin surface to the same rule
+            continue  # tests/gateway/admin/test_access.py holds the admin surface to the same rule
         for method in sorted(set(operations) & MUTATING):
             if template in PUBLIC:
                 assert "security" not in operations[method], f"{template} takes credentials"

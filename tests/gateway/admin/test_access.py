@@ -18,7 +18,7 @@ from gateway.app import create_app
 from gateway.auth import AccessTokens
 from gateway.settings import GatewaySettings
 from tests.accounts.conftest import PASSWORD, AccountsStack, new_email
-from tests.admin.conftest import ensure_admin, serving, settings_for, sign_in
+from tests.gateway.admin.conftest import ensure_admin, serving, settings_for, sign_in
 from tests.infra import Infra
 
 if TYPE_CHECKING:

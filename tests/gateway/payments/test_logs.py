@@ -8,8 +8,7 @@ import time
 
 from cryptography.hazmat.primitives import serialization
 
-from tests.json_logs import json_logs
-from tests.payments.signers import (
+from tests.gateway.payments.signers import (
     APIV3_KEY,
     SANDBOX_SECRET,
     STRIPE_WEBHOOK_SECRET,
@@ -24,7 +23,8 @@ from tests.payments.signers import (
     wechat_headers,
     wechat_transaction,
 )
-from tests.payments.test_routes import ALIPAY_FORM, Stack, stack  # noqa: F401 (the fixture)
+from tests.gateway.payments.test_routes import ALIPAY_FORM, Stack, stack  # noqa: F401 (the fixture)
+from tests.json_logs import json_logs
 from tests.tracing import traced
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.payments.settings import PaymentSettings
-from tests.payments.signers import Keys
+from tests.gateway.payments.signers import Keys
 
 
 @pytest.fixture(scope="session")

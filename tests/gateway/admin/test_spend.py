@@ -17,7 +17,7 @@ from atelier.ledger.v1 import ledger_pb2
 from devkit.embedded import free_port
 from kit.money import Credits, Money
 from tests.accounts.conftest import AccountsStack
-from tests.admin.conftest import TRACING_UI, Admin, Fakes, LedgerStack, admin_client
+from tests.gateway.admin.conftest import TRACING_UI, Admin, Fakes, LedgerStack, admin_client
 from tests.infra import Infra
 
 

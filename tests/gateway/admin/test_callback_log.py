@@ -11,7 +11,7 @@ from gateway.payments.base import OrderView
 from gateway.payments.sandbox import SandboxProvider, sign
 from gateway.payments.settings import PaymentSettings
 from kit.money import Credits, Money
-from tests.admin.conftest import Admin
+from tests.gateway.admin.conftest import Admin
 
 FORGED_NOTE = "sent by mallory, not by the payment provider"
 

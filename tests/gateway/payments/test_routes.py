@@ -18,9 +18,8 @@ from gateway.payments.sandbox import SandboxProvider
 from gateway.settings import GatewaySettings
 from kit.money import Money
 from tests.fakes.ledger import FakeLedger
-from tests.infra import Infra
-from tests.payments.fakes import serve_fakes
-from tests.payments.signers import (
+from tests.gateway.payments.fakes import serve_fakes
+from tests.gateway.payments.signers import (
     WECHAT_SERIALS,
     Keys,
     alipay_body,
@@ -32,6 +31,7 @@ from tests.payments.signers import (
     wechat_headers,
     wechat_transaction,
 )
+from tests.infra import Infra
 from tests.tokens import as_user
 
 ALIPAY_FORM = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}

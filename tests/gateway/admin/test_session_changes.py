@@ -20,7 +20,7 @@ from atelier.ledger.v1 import ledger_pb2
 from gateway.auth import AccessTokens
 from gateway.settings import GatewaySettings
 from tests.accounts.conftest import PASSWORD, AccountsStack, new_email, token_in
-from tests.admin.conftest import LedgerStack, ensure_admin, serving, settings_for, sign_in
+from tests.gateway.admin.conftest import LedgerStack, ensure_admin, serving, settings_for, sign_in
 from tests.infra import Infra
 
 SHORT = 0.5  # the cache bound these tests run with, so that each waits a moment, not five seconds
