@@ -16,6 +16,9 @@ from tests.infra import Infra, start_infra
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# Fixtures more than one suite needs, registered once here rather than imported into each conftest.
+pytest_plugins = ["tests.accounts.stack"]
+
 
 def pytest_configure() -> None:
     repository_bounds.install(repository_bounds.neighbours())

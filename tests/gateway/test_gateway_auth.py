@@ -14,21 +14,19 @@ import jwt
 import pytest
 
 from atelier.accounts.v1 import accounts_pb2 as pb
-from gateway.app import create_app
 from gateway.auth import AuthState, RateLimiter
 from kit.identity import Identity
 from kit.logs import JsonFormatter
-from tests.accounts.conftest import (
+from tests.accounts.stack import (
     JWT_KEYS,
     PASSWORD,
     SMTP_PASSWORD,
     AccountsStack,
-    gateway_settings,
+    accounts_gateway,
     link_in,
     new_email,
     running,
     token_in,
-    with_probes,
 )
 from tests.infra import Infra
 
@@ -351,17 +349,17 @@ async def test_jwt_forgery_expiry_and_key_rotation(
     assert late.headers["www-authenticate"].startswith("Bearer")
 
     # Rotation: a new key k3 signs; tokens from k2 still verify until k2 is retired.
-    rotated = gateway_settings(
+    rotated = accounts_gateway(
         infra, accounts_stack.port, jwt_keys="k3:third-signing-key-0123456789abcdef012345," + JWT_KEYS
     )
-    async with running(create_app(rotated)) as newer:
+    async with running(rotated) as newer:
         assert (await newer.get("/v1/me", headers=bearer(token))).status_code == 200
         fresh = await login(newer, session["user"]["email"])
         assert jwt.get_unverified_header(fresh["access_token"])["kid"] == "k3"
-    retired = gateway_settings(
+    retired = accounts_gateway(
         infra, accounts_stack.port, jwt_keys="k3:third-signing-key-0123456789abcdef012345"
     )
-    async with running(create_app(retired)) as newest:
+    async with running(retired) as newest:
         assert (await newest.get("/v1/me", headers=bearer(token))).status_code == 401
         assert (await newest.get("/v1/me", headers=bearer(fresh["access_token"]))).status_code == 200
 
@@ -369,8 +367,7 @@ async def test_jwt_forgery_expiry_and_key_rotation(
 async def test_login_is_rate_limited_per_account_and_per_ip(
     infra: Infra, accounts_stack: AccountsStack
 ) -> None:
-    settings = gateway_settings(infra, accounts_stack.port, login_account_burst=3, login_ip_burst=6)
-    app = with_probes(create_app(settings))
+    app = accounts_gateway(infra, accounts_stack.port, login_account_burst=3, login_ip_burst=6)
     async with running(app) as api:
         email = new_email()
         await register(api, email)

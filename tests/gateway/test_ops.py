@@ -10,30 +10,14 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
-from devkit.embedded import free_port
-from gateway.app import create_app
-from gateway.settings import GatewaySettings
+from tests.gateway_app import gateway_app, serving
 from tests.infra import Infra
 
 
 @pytest.fixture
 async def client(infra: Infra) -> AsyncIterator[httpx.AsyncClient]:
-    dead = f"127.0.0.1:{free_port()}"
-    settings = GatewaySettings(
-        nats_url=infra.nats_url,
-        namespace=infra.namespace,
-        readiness_timeout_seconds=0.2,
-        accounts_addr=dead,
-        catalog_addr=dead,
-        ledger_addr=dead,
-        generation_addr=dead,
-        workflow_addr=dead,
-    )
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
-            yield client
+    async with serving(gateway_app(infra, readiness_timeout_seconds=0.2)) as client:
+        yield client
 
 
 async def test_liveness(client: httpx.AsyncClient) -> None:

@@ -16,7 +16,7 @@ from atelier.generation.v1 import generation_pb2
 from atelier.ledger.v1 import ledger_pb2
 from devkit.embedded import free_port
 from kit.money import Credits, Money
-from tests.accounts.conftest import AccountsStack
+from tests.accounts.stack import AccountsStack
 from tests.gateway.admin.conftest import TRACING_UI, Admin, Fakes, LedgerStack, admin_client
 from tests.infra import Infra
 
