@@ -9,37 +9,23 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
-import grpc
 import uvicorn
 from google.protobuf.timestamp_pb2 import Timestamp
 from starlette.applications import Starlette
 
-from atelier.accounts.v1 import accounts_pb2, accounts_pb2_grpc
+from atelier.accounts.v1 import accounts_pb2_grpc
 from atelier.catalog.v1 import catalog_pb2_grpc
 from atelier.ledger.v1 import ledger_pb2_grpc
 from kit.grpc_server import GrpcServer
-from kit.identity import caller
+from tests.fakes.accounts import FakeAccounts
 from tests.fakes.catalog import FakeCatalog
 from tests.fakes.ledger import FakeLedger
-from tests.tokens import LiveSessions
 
 
 def _now_pb(delta: timedelta = timedelta()) -> Timestamp:
     stamp = Timestamp()
     stamp.FromDatetime(datetime.now(UTC) + delta)
     return stamp
-
-
-class FakeAccounts(LiveSessions):
-    """Only what the gateway asks: every session is live (`LiveSessions`), and for `require_verified`
-    the caller as the accounts service sees them (every user of these tests is still unverified there)."""
-
-    async def GetUser(
-        self, request: accounts_pb2.GetUserRequest, context: grpc.aio.ServicerContext
-    ) -> accounts_pb2.GetUserResponse:
-        identity = caller(context)
-        user = accounts_pb2.User(id=identity.user_id, status=accounts_pb2.USER_STATUS_UNVERIFIED)
-        return accounts_pb2.GetUserResponse(user=user)
 
 
 @asynccontextmanager
