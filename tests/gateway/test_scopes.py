@@ -18,8 +18,7 @@ import pytest
 from atelier.accounts.v1 import accounts_pb2 as pb
 from kit.identity import Identity
 from services.accounts.__main__ import build_service
-from tests.accounts.stack import PASSWORD, AccountsStack, new_email
-from tests.gateway.test_gateway_auth import bearer, login, verified_user
+from tests.accounts.stack import PASSWORD, AccountsStack, bearer, login, new_email, verified_user
 from tests.gateway_app import openapi_operations
 
 # Mutating routes that take no credentials at all: sign-up, sign-in, reset, provider callbacks, the

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
 
 import grpc
 import httpx
@@ -23,37 +22,16 @@ from tests.accounts.stack import (
     SMTP_PASSWORD,
     AccountsStack,
     accounts_gateway,
+    bearer,
     link_in,
+    login,
     new_email,
+    register,
     running,
     token_in,
+    verified_user,
 )
 from tests.infra import Infra
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-async def register(api: httpx.AsyncClient, email: str, **extra: Any) -> dict[str, Any]:
-    reply = await api.post("/v1/auth/register", json={"email": email, "password": PASSWORD, **extra})
-    assert reply.status_code == 201, reply.text
-    return reply.json()  # type: ignore[no-any-return]
-
-
-async def login(api: httpx.AsyncClient, email: str, password: str = PASSWORD) -> dict[str, Any]:
-    reply = await api.post("/v1/auth/login", json={"email": email, "password": password})
-    assert reply.status_code == 200, reply.text
-    assert reply.headers["cache-control"] == "no-store"
-    return reply.json()  # type: ignore[no-any-return]
-
-
-async def verified_user(api: httpx.AsyncClient, stack: AccountsStack) -> tuple[str, dict[str, Any]]:
-    email = new_email()
-    await register(api, email)
-    message = await stack.inbox.wait_for(email)
-    assert (await api.get(link_in(message).removeprefix("http://testserver"))).status_code == 200
-    return email, await login(api, email)
 
 
 async def test_register_mail_link_verify_login_me(
