@@ -10,9 +10,9 @@ from contextlib import asynccontextmanager
 from atelier.accounts.v1 import accounts_pb2_grpc
 from gateway.auth import AccessTokens
 from gateway.settings import GatewaySettings
-from kit.grpc_server import GrpcServer
 from kit.identity import Identity, Role, Status
 from tests.fakes.accounts import FakeAccounts
+from tests.fakes.serve import serve
 
 _TOKENS = AccessTokens(GatewaySettings())
 
@@ -26,10 +26,9 @@ def as_user(user_id: str, status: Status = "active", role: Role = "user") -> dic
 async def live_sessions() -> AsyncIterator[str]:
     """An accounts address for `GatewaySettings(accounts_addr=...)` where every session is live
     (`tests.fakes.accounts.FakeAccounts`)."""
-    server = GrpcServer("accounts-sessions", host="127.0.0.1", port=0)
-    accounts_pb2_grpc.add_AccountsServiceServicer_to_server(FakeAccounts(), server.server)  # type: ignore[abstract]
-    port = await server.start()
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        await server.stop(0.2)
+    # RPCs a fake leaves out answer UNIMPLEMENTED (the generated base); only its stub calls them abstract.
+    fake = FakeAccounts()  # type: ignore[abstract]
+    async with serve(
+        "accounts-sessions", (accounts_pb2_grpc.add_AccountsServiceServicer_to_server, fake)
+    ) as address:
+        yield address

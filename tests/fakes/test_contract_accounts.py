@@ -15,10 +15,10 @@ from atelier.accounts.v1 import accounts_pb2 as pb
 from atelier.accounts.v1 import accounts_pb2_grpc
 from gateway.auth import identity_of
 from kit import grpc_client
-from kit.grpc_server import GrpcServer
 from kit.identity import Identity
 from tests.accounts.stack import PASSWORD, AccountsStack, new_email
 from tests.fakes.accounts import FakeAccounts
+from tests.fakes.serve import serve
 
 Stub = accounts_pb2_grpc.AccountsServiceStub
 
@@ -37,20 +37,15 @@ class Backend:
 
 @pytest.fixture
 async def fake() -> AsyncIterator[Backend]:
-    server = GrpcServer("accounts-fake", host="127.0.0.1", port=0)
     # RPCs a fake leaves out answer UNIMPLEMENTED (the generated base); only its stub calls them abstract.
-    accounts_pb2_grpc.add_AccountsServiceServicer_to_server(FakeAccounts(), server.server)  # type: ignore[abstract]
-    port = await server.start()
+    fake = (accounts_pb2_grpc.add_AccountsServiceServicer_to_server, FakeAccounts())  # type: ignore[abstract]
 
     async def sign_in() -> SignedIn:
         """A new user's token as the gateway mints it: unverified until the email is."""
         return SignedIn(Identity(user_id=str(uuid.uuid4()), status="unverified"), "test-session")
 
-    try:
-        async with grpc_client.channel(f"127.0.0.1:{port}") as channel:
-            yield Backend(Stub(channel), sign_in)
-    finally:
-        await server.stop(0.2)
+    async with serve("accounts-fake", fake) as address, grpc_client.channel(address) as channel:
+        yield Backend(Stub(channel), sign_in)
 
 
 @pytest.fixture(params=["fake", "real"])

@@ -15,25 +15,19 @@ from atelier.catalog.v1 import catalog_pb2_grpc
 from atelier.common.v1 import common_pb2
 from kit import grpc_client
 from kit.errors import from_rpc_error
-from kit.grpc_server import GrpcServer
 from tests.catalog.conftest import CatalogStack
 from tests.docs.catalog_fixture import seed_snapshot
 from tests.fakes.catalog import FakeCatalog
+from tests.fakes.serve import serve
 
 Stub = catalog_pb2_grpc.CatalogServiceStub
 
 
 @pytest.fixture
 async def fake_stub() -> AsyncIterator[Stub]:
-    server = GrpcServer("catalog-fake", host="127.0.0.1", port=0)
-    fake = FakeCatalog.from_snapshot(seed_snapshot())
-    catalog_pb2_grpc.add_CatalogServiceServicer_to_server(fake, server.server)
-    port = await server.start()
-    try:
-        async with grpc_client.channel(f"127.0.0.1:{port}") as channel:
-            yield Stub(channel)
-    finally:
-        await server.stop(0.2)
+    fake = (catalog_pb2_grpc.add_CatalogServiceServicer_to_server, FakeCatalog.from_snapshot(seed_snapshot()))
+    async with serve("catalog-fake", fake) as address, grpc_client.channel(address) as channel:
+        yield Stub(channel)
 
 
 @pytest.fixture(params=["fake", "real"])
