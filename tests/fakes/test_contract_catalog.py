@@ -14,10 +14,10 @@ from atelier.catalog.v1 import catalog_pb2 as pb
 from atelier.catalog.v1 import catalog_pb2_grpc
 from atelier.common.v1 import common_pb2
 from kit import grpc_client
-from kit.errors import from_rpc_error
 from tests.catalog.conftest import CatalogStack
 from tests.docs.catalog_fixture import seed_snapshot
 from tests.fakes.catalog import FakeCatalog
+from tests.fakes.contract import cny, refused
 from tests.fakes.serve import serve
 
 Stub = catalog_pb2_grpc.CatalogServiceStub
@@ -36,18 +36,6 @@ def stub(request: pytest.FixtureRequest) -> Stub:
         return cast("Stub", request.getfixturevalue("fake_stub"))
     # The catalog suite's own stack: the real servicer on a fresh seeded database.
     return cast("CatalogStack", request.getfixturevalue("catalog")).stub
-
-
-async def refused(call: object) -> tuple[grpc.StatusCode, str]:
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await call  # type: ignore[misc]
-    error = from_rpc_error(caught.value)
-    assert error is not None
-    return caught.value.code(), error.code
-
-
-def cny(minor: int) -> common_pb2.Money:
-    return common_pb2.Money(minor=minor, currency="CNY")
 
 
 async def test_get_catalog_answers_the_snapshot_then_not_modified(stub: Stub) -> None:

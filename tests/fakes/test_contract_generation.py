@@ -16,8 +16,8 @@ from atelier.generation.v1 import generation_pb2 as pb
 from atelier.generation.v1 import generation_pb2_grpc
 from kit import grpc_client
 from kit.bus import Bus
-from kit.errors import from_rpc_error
 from kit.identity import Identity
+from tests.fakes.contract import refused
 from tests.fakes.generation import FakeGeneration
 from tests.fakes.serve import serve
 from tests.generation.conftest import Stack
@@ -46,14 +46,6 @@ def stub(request: pytest.FixtureRequest) -> Stub:
 
 def user() -> Identity:
     return Identity(user_id=f"u_{uuid.uuid4().hex[:10]}", status="active")
-
-
-async def refused(call: object) -> tuple[grpc.StatusCode, str]:
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await call  # type: ignore[misc]
-    error = from_rpc_error(caught.value)
-    assert error is not None
-    return caught.value.code(), error.code
 
 
 def step(key: str) -> pb.SubmitTaskRequest:

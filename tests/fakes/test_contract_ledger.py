@@ -20,7 +20,6 @@ from atelier.ledger.v1 import ledger_pb2_grpc
 from kit import grpc_client
 from kit.bus import Bus
 from kit.db import Database
-from kit.errors import from_rpc_error
 from kit.grpc_server import GrpcServer
 from kit.outbox import Outbox
 from kit.service import Runtime
@@ -28,6 +27,7 @@ from kit.settings import ServiceSettings
 from services.ledger.models import outbox
 from services.ledger.servicer import LedgerServicer
 from tests.conftest import MigratedDatabase
+from tests.fakes.contract import cny, refused
 from tests.fakes.ledger import FakeLedger
 
 Stub = ledger_pb2_grpc.LedgerServiceStub
@@ -58,14 +58,6 @@ async def stub(
 
 def milli(whole: int) -> common_pb2.Credits:
     return common_pb2.Credits(milli=whole * 1000)
-
-
-async def refused(call: object) -> tuple[grpc.StatusCode, str]:
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await call  # type: ignore[misc]
-    error = from_rpc_error(caught.value)
-    assert error is not None
-    return caught.value.code(), error.code
 
 
 async def funded(stub: Stub, whole: int) -> str:
@@ -213,10 +205,6 @@ async def test_debits_refunds_and_their_refusals(stub: Stub) -> None:
         transfer_id=f"refund:{user}:3", original_transfer_id="debit:none", amount=milli(1)
     )
     assert await refused(stub.Refund(nothing)) == (grpc.StatusCode.NOT_FOUND, "transfer_not_found")
-
-
-def cny(minor: int) -> common_pb2.Money:
-    return common_pb2.Money(minor=minor, currency="CNY")
 
 
 async def new_order(stub: Stub, minor: int = 10_000) -> tuple[str, pb.CreateRechargeOrderRequest]:
