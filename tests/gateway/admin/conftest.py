@@ -29,6 +29,7 @@ from kit.db import Database, drop_database, ensure_database, with_database
 from kit.grpc_server import GrpcServer
 from kit.identity import Identity
 from kit.migrations import upgrade_async
+from kit.money import Credits, Money
 from kit.outbox import Outbox
 from kit.service import Runtime
 from kit.settings import ServiceSettings
@@ -59,6 +60,25 @@ class LedgerStack:
     port: int
     ledger: Ledger
     stub: LedgerServiceAsyncStub
+
+    async def sandbox_order(self, user_id: str) -> str:
+        """A pending 300 CNY sandbox recharge order of `user_id` (300 credits and 30 bonus): its id."""
+        order_id = f"ro_{uuid.uuid4().hex[:20]}"
+        async with self.db.transaction() as session:
+            await self.ledger.create_order(
+                session,
+                order_id=order_id,
+                user_id=user_id,
+                method="sandbox",
+                provider="sandbox",
+                amount=Money(30000, "CNY"),
+                plan_code="",
+                paid_credits=Credits.whole(300),
+                bonus_credits=Credits.whole(30),
+                catalog_version=1,
+                expires_at=None,
+            )
+        return order_id
 
 
 @pytest.fixture(scope="session")
