@@ -17,6 +17,9 @@ from tests.infra import Infra, start_infra
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# Fixtures more than one suite needs, registered once here rather than imported into each conftest.
+pytest_plugins = ["tests.accounts.stack"]
+
 
 # Rate limits are shared by every gateway of a namespace (through NATS), and the suite's gateways sign
 # in from 127.0.0.1 hundreds of times: unless a test sets a limit, it refills at once.

@@ -22,7 +22,7 @@ from sqlalchemy import select
 from devkit.embedded import free_port
 from kit.bus import Bus
 from services.accounts.models import refresh_tokens, users
-from tests.accounts.conftest import JWT_KEYS, PASSWORD, AccountsStack, new_email
+from tests.accounts.stack import JWT_KEYS, PASSWORD, AccountsStack, new_email
 from tests.conftest import ROOT
 from tests.infra import Infra
 

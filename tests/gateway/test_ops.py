@@ -13,8 +13,7 @@ from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from devkit.embedded import free_port
-from gateway.app import create_app
-from gateway.settings import GatewaySettings
+from tests.gateway_app import gateway_app, serving
 from tests.infra import Infra
 
 
@@ -26,28 +25,13 @@ class Gateway:
 
 @pytest.fixture
 async def gateway(infra: Infra) -> AsyncIterator[Gateway]:
-    dead = f"127.0.0.1:{free_port()}"
     ops_port = free_port()
-    settings = GatewaySettings(
-        nats_url=infra.nats_url,
-        namespace=infra.namespace,
-        readiness_timeout_seconds=0.2,
-        http_host="127.0.0.1",
-        metrics_port=ops_port,
-        accounts_addr=dead,
-        catalog_addr=dead,
-        ledger_addr=dead,
-        generation_addr=dead,
-        workflow_addr=dead,
-    )
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with (
-            httpx.AsyncClient(transport=transport, base_url="http://gateway") as public,
-            httpx.AsyncClient(base_url=f"http://127.0.0.1:{ops_port}") as ops,
-        ):
-            yield Gateway(public, ops)
+    app = gateway_app(infra, readiness_timeout_seconds=0.2, http_host="127.0.0.1", metrics_port=ops_port)
+    async with (
+        serving(app) as public,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{ops_port}") as ops,
+    ):
+        yield Gateway(public, ops)
 
 
 @pytest.fixture

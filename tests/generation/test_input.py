@@ -18,8 +18,6 @@ from PIL import Image
 
 from atelier.common.v1 import common_pb2
 from atelier.generation.v1 import generation_pb2
-from gateway.app import create_app
-from gateway.settings import GatewaySettings
 from kit import signed_urls
 from kit.errors import InvalidArgument, from_rpc_error
 from kit.identity import Identity
@@ -27,27 +25,25 @@ from kit.outbox import Outbox
 from services.generation import models
 from services.generation.clients import Clients
 from services.generation.service import Generation
+from tests.gateway_app import gateway_app, serving
 from tests.generation.conftest import Stack, metadata
+from tests.infra import Infra
 from tests.tokens import as_user, live_sessions
 
 TABLES = (models.tasks, models.outputs, models.uploads, models.conversations, models.messages)
 
 
 @pytest.fixture
-async def http(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
+async def http(stack: Stack, infra: Infra) -> AsyncIterator[httpx.AsyncClient]:
     async with live_sessions() as sessions:
-        app = create_app(
-            GatewaySettings(
-                generation_addr=stack.generation_addr,
-                accounts_addr=sessions,
-                nats_url=stack.settings.nats_url,
-                namespace=stack.settings.namespace,
-            )
+        app = gateway_app(
+            infra,
+            generation_addr=stack.generation_addr,
+            accounts_addr=sessions,
+            namespace=stack.settings.namespace,
         )
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-                yield client
+        async with serving(app, base_url="http://test") as client:
+            yield client
 
 
 async def row_counts(stack: Stack) -> dict[str, int]:

@@ -8,19 +8,15 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from gateway.app import create_app
-from gateway.settings import GatewaySettings
 from gateway.web import PAGES, STATIC
+from tests.gateway_app import gateway_app, serving
 from tests.infra import Infra
 
 
 @pytest.fixture
 async def http(infra: Infra) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(GatewaySettings(nats_url=infra.nats_url, namespace=infra.namespace))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
-            yield client
+    async with serving(gateway_app(infra)) as client:
+        yield client
 
 
 @pytest.mark.parametrize(

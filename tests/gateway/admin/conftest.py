@@ -6,7 +6,6 @@ UNIMPLEMENTED for everything else (the real services are being built elsewhere).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -21,7 +20,6 @@ from atelier.accounts.v1 import accounts_pb2
 from atelier.generation.v1 import generation_pb2_grpc
 from atelier.ledger.v1 import ledger_pb2_grpc
 from atelier.workflow.v1 import workflow_pb2_grpc
-from devkit.embedded import free_port
 from gateway.app import create_app
 from gateway.auth import AccessTokens, identity_of
 from gateway.settings import GatewaySettings
@@ -31,24 +29,26 @@ from kit.db import Database, drop_database, ensure_database, with_database
 from kit.grpc_server import GrpcServer
 from kit.identity import Identity
 from kit.migrations import upgrade_async
+from kit.money import Credits, Money
 from kit.outbox import Outbox
 from kit.service import Runtime
 from services.ledger.models import outbox
 from services.ledger.service import Ledger
 from services.ledger.servicer import LedgerServicer
 from services.ledger.settings import LedgerSettings
-from tests.accounts.conftest import JWT_KEYS, PASSWORD, AccountsStack, accounts_stack, new_email, smtp_inbox
+from tests.accounts.stack import JWT_KEYS, PASSWORD, AccountsStack, new_email
 from tests.catalog.conftest import CatalogStack, catalog, catalog_template
 from tests.conftest import ROOT
 from tests.fakes.generation import FakeGeneration
+from tests.gateway_app import gateway_settings, serving
 from tests.infra import Infra
 
 if TYPE_CHECKING:
     from atelier.accounts.v1.accounts_pb2_grpc import AccountsServiceAsyncStub
     from atelier.ledger.v1.ledger_pb2_grpc import LedgerServiceAsyncStub
 
-# Fixtures of the catalog and accounts suites, reused rather than copied.
-__all__ = ["accounts_stack", "catalog", "catalog_template", "smtp_inbox"]
+# Fixtures of the catalog suite, reused rather than copied.
+__all__ = ["catalog", "catalog_template"]
 
 TRACING_UI = "https://traces.example/trace/{trace_id}?from=admin"
 
@@ -60,6 +60,25 @@ class LedgerStack:
     port: int
     ledger: Ledger
     stub: LedgerServiceAsyncStub
+
+    async def sandbox_order(self, user_id: str) -> str:
+        """A pending 300 CNY sandbox recharge order of `user_id` (300 credits and 30 bonus): its id."""
+        order_id = f"ro_{uuid.uuid4().hex[:20]}"
+        async with self.db.transaction() as session:
+            await self.ledger.create_order(
+                session,
+                order_id=order_id,
+                user_id=user_id,
+                method="sandbox",
+                provider="sandbox",
+                amount=Money(30000, "CNY"),
+                plan_code="",
+                paid_credits=Credits.whole(300),
+                bonus_credits=Credits.whole(30),
+                catalog_version=1,
+                expires_at=None,
+            )
+        return order_id
 
 
 @pytest.fixture(scope="session")
@@ -166,28 +185,9 @@ async def ensure_admin(accounts: AccountsServiceAsyncStub) -> tuple[str, str]:
 
 
 def settings_for(infra: Infra, **addresses: str) -> GatewaySettings:
-    unreachable = f"127.0.0.1:{free_port()}"
-    return GatewaySettings(
-        environment="test",
-        jwt_keys=JWT_KEYS,
-        nats_url=infra.nats_url,
-        namespace=infra.namespace,
-        tracing_ui_url=TRACING_UI,
-        accounts_addr=addresses.get("accounts", unreachable),
-        catalog_addr=addresses.get("catalog", unreachable),
-        ledger_addr=addresses.get("ledger", unreachable),
-        generation_addr=addresses.get("generation", unreachable),
-        workflow_addr=addresses.get("workflow", unreachable),
-    )
-
-
-@contextlib.asynccontextmanager
-async def serving(settings: GatewaySettings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
-            yield app, http
+    """A gateway reaching the services named in `addresses` (`accounts="127.0.0.1:5001"`), and no other."""
+    named = {f"{service}_addr": address for service, address in addresses.items()}
+    return gateway_settings(infra, environment="test", jwt_keys=JWT_KEYS, tracing_ui_url=TRACING_UI, **named)
 
 
 async def admin_client(
@@ -208,7 +208,8 @@ async def admin_client(
         base["catalog"] = f"127.0.0.1:{catalog_stack.port}"
     base.update(addresses)
     settings = settings_for(infra, **base)
-    async with serving(settings) as (app, http):
+    app = create_app(settings)
+    async with serving(app) as http:
         admin = Admin(
             http, app, AccessTokens(settings), accounts_stack.stub, ledger_stack, catalog_stack, fakes
         )

@@ -15,7 +15,7 @@ from gateway.payments.base import Ack, OrderView, Rejected, Verified
 from gateway.payments.crypto import load_public_key, rsa_verify
 from gateway.payments.settings import PaymentSettings
 from kit.money import Money
-from tests.payments.signers import (
+from tests.gateway.payments.signers import (
     ALIPAY_APP_ID,
     Keys,
     alipay_body,

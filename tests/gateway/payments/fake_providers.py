@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.payments.signers import (
+from tests.gateway.payments.signers import (
     WECHAT_APPID,
     WECHAT_MCHID,
     WECHAT_SERIALS,

@@ -15,7 +15,7 @@ from gateway.payments.crypto import load_public_key, rsa_verify
 from gateway.payments.settings import PaymentSettings
 from gateway.payments.wechatpay import WechatPayProvider
 from kit.money import Money
-from tests.payments.signers import (
+from tests.gateway.payments.signers import (
     WECHAT_APPID,
     WECHAT_MCHID,
     WECHAT_SERIALS,

@@ -6,7 +6,7 @@ import asyncio
 import uuid
 
 from atelier.ledger.v1 import ledger_pb2
-from tests.admin.conftest import Admin, random_user_id
+from tests.gateway.admin.conftest import Admin, random_user_id
 
 
 async def balance_of(api: Admin, user_id: str) -> str:

@@ -15,9 +15,9 @@ from atelier.common.v1 import common_pb2
 from atelier.generation.v1 import generation_pb2
 from atelier.ledger.v1 import ledger_pb2
 from devkit.embedded import free_port
-from kit.money import Credits, Money
-from tests.accounts.conftest import AccountsStack
-from tests.admin.conftest import TRACING_UI, Admin, Fakes, LedgerStack, admin_client
+from kit.money import Money
+from tests.accounts.stack import AccountsStack
+from tests.gateway.admin.conftest import TRACING_UI, Admin, Fakes, LedgerStack, admin_client
 from tests.infra import Infra
 
 
@@ -36,22 +36,8 @@ def in_trace(trace_id: str) -> trace.Span:
 
 async def paid_recharge(ledger: LedgerStack, user: str, trace_id: str) -> str:
     """A 300 CNY sandbox recharge (330 credits) paid by a verified callback, inside `trace_id`."""
-    order_id = f"ro_{uuid.uuid4().hex[:20]}"
     with trace.use_span(in_trace(trace_id)):
-        async with ledger.db.transaction() as session:
-            await ledger.ledger.create_order(
-                session,
-                order_id=order_id,
-                user_id=user,
-                method="sandbox",
-                provider="sandbox",
-                amount=Money(30000, "CNY"),
-                plan_code="",
-                paid_credits=Credits.whole(300),
-                bonus_credits=Credits.whole(30),
-                catalog_version=1,
-                expires_at=None,
-            )
+        order_id = await ledger.sandbox_order(user)
         async with ledger.db.transaction() as session:
             await ledger.ledger.record_callback(
                 session,

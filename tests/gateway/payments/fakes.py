@@ -9,19 +9,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
-import grpc
 import uvicorn
 from google.protobuf.timestamp_pb2 import Timestamp
 from starlette.applications import Starlette
 
-from atelier.accounts.v1 import accounts_pb2, accounts_pb2_grpc
+from atelier.accounts.v1 import accounts_pb2_grpc
 from atelier.catalog.v1 import catalog_pb2_grpc
 from atelier.ledger.v1 import ledger_pb2_grpc
-from kit.grpc_server import GrpcServer
-from kit.identity import caller
+from tests.fakes.accounts import FakeAccounts
 from tests.fakes.catalog import FakeCatalog
 from tests.fakes.ledger import FakeLedger
-from tests.tokens import LiveSessions
+from tests.fakes.serve import serve
 
 
 def _now_pb(delta: timedelta = timedelta()) -> Timestamp:
@@ -30,31 +28,19 @@ def _now_pb(delta: timedelta = timedelta()) -> Timestamp:
     return stamp
 
 
-class FakeAccounts(LiveSessions):
-    """Only what the gateway asks: every session is live (`LiveSessions`), and for `require_verified`
-    the caller as the accounts service sees them (every user of these tests is still unverified there)."""
-
-    async def GetUser(
-        self, request: accounts_pb2.GetUserRequest, context: grpc.aio.ServicerContext
-    ) -> accounts_pb2.GetUserResponse:
-        identity = caller(context)
-        user = accounts_pb2.User(id=identity.user_id, status=accounts_pb2.USER_STATUS_UNVERIFIED)
-        return accounts_pb2.GetUserResponse(user=user)
-
-
 @asynccontextmanager
 async def serve_fakes(ledger: FakeLedger, catalog: FakeCatalog | None = None) -> AsyncIterator[str]:
     """Serve the fakes on a free port over real gRPC; yields the address."""
-    server = GrpcServer("fakes", host="127.0.0.1", port=0)
-    ledger_pb2_grpc.add_LedgerServiceServicer_to_server(ledger, server.server)
     # RPCs a fake leaves out answer UNIMPLEMENTED (the generated base); only its stub calls them abstract.
-    catalog_pb2_grpc.add_CatalogServiceServicer_to_server(catalog or FakeCatalog(version=7), server.server)  # type: ignore[abstract]
-    accounts_pb2_grpc.add_AccountsServiceServicer_to_server(FakeAccounts(), server.server)  # type: ignore[abstract]
-    port = await server.start()
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        await server.stop(0.2)
+    catalog = catalog or FakeCatalog(version=7)  # type: ignore[abstract]
+    accounts = FakeAccounts()  # type: ignore[abstract]
+    async with serve(
+        "fakes",
+        (ledger_pb2_grpc.add_LedgerServiceServicer_to_server, ledger),
+        (catalog_pb2_grpc.add_CatalogServiceServicer_to_server, catalog),
+        (accounts_pb2_grpc.add_AccountsServiceServicer_to_server, accounts),
+    ) as address:
+        yield address
 
 
 @asynccontextmanager

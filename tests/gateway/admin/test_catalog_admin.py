@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from tests.admin.conftest import Admin
+from tests.gateway.admin.conftest import Admin
 
 MODEL = "doubao-seedream-5-0-260128"
 

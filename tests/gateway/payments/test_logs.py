@@ -8,8 +8,8 @@ import time
 
 from cryptography.hazmat.primitives import serialization
 
-from tests.json_logs import json_logs
-from tests.payments.signers import (
+from tests.gateway.payments.conftest import ALIPAY_FORM, Stack
+from tests.gateway.payments.signers import (
     APIV3_KEY,
     SANDBOX_SECRET,
     STRIPE_WEBHOOK_SECRET,
@@ -24,7 +24,7 @@ from tests.payments.signers import (
     wechat_headers,
     wechat_transaction,
 )
-from tests.payments.test_routes import ALIPAY_FORM, Stack, stack  # noqa: F401 (the fixture)
+from tests.json_logs import json_logs
 from tests.tracing import traced
 
 
@@ -35,7 +35,7 @@ def _private_key_line(keys: Keys) -> str:
     return pem.splitlines()[1]
 
 
-async def test_callbacks_log_their_trace_and_no_secret(stack: Stack, keys: Keys) -> None:  # noqa: F811
+async def test_callbacks_log_their_trace_and_no_secret(stack: Stack, keys: Keys) -> None:
     stack.ledger.seed_order("ro_l1", "alipay", 30000)
     stack.ledger.seed_order("ro_l2", "wechatpay", 30000)
     stack.ledger.seed_order("ro_l3", "stripe", 30000)

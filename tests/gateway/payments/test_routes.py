@@ -5,22 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
-import httpx
 import pytest
 
 from atelier.ledger.v1 import ledger_pb2
-from gateway.app import create_app
 from gateway.payments.base import OrderView
 from gateway.payments.sandbox import SandboxProvider
-from gateway.settings import GatewaySettings
 from kit.money import Money
 from tests.fakes.ledger import FakeLedger
-from tests.infra import Infra
-from tests.payments.fakes import serve_fakes
-from tests.payments.signers import (
+from tests.gateway.payments.conftest import ALIPAY_FORM, Stack, gateway_over
+from tests.gateway.payments.signers import (
     WECHAT_SERIALS,
     Keys,
     alipay_body,
@@ -32,39 +26,10 @@ from tests.payments.signers import (
     wechat_headers,
     wechat_transaction,
 )
+from tests.infra import Infra
 from tests.tokens import as_user
 
-ALIPAY_FORM = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}
 USER = as_user("u_1")
-
-
-@dataclass
-class Stack:
-    http: httpx.AsyncClient
-    ledger: FakeLedger
-
-
-@pytest.fixture
-async def stack(keys: Keys, infra: Infra) -> AsyncIterator[Stack]:
-    # RPCs a fake leaves out answer UNIMPLEMENTED (the generated base); only its stub calls them abstract.
-    ledger = FakeLedger()  # type: ignore[abstract]
-    async with serve_fakes(ledger) as address:
-        settings = GatewaySettings(
-            ledger_addr=address,
-            catalog_addr=address,
-            accounts_addr=address,
-            nats_url=infra.nats_url,
-            namespace=infra.namespace,
-        )
-        app = create_app(settings, keys.settings(reconcile_interval_seconds=0))
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 4711))
-            async with httpx.AsyncClient(transport=transport, base_url="http://gateway.test") as http:
-                # The sandbox payer reaches the gateway through the same in-process transport.
-                sandbox = app.state.payments.gateway.providers["sandbox"]
-                assert isinstance(sandbox, SandboxProvider)
-                sandbox.http = http
-                yield Stack(http, ledger)
 
 
 def _alipay(order_id: str, amount: str, keys: Keys, **overrides: str) -> bytes:
@@ -464,26 +429,14 @@ async def test_oversized_callback_is_refused_without_reading_it_all(stack: Stack
 async def test_provider_outage_leaves_a_retryable_order(keys: Keys, infra: Infra) -> None:
     # RPCs a fake leaves out answer UNIMPLEMENTED (the generated base); only its stub calls them abstract.
     ledger = FakeLedger()  # type: ignore[abstract]
-    async with serve_fakes(ledger) as address:
-        settings = GatewaySettings(
-            ledger_addr=address,
-            catalog_addr=address,
-            accounts_addr=address,
-            nats_url=infra.nats_url,
-            namespace=infra.namespace,
+    # Nothing listens on port 9 of this host: WeChat Pay is "down".
+    payments = keys.settings(reconcile_interval_seconds=0, wechatpay_api_base="http://127.0.0.1:9")
+    async with gateway_over(infra, payments, ledger) as (_, http):
+        reply = await http.post(
+            "/v1/billing/recharges",
+            json={"method": "wechatpay", "amount": "300"},
+            headers={**USER, "Idempotency-Key": "wx-1"},
         )
-        # Nothing listens on port 9 of this host: WeChat Pay is "down".
-        app = create_app(
-            settings, keys.settings(reconcile_interval_seconds=0, wechatpay_api_base="http://127.0.0.1:9")
-        )
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://gateway.test") as http:
-                reply = await http.post(
-                    "/v1/billing/recharges",
-                    json={"method": "wechatpay", "amount": "300"},
-                    headers={**USER, "Idempotency-Key": "wx-1"},
-                )
     assert reply.status_code == 503
     assert reply.json()["code"] == "payment_provider_unavailable"
     [order] = ledger.orders.values()

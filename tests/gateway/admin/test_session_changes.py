@@ -17,10 +17,12 @@ import pytest
 
 from atelier.accounts.v1 import accounts_pb2
 from atelier.ledger.v1 import ledger_pb2
+from gateway.app import create_app
 from gateway.auth import AccessTokens
 from gateway.settings import GatewaySettings
-from tests.accounts.conftest import PASSWORD, AccountsStack, new_email, token_in
-from tests.admin.conftest import LedgerStack, ensure_admin, serving, settings_for, sign_in
+from tests.accounts.stack import PASSWORD, AccountsStack, new_email, token_in
+from tests.gateway.admin.conftest import LedgerStack, ensure_admin, settings_for, sign_in
+from tests.gateway_app import serving
 from tests.infra import Infra
 
 SHORT = 0.5  # the cache bound these tests run with, so that each waits a moment, not five seconds
@@ -51,7 +53,7 @@ async def replicas(
         infra, accounts=f"127.0.0.1:{accounts_stack.port}", ledger=f"127.0.0.1:{ledger_stack.port}"
     )
     settings = GatewaySettings(**{**settings.model_dump(), "jwt_keys": settings.jwt_keys, **tuned})
-    async with serving(settings) as (_, one), serving(settings) as (_, two):
+    async with serving(create_app(settings)) as one, serving(create_app(settings)) as two:
         yield Replicas([one, two], AccessTokens(settings), accounts_stack.stub)
 
 

@@ -12,7 +12,7 @@ from gateway.payments.base import Ack, Rejected, Verified
 from gateway.payments.settings import PaymentSettings
 from gateway.payments.stripe_provider import StripeProvider
 from kit.money import Money
-from tests.payments.signers import STRIPE_WEBHOOK_SECRET, stripe_event, stripe_signature
+from tests.gateway.payments.signers import STRIPE_WEBHOOK_SECRET, stripe_event, stripe_signature
 
 
 @pytest.fixture(scope="module")

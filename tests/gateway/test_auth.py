@@ -6,56 +6,33 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
 
 import grpc
 import httpx
 import jwt
 import pytest
+from fastapi import FastAPI
 
 from atelier.accounts.v1 import accounts_pb2 as pb
-from gateway.app import create_app
 from gateway.auth import AuthState
 from kit.identity import Identity
 from kit.logs import JsonFormatter
-from tests.accounts.conftest import (
+from tests.accounts.stack import (
     JWT_KEYS,
     PASSWORD,
     SMTP_PASSWORD,
     AccountsStack,
-    gateway_settings,
+    accounts_gateway,
+    bearer,
     link_in,
+    login,
     new_email,
+    register,
     running,
     token_in,
-    with_probes,
+    verified_user,
 )
 from tests.infra import Infra
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-async def register(api: httpx.AsyncClient, email: str, **extra: Any) -> dict[str, Any]:
-    reply = await api.post("/v1/auth/register", json={"email": email, "password": PASSWORD, **extra})
-    assert reply.status_code == 201, reply.text
-    return reply.json()  # type: ignore[no-any-return]
-
-
-async def login(api: httpx.AsyncClient, email: str, password: str = PASSWORD) -> dict[str, Any]:
-    reply = await api.post("/v1/auth/login", json={"email": email, "password": password})
-    assert reply.status_code == 200, reply.text
-    assert reply.headers["cache-control"] == "no-store"
-    return reply.json()  # type: ignore[no-any-return]
-
-
-async def verified_user(api: httpx.AsyncClient, stack: AccountsStack) -> tuple[str, dict[str, Any]]:
-    email = new_email()
-    await register(api, email)
-    message = await stack.inbox.wait_for(email)
-    assert (await api.get(link_in(message).removeprefix("http://testserver"))).status_code == 200
-    return email, await login(api, email)
 
 
 async def test_register_mail_link_verify_login_me(
@@ -351,17 +328,17 @@ async def test_jwt_forgery_expiry_and_key_rotation(
     assert late.headers["www-authenticate"].startswith("Bearer")
 
     # Rotation: a new key k3 signs; tokens from k2 still verify until k2 is retired.
-    rotated = gateway_settings(
+    rotated = accounts_gateway(
         infra, accounts_stack.port, jwt_keys="k3:third-signing-key-0123456789abcdef012345," + JWT_KEYS
     )
-    async with running(create_app(rotated)) as newer:
+    async with running(rotated) as newer:
         assert (await newer.get("/v1/me", headers=bearer(token))).status_code == 200
         fresh = await login(newer, session["user"]["email"])
         assert jwt.get_unverified_header(fresh["access_token"])["kid"] == "k3"
-    retired = gateway_settings(
+    retired = accounts_gateway(
         infra, accounts_stack.port, jwt_keys="k3:third-signing-key-0123456789abcdef012345"
     )
-    async with running(create_app(retired)) as newest:
+    async with running(retired) as newest:
         assert (await newest.get("/v1/me", headers=bearer(token))).status_code == 401
         assert (await newest.get("/v1/me", headers=bearer(fresh["access_token"]))).status_code == 200
 
@@ -369,7 +346,7 @@ async def test_jwt_forgery_expiry_and_key_rotation(
 async def test_login_is_rate_limited_per_account_and_per_ip(
     infra: Infra, accounts_stack: AccountsStack
 ) -> None:
-    settings = gateway_settings(
+    app = accounts_gateway(
         infra,
         accounts_stack.port,
         login_account_burst=3,
@@ -377,7 +354,6 @@ async def test_login_is_rate_limited_per_account_and_per_ip(
         login_ip_burst=6,
         login_ip_refill_seconds=3,
     )
-    app = with_probes(create_app(settings))
     async with running(app) as api:
         email = new_email()
         await register(api, email)
@@ -463,10 +439,12 @@ async def test_no_secret_reaches_the_logs(
 async def test_an_accounts_requests_are_limited_across_gateway_replicas(
     infra: Infra, accounts_stack: AccountsStack
 ) -> None:
-    settings = gateway_settings(
-        infra, accounts_stack.port, api_account_burst=5, api_account_refill_seconds=60
-    )
-    async with running(create_app(settings)) as first, running(create_app(settings)) as second:
+    def replica() -> FastAPI:
+        return accounts_gateway(
+            infra, accounts_stack.port, api_account_burst=5, api_account_refill_seconds=60
+        )
+
+    async with running(replica()) as first, running(replica()) as second:
         email = new_email()
         await register(first, email)
         token = (await login(second, email))["access_token"]

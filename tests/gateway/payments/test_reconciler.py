@@ -19,9 +19,9 @@ from gateway.payments.stripe_provider import StripeProvider
 from kit import grpc_client
 from kit.money import Money
 from tests.fakes.ledger import FakeLedger
-from tests.payments.fake_providers import ProviderState, build_app
-from tests.payments.fakes import serve_fakes, serve_http
-from tests.payments.signers import Keys, alipay_body, alipay_params, alipay_sign
+from tests.gateway.payments.fake_providers import ProviderState, build_app
+from tests.gateway.payments.fakes import serve_fakes, serve_http
+from tests.gateway.payments.signers import Keys, alipay_body, alipay_params, alipay_sign
 
 OLD = timedelta(minutes=30)
 

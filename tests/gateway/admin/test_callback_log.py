@@ -10,8 +10,8 @@ import uuid
 from gateway.payments.base import OrderView
 from gateway.payments.sandbox import SandboxProvider, sign
 from gateway.payments.settings import PaymentSettings
-from kit.money import Credits, Money
-from tests.admin.conftest import Admin
+from kit.money import Money
+from tests.gateway.admin.conftest import Admin
 
 FORGED_NOTE = "sent by mallory, not by the payment provider"
 
@@ -21,21 +21,7 @@ async def test_a_forged_callback_naming_a_real_order_stays_out_of_its_owners_rec
 ) -> None:
     api = api_without_catalog
     user = await api.new_user()
-    order_id = f"ro_{uuid.uuid4().hex[:20]}"
-    async with api.ledger.db.transaction() as session:
-        await api.ledger.ledger.create_order(
-            session,
-            order_id=order_id,
-            user_id=user,
-            method="sandbox",
-            provider="sandbox",
-            amount=Money(30000, "CNY"),
-            plan_code="",
-            paid_credits=Credits.whole(300),
-            bonus_credits=Credits.whole(30),
-            catalog_version=1,
-            expires_at=None,
-        )
+    order_id = await api.ledger.sandbox_order(user)
 
     # A forged delivery (no valid signature) naming the real order, with the sender's own payload.
     forged = json.dumps(

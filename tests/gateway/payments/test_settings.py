@@ -7,7 +7,7 @@ from pydantic import SecretStr, ValidationError
 
 from gateway.payments.settings import PaymentSettings
 from kit.settings import PLACEHOLDER_SECRET
-from tests.payments.signers import Keys
+from tests.gateway.payments.signers import Keys
 
 
 def test_development_runs_on_placeholders() -> None:

@@ -1,5 +1,8 @@
 """The accounts service for real: its migrated database, its gRPC server in-process, a real SMTP server
-(aiosmtpd) receiving its mail, and the gateway app in front of it through httpx.ASGITransport."""
+(aiosmtpd) receiving its mail, and the gateway app in front of it through httpx.ASGITransport.
+
+A pytest plugin (`pytest_plugins` in tests/conftest.py): its fixtures are registered once, for the
+accounts suite and every gateway suite that needs the real accounts service behind the app."""
 
 from __future__ import annotations
 
@@ -22,15 +25,14 @@ from fastapi import FastAPI
 
 from atelier.accounts.v1 import accounts_pb2, accounts_pb2_grpc
 from devkit.embedded import free_port
-from gateway.app import create_app
 from gateway.auth import AdminPrincipal, VerifiedPrincipal
-from gateway.settings import GatewaySettings
 from kit.db import Database
 from kit.grpc_server import GrpcServer
 from services.accounts.__main__ import build_mail_queue, build_service
 from services.accounts.servicer import AccountsServicer
 from services.accounts.settings import AccountsSettings
 from tests.conftest import MigratedDatabase
+from tests.gateway_app import gateway_app, serving
 from tests.infra import Infra
 
 SMTP_USER = "mailer"
@@ -174,19 +176,19 @@ async def accounts_stack(
     await db.dispose()
 
 
-def gateway_settings(infra: Infra, accounts_port: int, **overrides: Any) -> GatewaySettings:
+def accounts_gateway(infra: Infra, accounts_port: int, **overrides: Any) -> FastAPI:
+    """The gateway app in front of the real accounts service, login limits out of the way, with
+    `with_probes`' routes."""
     values: dict[str, Any] = {
         "environment": "test",
         "accounts_addr": f"127.0.0.1:{accounts_port}",
-        "nats_url": infra.nats_url,
-        "namespace": infra.namespace,
         "jwt_keys": JWT_KEYS,
         "login_ip_burst": 1000,
         "login_account_burst": 1000,
         "auth_ip_burst": 1000,
     }
     values.update(overrides)
-    return GatewaySettings(**values)
+    return with_probes(gateway_app(infra, **values))
 
 
 def with_probes(app: FastAPI) -> FastAPI:
@@ -208,18 +210,14 @@ def with_probes(app: FastAPI) -> FastAPI:
     return app
 
 
-@contextlib.asynccontextmanager
-async def running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 50000))
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-            yield client
+def running(app: FastAPI) -> contextlib.AbstractAsyncContextManager[httpx.AsyncClient]:
+    """`app` served to a client calling from a public address (the login limits key on it)."""
+    return serving(app, peer=("203.0.113.7", 50000), base_url="http://testserver")
 
 
 @pytest.fixture
 async def api(infra: Infra, accounts_stack: AccountsStack) -> AsyncIterator[httpx.AsyncClient]:
-    app = with_probes(create_app(gateway_settings(infra, accounts_stack.port)))
-    async with running(app) as client:
+    async with running(accounts_gateway(infra, accounts_stack.port)) as client:
         yield client
 
 
@@ -228,3 +226,29 @@ def new_email(tag: str = "user") -> str:
 
 
 PASSWORD = "correct horse battery staple"
+
+
+# -- signing up and in through the gateway ---------------------------------------------------------
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def register(api: httpx.AsyncClient, email: str, **extra: Any) -> dict[str, Any]:
+    reply = await api.post("/v1/auth/register", json={"email": email, "password": PASSWORD, **extra})
+    assert reply.status_code == 201, reply.text
+    return reply.json()  # type: ignore[no-any-return]
+
+
+async def login(api: httpx.AsyncClient, email: str, password: str = PASSWORD) -> dict[str, Any]:
+    reply = await api.post("/v1/auth/login", json={"email": email, "password": password})
+    assert reply.status_code == 200, reply.text
+    assert reply.headers["cache-control"] == "no-store"
+    return reply.json()  # type: ignore[no-any-return]
+
+
+async def verified_user(api: httpx.AsyncClient, stack: AccountsStack) -> tuple[str, dict[str, Any]]:
+    email = new_email()
+    await register(api, email)
+    message = await stack.inbox.wait_for(email)
+    assert (await api.get(link_in(message).removeprefix("http://testserver"))).status_code == 200
+    return email, await login(api, email)

@@ -8,7 +8,7 @@ import asyncio
 import uuid
 
 from atelier.ledger.v1 import ledger_pb2
-from tests.admin.conftest import Admin, ensure_admin, sign_in
+from tests.gateway.admin.conftest import Admin, ensure_admin, sign_in
 
 MODEL = "doubao-seedream-5-0-260128"
 
