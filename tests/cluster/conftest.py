@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -7,6 +8,9 @@ import pytest
 from tests.e2e.stack import Stack
 from tests.faults.workload import fault_env
 from tests.infra import Infra
+
+# NATS nodes a test killed and started again: children of the test run, not of the launcher.
+ADOPTED: list[subprocess.Popen[bytes]] = []
 
 
 @pytest.fixture(scope="package")
@@ -18,4 +22,7 @@ def cluster(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     fault_env(stack)
     stack.start(timeout=240)
     yield stack
+    for node in ADOPTED:
+        node.terminate()
+        node.wait(15)
     stack.stop()
