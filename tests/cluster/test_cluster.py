@@ -1,0 +1,134 @@
+"""The production shape on one machine, under faults. A request fails when the client, retrying with the
+same Idempotency-Key across both gateways for up to 10 s, gets no 2xx or 4xx answer: none may fail. Each
+test ends as the fault suite does: every task and run terminal, failed work uncharged, nothing charged
+twice, balances exact, reconcile green."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import signal
+import subprocess
+import threading
+import time
+from collections import Counter
+
+import psutil
+import pytest
+
+from kit.bus import STREAMS, Bus
+from tests.cluster.conftest import ADOPTED
+from tests.e2e.stack import Stack
+from tests.faults.workload import FULL, check_money, child_pid, make_users, settle, stream, wait_ready
+
+pytestmark = pytest.mark.slow
+SERVICES = ("accounts", "catalog", "ledger", "generation", "workflow")
+PROCESSES = (*SERVICES, "worker", "gateway")
+DEADLINE = 10.0  # seconds a client retries one request across the gateways before it counts as failed
+
+
+def instances() -> list[str]:
+    return [name for process in PROCESSES for name in (process, f"{process}-2")]
+
+
+def nats_nodes(stack: Stack) -> dict[str, psutil.Process]:
+    """The launcher's NATS nodes by name (n1, n2, n3), from their config files."""
+    assert stack.process is not None
+    nodes = {}
+    for child in psutil.Process(stack.process.pid).children():
+        try:
+            command = child.cmdline()
+        except psutil.NoSuchProcess:
+            continue
+        if command and command[0].endswith("nats-server") and "-c" in command:
+            config = command[command.index("-c") + 1]
+            nodes[config.split("/")[-2]] = child
+    return nodes
+
+
+async def _stream_replicas(url: str, namespace: str) -> dict[str, int]:
+    bus = await Bus.connect(url, namespace=namespace, name="test-cluster")
+    try:
+        return {name: await bus.replicas(name) for name in STREAMS}
+    finally:
+        await bus.close()
+
+
+def test_every_process_runs_twice_on_three_nats_nodes_with_streams_at_r3(cluster: Stack) -> None:
+    pids = {name: child_pid(cluster, name) for name in instances()}
+    assert len(set(pids.values())) == len(instances())
+    assert sorted(nats_nodes(cluster)) == ["n1", "n2", "n3"]
+    info = cluster.info()
+    assert len(info["gateways"]) == 2
+    assert all(address.startswith("ipv4:") and "," in address for address in info["services"].values())
+    replicas = asyncio.run(_stream_replicas(info["nats_url"], cluster.env["ATELIER_NAMESPACE"]))
+    assert replicas == dict.fromkeys(STREAMS, 3)
+
+
+def _kill_one_of_each(cluster: Stack, killed: list[str]) -> None:
+    """kill -9 one replica of every process and one NATS node (started again, it catches up), in random
+    order, while the workload runs; the launcher restarts each process."""
+    victims = [random.choice((p, f"{p}-2")) for p in PROCESSES] + ["nats"]
+    random.shuffle(victims)
+    for victim in victims:
+        time.sleep(random.uniform(0.5, 2.0))
+        if victim == "nats":
+            node = random.choice(list(nats_nodes(cluster).values()))
+            command = node.cmdline()
+            node.kill()
+            node.wait(10)
+            time.sleep(2.0)
+            ADOPTED.append(subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL))
+        else:
+            psutil.Process(child_pid(cluster, victim)).kill()
+        killed.append(victim)
+    wait_ready(cluster)
+
+
+def test_kill_9_of_one_replica_of_everything_and_a_nats_node_fails_no_request(cluster: Stack) -> None:
+    users = make_users(cluster, 3, deadline=DEADLINE)
+    killed: list[str] = []
+    rounds = 3 if FULL else 1
+    for _ in range(rounds):
+        faults = threading.Thread(target=_kill_one_of_each, args=(cluster, killed))
+        faults.start()
+        stream(users, 10.0, while_alive=faults)
+        faults.join()
+    expected = Counter(dict.fromkeys((*PROCESSES, "nats"), rounds))
+    assert Counter(name.removesuffix("-2") for name in killed) == expected
+    settle(users, stack=cluster)
+    counts = check_money(cluster, users)  # includes: no user saw a failed request
+    assert counts["succeeded"] > 0, counts
+    assert counts["runs"] > 0, counts
+
+
+def _rolling_restart(cluster: Stack, restarted: list[str]) -> None:
+    """What a rollout does: each replica in turn gets SIGTERM, drains and stops; the launcher starts it
+    again, and the next one goes once every gateway says all is ready."""
+    for name in instances():
+        old = child_pid(cluster, name)
+        process = psutil.Process(old)
+        process.send_signal(signal.SIGTERM)
+        process.wait(30)
+        end = time.monotonic() + 60
+        while time.monotonic() < end:
+            try:
+                if child_pid(cluster, name) != old:
+                    break
+            except AssertionError:
+                pass
+            time.sleep(0.2)
+        wait_ready(cluster)
+        restarted.append(name)
+
+
+def test_a_rolling_restart_of_every_replica_fails_no_request(cluster: Stack) -> None:
+    users = make_users(cluster, 2, deadline=DEADLINE)
+    restarted: list[str] = []
+    faults = threading.Thread(target=_rolling_restart, args=(cluster, restarted))
+    faults.start()
+    stream(users, 5.0, while_alive=faults)
+    faults.join()
+    assert restarted == instances()
+    settle(users, stack=cluster)
+    check_money(cluster, users)
