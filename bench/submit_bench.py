@@ -284,7 +284,8 @@ def report(result: ShapeResult) -> None:
 def compare(single: ShapeResult, cluster: ShapeResult) -> None:
     print("\n### cluster ÷ single, same run")
     print(
-        "\n| concurrency | single submit/s | cluster submit/s | ratio | single p50 / p99 ms | cluster p50 / p99 ms |"
+        "\n| concurrency | single submit/s | cluster submit/s | ratio "
+        "| single p50 / p99 ms | cluster p50 / p99 ms |"
     )
     print("|---:|---:|---:|---:|---:|---:|")
     for (_, one), (_, many) in zip(single.rows, cluster.rows, strict=True):
