@@ -13,6 +13,7 @@ import threading
 import time
 from collections import Counter
 
+import httpx
 import psutil
 import pytest
 
@@ -132,3 +133,36 @@ def test_a_rolling_restart_of_every_replica_fails_no_request(cluster: Stack) -> 
     assert restarted == instances()
     settle(users, stack=cluster)
     check_money(cluster, users)
+
+
+def _succeeded_task(cluster: Stack) -> dict[str, Any]:
+    """An image task that succeeded (the local provider fails a fifth of them on purpose)."""
+    (user,) = make_users(cluster, 1, deadline=DEADLINE)
+    for _ in range(10):
+        user.submit_task()
+    settle([user], stack=cluster)
+    for task_id in user.tasks:
+        task: dict[str, Any] = user.http.get(f"/v1/tasks/{task_id}").json()
+        if task["status"] == "succeeded":
+            return task
+    raise AssertionError("no task succeeded")
+
+
+def test_an_output_is_served_whole_and_in_ranges_by_every_gateway(cluster: Stack) -> None:
+    task = _succeeded_task(cluster)
+    url = httpx.URL(task["outputs"][0]["url"])
+    path = url.raw_path.decode()  # the signed path and query, valid on any gateway
+    bodies = []
+    for gateway in cluster.gateways:
+        whole = httpx.get(f"{gateway}{path}", timeout=30)
+        assert whole.status_code == 200, whole.text
+        assert whole.content.startswith(b"\x89PNG")
+        bodies.append(whole.content)
+        part = httpx.get(f"{gateway}{path}", headers={"Range": "bytes=0-99"}, timeout=30)
+        assert part.status_code == 206
+        assert part.headers["content-range"] == f"bytes 0-99/{len(whole.content)}"
+        assert part.content == whole.content[:100]
+        head = httpx.head(f"{gateway}{path}", timeout=30)
+        assert int(head.headers["content-length"]) == len(whole.content)
+        assert head.headers["etag"] == whole.headers["etag"]
+    assert bodies[0] == bodies[1]
