@@ -12,6 +12,7 @@ import subprocess
 import threading
 import time
 from collections import Counter
+from typing import Any
 
 import httpx
 import psutil
