@@ -52,20 +52,21 @@ class Runtime(Generic[SettingsT_co]):
     outbox: Outbox | None = None
     relay: OutboxRelay | None = None
     _background: list[Coroutine[Any, Any, None]] = field(default_factory=list)
+    _closers: list[Callable[[], Awaitable[object]]] = field(default_factory=list)
 
     def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         """Run `coroutine` for the life of the process; it must return once `stop` is set."""
         self._background.append(coroutine)
 
     def close_on_stop(self, *closers: Callable[[], Awaitable[object]]) -> None:
-        """Once `stop` is set, await each closer in turn (the clients and pools `setup` opened)."""
+        """At shutdown, once the server has drained its calls in flight and the background loops have
+        stopped, await each closer in turn (the clients and pools `setup` opened): a call still being
+        answered never finds its clients closed under it."""
+        self._closers.extend(closers)
 
-        async def close() -> None:
-            await self.stop.wait()
-            for closer in closers:
-                await closer()
-
-        self.spawn(close())
+    async def close(self) -> None:
+        for closer in self._closers:
+            await closer()
 
 
 Setup = Callable[[Runtime[SettingsT], GrpcServer], Awaitable[None]]
@@ -171,6 +172,7 @@ async def serve(definition: ServiceDefinition[SettingsT], settings: SettingsT) -
     )
     for task in pending:
         task.cancel()
+    await runtime.close()
     await bus.close()
     await db.dispose()
     if crashed.done() and crashed.exception() is not None:

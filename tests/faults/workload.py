@@ -50,15 +50,17 @@ def request(
 ) -> httpx.Response:
     """Retry on connection errors and 5xx (same Idempotency-Key, so a retry never starts work twice)."""
     end = time.monotonic() + deadline
+    last = ""
     while True:
         try:
             reply = http.request(method, path, **kwargs)
             if reply.status_code < 500:
                 return reply
-        except httpx.TransportError:
-            pass
+            last = f"{reply.status_code} {reply.text[:300]}"
+        except httpx.TransportError as error:
+            last = repr(error)
         if time.monotonic() > end:
-            raise AssertionError(f"{method} {path} kept failing")
+            raise AssertionError(f"{method} {path} kept failing; last: {last}")
         time.sleep(0.3)
 
 
