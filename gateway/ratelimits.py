@@ -35,6 +35,7 @@ BUCKET = "RATELIMITS"
 # A take loses a compare-and-set only to another take of the same key that was admitted: past this many
 # losses in a row (a key under a storm of concurrent requests) it is refused, never admitted unrecorded.
 _CAS_ATTEMPTS = 32
+_SEEN_KEYS = 50_000
 _NATS_TIMEOUT = 0.5
 
 
@@ -82,6 +83,9 @@ class Limiter:
         self.memory = MemoryStore()
         self._kv: KeyValue | None = None
         self._degraded = False
+        # The last (TAT, revision) this replica read or wrote per key: a key this replica takes again is
+        # then one compare-and-set, not a read and a write. A stale entry costs only a failed write.
+        self._seen: dict[str, tuple[float, int]] = {}
 
     async def attach(self, bus: Bus, replicas: int = 1) -> None:
         self._kv = await bus.key_value(BUCKET, replicas)
@@ -102,6 +106,7 @@ class Limiter:
     async def reset(self, key: str) -> None:
         """Forget `key` (a successful login clears its failures)."""
         self.memory.reset(key)
+        self._seen.pop(self._key(key), None)
         if self._kv is not None:
             try:
                 await asyncio.wait_for(self._kv.purge(self._key(key)), _NATS_TIMEOUT)
@@ -116,6 +121,11 @@ class Limiter:
         return f"{self.name}.{self.limit.burst}-{self.limit.interval:g}.{encoded}"
 
     async def _take_shared(self, kv: KeyValue, key: str) -> float:
+        seen = self._seen.get(key)
+        if seen is not None:  # admitted on what this replica last saw, if the entry has not moved since
+            new_tat, _ = self.limit.decide(seen[0], time.time())
+            if new_tat is not None and await self._write(kv, key, new_tat, seen[1]):
+                return 0.0
         for _ in range(_CAS_ATTEMPTS):
             try:
                 entry = await kv.get(key)
@@ -125,13 +135,23 @@ class Limiter:
             new_tat, wait = self.limit.decide(tat, time.time())
             if new_tat is None:
                 return wait
-            value = struct.pack("!d", new_tat)
-            try:
-                if entry is None:
-                    await kv.create(key, value)
-                else:
-                    await kv.update(key, value, last=entry.revision)
+            if await self._write(kv, key, new_tat, entry.revision if entry is not None else None):
                 return 0.0
-            except KeyWrongLastSequenceError:
-                continue  # another request took this key meanwhile: decide again on its TAT
+            # another request took this key meanwhile: decide again on its TAT
         return self.limit.interval  # contended past reason: refuse, briefly
+
+    async def _write(self, kv: KeyValue, key: str, tat: float, revision: int | None) -> bool:
+        """Store `tat` if the entry is still at `revision` (None: if there is none); False if it moved."""
+        value = struct.pack("!d", tat)
+        try:
+            if revision is None:
+                written = await kv.create(key, value)
+            else:
+                written = await kv.update(key, value, last=revision)
+        except KeyWrongLastSequenceError:
+            self._seen.pop(key, None)
+            return False
+        if len(self._seen) >= _SEEN_KEYS:
+            self._seen.clear()  # a cache, rebuilt by the next takes
+        self._seen[key] = (tat, written)
+        return True
