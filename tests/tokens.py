@@ -14,10 +14,13 @@ from kit.identity import Identity, Role, Status
 from tests.fakes.accounts import FakeAccounts
 from tests.fakes.serve import serve
 
-_TOKENS = AccessTokens(GatewaySettings())
+# Some suites mint their callers' tokens at import (module constants, parametrize cases), long before
+# their tests run in a full suite: the longest lifetime the gateway allows, not the default 15 minutes.
+_TOKENS = AccessTokens(GatewaySettings(access_token_ttl_seconds=3600))
 
 
 def as_user(user_id: str, status: Status = "active", role: Role = "user") -> dict[str, str]:
+    """Headers with a fresh access token (they expire in minutes: mint them in the test, never at import)."""
     token = _TOKENS.mint(Identity(user_id=user_id, role=role, status=status), session_id="test-session").token
     return {"Authorization": f"Bearer {token}"}
 
