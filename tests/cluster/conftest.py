@@ -20,6 +20,8 @@ def cluster(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     local provider that fails some tasks."""
     stack = Stack(tmp_path_factory.mktemp("cluster"), infra, cluster=True)
     fault_env(stack)
+    # Twelve processes on the suite's one PostgreSQL (100 connections on a CI machine): small pools.
+    stack.env.update(ATELIER_DB_POOL_SIZE="2", ATELIER_DB_MAX_OVERFLOW="3")
     stack.start(timeout=240)
     yield stack
     for node in ADOPTED:
