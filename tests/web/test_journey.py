@@ -170,7 +170,9 @@ async def test_register_verify_recharge_generate_run_and_see_the_usage(
     await expect(task).to_have_attribute("data-status", "succeeded", timeout=STEP_TIMEOUT)
     image = task.get_by_role("img").first
     await expect(image).to_be_visible()
-    assert await image.evaluate("img => img.complete && img.naturalWidth > 0")
+    # Loaded, decoded and non-empty (the file arrives after the task card; give it the step's time).
+    loaded = "img => img.complete && img.naturalWidth > 0"
+    await page.wait_for_function(loaded, arg=await image.element_handle(), timeout=STEP_TIMEOUT)
     await expect(task.get_by_role("link", name="Download").first).to_be_visible()
     await screenshot(page, "journey-3-image")
 
