@@ -23,7 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from kit.service_tables import created_at, service_tables, timestamps
+from kit.service_tables import created_at, optional_timestamp, service_tables, text_or_empty, timestamps
 
 metadata, outbox, inbox = service_tables()
 
@@ -44,7 +44,7 @@ users = Table(
     Column("status", Text, nullable=False, server_default="unverified"),
     Column("locale", Text, nullable=False, server_default="en"),
     *timestamps(),
-    Column("email_verified_at", DateTime(timezone=True), nullable=True),
+    optional_timestamp("email_verified_at"),
     CheckConstraint("role IN ('user', 'admin')", name="role"),
     CheckConstraint("status IN ('unverified', 'active', 'disabled')", name="status"),
     CheckConstraint("locale IN ('zh', 'en')", name="locale"),
@@ -62,7 +62,7 @@ email_tokens = Table(
     Column("token_hash", LargeBinary, nullable=False, unique=True),
     created_at(),
     Column("expires_at", DateTime(timezone=True), nullable=False),
-    Column("used_at", DateTime(timezone=True), nullable=True),
+    optional_timestamp("used_at"),
     CheckConstraint("purpose IN ('verify_email', 'reset_password')", name="purpose"),
 )
 Index(
@@ -80,10 +80,10 @@ refresh_tokens = Table(
     created_at(),
     Column("expires_at", DateTime(timezone=True), nullable=False),
     # Set when this token was exchanged for its successor; presenting it again is reuse.
-    Column("rotated_at", DateTime(timezone=True), nullable=True),
-    Column("revoked_at", DateTime(timezone=True), nullable=True),
-    Column("ip", Text, nullable=False, server_default=""),
-    Column("user_agent", Text, nullable=False, server_default=""),
+    optional_timestamp("rotated_at"),
+    optional_timestamp("revoked_at"),
+    text_or_empty("ip"),
+    text_or_empty("user_agent"),
 )
 Index("ix_refresh_tokens_family", refresh_tokens.c.family_id)
 Index(
@@ -105,9 +105,9 @@ api_keys = Table(
     # key may gain) are additive: widen this constraint, add columns; no row has to be rewritten.
     Column("scopes", ARRAY(Text), nullable=False),
     created_at(),
-    Column("last_used_at", DateTime(timezone=True), nullable=True),
-    Column("expires_at", DateTime(timezone=True), nullable=True),
-    Column("revoked_at", DateTime(timezone=True), nullable=True),
+    optional_timestamp("last_used_at"),
+    optional_timestamp("expires_at"),
+    optional_timestamp("revoked_at"),
     CheckConstraint(
         "cardinality(scopes) > 0 AND scopes <@ ARRAY['read', 'write', 'admin']::text[]", name="scopes"
     ),

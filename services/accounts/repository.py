@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import ColumnElement, Row, Table, func, insert, literal, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.accounts.models import api_keys, email_tokens, refresh_tokens, users
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 _TOUCH_EVERY = timedelta(minutes=1)
 
@@ -67,25 +70,26 @@ class ApiKey:
     revoked_at: datetime | None
 
 
-def _user(row: Row[Any]) -> User:
-    return User(**{k: row._mapping[k] for k in User.__dataclass_fields__})
-
-
-def _email_token(row: Row[Any]) -> EmailToken:
-    return EmailToken(**{k: row._mapping[k] for k in EmailToken.__dataclass_fields__})
-
-
-def _refresh(row: Row[Any]) -> RefreshToken:
-    return RefreshToken(**{k: row._mapping[k] for k in RefreshToken.__dataclass_fields__})
-
-
-def _api_key(row: Row[Any]) -> ApiKey:
-    values = {k: row._mapping[k] for k in ApiKey.__dataclass_fields__}
-    values["scopes"] = tuple(values["scopes"])
-    return ApiKey(**values)
-
-
+D = TypeVar("D", bound="DataclassInstance")
 R = TypeVar("R")
+
+
+def _reader(cls: type[D], **convert: Callable[[Any], Any]) -> Callable[[Row[Any]], D]:
+    """How a row becomes the record class `cls`: each field read from the column of its name, through
+    `convert` where one is given for it."""
+    names = [f.name for f in fields(cls)]
+
+    def read(row: Row[Any]) -> D:
+        columns = row._mapping
+        return cls(**{n: convert[n](columns[n]) if n in convert else columns[n] for n in names})
+
+    return read
+
+
+_user = _reader(User)
+_email_token = _reader(EmailToken)
+_refresh = _reader(RefreshToken)
+_api_key = _reader(ApiKey, scopes=tuple)
 
 
 async def _first(
@@ -101,6 +105,20 @@ async def _first(
         query = query.with_for_update()
     row = (await session.execute(query)).first()
     return record(row) if row is not None else None
+
+
+async def _insert(session: AsyncSession, table: Table, record: Callable[[Row[Any]], R], **values: Any) -> R:
+    """A new row of `table`, keyed by a fresh random id, as a record."""
+    query = insert(table).values(id=uuid.uuid4(), **values).returning(*table.c)
+    return record((await session.execute(query)).one())
+
+
+async def _update(
+    session: AsyncSession, table: Table, record: Callable[[Row[Any]], R], row_id: uuid.UUID, **values: Any
+) -> R:
+    """Row `row_id` of `table` after setting `values`, as a record."""
+    query = update(table).where(table.c.id == row_id).values(**values).returning(*table.c)
+    return record((await session.execute(query)).one())
 
 
 # -- users --------------------------------------------------------------------------------------------
@@ -145,12 +163,7 @@ async def user_by_id(session: AsyncSession, user_id: uuid.UUID, *, for_update: b
 
 
 async def update_user(session: AsyncSession, user_id: uuid.UUID, now: datetime, **values: Any) -> User:
-    row = (
-        await session.execute(
-            update(users).where(users.c.id == user_id).values(updated_at=now, **values).returning(*users.c)
-        )
-    ).one()
-    return _user(row)
+    return await _update(session, users, _user, user_id, updated_at=now, **values)
 
 
 async def list_users(
@@ -188,15 +201,15 @@ async def insert_email_token(
     now: datetime,
     expires_at: datetime,
 ) -> None:
-    await session.execute(
-        insert(email_tokens).values(
-            id=uuid.uuid4(),
-            user_id=user_id,
-            purpose=purpose,
-            token_hash=token_hash,
-            created_at=now,
-            expires_at=expires_at,
-        )
+    await _insert(
+        session,
+        email_tokens,
+        _email_token,
+        user_id=user_id,
+        purpose=purpose,
+        token_hash=token_hash,
+        created_at=now,
+        expires_at=expires_at,
     )
 
 
@@ -242,23 +255,18 @@ async def insert_refresh_token(
     ip: str,
     user_agent: str,
 ) -> RefreshToken:
-    row = (
-        await session.execute(
-            insert(refresh_tokens)
-            .values(
-                id=uuid.uuid4(),
-                family_id=family_id,
-                user_id=user_id,
-                token_hash=token_hash,
-                created_at=now,
-                expires_at=expires_at,
-                ip=ip,
-                user_agent=user_agent,
-            )
-            .returning(*refresh_tokens.c)
-        )
-    ).one()
-    return _refresh(row)
+    return await _insert(
+        session,
+        refresh_tokens,
+        _refresh,
+        family_id=family_id,
+        user_id=user_id,
+        token_hash=token_hash,
+        created_at=now,
+        expires_at=expires_at,
+        ip=ip,
+        user_agent=user_agent,
+    )
 
 
 async def refresh_token_by_hash(session: AsyncSession, token_hash: bytes) -> RefreshToken | None:
@@ -317,23 +325,18 @@ async def insert_api_key(
     now: datetime,
     expires_at: datetime | None,
 ) -> ApiKey:
-    row = (
-        await session.execute(
-            insert(api_keys)
-            .values(
-                id=uuid.uuid4(),
-                user_id=user_id,
-                name=name,
-                prefix=prefix,
-                key_hash=key_hash,
-                scopes=list(scopes),
-                created_at=now,
-                expires_at=expires_at,
-            )
-            .returning(*api_keys.c)
-        )
-    ).one()
-    return _api_key(row)
+    return await _insert(
+        session,
+        api_keys,
+        _api_key,
+        user_id=user_id,
+        name=name,
+        prefix=prefix,
+        key_hash=key_hash,
+        scopes=list(scopes),
+        created_at=now,
+        expires_at=expires_at,
+    )
 
 
 async def api_key_by_hash(session: AsyncSession, key_hash: bytes) -> ApiKey | None:
@@ -371,12 +374,7 @@ async def list_api_keys(
 
 
 async def update_api_key(session: AsyncSession, key_id: uuid.UUID, **values: Any) -> ApiKey:
-    row = (
-        await session.execute(
-            update(api_keys).where(api_keys.c.id == key_id).values(**values).returning(*api_keys.c)
-        )
-    ).one()
-    return _api_key(row)
+    return await _update(session, api_keys, _api_key, key_id, **values)
 
 
 async def touch_api_key(session: AsyncSession, key_id: uuid.UUID, now: datetime) -> None:

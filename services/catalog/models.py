@@ -31,17 +31,25 @@ from kit.service_tables import service_tables, updated_at
 metadata, outbox, inbox = service_tables()
 
 
-catalog_state = Table(
+def _single_row(name: str, *columns: Column[Any]) -> Table:
+    """A table that holds exactly one row, `id` 1."""
+    return Table(
+        name,
+        metadata,
+        Column("id", Integer, primary_key=True),
+        *columns,
+        updated_at(),
+        CheckConstraint("id = 1", name="single_row"),
+    )
+
+
+catalog_state = _single_row(
     "catalog_state",
-    metadata,
-    Column("id", Integer, primary_key=True),
     Column("version", BigInteger, nullable=False),
     # ["image_edit", "reference_image"]: the set models with inherits_default_capabilities use.
     Column("default_capabilities", JSONB, nullable=False),
     # [{code, name: {zh, en}}]: display names of capability codes.
     Column("capability_names", JSONB, nullable=False),
-    updated_at(),
-    CheckConstraint("id = 1", name="single_row"),
 )
 
 
@@ -80,14 +88,7 @@ models = _entity(
 )
 templates = _entity("templates", _enabled(), _public(), _sort_order())
 
-recharge_rules = Table(
-    "recharge_rules",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("spec", JSONB, nullable=False),
-    updated_at(),
-    CheckConstraint("id = 1", name="single_row"),
-)
+recharge_rules = _single_row("recharge_rules", Column("spec", JSONB, nullable=False))
 
 plans = _entity("plans", _enabled(), _sort_order())
 payment_methods = _entity("payment_methods", _enabled(), _sort_order())

@@ -19,31 +19,52 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-from kit.service_tables import created_at, service_tables, timestamps
+from kit.service_tables import (
+    created_at,
+    failure,
+    milli_credits,
+    optional_timestamp,
+    request_hash,
+    service_tables,
+    started_and_finished,
+    text_id,
+    text_or_empty,
+    timestamps,
+    trace_id,
+    user_id,
+)
 
 metadata, outbox, inbox = service_tables()
+
+
+def _token_counts() -> tuple[Column[int], Column[int]]:
+    """`input_tokens` then `output_tokens`: the usage the upstream reported, 0 until it does."""
+    return (
+        Column("input_tokens", BigInteger, nullable=False, server_default="0"),
+        Column("output_tokens", BigInteger, nullable=False, server_default="0"),
+    )
 
 
 tasks = Table(
     "tasks",
     metadata,
-    Column("id", Text, primary_key=True),
-    Column("user_id", Text, nullable=False),
+    text_id(),
+    user_id(),
     # a TaskKind (services/generation/values.py)
     Column("kind", Text, nullable=False),
     Column("model_code", Text, nullable=False),
     # a TaskStatus
     Column("status", Text, nullable=False),
     Column("progress", Integer, nullable=False, server_default="0"),
-    Column("prompt", Text, nullable=False, server_default=""),
-    Column("ratio", Text, nullable=False, server_default=""),
-    Column("resolution", Text, nullable=False, server_default=""),
+    text_or_empty("prompt"),
+    text_or_empty("ratio"),
+    text_or_empty("resolution"),
     Column("duration_seconds", Integer, nullable=False, server_default="0"),
     Column("n", Integer, nullable=False, server_default="1"),
-    Column("capability", Text, nullable=False, server_default=""),
+    text_or_empty("capability"),
     # [{"source": an InputSource, "id": ..., "role": an InputRole}]
     Column("inputs", JSONB, nullable=False, server_default="[]"),
-    Column("system_instruction", Text, nullable=False, server_default=""),
+    text_or_empty("system_instruction"),
     Column("max_output_tokens", BigInteger, nullable=False, server_default="0"),
     # The catalog's QuoteSnapshot as it was at submission (protobuf bytes): later price or channel
     # changes never touch this task.
@@ -59,19 +80,15 @@ tasks = Table(
     Column("deliveries", Integer, nullable=False, server_default="0"),
     # Stored before polling so that a redelivered job resumes instead of submitting (and paying) twice.
     Column("upstream_operation_id", Text),
-    Column("upstream_submitted_at", DateTime(timezone=True)),
+    optional_timestamp("upstream_submitted_at"),
     Column("cancel_requested", Boolean, nullable=False, server_default="false"),
-    Column("error_code", Text),
-    Column("error_message", Text),
-    Column("input_tokens", BigInteger, nullable=False, server_default="0"),
-    Column("output_tokens", BigInteger, nullable=False, server_default="0"),
+    *failure(),
+    *_token_counts(),
     Column("idempotency_key", Text),
-    # Fingerprint of the request under `idempotency_key`: a replay with another body is refused.
-    Column("request_hash", Text, nullable=False),
-    Column("trace_id", Text, nullable=False, server_default=""),
+    request_hash(),
+    trace_id(),
     Column("deadline_at", DateTime(timezone=True), nullable=False),
-    Column("started_at", DateTime(timezone=True)),
-    Column("finished_at", DateTime(timezone=True)),
+    *started_and_finished(),
     *timestamps(),
     UniqueConstraint("user_id", "idempotency_key"),
     Index("ix_tasks_user_created", "user_id", text("created_at DESC"), text("id DESC")),
@@ -80,17 +97,17 @@ tasks = Table(
 outputs = Table(
     "outputs",
     metadata,
-    Column("id", Text, primary_key=True),
+    text_id(),
     Column("task_id", Text, ForeignKey("tasks.id"), nullable=False),
-    Column("user_id", Text, nullable=False),
+    user_id(),
     Column("position", Integer, nullable=False),
     Column("mime_type", Text, nullable=False),
     # Empty for text outputs.
-    Column("blob_key", Text, nullable=False, server_default=""),
+    text_or_empty("blob_key"),
     Column("width", Integer, nullable=False, server_default="0"),
     Column("height", Integer, nullable=False, server_default="0"),
     Column("duration_seconds", Double, nullable=False, server_default="0"),
-    Column("text", Text, nullable=False, server_default=""),
+    text_or_empty("text"),
     Column("size_bytes", BigInteger, nullable=False, server_default="0"),
     created_at(),
     UniqueConstraint("task_id", "position"),
@@ -99,9 +116,9 @@ outputs = Table(
 uploads = Table(
     "uploads",
     metadata,
-    Column("id", Text, primary_key=True),
-    Column("user_id", Text, nullable=False),
-    Column("filename", Text, nullable=False, server_default=""),
+    text_id(),
+    user_id(),
+    text_or_empty("filename"),
     Column("mime_type", Text, nullable=False),
     Column("width", Integer, nullable=False),
     Column("height", Integer, nullable=False),
@@ -115,11 +132,11 @@ uploads = Table(
 conversations = Table(
     "conversations",
     metadata,
-    Column("id", Text, primary_key=True),
-    Column("user_id", Text, nullable=False),
-    Column("title", Text, nullable=False, server_default=""),
+    text_id(),
+    user_id(),
+    text_or_empty("title"),
     Column("model_code", Text, nullable=False),
-    Column("system_instruction", Text, nullable=False, server_default=""),
+    text_or_empty("system_instruction"),
     *timestamps(),
     Index("ix_conversations_user_updated", "user_id", text("updated_at DESC"), text("id DESC")),
 )
@@ -127,23 +144,21 @@ conversations = Table(
 messages = Table(
     "messages",
     metadata,
-    Column("id", Text, primary_key=True),
+    text_id(),
     Column("conversation_id", Text, ForeignKey("conversations.id"), nullable=False),
-    Column("user_id", Text, nullable=False),
+    user_id(),
     # a MessageRole (services/generation/values.py)
     Column("role", Text, nullable=False),
-    Column("content", Text, nullable=False, server_default=""),
+    text_or_empty("content"),
     # a MessageStatus
     Column("status", Text, nullable=False),
-    Column("model_code", Text, nullable=False, server_default=""),
-    Column("input_tokens", BigInteger, nullable=False, server_default="0"),
-    Column("output_tokens", BigInteger, nullable=False, server_default="0"),
-    Column("price_milli", BigInteger, nullable=False, server_default="0"),
-    Column("charge_milli", BigInteger, nullable=False, server_default="0"),
+    text_or_empty("model_code"),
+    *_token_counts(),
+    milli_credits("price_milli"),
+    milli_credits("charge_milli"),
     Column("quote", LargeBinary),
     Column("hold_id", Text),
-    Column("error_code", Text),
-    Column("error_message", Text),
+    *failure(),
     # On the assistant message: the caller's key for the SendMessage that made it.
     Column("idempotency_key", Text),
     created_at(),

@@ -8,6 +8,8 @@ transaction as the transfer, so a balance is one row read and the sum of every a
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -22,21 +24,44 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-from kit.service_tables import created_at, service_tables, timestamp_column, timestamps
+from kit.service_tables import (
+    created_at,
+    milli_credits,
+    optional_timestamp,
+    request_hash,
+    service_tables,
+    text_id,
+    text_or_empty,
+    timestamp_column,
+    timestamps,
+    trace_id,
+    user_id,
+)
 
 metadata, outbox, inbox = service_tables()
+
+
+def _seq() -> Column[int]:
+    """`seq`: the order rows were written in, which ids (chosen by callers) do not give."""
+    return Column("seq", BigInteger, Identity(), nullable=False, unique=True)
+
+
+def _json_object(name: str) -> Column[Any]:
+    """A JSON object, never null, `{}` when there is nothing to say."""
+    return Column(name, JSONB, nullable=False, server_default=text("'{}'::jsonb"))
+
 
 # "user:<user_id>" wallets (kind "wallet") and "system:..." accounts (kind "system").
 accounts = Table(
     "accounts",
     metadata,
-    Column("id", Text, primary_key=True),
+    text_id(),
     Column("kind", Text, nullable=False),
     Column("user_id", Text, unique=True),
-    Column("posted_credits", BigInteger, nullable=False, server_default="0"),
-    Column("posted_debits", BigInteger, nullable=False, server_default="0"),
-    Column("pending_credits", BigInteger, nullable=False, server_default="0"),
-    Column("pending_debits", BigInteger, nullable=False, server_default="0"),
+    milli_credits("posted_credits"),
+    milli_credits("posted_debits"),
+    milli_credits("pending_credits"),
+    milli_credits("pending_debits"),
     Column("version", BigInteger, nullable=False, server_default="0"),
     *timestamps(),
     CheckConstraint("kind IN ('wallet', 'system')", name="kind"),
@@ -51,25 +76,24 @@ accounts = Table(
 transfers = Table(
     "transfers",
     metadata,
-    Column("id", Text, primary_key=True),
-    Column("seq", BigInteger, Identity(), nullable=False, unique=True),
+    text_id(),
+    _seq(),
     Column("kind", Text, nullable=False),
     Column("debit_account", Text, nullable=False),
     Column("credit_account", Text, nullable=False),
     Column("amount", BigInteger, nullable=False),
     Column("status", Text, nullable=False),
     Column("user_id", Text),
-    Column("reference_type", Text, nullable=False, server_default=""),
-    Column("reference_id", Text, nullable=False, server_default=""),
-    Column("metadata", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
-    Column("trace_id", Text, nullable=False, server_default=""),
+    text_or_empty("reference_type"),
+    text_or_empty("reference_id"),
+    _json_object("metadata"),
+    trace_id(),
     Column("linked_transfer_id", Text),
-    Column("expires_at", DateTime(timezone=True)),
-    Column("resolved_at", DateTime(timezone=True)),
-    Column("reason", Text, nullable=False, server_default=""),
-    Column("actor_id", Text, nullable=False, server_default=""),
-    # sha256 of the request that created it: the same id with another body is a conflict.
-    Column("request_hash", Text, nullable=False),
+    optional_timestamp("expires_at"),
+    optional_timestamp("resolved_at"),
+    text_or_empty("reason"),
+    text_or_empty("actor_id"),
+    request_hash(),
     created_at(),
     CheckConstraint("amount > 0", name="amount_positive"),
     CheckConstraint("debit_account <> credit_account", name="distinct_accounts"),
@@ -83,30 +107,30 @@ transfers = Table(
 recharge_orders = Table(
     "recharge_orders",
     metadata,
-    Column("id", Text, primary_key=True),
-    Column("user_id", Text, nullable=False),
+    text_id(),
+    user_id(),
     Column("method", Text, nullable=False),
     Column("provider", Text, nullable=False),
     Column("amount_minor", BigInteger, nullable=False),
     Column("currency", Text, nullable=False),
-    Column("plan_code", Text, nullable=False, server_default=""),
+    text_or_empty("plan_code"),
     Column("paid_credits", BigInteger, nullable=False),
     Column("bonus_credits", BigInteger, nullable=False),
     Column("catalog_version", BigInteger, nullable=False, server_default="0"),
     Column("status", Text, nullable=False),
-    Column("provider_checkout_id", Text, nullable=False, server_default=""),
-    Column("pay_url", Text, nullable=False, server_default=""),
+    text_or_empty("provider_checkout_id"),
+    text_or_empty("pay_url"),
     Column("provider_transaction_id", Text),
     Column("paid_minor", BigInteger),
     Column("paid_currency", Text),
-    Column("failure_reason", Text, nullable=False, server_default=""),
+    text_or_empty("failure_reason"),
     Column("credit_transfer_id", Text),
     Column("bonus_transfer_id", Text),
-    Column("request_hash", Text, nullable=False),
-    Column("trace_id", Text, nullable=False, server_default=""),
+    request_hash(),
+    trace_id(),
     created_at(),
-    Column("expires_at", DateTime(timezone=True)),
-    Column("completed_at", DateTime(timezone=True)),
+    optional_timestamp("expires_at"),
+    optional_timestamp("completed_at"),
     CheckConstraint("amount_minor > 0", name="amount_positive"),
     CheckConstraint("paid_credits > 0 AND bonus_credits >= 0", name="credits_valid"),
     Index("ix_recharge_orders_user", "user_id", "created_at"),
@@ -124,25 +148,25 @@ recharge_orders = Table(
 callbacks = Table(
     "callbacks",
     metadata,
-    Column("id", Text, primary_key=True),
-    Column("seq", BigInteger, Identity(), nullable=False, unique=True),
+    text_id(),
+    _seq(),
     Column("provider", Text, nullable=False),
-    Column("provider_event_id", Text, nullable=False, server_default=""),
-    Column("order_id", Text, nullable=False, server_default=""),
-    Column("user_id", Text, nullable=False, server_default=""),
+    text_or_empty("provider_event_id"),
+    text_or_empty("order_id"),
+    text_or_empty("user_id"),
     Column("verified", Boolean, nullable=False),
     Column("outcome", Text, nullable=False),
-    Column("reason", Text, nullable=False, server_default=""),
-    Column("provider_status", Text, nullable=False, server_default=""),
-    Column("provider_transaction_id", Text, nullable=False, server_default=""),
+    text_or_empty("reason"),
+    text_or_empty("provider_status"),
+    text_or_empty("provider_transaction_id"),
     Column("amount_minor", BigInteger),
     Column("amount_currency", Text),
     Column("payload_json", Text, nullable=False, server_default="{}"),
-    Column("headers", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
-    Column("remote_addr", Text, nullable=False, server_default=""),
+    _json_object("headers"),
+    text_or_empty("remote_addr"),
     timestamp_column("received_at"),
-    Column("trace_id", Text, nullable=False, server_default=""),
-    Column("request_hash", Text, nullable=False),
+    trace_id(),
+    request_hash(),
     Index("ix_callbacks_user", "user_id", "received_at"),
     Index("ix_callbacks_order", "order_id"),
 )
@@ -152,10 +176,10 @@ callbacks = Table(
 failed_transfers = Table(
     "failed_transfers",
     metadata,
-    Column("id", Text, primary_key=True),
+    text_id(),
     Column("code", Text, nullable=False),
     Column("message", Text, nullable=False),
-    Column("request_hash", Text, nullable=False),
+    request_hash(),
     created_at(),
 )
 

@@ -15,7 +15,6 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Column,
-    DateTime,
     ForeignKey,
     Index,
     Integer,
@@ -27,7 +26,18 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-from kit.service_tables import created_at, service_tables, updated_at
+from kit.service_tables import (
+    created_at,
+    failure,
+    milli_credits,
+    request_hash,
+    service_tables,
+    started_and_finished,
+    text_id,
+    trace_id,
+    updated_at,
+    user_id,
+)
 
 metadata, outbox, inbox = service_tables()
 
@@ -81,11 +91,10 @@ def _in(column: str, values: Iterable[StrEnum]) -> str:
 runs = Table(
     "runs",
     metadata,
-    Column("id", Text, primary_key=True),
-    Column("user_id", Text, nullable=False),
+    text_id(),
+    user_id(),
     Column("idempotency_key", Text, nullable=False),
-    # sha256 of the start request, to refuse a replayed key with another body.
-    Column("request_hash", Text, nullable=False),
+    request_hash(),
     Column("template_code", Text, nullable=False),
     # atelier.catalog.v1.WorkflowTemplate as it was at start (serialized protobuf).
     Column("template_snapshot", LargeBinary, nullable=False),
@@ -96,15 +105,13 @@ runs = Table(
     Column("refund_policy", Text, nullable=False),
     Column("debit_transfer_id", Text),
     Column("refund_state", Text, nullable=False, server_default=RefundState.NONE.value),
-    Column("refund_milli", BigInteger, nullable=False, server_default="0"),
+    milli_credits("refund_milli"),
     Column("refund_transfer_id", Text),
     Column("cancel_requested", Boolean, nullable=False, server_default="false"),
-    Column("error_code", Text),
-    Column("error_message", Text),
-    Column("trace_id", Text, nullable=False, server_default=""),
+    *failure(),
+    trace_id(),
     created_at(),
-    Column("started_at", DateTime(timezone=True)),
-    Column("finished_at", DateTime(timezone=True)),
+    *started_and_finished(),
     updated_at(),
     UniqueConstraint("user_id", "idempotency_key", name="uq_runs_user_id_idempotency_key"),
     CheckConstraint(_in("status", RunStatus), name="status"),
@@ -133,10 +140,8 @@ run_steps = Table(
     Column("task_id", Text),
     # atelier.generation.v1.TaskOutput messages as JSON.
     Column("outputs", JSONB, nullable=False, server_default="[]"),
-    Column("error_code", Text),
-    Column("error_message", Text),
-    Column("started_at", DateTime(timezone=True)),
-    Column("finished_at", DateTime(timezone=True)),
+    *failure(),
+    *started_and_finished(),
     updated_at(),
     UniqueConstraint("run_id", "key", name="uq_run_steps_run_id_key"),
     CheckConstraint(_in("status", StepStatus), name="status"),

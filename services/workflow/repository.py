@@ -48,7 +48,9 @@ class StepRecord:
 
 
 @dataclass(frozen=True)
-class RunRecord:
+class RunStart:
+    """What a run is started with: written once, by `insert_run`, and never changed."""
+
     id: str
     user_id: str
     idempotency_key: str
@@ -57,9 +59,14 @@ class RunRecord:
     template_snapshot: bytes
     catalog_version: int
     inputs: dict[str, Any]
-    status: RunStatus
     price_milli: int
     refund_policy: RefundPolicy
+    trace_id: str
+
+
+@dataclass(frozen=True)
+class RunRecord(RunStart):
+    status: RunStatus
     debit_transfer_id: str | None
     refund_state: RefundState
     refund_milli: int
@@ -67,7 +74,6 @@ class RunRecord:
     cancel_requested: bool
     error_code: str | None
     error_message: str | None
-    trace_id: str
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -101,42 +107,19 @@ class NewStep:
 
 
 @dataclass(frozen=True)
-class NewRun:
+class NewRun(RunStart):
     """A run as `start` writes it: it begins `debiting`, its steps (indexed in order) `pending`."""
 
-    id: str
-    user_id: str
-    idempotency_key: str
-    request_hash: str
-    template_code: str
-    template_snapshot: bytes
-    catalog_version: int
-    inputs: dict[str, Any]
-    price_milli: int
-    refund_policy: RefundPolicy
-    trace_id: str
     steps: list[NewStep]
 
 
 async def insert_run(session: AsyncSession, run: NewRun) -> bool:
     """Insert a run and its steps; False when the caller's idempotency key already has a run."""
+    start = {f.name: getattr(run, f.name) for f in fields(RunStart)}
     created = (
         await session.execute(
             pg_insert(runs)
-            .values(
-                id=run.id,
-                user_id=run.user_id,
-                idempotency_key=run.idempotency_key,
-                request_hash=run.request_hash,
-                template_code=run.template_code,
-                template_snapshot=run.template_snapshot,
-                catalog_version=run.catalog_version,
-                inputs=run.inputs,
-                status=RunStatus.DEBITING,
-                price_milli=run.price_milli,
-                refund_policy=run.refund_policy,
-                trace_id=run.trace_id,
-            )
+            .values(**start, status=RunStatus.DEBITING)
             .on_conflict_do_nothing(index_elements=[runs.c.user_id, runs.c.idempotency_key])
             .returning(runs.c.id)
         )

@@ -5,17 +5,29 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import grpc
-from sqlalchemy import DateTime, MetaData, Table
+from sqlalchemy import Column, DateTime, MetaData, Table
 
 from kit.bus import Bus
 from kit.db import Database
 from kit.errors import Conflict, DomainError, FailedPrecondition, NotFound, ResourceExhausted
 from kit.grpc_server import GrpcServer
 from kit.service import Runtime, ServiceDefinition
-from kit.service_tables import service_tables, timestamps
+from kit.service_tables import (
+    failure,
+    milli_credits,
+    optional_timestamp,
+    request_hash,
+    service_tables,
+    started_and_finished,
+    text_id,
+    text_or_empty,
+    timestamps,
+    trace_id,
+    user_id,
+)
 from kit.settings import ServiceSettings
 
 
@@ -40,6 +52,42 @@ def test_timestamps_are_fresh_non_null_columns_defaulting_to_now() -> None:
             assert not column.nullable
             assert column.server_default is not None
     assert one.c.created_at is not two.c.created_at
+
+
+def test_shared_columns_carry_one_meaning_in_every_table() -> None:
+    table = Table(
+        "probe",
+        MetaData(),
+        text_id(),
+        user_id(),
+        request_hash(),
+        trace_id(),
+        text_or_empty("reason"),
+        milli_credits("price_milli"),
+        optional_timestamp("expires_at"),
+        *started_and_finished(),
+        *failure(),
+    )
+    assert [column.name for column in table.primary_key] == ["id"]
+
+    def default(column: Column[Any]) -> object:
+        return getattr(column.server_default, "arg", column.server_default)
+
+    shape = {
+        column.name: (column.nullable, default(column)) for column in table.columns if column.name != "id"
+    }
+    assert shape == {
+        "user_id": (False, None),
+        "request_hash": (False, None),
+        "trace_id": (False, ""),
+        "reason": (False, ""),
+        "price_milli": (False, "0"),
+        "expires_at": (True, None),
+        "started_at": (True, None),
+        "finished_at": (True, None),
+        "error_code": (True, None),
+        "error_message": (True, None),
+    }
 
 
 async def _setup(runtime: Runtime, server: GrpcServer) -> None:

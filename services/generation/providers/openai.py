@@ -13,20 +13,19 @@ def openai_size(ratio: str) -> str:
     return "1536x1024" if width > height else "1024x1536"
 
 
+def images_request(job: ProviderJob, **fields: object) -> tuple[str, dict[str, object]]:
+    """An OpenAI Images call, which xAI's images API follows too: the endpoint under `images/` (an edit
+    when the job has input images) and a body of the job's model, prompt and count, then `fields`."""
+    endpoint = "edits" if job.inputs else "generations"
+    return endpoint, {"model": job.model, "prompt": job.prompt, "n": max(1, job.n), **fields}
+
+
 class OpenAIAdapter(HttpAdapter):
     async def images(self, job: ProviderJob) -> Submitted:
-        body: dict[str, object] = {
-            "model": job.model,
-            "prompt": job.prompt,
-            "n": max(1, job.n),
-            "size": openai_size(job.ratio),
-            "output_format": "png",
-        }
+        endpoint, body = images_request(job, size=openai_size(job.ratio), output_format="png")
         if job.inputs:
             body["images"] = [{"image_url": image.data_url()} for image in job.inputs]
-            answer = await self.request("POST", "/v1/images/edits", body)
-        else:
-            answer = await self.request("POST", "/v1/images/generations", body)
+        answer = await self.request("POST", f"/v1/images/{endpoint}", body)
         artifacts = tuple(
             Artifact(
                 "image/png",

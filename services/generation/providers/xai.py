@@ -11,25 +11,19 @@ from services.generation.providers.base import (
     reported_failure,
 )
 from services.generation.providers.http import HttpAdapter, finished_video, image_artifact
+from services.generation.providers.openai import images_request
 
 
 class XaiAdapter(HttpAdapter):
     async def images(self, job: ProviderJob) -> Submitted:
-        body: dict[str, Any] = {
-            "model": job.model,
-            "prompt": job.prompt,
-            "n": max(1, job.n),
-            "response_format": "b64_json",
-        }
+        endpoint, body = images_request(job, response_format="b64_json")
         if job.ratio:
             body["aspect_ratio"] = job.ratio
         if job.resolution.lower() in ("1k", "2k"):
             body["resolution"] = job.resolution.lower()
         if job.inputs:
             body["image"] = {"url": job.inputs[0].data_url(), "type": "image_url"}
-            answer = await self.request("POST", "/images/edits", body)
-        else:
-            answer = await self.request("POST", "/images/generations", body)
+        answer = await self.request("POST", f"/images/{endpoint}", body)
         found = (image_artifact(item, "image/jpeg") for item in answer.get("data") or ())
         return Submitted(artifacts=tuple(artifact for artifact in found if artifact is not None))
 
