@@ -252,8 +252,10 @@ async def test_a_recharge_order_replays_its_body_and_belongs_to_its_user(stub: S
 
 async def test_a_recharge_order_credits_paid_and_bonus_exactly_once(stub: Stub) -> None:
     user, request = await new_order(stub)
+    # The provider's transaction id is unique across the ledger's database, which other suites share.
+    transaction = f"wx-{request.order_id}"
     wrong = pb.CompleteRechargeOrderRequest(
-        order_id=request.order_id, provider_transaction_id="wx-1", paid=cny(1)
+        order_id=request.order_id, provider_transaction_id=transaction, paid=cny(1)
     )
     assert await refused(stub.CompleteRechargeOrder(wrong)) == (
         grpc.StatusCode.FAILED_PRECONDITION,
@@ -263,7 +265,7 @@ async def test_a_recharge_order_credits_paid_and_bonus_exactly_once(stub: Stub) 
     assert still.order.status == pb.RECHARGE_ORDER_STATUS_PENDING
 
     paid = pb.CompleteRechargeOrderRequest(
-        order_id=request.order_id, provider_transaction_id="wx-1", paid=cny(10_000)
+        order_id=request.order_id, provider_transaction_id=transaction, paid=cny(10_000)
     )
     done = await stub.CompleteRechargeOrder(paid)
     assert not done.already_completed
