@@ -208,3 +208,40 @@ def test_an_output_is_served_whole_and_in_ranges_by_every_gateway(cluster: Stack
         assert int(head.headers["content-length"]) == len(whole.content)
         assert head.headers["etag"] == whole.headers["etag"]
     assert bodies[0] == bodies[1]
+
+
+def _restart_object_store(cluster: Stack, restarted: list[int]) -> None:
+    """kill -9 the S3 server (SeaweedFS) mid-load and start it again on the same data and ports."""
+    assert cluster.process is not None
+    time.sleep(random.uniform(1.0, 3.0))
+    (store,) = [
+        child
+        for child in psutil.Process(cluster.process.pid).children()
+        if child.cmdline()[:1] and child.cmdline()[0].endswith("weed") and "server" in child.cmdline()
+    ]
+    command = store.cmdline()
+    store.kill()
+    time.sleep(1.0)
+    ADOPTED.append(subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL))
+    restarted.append(store.pid)
+
+
+def test_a_restarted_object_store_loses_no_output(cluster: Stack) -> None:
+    users = make_users(cluster, 2, deadline=DEADLINE)
+    restarted: list[int] = []
+    faults = Faults(_restart_object_store, cluster, restarted)
+    faults.start()
+    stream(users, 12.0, while_alive=faults)
+    faults.join()
+    assert restarted
+    settle(users, stack=cluster, timeout=240)
+    check_money(cluster, users)
+    # Every task that succeeded has its file: a write that failed while the store was down was retried.
+    for user in users:
+        for task_id in user.tasks:
+            task = user.http.get(f"/v1/tasks/{task_id}").json()
+            if task["status"] != "succeeded":
+                continue
+            for output in task["outputs"]:
+                path = httpx.URL(output["url"]).raw_path.decode()
+                assert user.http.get(path).status_code == 200, (task_id, output)
