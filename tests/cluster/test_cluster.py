@@ -12,6 +12,7 @@ import subprocess
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -29,6 +30,26 @@ pytestmark = pytest.mark.slow
 SERVICES = ("accounts", "catalog", "ledger", "generation", "workflow")
 PROCESSES = (*SERVICES, "worker", "gateway")
 DEADLINE = 10.0  # seconds a client retries one request across the gateways before it counts as failed
+
+
+class Faults(threading.Thread):
+    """A thread injecting faults; `join` raises what stopped it early."""
+
+    def __init__(self, target: Callable[..., None], *args: object) -> None:
+        super().__init__()
+        self.work, self.args_ = target, args
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.work(*self.args_)
+        except BaseException as error:
+            self.error = error
+
+    def join(self, timeout: float | None = None) -> None:
+        super().join(timeout)
+        if self.error is not None:
+            raise self.error
 
 
 def instances() -> list[str]:
@@ -79,8 +100,7 @@ def _kill_one_of_each(cluster: Stack, killed: list[str]) -> None:
         if victim == "nats":
             node = random.choice(list(nats_nodes(cluster).values()))
             command = node.cmdline()
-            node.kill()
-            node.wait(10)
+            node.kill()  # the launcher is its parent: it stays a zombie there, its ports free at once
             time.sleep(2.0)
             ADOPTED.append(subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL))
         else:
@@ -94,7 +114,7 @@ def test_kill_9_of_one_replica_of_everything_and_a_nats_node_fails_no_request(cl
     killed: list[str] = []
     rounds = 3 if FULL else 1
     for _ in range(rounds):
-        faults = threading.Thread(target=_kill_one_of_each, args=(cluster, killed))
+        faults = Faults(_kill_one_of_each, cluster, killed)
         faults.start()
         stream(users, 10.0, while_alive=faults)
         faults.join()
@@ -168,7 +188,7 @@ def _rolling_restart(cluster: Stack, restarted: list[str]) -> None:
 def test_a_rolling_restart_of_every_replica_fails_no_request(cluster: Stack) -> None:
     users = make_users(cluster, 2, deadline=DEADLINE)
     restarted: list[str] = []
-    faults = threading.Thread(target=_rolling_restart, args=(cluster, restarted))
+    faults = Faults(_rolling_restart, cluster, restarted)
     faults.start()
     stream(users, 5.0, while_alive=faults)
     faults.join()
