@@ -1,9 +1,9 @@
 """One command for the whole product on its embedded defaults.
 
-Starts PostgreSQL (unless DATABASE_URL is given) and NATS (unless ATELIER_NATS_URL is given), then every
-service, the gateway and a generation worker as child processes; prints the URL once /readyz is 200;
-restarts a child that crashes (and says so); stops everything on SIGINT/SIGTERM. Data lives under
-ATELIER_HOME (default ./.atelier) and survives restarts.
+Starts PostgreSQL (unless DATABASE_URL is given), NATS (unless ATELIER_NATS_URL is given) and SeaweedFS's
+S3 API for the files (unless ATELIER_S3_ENDPOINT is given), then every service, the gateway and a generation
+worker as child processes; prints the URL once /readyz is 200; restarts a child that crashes (and says so);
+stops everything on SIGINT/SIGTERM. Data lives under ATELIER_HOME (default ./.atelier) and survives restarts.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import IO
 
 import httpx
 
-from devkit.embedded import EmbeddedNats, EmbeddedPostgres
+from devkit.embedded import EmbeddedNats, EmbeddedPostgres, EmbeddedSeaweed
 from kit.db import libpq_dsn, with_database
 from kit.settings import SERVICES
 
@@ -82,6 +83,9 @@ class Launcher:
         self.children: list[Child] = []
         self.postgres: EmbeddedPostgres | None = None
         self.nats: EmbeddedNats | None = None
+        self.seaweed: EmbeddedSeaweed | None = None
+        # What generation and its worker need to reach the embedded S3 API (empty: the environment's).
+        self.s3_env: dict[str, str] = {}
         self.stopping = False
 
     @classmethod
@@ -118,6 +122,25 @@ class Launcher:
         self.say(f"embedded NATS JetStream running at {url} (data in {self.home / 'nats'})")
         return url
 
+    def _launch_object_store(self) -> None:
+        """Starts SeaweedFS without waiting: PostgreSQL and NATS come up meanwhile."""
+        if os.environ.get("ATELIER_S3_ENDPOINT"):
+            self.say(f"using S3 at {os.environ['ATELIER_S3_ENDPOINT']}")
+            return
+        port = int(os.environ.get("ATELIER_EMBEDDED_S3_PORT", "18333"))
+        self.seaweed = EmbeddedSeaweed(self.home / "seaweedfs", port, self.home / "logs" / "seaweedfs.log")
+        self.seaweed.launch()
+
+    def _object_store(self) -> None:
+        if self.seaweed is None:
+            return
+        access = self.seaweed.wait_ready()
+        self.s3_env = access.settings_env()
+        self.say(
+            f"embedded SeaweedFS S3 API at {access.endpoint}, bucket {access.bucket!r} (data in "
+            f"{self.seaweed.datadir}; first write {self.seaweed.ready_seconds:.1f} s after launch)"
+        )
+
     # -- children --------------------------------------------------------------------------------
     def _plan(self, database_server: str, nats_url: str) -> list[Child]:
         prefix = os.environ.get("ATELIER_DB_PREFIX", "atelier_")
@@ -148,6 +171,8 @@ class Launcher:
                 env.setdefault("ATELIER_ADMIN_PASSWORD", DEV_ADMIN_PASSWORD)
             if self.metrics_port_base:
                 env["ATELIER_METRICS_PORT"] = str(self.metrics_port_base + index)
+            if service == "generation":
+                env.update(self.s3_env)
             children.append(
                 Child(service, [python, "-m", f"services.{service}"], env, logs / f"{service}.log")
             )
@@ -157,6 +182,7 @@ class Launcher:
         ).render_as_string(hide_password=False)
         worker_env["ATELIER_GRPC_PORT"] = "0"
         worker_env["ATELIER_MIGRATE_ON_START"] = "false"
+        worker_env.update(self.s3_env)
         children.append(
             Child("worker", [python, "-m", "services.generation.worker"], worker_env, logs / "worker.log")
         )
@@ -171,8 +197,10 @@ class Launcher:
 
     def start(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
+        self._launch_object_store()
         database_server = self._database_server()
         nats_url = self._nats_server()
+        self._object_store()
         self.children = self._plan(database_server, nats_url)
         self._write_stack_file(database_server, nats_url)
         for child in self.children:
@@ -201,6 +229,10 @@ class Launcher:
             "services": {
                 name: f"127.0.0.1:{self.grpc_port_base + i}" for i, name in enumerate(SERVICES, start=1)
             },
+            # The keys are in the SeaweedFS data folder (s3.json).
+            "s3": {"endpoint": self.s3_env["ATELIER_S3_ENDPOINT"], "bucket": self.s3_env["ATELIER_S3_BUCKET"]}
+            if self.s3_env
+            else {},
         }
         (self.home / "stack.json").write_text(json.dumps(info, indent=2))
 
@@ -257,10 +289,16 @@ class Launcher:
                 child.process.wait()
             if child.log_file:
                 child.log_file.close()
+        # SeaweedFS takes ~15 s to stop cleanly: the other servers stop meanwhile.
+        seaweed = threading.Thread(target=self.seaweed.stop) if self.seaweed else None
+        if seaweed:
+            seaweed.start()
         if self.nats:
             self.nats.stop()
         if self.postgres:
             self.postgres.stop()
+        if seaweed:
+            seaweed.join()
         self.say("stopped")
 
 
