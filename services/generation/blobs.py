@@ -352,11 +352,23 @@ class Blobs:
         except BlobNotFound as exc:
             raise NotFound("no such file", code="file_not_found") from exc
 
-    async def head_signed(self, key: str, expires: int, signature: str) -> BlobInfo:
-        """What a signed URL names, before any of its bytes are read (see `_check_link`)."""
+    async def describe_signed(
+        self, key: str, expires: int, signature: str, *, first: int | None, last: int | None
+    ) -> tuple[BlobInfo, Span | None]:
+        """The file a signed URL names and the bytes a range names in it (`byte_span`), before any byte
+        is read (see `_check_link` for the refusals)."""
         self._check_link(key, expires, signature)
         try:
-            return await self.store.head(key)
+            info = await self.store.head(key)
+        except BlobNotFound as exc:
+            raise NotFound("no such file", code="file_not_found") from exc
+        return info, byte_span(info.size, first, last)
+
+    async def read_span(self, key: str, span: Span) -> AsyncIterator[bytes]:
+        """A described file's bytes, chunk by chunk (NotFound if it went in between)."""
+        try:
+            async for chunk in self.store.open(key, span.start, span.end):
+                yield chunk
         except BlobNotFound as exc:
             raise NotFound("no such file", code="file_not_found") from exc
 

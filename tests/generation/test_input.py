@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import logging
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
@@ -18,8 +17,6 @@ from PIL import Image
 
 from atelier.common.v1 import common_pb2
 from atelier.generation.v1 import generation_pb2
-from gateway.app import create_app
-from gateway.settings import GatewaySettings
 from kit import signed_urls
 from kit.errors import InvalidArgument, from_rpc_error
 from kit.identity import Identity
@@ -28,26 +25,9 @@ from services.generation import models
 from services.generation.clients import Clients
 from services.generation.service import Generation
 from tests.generation.conftest import Stack, metadata
-from tests.tokens import as_user, live_sessions
+from tests.tokens import as_user
 
 TABLES = (models.tasks, models.outputs, models.uploads, models.conversations, models.messages)
-
-
-@pytest.fixture
-async def http(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
-    async with live_sessions() as sessions:
-        app = create_app(
-            GatewaySettings(
-                generation_addr=stack.generation_addr,
-                accounts_addr=sessions,
-                nats_url=stack.settings.nats_url,
-                namespace=stack.settings.namespace,
-            )
-        )
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-                yield client
 
 
 async def row_counts(stack: Stack) -> dict[str, int]:
