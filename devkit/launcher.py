@@ -2,8 +2,15 @@
 
 Starts PostgreSQL (unless DATABASE_URL is given), NATS (unless ATELIER_NATS_URL is given) and SeaweedFS's
 S3 API for the files (unless ATELIER_S3_ENDPOINT is given), then every service, the gateway and a generation
-worker as child processes; prints the URL once /readyz is 200; restarts a child that crashes (and says so);
-stops everything on SIGINT/SIGTERM. Data lives under ATELIER_HOME (default ./.atelier) and survives restarts.
+worker as child processes; prints the URL once every part answers;
+restarts a child that crashes (and says so); stops everything on SIGINT/SIGTERM. Data lives under
+ATELIER_HOME (default ./.atelier) and survives restarts.
+
+The cluster shape (`atelier run --cluster`) is what Kubernetes runs, on one machine: a three-node NATS
+JetStream cluster with streams at three replicas, and two replicas of every service, of the worker and of
+the gateway. Replica r of anything listens `REPLICA_STRIDE * r` ports above the first; gRPC clients get
+every replica's address and balance round robin (`ipv4:127.0.0.1:50053,127.0.0.1:50063`), as they do over
+a headless Service's pods.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from typing import IO
 import httpx
 
 from devkit.embedded import EmbeddedNats, EmbeddedPostgres, EmbeddedSeaweed
+from devkit.nats_cluster import NatsCluster
 from kit.db import libpq_dsn, with_database
 from kit.settings import SERVICES
 
@@ -30,6 +38,7 @@ _PR_SET_PDEATHSIG = 1
 # The first admin of a development stack (accounts ensures it at start). Never used elsewhere.
 DEV_ADMIN_EMAIL = "admin@atelier.local"
 DEV_ADMIN_PASSWORD = "atelier-dev-2026!"
+REPLICA_STRIDE = 10
 
 
 def _development() -> bool:
@@ -75,26 +84,62 @@ class Child:
 
 
 class Launcher:
-    def __init__(self, home: Path, *, http_port: int, grpc_port_base: int, metrics_port_base: int) -> None:
+    def __init__(
+        self,
+        home: Path,
+        *,
+        http_port: int,
+        grpc_port_base: int,
+        metrics_port_base: int,
+        ops_port: int = 0,
+        replicas: int = 1,
+    ) -> None:
         self.home = home.resolve()
         self.http_port = http_port
         self.grpc_port_base = grpc_port_base
         self.metrics_port_base = metrics_port_base
+        # The gateway's /healthz, /readyz and /metrics (gateway/ops.py), apart from its public port.
+        self.ops_port = ops_port or metrics_port_base or http_port + 1
+        self.replicas = replicas
         self.children: list[Child] = []
         self.postgres: EmbeddedPostgres | None = None
-        self.nats: EmbeddedNats | None = None
+        self.nats: EmbeddedNats | NatsCluster | None = None
         self.seaweed: EmbeddedSeaweed | None = None
         # What generation and its worker need to reach the embedded S3 API (empty: the environment's).
         self.s3_env: dict[str, str] = {}
         self.stopping = False
 
+    @property
+    def cluster(self) -> bool:
+        return self.replicas > 1
+
+    def _port(self, first: int, replica: int) -> int:
+        return first + REPLICA_STRIDE * replica
+
+    @property
+    def gateways(self) -> list[str]:
+        return [f"http://127.0.0.1:{self._port(self.http_port, r)}" for r in range(self.replicas)]
+
+    @property
+    def gateway_ops(self) -> list[str]:
+        return [f"http://127.0.0.1:{self._port(self.ops_port, r)}" for r in range(self.replicas)]
+
+    def service_address(self, index: int) -> str:
+        """Every replica of the `index`-th service, as a gRPC target."""
+        ports = [self._port(self.grpc_port_base + index, r) for r in range(self.replicas)]
+        if len(ports) == 1:
+            return f"127.0.0.1:{ports[0]}"
+        return "ipv4:" + ",".join(f"127.0.0.1:{port}" for port in ports)
+
     @classmethod
-    def from_env(cls) -> Launcher:
+    def from_env(cls, *, cluster: bool = False) -> Launcher:
         return cls(
             Path(os.environ.get("ATELIER_HOME", ".atelier")),
             http_port=int(os.environ.get("ATELIER_HTTP_PORT", "8000")),
             grpc_port_base=int(os.environ.get("ATELIER_GRPC_PORT_BASE", "50050")),
             metrics_port_base=int(os.environ.get("ATELIER_METRICS_PORT_BASE", "9100")),
+            ops_port=int(os.environ.get("ATELIER_OPS_PORT", "0")),
+            replicas=2 if cluster else 1,
         )
 
     def say(self, text: str) -> None:
@@ -115,6 +160,11 @@ class Launcher:
         url = os.environ.get("ATELIER_NATS_URL")
         if url:
             self.say(f"using NATS at {url}")
+            return url
+        if self.cluster:
+            self.nats = NatsCluster(self.home / "nats-cluster")
+            url = self.nats.start()
+            self.say(f"embedded NATS JetStream cluster of 3 nodes at {url}")
             return url
         port = int(os.environ.get("ATELIER_EMBEDDED_NATS_PORT", "14222"))
         self.nats = EmbeddedNats(self.home / "nats", port, self.home / "logs" / "nats.log")
@@ -154,45 +204,57 @@ class Launcher:
         )
         # Links in mails point at this gateway unless a public URL is configured.
         common.setdefault("ATELIER_PUBLIC_URL", f"http://127.0.0.1:{self.http_port}")
+        if self.cluster and self.nats is not None:  # the three-node NATS this launcher started
+            common["ATELIER_NATS_STREAM_REPLICAS"] = "3"
         for index, service in enumerate(SERVICES, start=1):
-            common[f"ATELIER_{service.upper()}_ADDR"] = f"127.0.0.1:{self.grpc_port_base + index}"
+            common[f"ATELIER_{service.upper()}_ADDR"] = self.service_address(index)
         logs = self.home / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         python = sys.executable
+
+        def database(service: str) -> str:
+            return with_database(database_server, f"{prefix}{service}").render_as_string(hide_password=False)
+
+        def child(name: str, replica: int, module: str, **env: str) -> Child:
+            instance = name if replica == 0 else f"{name}-{replica + 1}"
+            environ = {**common, **env, "ATELIER_INSTANCE": instance}
+            return Child(instance, [python, "-m", module], environ, logs / f"{instance}.log")
+
         children = []
-        for index, service in enumerate(SERVICES, start=1):
-            env = dict(common)
-            env["ATELIER_DATABASE_URL"] = with_database(
-                database_server, f"{prefix}{service}"
-            ).render_as_string(hide_password=False)
-            env["ATELIER_GRPC_PORT"] = str(self.grpc_port_base + index)
-            if service == "accounts" and _development():
-                env.setdefault("ATELIER_ADMIN_EMAIL", DEV_ADMIN_EMAIL)
-                env.setdefault("ATELIER_ADMIN_PASSWORD", DEV_ADMIN_PASSWORD)
-            if self.metrics_port_base:
-                env["ATELIER_METRICS_PORT"] = str(self.metrics_port_base + index)
-            if service == "generation":
-                env.update(self.s3_env)
+        for replica in range(self.replicas):
+            for index, service in enumerate(SERVICES, start=1):
+                env = {
+                    "ATELIER_DATABASE_URL": database(service),
+                    "ATELIER_GRPC_PORT": str(self._port(self.grpc_port_base + index, replica)),
+                }
+                if service == "accounts" and _development():
+                    env["ATELIER_ADMIN_EMAIL"] = common.get("ATELIER_ADMIN_EMAIL", DEV_ADMIN_EMAIL)
+                    env["ATELIER_ADMIN_PASSWORD"] = common.get("ATELIER_ADMIN_PASSWORD", DEV_ADMIN_PASSWORD)
+                if self.metrics_port_base:
+                    env["ATELIER_METRICS_PORT"] = str(self._port(self.metrics_port_base + index, replica))
+                if service == "generation":
+                    env.update(self.s3_env)
+                children.append(child(service, replica, f"services.{service}", **env))
             children.append(
-                Child(service, [python, "-m", f"services.{service}"], env, logs / f"{service}.log")
+                child(
+                    "worker",
+                    replica,
+                    "services.generation.worker",
+                    ATELIER_DATABASE_URL=database("generation"),
+                    ATELIER_GRPC_PORT="0",
+                    ATELIER_MIGRATE_ON_START="false",
+                    **self.s3_env,
+                )
             )
-        worker_env = dict(common)
-        worker_env["ATELIER_DATABASE_URL"] = with_database(
-            database_server, f"{prefix}generation"
-        ).render_as_string(hide_password=False)
-        worker_env["ATELIER_GRPC_PORT"] = "0"
-        worker_env["ATELIER_MIGRATE_ON_START"] = "false"
-        worker_env.update(self.s3_env)
-        children.append(
-            Child("worker", [python, "-m", "services.generation.worker"], worker_env, logs / "worker.log")
-        )
-        gateway_env = dict(common)
-        gateway_env["ATELIER_HTTP_PORT"] = str(self.http_port)
-        # Where payers and the sandbox payer's callbacks reach this gateway.
-        gateway_env.setdefault("ATELIER_PUBLIC_URL", f"http://127.0.0.1:{self.http_port}")
-        if self.metrics_port_base:
-            gateway_env["ATELIER_METRICS_PORT"] = str(self.metrics_port_base)
-        children.append(Child("gateway", [python, "-m", "gateway"], gateway_env, logs / "gateway.log"))
+            children.append(
+                child(
+                    "gateway",
+                    replica,
+                    "gateway",
+                    ATELIER_HTTP_PORT=str(self._port(self.http_port, replica)),
+                    ATELIER_METRICS_PORT=str(self._port(self.ops_port, replica)),
+                )
+            )
         return children
 
     def start(self) -> None:
@@ -222,13 +284,13 @@ class Launcher:
             if child.name in SERVICES
         }
         info = {
-            "gateway": f"http://127.0.0.1:{self.http_port}",
+            "gateway": self.gateways[0],
+            "gateways": self.gateways,
+            "gateway_ops": self.gateway_ops,
             "nats_url": nats_url,
             "database_server": libpq_dsn(database_server),
             "databases": databases,
-            "services": {
-                name: f"127.0.0.1:{self.grpc_port_base + i}" for i, name in enumerate(SERVICES, start=1)
-            },
+            "services": {name: self.service_address(i) for i, name in enumerate(SERVICES, start=1)},
             # The keys are in the SeaweedFS data folder (s3.json).
             "s3": {"endpoint": self.s3_env["ATELIER_S3_ENDPOINT"], "bucket": self.s3_env["ATELIER_S3_BUCKET"]}
             if self.s3_env
@@ -237,15 +299,14 @@ class Launcher:
         (self.home / "stack.json").write_text(json.dumps(info, indent=2))
 
     def wait_ready(self, timeout: float = 120.0) -> bool:
-        url = f"http://127.0.0.1:{self.http_port}/readyz"
+        """Until every gateway's dependencies all answer (each /readyz says "ready", not "degraded")."""
         deadline = time.monotonic() + timeout
+        waiting = list(self.gateway_ops)
         while time.monotonic() < deadline and not self.stopping:
             self.supervise()
-            try:
-                if httpx.get(url, timeout=2.0).status_code == 200:
-                    return True
-            except httpx.HTTPError:
-                pass
+            waiting = [ops for ops in waiting if not _ready(ops)]
+            if not waiting:
+                return True
             time.sleep(0.3)
         return False
 
@@ -302,8 +363,15 @@ class Launcher:
         self.say("stopped")
 
 
-def run() -> int:
-    launcher = Launcher.from_env()
+def _ready(ops: str) -> bool:
+    try:
+        return bool(httpx.get(f"{ops}/readyz", timeout=2.0).json().get("status") == "ready")
+    except (httpx.HTTPError, ValueError):
+        return False
+
+
+def run(*, cluster: bool = False) -> int:
+    launcher = Launcher.from_env(cluster=cluster)
 
     def on_signal(signum: int, _frame: object) -> None:
         raise KeyboardInterrupt
@@ -314,7 +382,8 @@ def run() -> int:
     try:
         launcher.start()
         if launcher.wait_ready():
-            launcher.say(f"Atelier is ready: http://127.0.0.1:{launcher.http_port}  (API docs at /docs)")
+            launcher.say(f"Atelier is ready: {', '.join(launcher.gateways)}  (API docs at /docs)")
+            launcher.say(f"operations (health, readiness, metrics): {', '.join(launcher.gateway_ops)}")
         else:
             launcher.say("not ready after 120 s; see the logs above. Still supervising.")
         while True:

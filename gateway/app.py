@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import Depends, FastAPI
 
-from gateway import edge, observability, problems, web
+from gateway import edge, observability, ops, problems, web
 from gateway.auth import AuthState
 from gateway.bus import connect_bus
 from gateway.clients import Clients
@@ -16,7 +16,7 @@ from gateway.docs.source import LiveCatalog
 from gateway.live import LiveHub
 from gateway.payments.runtime import PaymentsRuntime
 from gateway.payments.settings import PaymentSettings
-from gateway.routes import admin, auth, billing, catalog, docs, files, live, ops, payments, tasks, workflows
+from gateway.routes import admin, auth, billing, catalog, docs, files, live, payments, tasks, workflows
 from gateway.settings import GatewaySettings
 from kit import telemetry
 
@@ -38,9 +38,11 @@ def create_app(
         app.state.live = LiveHub()
         if app.state.bus is not None:
             await app.state.live.start(app.state.bus)
+            await app.state.auth.share_limits(app.state.bus, settings.nats_stream_replicas)
         app.state.payments = PaymentsRuntime.start(payment_settings, app.state.clients.channels)
         try:
-            yield
+            async with ops.serving(app, settings.http_host, settings.metrics_port):
+                yield
         finally:
             await app.state.payments.close()
             await app.state.live.stop()
@@ -60,7 +62,7 @@ def create_app(
     problems.install(app)
     app.add_middleware(edge.BodyLimit, limit=settings.upload_max_bytes)
     observability.install(app)  # outermost: refusals are counted too
-    for module in (ops, auth, catalog, billing, live, docs, tasks, files, workflows, admin):
+    for module in (auth, catalog, billing, live, docs, tasks, files, workflows, admin):
         app.include_router(module.router)
     for router in (payments.callbacks, payments.billing, payments.sandbox):
         app.include_router(router)
@@ -69,7 +71,7 @@ def create_app(
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
         FastAPIInstrumentor.instrument_app(
-            app, excluded_urls="healthz,readyz,metrics,v1/auth/verify-email/"
+            app, excluded_urls="v1/auth/verify-email/"
         )  # the verification link carries its token in the path: keep it out of traces
     return app
 

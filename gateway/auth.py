@@ -34,9 +34,8 @@ user-scoped calls without it. Refusals are problem+json: 401 `unauthenticated` /
 (with `WWW-Authenticate: Bearer`), 403 `account_disabled`, 403 `email_not_verified`, 403
 `admin_required`, 403 `insufficient_scope` (naming the `scope` missing).
 
-Login is rate limited per IP and per account with in-process token buckets (`RateLimiter`): with
-several gateway replicas each keeps its own buckets, so the effective limit is multiplied by the
-replica count; a shared store (Redis, or the accounts database) is the upgrade path when that matters.
+Sign-in is rate limited per IP and per account, every authenticated request per account
+(`gateway/ratelimits.py`): the limits are kept in NATS, so they hold across gateway replicas.
 """
 
 from __future__ import annotations
@@ -44,7 +43,7 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Annotated, Any, Literal
 
 import grpc
@@ -56,8 +55,10 @@ from atelier.accounts.v1 import accounts_pb2 as pb
 from atelier.accounts.v1 import accounts_pb2_grpc
 from gateway.client_address import ClientAddress
 from gateway.problems import WWW_AUTHENTICATE, Problem
+from gateway.ratelimits import Limit, Limiter
 from gateway.sessions import SessionCache
 from gateway.settings import GatewaySettings
+from kit.bus import Bus
 from kit.errors import DomainError, PermissionDenied, Unauthenticated, from_rpc_error
 from kit.identity import Identity, Role, Status
 
@@ -174,44 +175,14 @@ class AccessTokens:
         return Principal(identity, method="session", scopes=scopes_of(identity), session_id=session_id)
 
 
-# -- rate limiting ----------------------------------------------------------------------------------
-@dataclass
-class RateLimiter:
-    """Token buckets by key: `burst` attempts at once, then one more every `refill_seconds`."""
-
-    burst: int
-    refill_seconds: float
-    max_keys: int = 100_000
-    _buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
-
-    def take(self, key: str, now: float | None = None) -> float:
-        """Spend one token: 0.0 when allowed, otherwise the seconds until one is available."""
-        now = time.monotonic() if now is None else now
-        tokens, last = self._buckets.get(key, (float(self.burst), now))
-        tokens = min(float(self.burst), tokens + (now - last) / self.refill_seconds)
-        if tokens < 1.0:
-            self._buckets[key] = (tokens, now)
-            return (1.0 - tokens) * self.refill_seconds
-        self._buckets[key] = (tokens - 1.0, now)
-        if len(self._buckets) > self.max_keys:
-            self._prune(now)
-        return 0.0
-
-    def reset(self, key: str) -> None:
-        self._buckets.pop(key, None)
-
-    def _prune(self, now: float) -> None:
-        """Forget buckets that have refilled completely (they hold no information)."""
-        full = self.burst * self.refill_seconds
-        self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < full}
-
-
+# -- rate limiting: gateway/ratelimits.py -------------------------------------------------------------
 @dataclass
 class AuthState:
     tokens: AccessTokens
-    login_by_ip: RateLimiter
-    login_by_account: RateLimiter
-    auth_by_ip: RateLimiter
+    login_by_ip: Limiter
+    login_by_account: Limiter
+    auth_by_ip: Limiter
+    api_by_account: Limiter
     sessions: SessionCache
     client_address: ClientAddress
 
@@ -219,12 +190,26 @@ class AuthState:
     def from_settings(cls, settings: GatewaySettings) -> AuthState:
         return cls(
             tokens=AccessTokens(settings),
-            login_by_ip=RateLimiter(settings.login_ip_burst, settings.login_ip_refill_seconds),
-            login_by_account=RateLimiter(settings.login_account_burst, settings.login_account_refill_seconds),
-            auth_by_ip=RateLimiter(settings.auth_ip_burst, settings.auth_ip_refill_seconds),
+            login_by_ip=Limiter("login-ip", Limit(settings.login_ip_burst, settings.login_ip_refill_seconds)),
+            login_by_account=Limiter(
+                "login-account", Limit(settings.login_account_burst, settings.login_account_refill_seconds)
+            ),
+            auth_by_ip=Limiter("auth-ip", Limit(settings.auth_ip_burst, settings.auth_ip_refill_seconds)),
+            api_by_account=Limiter(
+                "api-account", Limit(settings.api_account_burst, settings.api_account_refill_seconds)
+            ),
             sessions=SessionCache(settings.session_check_ttl_seconds),
             client_address=ClientAddress.from_settings(settings),
         )
+
+    @property
+    def limiters(self) -> tuple[Limiter, ...]:
+        return (self.login_by_ip, self.login_by_account, self.auth_by_ip, self.api_by_account)
+
+    async def share_limits(self, bus: Bus, replicas: int) -> None:
+        """Keep every rate limit in NATS from now on, so it holds across the gateway's replicas."""
+        for limiter in self.limiters:
+            await limiter.attach(bus, replicas)
 
 
 def rate_limited(retry_after: float, what: str) -> Problem:
@@ -271,13 +256,14 @@ async def current_identity(
     if credential.startswith(API_KEY_PREFIXES):
         reply = await accounts(request).AuthenticateApiKey(pb.AuthenticateApiKeyRequest(key=credential))
         identity = identity_of(reply.user)
-        return Principal(
+        principal = Principal(
             identity,
             method="api_key",
             scopes=scopes_of(identity, frozenset(reply.scopes) & ALL_SCOPES),
             api_key_id=reply.api_key_id,
         )
-    return await session_principal(request, credential)
+        return await _limit_account(request, principal)
+    return await _limit_account(request, await session_principal(request, credential))
 
 
 async def session_principal(request: Request, token: str) -> Principal:
@@ -294,6 +280,13 @@ async def session_principal(request: Request, token: str) -> Principal:
     if answer.status == "disabled":
         raise Problem(403, "account_disabled", "this account is disabled")
     return replace(claimed, identity=answer, scopes=scopes_of(answer))
+
+
+async def _limit_account(request: Request, principal: Principal) -> Principal:
+    wait = await auth_state(request).api_by_account.take(principal.user_id)
+    if wait:
+        raise rate_limited(wait, "requests for this account")
+    return principal
 
 
 async def _check_session(request: Request, claimed: Principal) -> Identity | DomainError:

@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from google.protobuf.descriptor import EnumDescriptor
 from google.protobuf.json_format import MessageToDict
@@ -17,6 +17,10 @@ from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from kit.money import Credits, Money
+from kit.protoconv import V, enum_by_name
+
+if TYPE_CHECKING:
+    from google.protobuf.internal.enum_type_wrapper import _EnumTypeWrapper
 
 _CREDITS = "atelier.common.v1.Credits"
 _MONEY = "atelier.common.v1.Money"
@@ -41,6 +45,11 @@ def enum_name(descriptor: EnumDescriptor, number: int) -> str:
     prefix = "".join(("_" + c if c.isupper() else c) for c in descriptor.name).lstrip("_").upper() + "_"
     name = value.name
     return (name[len(prefix) :] if name.startswith(prefix) else name).lower()
+
+
+def names_by_value(enum: _EnumTypeWrapper[V]) -> dict[V, str]:
+    """The inverse of `kit.protoconv.enum_by_name`: each value but the zero one → its API name."""
+    return {value: name for name, value in enum_by_name(enum).items()}
 
 
 def to_json(message: Message) -> Any:

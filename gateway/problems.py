@@ -34,6 +34,13 @@ _STATUS_BY_GRPC = {
     grpc.StatusCode.DEADLINE_EXCEEDED: 504,
 }
 WWW_AUTHENTICATE = {"WWW-Authenticate": 'Bearer realm="atelier"'}
+# A backend that is down is usually back within seconds (a pod restarting, a leader election): clients
+# may retry the same request, with its Idempotency-Key, after this long.
+RETRY_AFTER_SECONDS = 2
+_HEADERS_BY_STATUS: dict[int, Mapping[str, str]] = {
+    401: WWW_AUTHENTICATE,  # RFC 6750 §3: say how to authenticate
+    503: {"Retry-After": str(RETRY_AFTER_SECONDS)},
+}
 # Codes whose HTTP status says more than their gRPC status does.
 _STATUS_BY_CODE = {
     "insufficient_balance": 402,
@@ -84,7 +91,7 @@ def problem_response(
 
 def from_domain_error(request: Request, error: DomainError) -> JSONResponse:
     status = _STATUS_BY_CODE.get(error.code) or _STATUS_BY_GRPC.get(error.status, 400)
-    headers = WWW_AUTHENTICATE if status == 401 else None  # RFC 6750 §3: say how to authenticate
+    headers = _HEADERS_BY_STATUS.get(status)
     return problem_response(request, status, error.code, error.message, headers=headers, **error.details)
 
 
@@ -104,7 +111,13 @@ def install(app: FastAPI) -> None:
             return from_domain_error(request, domain)
         status = _STATUS_BY_GRPC.get(exc.code(), 502)
         log.warning("upstream call failed: %s %s", exc.code().name, exc.details())
-        return problem_response(request, status, "upstream_error", "a backend service could not answer")
+        return problem_response(
+            request,
+            status,
+            "upstream_error",
+            "a backend service could not answer",
+            headers=_HEADERS_BY_STATUS.get(status),
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

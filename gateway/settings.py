@@ -27,7 +27,8 @@ class GatewaySettings(Settings):
     # within this bound everywhere. Never more than 5 s; 0 asks on every request.
     session_check_ttl_seconds: float = Field(default=5.0, ge=0, le=5.0)
 
-    # Login rate limits (token buckets, per gateway replica): a burst, then one attempt per interval.
+    # Rate limits (gateway/ratelimits.py; shared by every replica through NATS): a burst, then one
+    # request per interval.
     login_ip_burst: int = Field(default=20, ge=1)
     login_ip_refill_seconds: float = Field(default=3.0, gt=0)
     login_account_burst: int = Field(default=5, ge=1)
@@ -35,6 +36,9 @@ class GatewaySettings(Settings):
     # Other unauthenticated POSTs that send mail or create accounts, per IP.
     auth_ip_burst: int = Field(default=10, ge=1)
     auth_ip_refill_seconds: float = Field(default=6.0, gt=0)
+    # Every authenticated request, per account (API keys and sessions alike): 50 a second sustained.
+    api_account_burst: int = Field(default=600, ge=1)
+    api_account_refill_seconds: float = Field(default=0.02, gt=0)
     # The client's address (login limits, sessions) is the TCP peer's, unless the gateway runs behind
     # proxies: then X-Forwarded-For is believed only on connections from `trusted_proxies` (addresses
     # or networks: "10.0.0.0/8,fd00::/8"), and the client is the entry `forwarded_for_hops` from the

@@ -11,7 +11,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import nats
@@ -19,8 +19,17 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, PubAck, RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    KeyValueConfig,
+    PubAck,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError
+from nats.js.kv import KeyValue
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 
@@ -57,6 +66,13 @@ STREAMS: dict[str, StreamSpec] = {
     "EVENTS": StreamSpec(("tasks.>", "runs.>", "catalog.>", "payments.>", "balances.>")),
     "JOBS": StreamSpec(("jobs.>",), retention=RetentionPolicy.WORK_QUEUE),
     "DLQ": StreamSpec(("dlq.>",), max_age=30 * DAY),
+}
+
+
+# Key-value buckets (streams underneath): name -> how long an untouched entry lives, in seconds.
+KEY_VALUE_BUCKETS: dict[str, float] = {
+    # gateway/ratelimits.py: one entry per limited key, useless once its window has passed.
+    "RATELIMITS": 3600.0,
 }
 
 
@@ -106,7 +122,8 @@ class Bus:
             log.warning("nats connection error: %s", exc)
 
         nc = await nats.connect(
-            url,
+            # A cluster is given as a comma-separated list of its nodes' URLs.
+            [server.strip() for server in url.split(",") if server.strip()],
             name=name,
             max_reconnect_attempts=-1,
             reconnect_time_wait=0.5,
@@ -127,27 +144,67 @@ class Bus:
         return f"{self.namespace.upper().replace('.', '_')}_{name}" if self.namespace else name
 
     # -- setup -----------------------------------------------------------------------------------
-    async def ensure_streams(self) -> None:
+    async def ensure_streams(self, replicas: int = 1) -> None:
+        """Creates the project's streams, or brings an existing one's subjects and limits up to date.
+
+        `replicas` is what a new stream gets; an existing stream keeps its replica count when that is
+        higher (raised by `nats stream edit --replicas 3`, or by an earlier configuration), so a starting
+        service never lowers the durability of a running cluster. Lowering it is an operator's act.
+        """
         for name, spec in STREAMS.items():
+            stream = self.stream(name)
             config = StreamConfig(
-                name=self.stream(name),
+                name=stream,
                 subjects=[self.subject(s) for s in spec.subjects],
                 retention=spec.retention,
                 max_age=spec.max_age,
                 duplicate_window=spec.duplicate_window,
                 storage=StorageType.FILE,
+                num_replicas=replicas,
             )
             try:
-                await self.js.add_stream(config)
-            except BadRequestError:
-                await self.js.update_stream(config)
+                current = await self.js.stream_info(stream)
+            except NotFoundError:
+                try:
+                    await self.js.add_stream(config)
+                    continue
+                except BadRequestError:  # another process created it meanwhile
+                    current = await self.js.stream_info(stream)
+            kept = max(replicas, current.config.num_replicas or 1)
+            if kept != replicas:
+                log.info("stream %s keeps %d replicas (configured %d)", stream, kept, replicas)
+            await self.js.update_stream(replace(config, num_replicas=kept))
+
+    async def replicas(self, name: str) -> int:
+        """How many replicas the stream `name` (a key of `STREAMS`) has now."""
+        info = await self.js.stream_info(self.stream(name))
+        return info.config.num_replicas or 1
+
+    async def key_value(self, name: str, replicas: int = 1) -> KeyValue:
+        """The key-value bucket `name` (a key of `KEY_VALUE_BUCKETS`) of this namespace, created on first
+        use with `replicas` (an existing bucket keeps what it has)."""
+        bucket = self.stream(name)
+        try:
+            return await self.js.key_value(bucket)
+        except BucketNotFoundError:
+            config = KeyValueConfig(
+                bucket=bucket,
+                history=1,
+                ttl=KEY_VALUE_BUCKETS[name],
+                replicas=replicas,
+                storage=StorageType.FILE,
+            )
+            return await self.js.create_key_value(config)
 
     async def delete_streams(self) -> None:
-        """Deletes this namespace's streams (those already gone are skipped): the teardown of a
+        """Deletes this namespace's streams and buckets (those already gone are skipped): the teardown of a
         namespace made for one test run or benchmark."""
         for name in STREAMS:
             with contextlib.suppress(NotFoundError):
                 await self.js.delete_stream(self.stream(name))
+        for name in KEY_VALUE_BUCKETS:
+            with contextlib.suppress(NotFoundError, BucketNotFoundError):
+                await self.js.delete_key_value(self.stream(name))
 
     async def healthy(self) -> bool:
         if not self.nc.is_connected:

@@ -17,8 +17,22 @@ DETAILS_KEY = "atelier-details"
 
 
 class DomainError(Exception):
+    """The base of every error a service raises on purpose. A kind of error names its gRPC status in
+    its class line, `class NotFound(DomainError, status=grpc.StatusCode.NOT_FOUND)`; its default code
+    is the status's name in lower case ("not_found") unless the line gives `code=`."""
+
     status: ClassVar[grpc.StatusCode] = grpc.StatusCode.FAILED_PRECONDITION
     default_code: ClassVar[str] = "failed_precondition"
+
+    def __init_subclass__(
+        cls, *, status: grpc.StatusCode | None = None, code: str | None = None, **kwargs: Any
+    ) -> None:
+        super().__init_subclass__(**kwargs)
+        if status is not None:
+            cls.status = status
+            cls.default_code = status.name.lower()
+        if code is not None:
+            cls.default_code = code
 
     def __init__(self, message: str, *, code: str | None = None, **details: Any) -> None:
         super().__init__(message)
@@ -36,51 +50,32 @@ class DomainError(Exception):
         return f"{type(self).__name__}({self.code!r}, {self.message!r})"
 
 
-class InvalidArgument(DomainError):
-    status = grpc.StatusCode.INVALID_ARGUMENT
-    default_code = "invalid_argument"
+class InvalidArgument(DomainError, status=grpc.StatusCode.INVALID_ARGUMENT): ...
 
 
-class NotFound(DomainError):
-    status = grpc.StatusCode.NOT_FOUND
-    default_code = "not_found"
+class NotFound(DomainError, status=grpc.StatusCode.NOT_FOUND): ...
 
 
-class AlreadyExists(DomainError):
-    status = grpc.StatusCode.ALREADY_EXISTS
-    default_code = "already_exists"
+class AlreadyExists(DomainError, status=grpc.StatusCode.ALREADY_EXISTS): ...
 
 
-class Conflict(DomainError):
+class Conflict(DomainError, status=grpc.StatusCode.ABORTED, code="conflict"):
     """Same idempotency id with another body, or a state transition that lost a race."""
 
-    status = grpc.StatusCode.ABORTED
-    default_code = "conflict"
+
+class FailedPrecondition(DomainError, status=grpc.StatusCode.FAILED_PRECONDITION): ...
 
 
-class FailedPrecondition(DomainError):
-    status = grpc.StatusCode.FAILED_PRECONDITION
-    default_code = "failed_precondition"
+class PermissionDenied(DomainError, status=grpc.StatusCode.PERMISSION_DENIED): ...
 
 
-class PermissionDenied(DomainError):
-    status = grpc.StatusCode.PERMISSION_DENIED
-    default_code = "permission_denied"
+class Unauthenticated(DomainError, status=grpc.StatusCode.UNAUTHENTICATED): ...
 
 
-class Unauthenticated(DomainError):
-    status = grpc.StatusCode.UNAUTHENTICATED
-    default_code = "unauthenticated"
+class ResourceExhausted(DomainError, status=grpc.StatusCode.RESOURCE_EXHAUSTED, code="rate_limited"): ...
 
 
-class ResourceExhausted(DomainError):
-    status = grpc.StatusCode.RESOURCE_EXHAUSTED
-    default_code = "rate_limited"
-
-
-class Unavailable(DomainError):
-    status = grpc.StatusCode.UNAVAILABLE
-    default_code = "unavailable"
+class Unavailable(DomainError, status=grpc.StatusCode.UNAVAILABLE): ...
 
 
 _BY_STATUS: dict[grpc.StatusCode, type[DomainError]] = {

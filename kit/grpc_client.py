@@ -18,6 +18,9 @@ T = TypeVar("T")
 
 _SERVICE_CONFIG = json.dumps(
     {
+        # Every address the target resolves to gets calls in turn: `dns:///ledger:50053` over a headless
+        # Service's pods in Kubernetes, `ipv4:127.0.0.1:50053,127.0.0.1:51053` for the launcher's cluster.
+        "loadBalancingConfig": [{"round_robin": {}}],
         "methodConfig": [
             {
                 "name": [{}],
@@ -29,7 +32,7 @@ _SERVICE_CONFIG = json.dumps(
                     "retryableStatusCodes": ["UNAVAILABLE"],
                 },
             }
-        ]
+        ],
     }
 )
 

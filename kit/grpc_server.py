@@ -3,6 +3,7 @@ mapped, metrics recorded), graceful stop."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -55,22 +56,11 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     ) -> Callable[..., Awaitable[Any]]:
         async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
             started = time.perf_counter()
-            code = "OK"
             try:
-                text.check_message(request)
-                return await behavior(request, context)
-            except DomainError as exc:
-                code = exc.status.name
-                await context.abort(exc.status, exc.message, trailing_metadata=exc.trailing_metadata())
-            except grpc.aio.AbortError:
-                code = "ABORTED_BY_HANDLER"
-                raise
-            except Exception:
-                code = "INTERNAL"
-                log.exception("unhandled error in %s/%s", self.service, method)
-                await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+                async with self._answering(request, context, method):
+                    response = await behavior(request, context)
+                return response
             finally:
-                metrics.RPC_REQUESTS.labels(self.service, method, code).inc()
                 trace_id = current_trace_id()
                 metrics.RPC_LATENCY.labels(self.service, method).observe(
                     time.perf_counter() - started, exemplar={"trace_id": trace_id} if trace_id else None
@@ -82,30 +72,40 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self, behavior: Callable[..., AsyncIterator[Any]], method: str
     ) -> Callable[..., AsyncIterator[Any]]:
         async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            code = "OK"
-            try:
-                text.check_message(request)
+            async with self._answering(request, context, method):
                 async for item in behavior(request, context):
                     yield item
-            except DomainError as exc:
-                code = exc.status.name
-                await context.abort(exc.status, exc.message, trailing_metadata=exc.trailing_metadata())
-            except grpc.aio.AbortError:
-                raise
-            except Exception:
-                code = "INTERNAL"
-                log.exception("unhandled error in %s/%s", self.service, method)
-                await context.abort(grpc.StatusCode.INTERNAL, "internal error")
-            finally:
-                metrics.RPC_REQUESTS.labels(self.service, method, code).inc()
 
         return wrapper
+
+    @contextlib.asynccontextmanager
+    async def _answering(
+        self, request: Any, context: grpc.aio.ServicerContext, method: str
+    ) -> AsyncIterator[None]:
+        """Around one call: checks the request's text, turns what the handler raised into its status,
+        and counts the call under that status's name."""
+        code = "OK"
+        try:
+            text.check_message(request)
+            yield
+        except DomainError as exc:
+            code = exc.status.name
+            await context.abort(exc.status, exc.message, trailing_metadata=exc.trailing_metadata())
+        except grpc.aio.AbortError:
+            code = "ABORTED_BY_HANDLER"
+            raise
+        except Exception:
+            code = "INTERNAL"
+            log.exception("unhandled error in %s/%s", self.service, method)
+            await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+        finally:
+            metrics.RPC_REQUESTS.labels(self.service, method, code).inc()
 
 
 class GrpcServer:
     """A `grpc.aio` server with the standard health and reflection services."""
 
-    def __init__(self, service: str, *, host: str, port: int) -> None:
+    def __init__(self, service: str, *, host: str, port: int, max_connection_age: float = 300.0) -> None:
         self.service = service
         self.server = grpc.aio.server(
             interceptors=[ServerInterceptor(service)],
@@ -113,6 +113,10 @@ class GrpcServer:
                 ("grpc.max_receive_message_length", 64 * 1024 * 1024),
                 ("grpc.max_send_message_length", 64 * 1024 * 1024),
                 ("grpc.so_reuseport", 0),
+                # A client connection is closed (GOAWAY) after about this age, calls in flight get the
+                # grace, and the client reconnects through its resolver: new replicas get traffic.
+                ("grpc.max_connection_age_ms", int(max_connection_age * 1000)),
+                ("grpc.max_connection_age_grace_ms", 30_000),
             ],
         )
         self.health = health.aio.HealthServicer()

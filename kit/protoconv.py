@@ -6,9 +6,16 @@ timezone-aware (UTC), and a naive datetime given to one is taken as UTC (protobu
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, TypeVar
 
 from google.protobuf.timestamp_pb2 import Timestamp
+
+if TYPE_CHECKING:
+    from google.protobuf.internal.enum_type_wrapper import _EnumTypeWrapper
+
+V = TypeVar("V", bound=int)
 
 
 def timestamp(value: datetime) -> Timestamp:
@@ -24,3 +31,10 @@ def optional_timestamp(value: datetime | None) -> Timestamp | None:
 
 def to_datetime(stamp: Timestamp) -> datetime:
     return stamp.ToDatetime(tzinfo=UTC)
+
+
+def enum_by_name(enum: _EnumTypeWrapper[V]) -> dict[str, V]:
+    """Every value of a protobuf enum but the zero (unspecified) one, by its name as an API writes it:
+    lower-case, without the type's prefix (BillingUnit's BILLING_UNIT_PER_IMAGE → "per_image")."""
+    prefix = re.sub(r"(?<!^)(?=[A-Z])", "_", enum.DESCRIPTOR.name).upper() + "_"
+    return {name.removeprefix(prefix).lower(): value for name, value in enum.items() if value != 0}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import inspect
 import logging
 import signal
 import sys
@@ -51,10 +52,21 @@ class Runtime(Generic[SettingsT_co]):
     outbox: Outbox | None = None
     relay: OutboxRelay | None = None
     _background: list[Coroutine[Any, Any, None]] = field(default_factory=list)
+    _closers: list[Callable[[], Awaitable[object]]] = field(default_factory=list)
 
     def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         """Run `coroutine` for the life of the process; it must return once `stop` is set."""
         self._background.append(coroutine)
+
+    def close_on_stop(self, *closers: Callable[[], Awaitable[object]]) -> None:
+        """At shutdown, once the server has drained its calls in flight and the background loops have
+        stopped, await each closer in turn (the clients and pools `setup` opened): a call still being
+        answered never finds its clients closed under it."""
+        self._closers.extend(closers)
+
+    async def close(self) -> None:
+        for closer in self._closers:
+            await closer()
 
 
 Setup = Callable[[Runtime[SettingsT], GrpcServer], Awaitable[None]]
@@ -66,14 +78,20 @@ Command = Callable[[SettingsT, list[str]], Coroutine[Any, Any, int | None]]
 @dataclass(frozen=True)
 class ServiceDefinition(Generic[SettingsT]):
     """A service described for `main`: its settings class (usually the class itself as the factory)
-    types the `Runtime` its `setup` and commands receive."""
+    types the `Runtime` its `setup` and commands receive; `metadata` holds its tables (the outbox
+    among them, when it publishes)."""
 
     name: str
     settings_factory: Callable[[], SettingsT]
     metadata: MetaData
-    migrations_dir: Path
     setup: Setup[SettingsT]
     commands: Mapping[str, Command[SettingsT]] = field(default_factory=dict)
+
+    @property
+    def migrations_dir(self) -> Path:
+        """The service's Alembic history: the `migrations/` folder beside the module that defines
+        `setup` (so `services/<name>/migrations`, whichever process of the service this is)."""
+        return Path(inspect.getfile(self.setup)).parent / "migrations"
 
 
 def main(definition: ServiceDefinition[SettingsT], argv: list[str] | None = None) -> None:
@@ -90,12 +108,13 @@ def main(definition: ServiceDefinition[SettingsT], argv: list[str] | None = None
     settings = definition.settings_factory()
     logs.setup(definition.name, level=settings.log_level, json_output=settings.log_json)
     if args.command == "migrate":
-        asyncio.run(_migrate(definition, settings))
+        asyncio.run(migrate(definition, settings))
         return
     asyncio.run(serve(definition, settings))
 
 
-async def _migrate(definition: ServiceDefinition[SettingsT], settings: SettingsT) -> None:
+async def migrate(definition: ServiceDefinition[SettingsT], settings: SettingsT) -> None:
+    """Create the service's database when the settings allow it, then apply its migrations."""
     if settings.create_database:
         await ensure_database(settings.database_url)
     await migrations.upgrade_async(definition.migrations_dir, settings.database_url)
@@ -119,7 +138,7 @@ async def serve(definition: ServiceDefinition[SettingsT], settings: SettingsT) -
     bus = await Bus.connect(
         settings.nats_url, namespace=settings.namespace, name=f"atelier-{definition.name}"
     )
-    await bus.ensure_streams()
+    await bus.ensure_streams(settings.nats_stream_replicas)
     stop = asyncio.Event()
     runtime = Runtime(definition.name, settings, db, bus, stop)
     outbox_table = definition.metadata.tables.get("outbox")
@@ -128,7 +147,12 @@ async def serve(definition: ServiceDefinition[SettingsT], settings: SettingsT) -
         runtime.relay = OutboxRelay(outbox_table, db, bus, service=definition.name)
         runtime.spawn(runtime.relay.run(stop))
 
-    server = GrpcServer(definition.name, host=settings.grpc_host, port=settings.grpc_port)
+    server = GrpcServer(
+        definition.name,
+        host=settings.grpc_host,
+        port=settings.grpc_port,
+        max_connection_age=settings.grpc_max_connection_age_seconds,
+    )
     await definition.setup(runtime, server)
     serve_metrics(settings.metrics_port)
     port = await server.start()
@@ -148,6 +172,7 @@ async def serve(definition: ServiceDefinition[SettingsT], settings: SettingsT) -
     )
     for task in pending:
         task.cancel()
+    await runtime.close()
     await bus.close()
     await db.dispose()
     if crashed.done() and crashed.exception() is not None:

@@ -20,6 +20,9 @@ class Settings(BaseSettings):
     nats_url: str = "nats://127.0.0.1:4222"
     # Prefix for NATS subjects and stream names so that several stacks (test runs) share one server.
     namespace: str = ""
+    # Replicas a JetStream stream is created with (3 on a three-node cluster). A starting service never
+    # lowers a running stream's count (kit/bus.py `ensure_streams`).
+    nats_stream_replicas: int = Field(default=1, ge=1, le=5)
     log_level: str = "INFO"
     log_json: bool = True
     otel_exporter: Literal["none", "console", "otlp", "memory"] = "none"
@@ -59,3 +62,6 @@ class ServiceSettings(Settings):
     create_database: bool = True
     migrate_on_start: bool = True
     shutdown_grace_seconds: float = 10.0
+    # Servers close each client connection after about this long (plus a grace for calls in flight), so
+    # clients re-resolve and spread over replicas that started after them.
+    grpc_max_connection_age_seconds: float = Field(default=300.0, gt=0)

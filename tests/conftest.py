@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -16,9 +17,20 @@ from tests.infra import Infra, start_infra
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# Fixtures more than one suite needs, registered once here rather than imported into each conftest.
+pytest_plugins = ["tests.accounts.stack"]
+
+
+# Rate limits are shared by every gateway of a namespace (through NATS), and the suite's gateways sign
+# in from 127.0.0.1 hundreds of times: unless a test sets a limit, it refills at once.
+LIMITS = ("LOGIN_IP", "LOGIN_ACCOUNT", "AUTH_IP", "API_ACCOUNT")
+FAST_LIMITS = {f"ATELIER_{limit}_REFILL_SECONDS": "0.001" for limit in LIMITS}
+
 
 def pytest_configure() -> None:
     repository_bounds.install(repository_bounds.neighbours())
+    for name, value in FAST_LIMITS.items():
+        os.environ.setdefault(name, value)
 
 
 @pytest.fixture(scope="session")

@@ -7,21 +7,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import grpc
-
-from atelier.accounts.v1 import accounts_pb2, accounts_pb2_grpc
+from atelier.accounts.v1 import accounts_pb2_grpc
 from gateway.auth import AccessTokens
 from gateway.settings import GatewaySettings
-from kit.grpc_server import GrpcServer
-from kit.identity import Identity, Role, Status, caller
+from kit.identity import Identity, Role, Status
+from tests.fakes.accounts import FakeAccounts
+from tests.fakes.serve import serve
 
 _TOKENS = AccessTokens(GatewaySettings())
-_ROLES = {"user": accounts_pb2.ROLE_USER, "admin": accounts_pb2.ROLE_ADMIN}
-_STATUSES = {
-    "unverified": accounts_pb2.USER_STATUS_UNVERIFIED,
-    "active": accounts_pb2.USER_STATUS_ACTIVE,
-    "disabled": accounts_pb2.USER_STATUS_DISABLED,
-}
 
 
 def as_user(user_id: str, status: Status = "active", role: Role = "user") -> dict[str, str]:
@@ -29,26 +22,13 @@ def as_user(user_id: str, status: Status = "active", role: Role = "user") -> dic
     return {"Authorization": f"Bearer {token}"}
 
 
-class LiveSessions(accounts_pb2_grpc.AccountsServiceServicer):
-    """The gateway's session check (`CheckSession`), answered from the token's own claims."""
-
-    async def CheckSession(
-        self, request: accounts_pb2.CheckSessionRequest, context: grpc.aio.ServicerContext
-    ) -> accounts_pb2.CheckSessionResponse:
-        identity = caller(context)
-        user = accounts_pb2.User(
-            id=identity.user_id, role=_ROLES[identity.role], status=_STATUSES[identity.status]
-        )
-        return accounts_pb2.CheckSessionResponse(user=user)
-
-
 @asynccontextmanager
 async def live_sessions() -> AsyncIterator[str]:
-    """An accounts address for `GatewaySettings(accounts_addr=...)` where every session is live."""
-    server = GrpcServer("accounts-sessions", host="127.0.0.1", port=0)
-    accounts_pb2_grpc.add_AccountsServiceServicer_to_server(LiveSessions(), server.server)  # type: ignore[abstract]
-    port = await server.start()
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        await server.stop(0.2)
+    """An accounts address for `GatewaySettings(accounts_addr=...)` where every session is live
+    (`tests.fakes.accounts.FakeAccounts`)."""
+    # RPCs a fake leaves out answer UNIMPLEMENTED (the generated base); only its stub calls them abstract.
+    fake = FakeAccounts()  # type: ignore[abstract]
+    async with serve(
+        "accounts-sessions", (accounts_pb2_grpc.add_AccountsServiceServicer_to_server, fake)
+    ) as address:
+        yield address

@@ -104,8 +104,8 @@ class AlipayProvider:
         self.app_id = settings.alipay_app_id
         self.seller_id = settings.alipay_seller_id
         self.gateway_url = settings.alipay_gateway_url
-        self.notify_url = f"{settings.public_url.rstrip('/')}/callbacks/alipay"
-        self.return_url = f"{settings.public_url.rstrip('/')}/billing"
+        self.notify_url = settings.site_url(f"/callbacks/{NAME}")
+        self.return_url = settings.site_url("/billing")
         self._private_key = crypto.load_private_key(settings.alipay_app_private_key.get_secret_value())
         self._public_key = crypto.load_public_key(settings.alipay_public_key)
         self._http = http or httpx.AsyncClient(timeout=15.0)

@@ -149,3 +149,12 @@ def header(headers: Mapping[str, str], name: str) -> str:
         if key.lower() == wanted:
             return value
     return ""
+
+
+def json_object(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object; {} when it is not JSON or not an object (callers reject it then)."""
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return {}
+    return document if isinstance(document, dict) else {}

@@ -13,7 +13,6 @@ import json
 import secrets
 import time
 from collections.abc import Mapping
-from typing import Any
 
 import httpx
 
@@ -27,6 +26,7 @@ from gateway.payments.base import (
     Verdict,
     Verified,
     header,
+    json_object,
 )
 from gateway.payments.settings import PaymentSettings
 from kit.money import CURRENCY_EXPONENT, Money
@@ -47,8 +47,8 @@ class SandboxProvider:
     def __init__(self, settings: PaymentSettings, http: httpx.AsyncClient | None = None) -> None:
         self._secret = settings.sandbox_secret.get_secret_value()
         self.tolerance = settings.sandbox_tolerance_seconds
-        self.public_url = settings.public_url.rstrip("/")
-        self.callback_url = f"{self.public_url}/callbacks/sandbox"
+        self.site_url = settings.site_url
+        self.callback_url = settings.site_url(f"/callbacks/{NAME}")
         self.http = http or httpx.AsyncClient(timeout=10.0)
         # What the payer has paid, for `query` (the sandbox's own "provider records").
         self._paid: dict[str, QueryResult] = {}
@@ -56,7 +56,7 @@ class SandboxProvider:
     async def create_checkout(self, order: OrderView) -> Checkout:
         return Checkout(
             provider_checkout_id=f"sbx_{order.id}",
-            pay_url=f"{self.public_url}/sandbox/pay/{order.id}",
+            pay_url=self.site_url(f"/sandbox/pay/{order.id}"),
             next_step="redirect",
         )
 
@@ -94,11 +94,7 @@ class SandboxProvider:
         return response.status_code
 
     def verify(self, body: bytes, headers: Mapping[str, str], now: float) -> Verdict:
-        try:
-            document = json.loads(body)
-        except ValueError:
-            document = None
-        payload: dict[str, Any] = document if isinstance(document, dict) else {}
+        payload = json_object(body)
         event_id = str(payload.get("id", ""))
         order_id = str(payload.get("order_id", ""))
         status = str(payload.get("status", ""))

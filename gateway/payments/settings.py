@@ -73,6 +73,10 @@ class PaymentSettings(BaseSettings):
     sandbox_secret: SecretStr = SecretStr(PLACEHOLDER_SECRET)
     sandbox_tolerance_seconds: int = Field(default=300, ge=1)
 
+    def site_url(self, path: str) -> str:
+        """An address on our public site; `path` starts with "/"."""
+        return self.public_url.rstrip("/") + path
+
     def secrets_of(self, provider: ProviderName) -> dict[str, str]:
         values: dict[str, dict[str, SecretStr | str]] = {
             "stripe": {

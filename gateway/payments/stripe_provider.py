@@ -26,6 +26,7 @@ from gateway.payments.base import (
     Verdict,
     Verified,
     header,
+    json_object,
 )
 from gateway.payments.settings import PaymentSettings
 from kit.money import CURRENCY_EXPONENT, Money
@@ -51,9 +52,8 @@ class StripeProvider:
         self.webhook_secret = settings.stripe_webhook_secret.get_secret_value()
         self.tolerance = settings.stripe_tolerance_seconds
         self.livemode = settings.stripe_livemode
-        public = settings.public_url.rstrip("/")
-        self.success_url = f"{public}/billing?recharge={{CHECKOUT_SESSION_ID}}"
-        self.cancel_url = f"{public}/billing"
+        self.success_url = settings.site_url("/billing?recharge={CHECKOUT_SESSION_ID}")
+        self.cancel_url = settings.site_url("/billing")
         self.client = client or stripe.StripeClient(
             settings.stripe_secret_key.get_secret_value(),
             base_addresses={"api": settings.stripe_api_base},
@@ -108,11 +108,7 @@ class StripeProvider:
 
     def verify(self, body: bytes, headers: Mapping[str, str], now: float) -> Verdict:
         signature = header(headers, "Stripe-Signature")
-        try:
-            document = json.loads(body)
-        except ValueError:
-            document = None
-        envelope: dict[str, Any] = document if isinstance(document, dict) else {}
+        envelope = json_object(body)
         event_id = str(envelope.get("id", ""))
 
         # Before verification these are only claims, kept so the callback log can show them.

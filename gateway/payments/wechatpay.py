@@ -33,6 +33,7 @@ from gateway.payments.base import (
     Verdict,
     Verified,
     header,
+    json_object,
 )
 from gateway.payments.settings import PaymentSettings
 from kit.money import Money
@@ -99,7 +100,7 @@ class WechatPayProvider:
         self.appid = settings.wechatpay_appid
         self.serial = settings.wechatpay_merchant_serial
         self.api_base = settings.wechatpay_api_base.rstrip("/")
-        self.notify_url = f"{settings.public_url.rstrip('/')}/callbacks/wechatpay"
+        self.notify_url = settings.site_url(f"/callbacks/{NAME}")
         self._merchant_key = crypto.load_private_key(
             settings.wechatpay_merchant_private_key.get_secret_value()
         )
@@ -194,11 +195,7 @@ class WechatPayProvider:
     # --- notifications ----------------------------------------------------------------------
 
     def verify(self, body: bytes, headers: Mapping[str, str], now: float) -> Verdict:
-        try:
-            document = json.loads(body)
-        except ValueError:
-            document = None
-        envelope: dict[str, Any] = document if isinstance(document, dict) else {}
+        envelope = json_object(body)
         event_id = str(envelope.get("id", ""))
         problem = self.signatures.problem(body, headers, now)
         if problem is not None:

@@ -180,8 +180,8 @@ def _client(request: Request) -> pb.ClientInfo:
     return pb.ClientInfo(ip=client_ip(request), user_agent=request.headers.get("user-agent", "")[:512])
 
 
-def _limit_ip(request: Request, state: AuthState, what: str) -> None:
-    wait = state.auth_by_ip.take(client_ip(request))
+async def _limit_ip(request: Request, state: AuthState, what: str) -> None:
+    wait = await state.auth_by_ip.take(client_ip(request))
     if wait:
         raise rate_limited(wait, what)
 
@@ -195,7 +195,7 @@ async def register(
     accept_language: Annotated[str, Header()] = "",
 ) -> UserOut:
     """Creates an unverified account and emails a verification link (valid 24 h, single use)."""
-    _limit_ip(request, state, "sign-up attempts")
+    await _limit_ip(request, state, "sign-up attempts")
     locale = body.locale or ("zh" if accept_language.lower().startswith("zh") else "en")
     reply = await accounts(request).Register(
         pb.RegisterRequest(email=body.email, password=body.password, locale=locale)
@@ -225,7 +225,7 @@ async def verify_email_link(token: str, request: Request) -> UserOut:
 async def resend_verification(body: EmailIn, request: Request, state: State) -> Accepted:
     """Answers the same whether or not the address has an account (no enumeration); a new mail is
     sent at most once a minute per account."""
-    _limit_ip(request, state, "requests")
+    await _limit_ip(request, state, "requests")
     await accounts(request).ResendVerification(pb.ResendVerificationRequest(email=body.email))
     return Accepted(detail="if this address has an unverified account, a new link is on its way")
 
@@ -235,17 +235,17 @@ async def resend_verification(body: EmailIn, request: Request, state: State) -> 
 async def login(body: LoginIn, request: Request, response: Response, state: State) -> SessionOut:
     """Rate limited per IP and per account (429 with Retry-After). A wrong password and an unknown
     email get the same answer."""
-    ip_wait = state.login_by_ip.take(client_ip(request))
+    ip_wait = await state.login_by_ip.take(client_ip(request))
     if ip_wait:
         raise rate_limited(ip_wait, "sign-in attempts from this address")
     account = body.email.strip().lower()
-    account_wait = state.login_by_account.take(account)
+    account_wait = await state.login_by_account.take(account)
     if account_wait:
         raise rate_limited(account_wait, "sign-in attempts for this account")
     reply = await accounts(request).Login(
         pb.LoginRequest(email=body.email, password=body.password, client=_client(request))
     )
-    state.login_by_account.reset(account)
+    await state.login_by_account.reset(account)
     response.headers.update(NO_STORE)
     return _session_out(state, reply.user, reply.refresh_token)
 
@@ -273,7 +273,7 @@ async def logout(body: LogoutIn, request: Request) -> Response:
     "/v1/auth/password-reset", status_code=202, response_model=Accepted, summary="Email a reset link"
 )
 async def password_reset(body: EmailIn, request: Request, state: State) -> Accepted:
-    _limit_ip(request, state, "requests")
+    await _limit_ip(request, state, "requests")
     await accounts(request).RequestPasswordReset(pb.RequestPasswordResetRequest(email=body.email))
     return Accepted(detail="if this address has an account, a reset link is on its way")
 
@@ -283,7 +283,7 @@ async def password_reset(body: EmailIn, request: Request, state: State) -> Accep
 )
 async def password_reset_confirm(body: ResetConfirmIn, request: Request, state: State) -> Response:
     """Sets the password and signs the account out everywhere."""
-    _limit_ip(request, state, "requests")
+    await _limit_ip(request, state, "requests")
     await accounts(request).ConfirmPasswordReset(
         pb.ConfirmPasswordResetRequest(token=body.token, new_password=body.new_password)
     )

@@ -13,22 +13,13 @@ from atelier.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from gateway.auth import CurrentPrincipal
 from gateway.convert import to_json
 from gateway.problems import Problem
+from kit.protoconv import enum_by_name
 
 router = APIRouter(tags=["billing"])
 
 RecordTypeName = Literal["recharge", "consumption", "refund", "adjustment", "callback"]
-_RECORD_TYPES: dict[str, ledger_pb2.RecordType.ValueType] = {
-    "recharge": ledger_pb2.RECORD_TYPE_RECHARGE,
-    "consumption": ledger_pb2.RECORD_TYPE_CONSUMPTION,
-    "refund": ledger_pb2.RECORD_TYPE_REFUND,
-    "adjustment": ledger_pb2.RECORD_TYPE_ADJUSTMENT,
-    "callback": ledger_pb2.RECORD_TYPE_CALLBACK,
-}
-_GROUP_BY: dict[str, ledger_pb2.UsageGroupBy.ValueType] = {
-    "day": ledger_pb2.USAGE_GROUP_BY_DAY,
-    "model": ledger_pb2.USAGE_GROUP_BY_MODEL,
-    "kind": ledger_pb2.USAGE_GROUP_BY_KIND,
-}
+_RECORD_TYPES = enum_by_name(ledger_pb2.RecordType)
+_GROUP_BY = enum_by_name(ledger_pb2.UsageGroupBy)
 MAX_USAGE_WINDOW = timedelta(days=366)
 
 

@@ -13,31 +13,18 @@ from pydantic import BaseModel, ConfigDict, Field
 from atelier.catalog.v1 import catalog_pb2 as pb
 from atelier.catalog.v1 import catalog_pb2_grpc
 from atelier.common.v1 import common_pb2
-from gateway.convert import credits_text, money_json
+from gateway.convert import credits_text, money_json, names_by_value
 from gateway.problems import Problem
 from kit.money import Money, MoneyParseError
 
 router = APIRouter(prefix="/v1", tags=["catalog"])
 
 Lang = Literal["zh", "en"]
-KIND_NAMES = {
-    common_pb2.MODEL_KIND_TEXT: "text",
-    common_pb2.MODEL_KIND_IMAGE: "image",
-    common_pb2.MODEL_KIND_VIDEO: "video",
-}
+KIND_NAMES = names_by_value(common_pb2.ModelKind)
 KIND_VALUES = {name: value for value, name in KIND_NAMES.items()}
-UNIT_NAMES = {
-    pb.BILLING_UNIT_PER_GENERATION: "per_generation",
-    pb.BILLING_UNIT_PER_IMAGE: "per_image",
-    pb.BILLING_UNIT_PER_SECOND: "per_second",
-    pb.BILLING_UNIT_PER_1K_TOKENS: "per_1k_tokens",
-}
-INPUT_NAMES = {
-    pb.INPUT_TYPE_TEXT: "text",
-    pb.INPUT_TYPE_IMAGE_UPLOADS: "image_uploads",
-    pb.INPUT_TYPE_CHOICE: "choice",
-}
-REFUND_NAMES = {pb.REFUND_POLICY_FULL: "full", pb.REFUND_POLICY_PROPORTIONAL: "proportional"}
+UNIT_NAMES = names_by_value(pb.BillingUnit)
+INPUT_NAMES = names_by_value(pb.InputType)
+REFUND_NAMES = names_by_value(pb.RefundPolicy)
 
 
 def language(accept_language: str | None) -> Lang:

@@ -74,24 +74,26 @@ async def _callback(request: Request, provider: str) -> Response:
     return Response(content=answer.body, status_code=answer.status_code, media_type=answer.media_type)
 
 
-@callbacks.post("/callbacks/stripe", summary="Stripe webhook (Checkout Session events)")
-async def stripe_callback(request: Request) -> Response:
-    return await _callback(request, "stripe")
+_CALLBACK_SUMMARIES = {
+    "stripe": "Stripe webhook (Checkout Session events)",
+    "alipay": "Alipay asynchronous notification (answered `success`)",
+    "wechatpay": "WeChat Pay v3 payment notification",
+    "sandbox": "Sandbox payer callback (HMAC-signed)",
+}
 
 
-@callbacks.post("/callbacks/alipay", summary="Alipay asynchronous notification (answered `success`)")
-async def alipay_callback(request: Request) -> Response:
-    return await _callback(request, "alipay")
+def _add_callback_route(provider: str, summary: str) -> None:
+    """POST /callbacks/<provider>, named `<provider>_callback` (its operation id)."""
+
+    async def callback(request: Request) -> Response:
+        return await _callback(request, provider)
+
+    name = f"{provider}_callback"
+    callbacks.add_api_route(f"/callbacks/{provider}", callback, methods=["POST"], summary=summary, name=name)
 
 
-@callbacks.post("/callbacks/wechatpay", summary="WeChat Pay v3 payment notification")
-async def wechatpay_callback(request: Request) -> Response:
-    return await _callback(request, "wechatpay")
-
-
-@callbacks.post("/callbacks/sandbox", summary="Sandbox payer callback (HMAC-signed)")
-async def sandbox_callback(request: Request) -> Response:
-    return await _callback(request, "sandbox")
+for _provider, _summary in _CALLBACK_SUMMARIES.items():
+    _add_callback_route(_provider, _summary)
 
 
 # --- recharges ------------------------------------------------------------------------------------

@@ -13,7 +13,8 @@ from pydantic import BaseModel, Field, model_validator
 from atelier.common.v1 import common_pb2
 from atelier.generation.v1 import generation_pb2, generation_pb2_grpc
 from gateway.auth import CurrentPrincipal, VerifiedPrincipal, WriterPrincipal
-from gateway.convert import credits_text
+from gateway.convert import credits_text, names_by_value
+from kit.protoconv import enum_by_name
 
 router = APIRouter(tags=["tasks"])
 
@@ -24,25 +25,16 @@ Caller = CurrentPrincipal
 Writer = WriterPrincipal
 Spender = VerifiedPrincipal
 
+# A task is submitted as an image or a video (text is Copy Studio's); listing may ask for any kind.
 KINDS = {"image": common_pb2.MODEL_KIND_IMAGE, "video": common_pb2.MODEL_KIND_VIDEO}
-KIND_NAMES = {common_pb2.MODEL_KIND_TEXT: "text", **{v: k for k, v in KINDS.items()}}
-STATUSES = {
-    "queued": generation_pb2.TASK_STATUS_QUEUED,
-    "running": generation_pb2.TASK_STATUS_RUNNING,
-    "succeeded": generation_pb2.TASK_STATUS_SUCCEEDED,
-    "failed": generation_pb2.TASK_STATUS_FAILED,
-    "canceled": generation_pb2.TASK_STATUS_CANCELED,
-}
-STATUS_NAMES = {v: k for k, v in STATUSES.items()}
-ROLES = {
-    "reference": generation_pb2.INPUT_ROLE_REFERENCE,
-    "first_frame": generation_pb2.INPUT_ROLE_FIRST_FRAME,
-    "edit": generation_pb2.INPUT_ROLE_EDIT,
-    "product": generation_pb2.INPUT_ROLE_PRODUCT,
-}
-ROLE_NAMES = {v: k for k, v in ROLES.items()}
-MESSAGE_STATUS = {1: "streaming", 2: "completed", 3: "failed"}
-MESSAGE_ROLE = {1: "system", 2: "user", 3: "assistant"}
+ALL_KINDS = enum_by_name(common_pb2.ModelKind)
+KIND_NAMES = names_by_value(common_pb2.ModelKind)
+STATUSES = enum_by_name(generation_pb2.TaskStatus)
+STATUS_NAMES = names_by_value(generation_pb2.TaskStatus)
+ROLES = enum_by_name(generation_pb2.InputRole)
+ROLE_NAMES = names_by_value(generation_pb2.InputRole)
+MESSAGE_STATUS = names_by_value(generation_pb2.MessageStatus)
+MESSAGE_ROLE = names_by_value(generation_pb2.MessageRole)
 
 
 def stub(request: Request) -> generation_pb2_grpc.GenerationServiceStub:
@@ -214,11 +206,10 @@ async def list_tasks(
     cursor: Annotated[str, Query(max_length=500)] = "",
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> dict[str, Any]:
-    kinds = {**KINDS, "text": common_pb2.MODEL_KIND_TEXT}
     answer = await stub(request).ListTasks(
         generation_pb2.ListTasksRequest(
             page=common_pb2.PageRequest(cursor=cursor, limit=limit),
-            kind=kinds[kind] if kind else common_pb2.MODEL_KIND_UNSPECIFIED,
+            kind=ALL_KINDS[kind] if kind else common_pb2.MODEL_KIND_UNSPECIFIED,
             status=STATUSES[status] if status else generation_pb2.TASK_STATUS_UNSPECIFIED,
             model_code=model or "",
         ),

@@ -19,16 +19,11 @@ from atelier.workflow.v1 import workflow_pb2, workflow_pb2_grpc
 from gateway.auth import CurrentPrincipal, VerifiedPrincipal, WriterPrincipal
 from gateway.convert import credits_text
 from gateway.problems import Problem
+from kit.protoconv import enum_by_name
 
 router = APIRouter(prefix="/v1/workflow-runs", tags=["workflows"])
 
-RUN_STATUSES = {
-    "pending": workflow_pb2.RUN_STATUS_PENDING,
-    "running": workflow_pb2.RUN_STATUS_RUNNING,
-    "succeeded": workflow_pb2.RUN_STATUS_SUCCEEDED,
-    "failed": workflow_pb2.RUN_STATUS_FAILED,
-    "canceled": workflow_pb2.RUN_STATUS_CANCELED,
-}
+RUN_STATUSES = enum_by_name(workflow_pb2.RunStatus)
 
 
 class StartRunBody(BaseModel):

@@ -7,14 +7,12 @@ import getpass
 import logging
 import os
 import sys
-from pathlib import Path
 
 from atelier.accounts.v1 import accounts_pb2, accounts_pb2_grpc
-from kit import migrations
-from kit.db import Database, ensure_database
+from kit.db import Database
 from kit.errors import DomainError
 from kit.grpc_server import GrpcServer
-from kit.service import Runtime, ServiceDefinition, main
+from kit.service import Runtime, ServiceDefinition, main, migrate
 from services.accounts.credentials import Passwords
 from services.accounts.mailer import MailQueue, transport_for
 from services.accounts.models import metadata
@@ -23,7 +21,6 @@ from services.accounts.servicer import AccountsServicer
 from services.accounts.settings import AccountsSettings
 
 log = logging.getLogger("services.accounts")
-MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def build_service(settings: AccountsSettings) -> AccountsService:
@@ -33,6 +30,7 @@ def build_service(settings: AccountsSettings) -> AccountsService:
             time_cost=settings.argon2_time_cost,
             memory_kib=settings.argon2_memory_kib,
             parallelism=settings.argon2_parallelism,
+            max_concurrent=settings.argon2_max_concurrent,
         ),
     )
 
@@ -80,9 +78,7 @@ async def create_admin(settings: AccountsSettings, argv: list[str]) -> None:
         password = sys.stdin.readline().rstrip("\n")
     else:
         password = os.environ.get("ATELIER_ADMIN_PASSWORD") or getpass.getpass("Password (if new): ")
-    if settings.create_database:
-        await ensure_database(settings.database_url)
-    await migrations.upgrade_async(MIGRATIONS, settings.database_url)
+    await migrate(DEFINITION, settings)
     db = Database(settings.database_url, application_name="atelier-accounts-cli")
     try:
         async with db.transaction() as session:
@@ -97,12 +93,7 @@ async def create_admin(settings: AccountsSettings, argv: list[str]) -> None:
 
 
 DEFINITION = ServiceDefinition(
-    name="accounts",
-    settings_factory=AccountsSettings,
-    metadata=metadata,
-    migrations_dir=MIGRATIONS,
-    setup=setup,
-    commands={"create-admin": create_admin},
+    "accounts", AccountsSettings, metadata, setup, commands={"create-admin": create_admin}
 )
 
 if __name__ == "__main__":

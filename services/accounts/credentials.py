@@ -1,7 +1,10 @@
 """Password hashing (argon2id), the password policy, and the random secrets the service hands out.
 
 Hashing runs in a worker thread: argon2id is deliberately slow and memory-hard, and must not stall
-the event loop that serves other calls.
+the event loop that serves other calls. Each hash or verify holds `memory_kib` of memory while it
+runs, so at most `max_concurrent` run at once and the rest wait their turn: the process's peak is
+its idle footprint plus `max_concurrent × memory_kib`, whatever the number of cores (the default
+thread pool grows with them) or of simultaneous registrations and logins.
 """
 
 from __future__ import annotations
@@ -75,20 +78,36 @@ def check_password_policy(password: str, *, email: str = "") -> None:
         raise InvalidArgument("this password is too easy to guess", code="weak_password")
 
 
+# The memory all argon2 hashes in flight may hold together. With the production cost (64 MiB each)
+# that is 4 at once; docs/operations.md ("Capacity") has the arithmetic against the pod's limit.
+HASHING_MEMORY_BUDGET_KIB = 256 * 1024
+
+
+def default_max_concurrent(memory_kib: int) -> int:
+    """How many hashes fit in HASHING_MEMORY_BUDGET_KIB at `memory_kib` each (at least one)."""
+    return max(1, HASHING_MEMORY_BUDGET_KIB // memory_kib)
+
+
 @dataclass
 class Passwords:
     time_cost: int
     memory_kib: int
     parallelism: int
+    # None: as many as fit in HASHING_MEMORY_BUDGET_KIB.
+    max_concurrent: int | None = None
 
     def __post_init__(self) -> None:
         self._hasher = PasswordHasher(
             time_cost=self.time_cost, memory_cost=self.memory_kib, parallelism=self.parallelism
         )
         self._dummy: str | None = None
+        if self.max_concurrent is None:
+            self.max_concurrent = default_max_concurrent(self.memory_kib)
+        self._slots = asyncio.Semaphore(self.max_concurrent)
 
     async def hash(self, password: str) -> str:
-        return await asyncio.to_thread(self._hasher.hash, password)
+        async with self._slots:
+            return await asyncio.to_thread(self._hasher.hash, password)
 
     async def verify(self, stored_hash: str | None, password: str) -> bool:
         """True when `password` matches. With no stored hash, a dummy hash is verified instead, so an
@@ -98,7 +117,8 @@ class Passwords:
                 self._dummy = await self.hash(random.token_urlsafe(16))
             stored_hash = self._dummy
             password = password + "\x00never-matches"
-        return await asyncio.to_thread(self._verify, stored_hash, password)
+        async with self._slots:
+            return await asyncio.to_thread(self._verify, stored_hash, password)
 
     def _verify(self, stored_hash: str, password: str) -> bool:
         try:

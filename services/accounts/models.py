@@ -7,6 +7,8 @@ and it lets a key be found by an index lookup).
 
 from __future__ import annotations
 
+import uuid
+
 from sqlalchemy import (
     CheckConstraint,
     Column,
@@ -14,23 +16,21 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     LargeBinary,
-    MetaData,
     Table,
     Text,
     Uuid,
-    func,
     text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from kit.db_naming import NAMING_CONVENTION
-from kit.inbox import inbox_table
-from kit.outbox import outbox_table
+from kit.service_tables import created_at, service_tables, timestamps
 
-metadata = MetaData(naming_convention=NAMING_CONVENTION)
+metadata, outbox, inbox = service_tables()
 
-outbox = outbox_table(metadata)
-inbox = inbox_table(metadata)
+
+def _user_id() -> Column[uuid.UUID]:
+    """The user a row belongs to; it goes when the user goes."""
+    return Column("user_id", Uuid, ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
 
 
 users = Table(
@@ -43,8 +43,7 @@ users = Table(
     Column("role", Text, nullable=False, server_default="user"),
     Column("status", Text, nullable=False, server_default="unverified"),
     Column("locale", Text, nullable=False, server_default="en"),
-    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    *timestamps(),
     Column("email_verified_at", DateTime(timezone=True), nullable=True),
     CheckConstraint("role IN ('user', 'admin')", name="role"),
     CheckConstraint("status IN ('unverified', 'active', 'disabled')", name="status"),
@@ -58,10 +57,10 @@ email_tokens = Table(
     "email_tokens",
     metadata,
     Column("id", Uuid, primary_key=True),
-    Column("user_id", Uuid, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    _user_id(),
     Column("purpose", Text, nullable=False),
     Column("token_hash", LargeBinary, nullable=False, unique=True),
-    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    created_at(),
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Column("used_at", DateTime(timezone=True), nullable=True),
     CheckConstraint("purpose IN ('verify_email', 'reset_password')", name="purpose"),
@@ -76,9 +75,9 @@ refresh_tokens = Table(
     metadata,
     Column("id", Uuid, primary_key=True),
     Column("family_id", Uuid, nullable=False),
-    Column("user_id", Uuid, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    _user_id(),
     Column("token_hash", LargeBinary, nullable=False, unique=True),
-    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    created_at(),
     Column("expires_at", DateTime(timezone=True), nullable=False),
     # Set when this token was exchanged for its successor; presenting it again is reuse.
     Column("rotated_at", DateTime(timezone=True), nullable=True),
@@ -97,7 +96,7 @@ api_keys = Table(
     "api_keys",
     metadata,
     Column("id", Uuid, primary_key=True),
-    Column("user_id", Uuid, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    _user_id(),
     Column("name", Text, nullable=False),
     # The visible leading part of the key (e.g. "atl_live_3f9a2b7c"), safe to show and log.
     Column("prefix", Text, nullable=False),
@@ -105,7 +104,7 @@ api_keys = Table(
     # A set of known scopes, never empty. New scopes (and the nullable budget and model-list columns a
     # key may gain) are additive: widen this constraint, add columns; no row has to be rewritten.
     Column("scopes", ARRAY(Text), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    created_at(),
     Column("last_used_at", DateTime(timezone=True), nullable=True),
     Column("expires_at", DateTime(timezone=True), nullable=True),
     Column("revoked_at", DateTime(timezone=True), nullable=True),

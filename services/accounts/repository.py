@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Row, func, insert, literal, or_, select, tuple_, update
+from sqlalchemy import ColumnElement, Row, Table, func, insert, literal, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -85,6 +85,24 @@ def _api_key(row: Row[Any]) -> ApiKey:
     return ApiKey(**values)
 
 
+R = TypeVar("R")
+
+
+async def _first(
+    session: AsyncSession,
+    table: Table,
+    record: Callable[[Row[Any]], R],
+    *where: ColumnElement[bool],
+    for_update: bool = False,
+) -> R | None:
+    """The first row of `table` matching `where` as a record, or None; locked when `for_update`."""
+    query = select(table).where(*where)
+    if for_update:
+        query = query.with_for_update()
+    row = (await session.execute(query)).first()
+    return record(row) if row is not None else None
+
+
 # -- users --------------------------------------------------------------------------------------------
 async def insert_user(
     session: AsyncSession,
@@ -119,19 +137,11 @@ async def insert_user(
 
 
 async def user_by_email(session: AsyncSession, email: str, *, for_update: bool = False) -> User | None:
-    query = select(users).where(users.c.email == email)
-    if for_update:
-        query = query.with_for_update()
-    row = (await session.execute(query)).first()
-    return _user(row) if row is not None else None
+    return await _first(session, users, _user, users.c.email == email, for_update=for_update)
 
 
 async def user_by_id(session: AsyncSession, user_id: uuid.UUID, *, for_update: bool = False) -> User | None:
-    query = select(users).where(users.c.id == user_id)
-    if for_update:
-        query = query.with_for_update()
-    row = (await session.execute(query)).first()
-    return _user(row) if row is not None else None
+    return await _first(session, users, _user, users.c.id == user_id, for_update=for_update)
 
 
 async def update_user(session: AsyncSession, user_id: uuid.UUID, now: datetime, **values: Any) -> User:
@@ -191,12 +201,9 @@ async def insert_email_token(
 
 
 async def email_token_by_hash(session: AsyncSession, token_hash: bytes) -> EmailToken | None:
-    row = (
-        await session.execute(
-            select(email_tokens).where(email_tokens.c.token_hash == token_hash).with_for_update()
-        )
-    ).first()
-    return _email_token(row) if row is not None else None
+    return await _first(
+        session, email_tokens, _email_token, email_tokens.c.token_hash == token_hash, for_update=True
+    )
 
 
 async def latest_email_token_at(session: AsyncSession, user_id: uuid.UUID, purpose: str) -> datetime | None:
@@ -255,12 +262,9 @@ async def insert_refresh_token(
 
 
 async def refresh_token_by_hash(session: AsyncSession, token_hash: bytes) -> RefreshToken | None:
-    row = (
-        await session.execute(
-            select(refresh_tokens).where(refresh_tokens.c.token_hash == token_hash).with_for_update()
-        )
-    ).first()
-    return _refresh(row) if row is not None else None
+    return await _first(
+        session, refresh_tokens, _refresh, refresh_tokens.c.token_hash == token_hash, for_update=True
+    )
 
 
 async def mark_rotated(session: AsyncSession, token_id: uuid.UUID, now: datetime) -> None:
@@ -333,18 +337,14 @@ async def insert_api_key(
 
 
 async def api_key_by_hash(session: AsyncSession, key_hash: bytes) -> ApiKey | None:
-    row = (await session.execute(select(api_keys).where(api_keys.c.key_hash == key_hash))).first()
-    return _api_key(row) if row is not None else None
+    return await _first(session, api_keys, _api_key, api_keys.c.key_hash == key_hash)
 
 
 async def api_key_of_user(
     session: AsyncSession, key_id: uuid.UUID, user_id: uuid.UUID, *, for_update: bool = False
 ) -> ApiKey | None:
-    query = select(api_keys).where(api_keys.c.id == key_id, api_keys.c.user_id == user_id)
-    if for_update:
-        query = query.with_for_update()
-    row = (await session.execute(query)).first()
-    return _api_key(row) if row is not None else None
+    mine = (api_keys.c.id == key_id, api_keys.c.user_id == user_id)
+    return await _first(session, api_keys, _api_key, *mine, for_update=for_update)
 
 
 async def list_api_keys(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Generic, TypeVar
@@ -121,6 +121,21 @@ def parse_id(raw: str, what: str) -> uuid.UUID:
         raise InvalidArgument(f"{what} is not a valid id", code="invalid_id", field=what) from exc
 
 
+async def _user_to_change(
+    session: AsyncSession, caller: Identity, user_id: str, what: str, value: str, allowed: Collection[str]
+) -> repo.User:
+    """The user whose `what` an admin sets to `value`, locked: a known value, and never the admin's own."""
+    if value not in allowed:
+        raise InvalidArgument(f"unknown {what}", code=f"invalid_{what}", field=what)
+    target = parse_id(user_id, "user_id")
+    if str(target) == caller.user_id:
+        raise FailedPrecondition(f"admins cannot change their own {what}", code="cannot_change_self")
+    user = await repo.user_by_id(session, target, for_update=True)
+    if user is None:
+        raise NotFound("no such user", code="user_not_found")
+    return user
+
+
 class AccountsService:
     def __init__(
         self, settings: AccountsSettings, passwords: Passwords, clock: Callable[[], datetime] = utcnow
@@ -134,22 +149,39 @@ class AccountsService:
         self, session: AsyncSession, *, email: str, password: str, locale: str
     ) -> tuple[repo.User, Mail]:
         email = normalize_email(email)
-        check_password_policy(password, email=email)
         now = self.clock()
-        user = await repo.insert_user(
-            session,
-            email=email,
-            password_hash=await self.passwords.hash(password),
-            role="user",
-            status="unverified",
-            locale=normalize_locale(locale),
-            now=now,
+        user = await self._new_user(
+            session, email, password, locale, role="user", status="unverified", now=now
         )
         if user is None:
             raise FailedPrecondition(
                 "an account with this email already exists", code="email_taken", field="email"
             )
         return user, await self._email_token(session, user, VERIFY, now)
+
+    async def _new_user(
+        self,
+        session: AsyncSession,
+        email: str,
+        password: str,
+        locale: str,
+        *,
+        role: str,
+        status: str,
+        now: datetime,
+    ) -> repo.User | None:
+        """The new user (the password checked against the policy, then hashed), or None when the email
+        is taken."""
+        check_password_policy(password, email=email)
+        return await repo.insert_user(
+            session,
+            email=email,
+            password_hash=await self.passwords.hash(password),
+            role=role,
+            status=status,
+            locale=normalize_locale(locale),
+            now=now,
+        )
 
     async def _email_token(self, session: AsyncSession, user: repo.User, purpose: str, now: datetime) -> Mail:
         token = new_token()
@@ -350,14 +382,7 @@ class AccountsService:
     async def set_user_status(
         self, session: AsyncSession, *, caller: Identity, user_id: str, status: str
     ) -> repo.User:
-        if status not in STATUSES:
-            raise InvalidArgument("unknown status", code="invalid_status", field="status")
-        target = parse_id(user_id, "user_id")
-        if str(target) == caller.user_id:
-            raise FailedPrecondition("admins cannot change their own status", code="cannot_change_self")
-        user = await repo.user_by_id(session, target, for_update=True)
-        if user is None:
-            raise NotFound("no such user", code="user_not_found")
+        user = await _user_to_change(session, caller, user_id, "status", status, STATUSES)
         now = self.clock()
         values: dict[str, object] = {"status": status}
         if status == "active" and user.email_verified_at is None:
@@ -369,14 +394,7 @@ class AccountsService:
     async def set_user_role(
         self, session: AsyncSession, *, caller: Identity, user_id: str, role: str
     ) -> repo.User:
-        if role not in ROLES:
-            raise InvalidArgument("unknown role", code="invalid_role", field="role")
-        target = parse_id(user_id, "user_id")
-        if str(target) == caller.user_id:
-            raise FailedPrecondition("admins cannot change their own role", code="cannot_change_self")
-        user = await repo.user_by_id(session, target, for_update=True)
-        if user is None:
-            raise NotFound("no such user", code="user_not_found")
+        user = await _user_to_change(session, caller, user_id, "role", role, ROLES)
         return await repo.update_user(session, user.id, self.clock(), role=role)
 
     async def ensure_admin(
@@ -387,15 +405,8 @@ class AccountsService:
         now = self.clock()
         existing = await repo.user_by_email(session, email, for_update=True)
         if existing is None:
-            check_password_policy(password, email=email)
-            created = await repo.insert_user(
-                session,
-                email=email,
-                password_hash=await self.passwords.hash(password),
-                role="admin",
-                status="active",
-                locale=normalize_locale(locale),
-                now=now,
+            created = await self._new_user(
+                session, email, password, locale, role="admin", status="active", now=now
             )
             if created is not None:
                 return created, True

@@ -15,20 +15,16 @@ from atelier.accounts.v1 import accounts_pb2_grpc
 from atelier.common.v1 import common_pb2
 from kit.db import Database
 from kit.identity import caller, require_admin
-from kit.protoconv import optional_timestamp, timestamp, to_datetime
+from kit.protoconv import enum_by_name, optional_timestamp, timestamp, to_datetime
 from services.accounts import repository as repo
 from services.accounts.mailer import MailQueue
 from services.accounts.service import AccountsService, CommitThenRaise, IssuedSession
 
 Context: TypeAlias = grpc.aio.ServicerContext
 
-_ROLE = {"user": pb.ROLE_USER, "admin": pb.ROLE_ADMIN}
+_ROLE = enum_by_name(pb.Role)
 _ROLE_NAME = {value: key for key, value in _ROLE.items()}
-_STATUS = {
-    "unverified": pb.USER_STATUS_UNVERIFIED,
-    "active": pb.USER_STATUS_ACTIVE,
-    "disabled": pb.USER_STATUS_DISABLED,
-}
+_STATUS = enum_by_name(pb.UserStatus)
 _STATUS_NAME = {value: key for key, value in _STATUS.items()}
 
 

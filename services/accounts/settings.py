@@ -29,6 +29,10 @@ class AccountsSettings(ServiceSettings):
     argon2_time_cost: int = Field(default=3, ge=1)
     argon2_memory_kib: int = Field(default=64 * 1024, ge=1024)
     argon2_parallelism: int = Field(default=4, ge=1)
+    # Hashes and verifies in flight at once (each holds argon2_memory_kib); the rest queue. Unset: as
+    # many as fit in credentials.HASHING_MEMORY_BUDGET_KIB (256 MiB: 4 at the default cost), which keeps
+    # the pod under its 512Mi limit (docs/operations.md, "Capacity").
+    argon2_max_concurrent: int | None = Field(default=None, ge=1)
 
     # The first admin, ensured at every start when both are set (the launcher sets dev defaults).
     admin_email: str = ""

@@ -36,13 +36,7 @@ async def setup(runtime: Runtime[CatalogSettings], server: GrpcServer) -> None:
     server.add(catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name)
 
 
-DEFINITION = ServiceDefinition(
-    name="catalog",
-    settings_factory=CatalogSettings,
-    metadata=metadata,
-    migrations_dir=Path(__file__).parent / "migrations",
-    setup=setup,
-)
+DEFINITION = ServiceDefinition("catalog", CatalogSettings, metadata, setup)
 
 if __name__ == "__main__":
     main(DEFINITION)

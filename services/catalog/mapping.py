@@ -3,50 +3,74 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
 from google.protobuf import struct_pb2
+from google.protobuf.message import Message
+from pydantic import BaseModel
 
 from atelier.catalog.v1 import catalog_pb2 as pb
 from atelier.common.v1 import common_pb2
 from services.catalog import schemas
 from services.catalog.quotes import Quote
 from services.catalog.recharge import RechargeQuote
+from services.catalog.repository import AuditRow
 
-KINDS: dict[str, int] = {
+KINDS: dict[str, common_pb2.ModelKind.ValueType] = {
     "text": common_pb2.MODEL_KIND_TEXT,
     "image": common_pb2.MODEL_KIND_IMAGE,
     "video": common_pb2.MODEL_KIND_VIDEO,
 }
-UNITS: dict[str, int] = {
+UNITS: dict[str, pb.BillingUnit.ValueType] = {
     "per_generation": pb.BILLING_UNIT_PER_GENERATION,
     "per_image": pb.BILLING_UNIT_PER_IMAGE,
     "per_second": pb.BILLING_UNIT_PER_SECOND,
     "per_1k_tokens": pb.BILLING_UNIT_PER_1K_TOKENS,
 }
-ADAPTERS: dict[str, int] = {
+ADAPTERS: dict[str, pb.AdapterKind.ValueType] = {
     "local": pb.ADAPTER_KIND_LOCAL,
     "openai": pb.ADAPTER_KIND_OPENAI,
     "ark": pb.ADAPTER_KIND_ARK,
     "xai": pb.ADAPTER_KIND_XAI,
     "gemini": pb.ADAPTER_KIND_GEMINI,
 }
-REFUNDS: dict[str, int] = {"full": pb.REFUND_POLICY_FULL, "proportional": pb.REFUND_POLICY_PROPORTIONAL}
-INPUTS: dict[str, int] = {
+REFUNDS: dict[str, pb.RefundPolicy.ValueType] = {
+    "full": pb.REFUND_POLICY_FULL,
+    "proportional": pb.REFUND_POLICY_PROPORTIONAL,
+}
+INPUTS: dict[str, pb.InputType.ValueType] = {
     "text": pb.INPUT_TYPE_TEXT,
     "image_uploads": pb.INPUT_TYPE_IMAGE_UPLOADS,
     "choice": pb.INPUT_TYPE_CHOICE,
 }
 
 
-def _name_of(table: dict[str, int], value: int) -> str | None:
+def _name_of(table: Mapping[str, int], value: int) -> str | None:
     """The domain name of an enum number; None for UNSPECIFIED/unknown (validation reports it)."""
     return next((name for name, number in table.items() if number == value), None)
 
 
 def kind_name(value: int) -> str | None:
     return _name_of(KINDS, value)
+
+
+def _plain(message: type[Message] | Message) -> dict[str, bool]:
+    """The fields of `message` that hold text, numbers or flags (name → whether a list of them):
+    what both sides name and write alike, so the conversions below spell out only the others."""
+    return {
+        f.name: f.is_repeated
+        for f in message.DESCRIPTOR.fields
+        if f.type not in (f.TYPE_MESSAGE, f.TYPE_ENUM)
+    }
+
+
+def _alike(source: object, message: type[Message]) -> dict[str, Any]:
+    """The plain fields of `message` that `source` holds under the same names."""
+    held = vars(source)
+    return {name: held[name] for name in _plain(message) if name in held}
 
 
 # -- out -----------------------------------------------------------------------------------------
@@ -77,7 +101,7 @@ def binding(model: schemas.ModelSpec, catalog: schemas.Catalog) -> pb.ChannelBin
     )
     channel = catalog.channel(model.channel.channel_code) if model.channel.channel_code else None
     if channel is not None:
-        out.adapter = ADAPTERS[channel.adapter]  # type: ignore[assignment]
+        out.adapter = ADAPTERS[channel.adapter]
         out.base_url = channel.base_url
         out.api_key_ref = channel.api_key_ref
     return out
@@ -85,26 +109,15 @@ def binding(model: schemas.ModelSpec, catalog: schemas.Catalog) -> pb.ChannelBin
 
 def model(m: schemas.ModelSpec, catalog: schemas.Catalog, *, with_channel: bool) -> pb.Model:
     out = pb.Model(
-        code=m.code,
-        kind=KINDS[m.kind],  # type: ignore[arg-type]
+        **_alike(m, pb.Model),
+        kind=KINDS[m.kind],
         name=localized(m.name),
         description=localized(m.description),
-        billing_unit=UNITS[m.billing_unit],  # type: ignore[arg-type]
+        billing_unit=UNITS[m.billing_unit],
         price=credits(m.price),
-        ratios=m.ratios,
-        resolutions=m.resolutions,
-        durations=m.durations,
-        capabilities=m.capabilities,
-        inherits_default_capabilities=m.inherits_default_capabilities,
         effective_capabilities=catalog.effective_capabilities(m),
-        enabled=m.enabled,
-        public=m.public,
-        sort_order=m.sort_order,
         input_price_per_1k_tokens=credits(m.input_price_per_1k_tokens),
         output_price_per_1k_tokens=credits(m.output_price_per_1k_tokens),
-        max_output_tokens=m.max_output_tokens,
-        max_images=m.max_images,
-        max_input_images=m.max_input_images,
     )
     if with_channel:
         out.channel.CopyFrom(binding(m, catalog))
@@ -114,39 +127,20 @@ def model(m: schemas.ModelSpec, catalog: schemas.Catalog, *, with_channel: bool)
 
 def template(t: schemas.Template) -> pb.WorkflowTemplate:
     out = pb.WorkflowTemplate(
-        code=t.code,
+        **_alike(t, pb.WorkflowTemplate),
         name=localized(t.name),
         description=localized(t.description),
         price=credits(t.price),
         inputs=[
-            pb.TemplateInput(
-                name=i.name,
-                type=INPUTS[i.type],  # type: ignore[arg-type]
-                required=i.required,
-                allowed_values=i.allowed_values,
-                label=localized(i.label),
-                min_items=i.min_items,
-                max_items=i.max_items,
-                max_length=i.max_length,
-            )
+            pb.TemplateInput(**_alike(i, pb.TemplateInput), type=INPUTS[i.type], label=localized(i.label))
             for i in t.inputs
         ],
         steps=[
-            pb.TemplateStep(
-                key=s.key,
-                kind=KINDS[s.kind],  # type: ignore[arg-type]
-                model_code=s.model_code,
-                label=localized(s.label),
-                resolution=s.resolution,
-                duration_seconds=s.duration_seconds,
-            )
+            pb.TemplateStep(**_alike(s, pb.TemplateStep), kind=KINDS[s.kind], label=localized(s.label))
             for s in t.steps
         ],
         notes=localized(t.notes),
-        refund_policy=REFUNDS[t.refund_policy],  # type: ignore[arg-type]
-        enabled=t.enabled,
-        public=t.public,
-        sort_order=t.sort_order,
+        refund_policy=REFUNDS[t.refund_policy],
     )
     _stamp(out.updated_at, t.updated_at)
     return out
@@ -154,47 +148,25 @@ def template(t: schemas.Template) -> pb.WorkflowTemplate:
 
 def recharge_rules(r: schemas.RechargeRules) -> pb.RechargeRules:
     return pb.RechargeRules(
-        currency=r.currency,
+        **_alike(r, pb.RechargeRules),
         credits_per_major_unit=credits(r.credits_per_major_unit),
         minimum=money(r.minimum),
         bonus_tiers=[pb.BonusTier(amount=money(t.amount), credits=credits(t.credits)) for t in r.bonus_tiers],
-        credits_expire=r.credits_expire,
     )
 
 
 def plan(p: schemas.Plan) -> pb.Plan:
     return pb.Plan(
-        code=p.code,
-        name=localized(p.name),
-        price=money(p.price),
-        credits=credits(p.credits),
-        enabled=p.enabled,
-        sort_order=p.sort_order,
+        **_alike(p, pb.Plan), name=localized(p.name), price=money(p.price), credits=credits(p.credits)
     )
 
 
 def payment_method(m: schemas.PaymentMethod) -> pb.PaymentMethod:
-    return pb.PaymentMethod(
-        code=m.code,
-        name=localized(m.name),
-        provider=m.provider,
-        currencies=m.currencies,
-        enabled=m.enabled,
-        sort_order=m.sort_order,
-    )
+    return pb.PaymentMethod(**_alike(m, pb.PaymentMethod), name=localized(m.name))
 
 
 def channel(c: schemas.Channel) -> pb.Channel:
-    out = pb.Channel(
-        code=c.code,
-        name=c.name,
-        adapter=ADAPTERS[c.adapter],  # type: ignore[arg-type]
-        base_url=c.base_url,
-        api_key_ref=c.api_key_ref,
-        enabled=c.enabled,
-        max_concurrency=c.max_concurrency,
-        timeout_seconds=c.timeout_seconds,
-    )
+    out = pb.Channel(**_alike(c, pb.Channel), adapter=ADAPTERS[c.adapter])
     _stamp(out.updated_at, c.updated_at)
     return out
 
@@ -222,18 +194,18 @@ def snapshot(catalog: schemas.Catalog) -> pb.CatalogSnapshot:
 def quote(q: Quote, catalog: schemas.Catalog) -> pb.QuoteSnapshot:
     out = pb.QuoteSnapshot(
         model_code=q.model.code,
-        kind=KINDS[q.model.kind],  # type: ignore[arg-type]
-        unit=UNITS[q.unit],  # type: ignore[arg-type]
+        kind=KINDS[q.model.kind],
+        unit=UNITS[q.unit],
         unit_price=credits(q.unit_price),
         quantity=q.quantity,
         total=credits(q.total),
         catalog_version=q.catalog_version,
         channel=binding(q.model, catalog),
-        ratio=q.ratio,
-        resolution=q.resolution,
-        duration_seconds=q.duration_seconds,
-        n=q.n,
-        capability=q.capability,
+        ratio=q.params.ratio,
+        resolution=q.params.resolution,
+        duration_seconds=q.params.duration_seconds,
+        n=q.params.n,
+        capability=q.params.capability,
         input_price_per_1k_tokens=credits(q.model.input_price_per_1k_tokens),
         output_price_per_1k_tokens=credits(q.model.output_price_per_1k_tokens),
     )
@@ -242,16 +214,7 @@ def quote(q: Quote, catalog: schemas.Catalog) -> pb.QuoteSnapshot:
         {
             "model": q.model.model_dump(mode="json"),
             "effective_capabilities": catalog.effective_capabilities(q.model),
-            "params": {
-                "ratio": q.ratio,
-                "resolution": q.resolution,
-                "duration_seconds": q.duration_seconds,
-                "n": q.n,
-                "capability": q.capability,
-                "input_image_count": q.input_image_count,
-                "input_tokens": q.input_tokens,
-                "max_output_tokens": q.max_output_tokens,
-            },
+            "params": {k: v for k, v in asdict(q.params).items() if k not in ("model_code", "internal")},
         }
     )
     out.snapshot.CopyFrom(record)
@@ -283,9 +246,19 @@ def _amount(value: common_pb2.Money) -> dict[str, Any]:
     return {"minor": value.minor, "currency": value.currency}
 
 
+def _alike_in(message: Message, schema: type[BaseModel]) -> dict[str, Any]:
+    """The plain fields of `message` that `schema` has under the same names (lists as lists)."""
+    values: dict[str, Any] = {}
+    for name, repeated in _plain(message).items():
+        if name in schema.model_fields:
+            value = getattr(message, name)
+            values[name] = list(value) if repeated else value
+    return values
+
+
 def model_in(m: pb.Model) -> dict[str, Any]:
     return {
-        "code": m.code,
+        **_alike_in(m, schemas.ModelSpec),
         "kind": kind_name(m.kind),
         "name": _loc(m.name),
         "description": _loc(m.description),
@@ -293,94 +266,52 @@ def model_in(m: pb.Model) -> dict[str, Any]:
         "price": m.price.milli,
         "input_price_per_1k_tokens": m.input_price_per_1k_tokens.milli,
         "output_price_per_1k_tokens": m.output_price_per_1k_tokens.milli,
-        "ratios": list(m.ratios),
-        "resolutions": list(m.resolutions),
-        "durations": list(m.durations),
-        "capabilities": list(m.capabilities),
-        "inherits_default_capabilities": m.inherits_default_capabilities,
-        "enabled": m.enabled,
-        "public": m.public,
         "channel": {
             "channel_code": m.channel.channel_code or "local",
             "upstream_model_id": m.channel.upstream_model_id,
         },
-        "sort_order": m.sort_order,
-        "max_output_tokens": m.max_output_tokens,
-        "max_images": m.max_images,
-        "max_input_images": m.max_input_images,
     }
 
 
 def template_in(t: pb.WorkflowTemplate) -> dict[str, Any]:
     return {
-        "code": t.code,
+        **_alike_in(t, schemas.Template),
         "name": _loc(t.name),
         "description": _loc(t.description),
         "price": t.price.milli,
         "inputs": [
-            {
-                "name": i.name,
-                "type": _name_of(INPUTS, i.type),
-                "required": i.required,
-                "allowed_values": list(i.allowed_values),
-                "label": _loc(i.label),
-                "min_items": i.min_items,
-                "max_items": i.max_items,
-                "max_length": i.max_length,
-            }
+            {**_alike_in(i, schemas.TemplateInput), "type": _name_of(INPUTS, i.type), "label": _loc(i.label)}
             for i in t.inputs
         ],
         "steps": [
-            {
-                "key": s.key,
-                "kind": kind_name(s.kind),
-                "model_code": s.model_code,
-                "label": _loc(s.label),
-                "resolution": s.resolution,
-                "duration_seconds": s.duration_seconds,
-            }
+            {**_alike_in(s, schemas.TemplateStep), "kind": kind_name(s.kind), "label": _loc(s.label)}
             for s in t.steps
         ],
         "notes": _loc(t.notes),
         "refund_policy": _name_of(REFUNDS, t.refund_policy),
-        "enabled": t.enabled,
-        "public": t.public,
-        "sort_order": t.sort_order,
     }
 
 
 def recharge_rules_in(r: pb.RechargeRules) -> dict[str, Any]:
     return {
-        "currency": r.currency,
+        **_alike_in(r, schemas.RechargeRules),
         "credits_per_major_unit": r.credits_per_major_unit.milli,
         "minimum": _amount(r.minimum),
         "bonus_tiers": [{"amount": _amount(t.amount), "credits": t.credits.milli} for t in r.bonus_tiers],
-        "credits_expire": r.credits_expire,
     }
 
 
 def plan_in(p: pb.Plan) -> dict[str, Any]:
     return {
-        "code": p.code,
+        **_alike_in(p, schemas.Plan),
         "name": _loc(p.name),
         "price": _amount(p.price),
         "credits": p.credits.milli,
-        "enabled": p.enabled,
-        "sort_order": p.sort_order,
     }
 
 
 def channel_in(c: pb.Channel) -> dict[str, Any]:
-    return {
-        "code": c.code,
-        "name": c.name,
-        "adapter": _name_of(ADAPTERS, c.adapter),
-        "base_url": c.base_url,
-        "api_key_ref": c.api_key_ref,
-        "enabled": c.enabled,
-        "max_concurrency": c.max_concurrency,
-        "timeout_seconds": c.timeout_seconds,
-    }
+    return {**_alike_in(c, schemas.Channel), "adapter": _name_of(ADAPTERS, c.adapter)}
 
 
 def mask_fields(paths: list[str]) -> list[str] | None:
@@ -390,5 +321,7 @@ def mask_fields(paths: list[str]) -> list[str] | None:
     return sorted({path.split(".")[0] for path in paths})
 
 
-def audit_diff(diff: Any) -> str:
-    return json.dumps(diff, ensure_ascii=False)
+def audit_entry(row: AuditRow) -> pb.AuditEntry:
+    out = pb.AuditEntry(**_alike(row, pb.AuditEntry), diff_json=json.dumps(row.diff, ensure_ascii=False))
+    out.created_at.FromDatetime(row.created_at)
+    return out

@@ -1,112 +1,36 @@
-"""Models: admin edits (a whole model, some fields, enabled or not), the default capability set
-that inheriting models use, and the views the public pages and the studios read."""
+"""Models: admin edits (`MODELS`, and the default capability set that inheriting models use), and
+the views the public pages and the studios read."""
 
 from __future__ import annotations
-
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kit.errors import InvalidArgument, NotFound
-from kit.outbox import Outbox
-from services.catalog import repository
-from services.catalog.changes import Change, apply_change, check_fields, merge, replace, required
+from services.catalog.changes import Change, Edit, Entries, Subject, apply_change
 from services.catalog.repository import AuditAction, AuditEntity
 from services.catalog.schemas import Catalog, Kind, ModelSpec
 
 KIND_ORDER: tuple[Kind, ...] = ("text", "image", "video")
+MODELS = Entries(AuditEntity.MODEL, ModelSpec, lambda catalog: catalog.models)
 
 
-async def upsert_model(
-    session: AsyncSession,
-    outbox: Outbox,
-    *,
-    actor_id: str,
-    data: dict[str, Any],
-    fields: list[str] | None = None,
-    expected_version: int = 0,
-) -> Change:
-    """Creates or replaces a model (fields: only those, onto the existing model)."""
-    code = str(data.get("code", ""))
-    check_fields(fields, ModelSpec, {"code", "updated_at"})
-
-    def mutate(catalog: Catalog) -> None:
-        existing = catalog.model(code)
-        if existing is None and fields is not None:
-            raise NotFound(f"no model {code!r} to update", code="model_not_found")
-        merged = merge(existing, data, fields)
-        merged["updated_at"] = existing.updated_at if existing else None
-        replace(catalog.models, ModelSpec.model_validate(merged))
-
-    return await apply_change(
-        session,
-        outbox,
-        actor_id=actor_id,
-        expected_version=expected_version,
-        action=AuditAction.MODEL_UPSERT,
-        entity_type=AuditEntity.MODEL,
-        entity_code=code,
-        get=lambda c: c.model(code),
-        mutate=mutate,
-        save=lambda s, c: repository.save_model(s, required(c.model(code))),
-    )
+async def _state_only(session: AsyncSession, catalog: Catalog) -> None:
+    return None  # the state row, written with every version, holds the default set
 
 
-async def set_model_enabled(
-    session: AsyncSession,
-    outbox: Outbox,
-    *,
-    actor_id: str,
-    code: str,
-    enabled: bool,
-    expected_version: int = 0,
-) -> Change:
-    def mutate(catalog: Catalog) -> None:
-        required(catalog.model(code), f"no model {code!r}", "model_not_found").enabled = enabled
-
-    return await apply_change(
-        session,
-        outbox,
-        actor_id=actor_id,
-        expected_version=expected_version,
-        action=AuditAction.MODEL_ENABLE if enabled else AuditAction.MODEL_DISABLE,
-        entity_type=AuditEntity.MODEL,
-        entity_code=code,
-        get=lambda c: c.model(code),
-        mutate=mutate,
-        save=lambda s, c: repository.save_model(s, required(c.model(code))),
-    )
+DEFAULT_CAPABILITIES = Subject(
+    AuditEntity.DEFAULT_CAPABILITIES, "", lambda catalog: catalog.default_capabilities, _state_only
+)
 
 
-async def set_default_capabilities(
-    session: AsyncSession,
-    outbox: Outbox,
-    *,
-    actor_id: str,
-    capabilities: list[str],
-    expected_version: int = 0,
-) -> Change:
+async def set_default_capabilities(edit: Edit, capabilities: list[str]) -> Change:
     if len(set(capabilities)) != len(capabilities):
         raise InvalidArgument("capabilities must not repeat", code="invalid_default_capabilities")
 
     def mutate(catalog: Catalog) -> None:
         catalog.default_capabilities = list(capabilities)
 
-    async def save(session: AsyncSession, catalog: Catalog) -> None:
-        return None  # the state row, written by every change, holds the default set
-
-    return await apply_change(
-        session,
-        outbox,
-        actor_id=actor_id,
-        expected_version=expected_version,
-        action=AuditAction.DEFAULT_CAPABILITIES_UPDATE,
-        entity_type=AuditEntity.DEFAULT_CAPABILITIES,
-        entity_code="",
-        get=lambda c: c.default_capabilities,
-        mutate=mutate,
-        save=save,
-    )
+    return await apply_change(edit, DEFAULT_CAPABILITIES, AuditAction.DEFAULT_CAPABILITIES_UPDATE, mutate)
 
 
 def visible(model: ModelSpec) -> bool:

@@ -21,25 +21,14 @@ from sqlalchemy import (
     Identity,
     Index,
     Integer,
-    MetaData,
     Table,
     Text,
-    func,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-from kit.db_naming import NAMING_CONVENTION
-from kit.inbox import inbox_table
-from kit.outbox import outbox_table
+from kit.service_tables import service_tables, updated_at
 
-metadata = MetaData(naming_convention=NAMING_CONVENTION)
-
-outbox = outbox_table(metadata)
-inbox = inbox_table(metadata)
-
-
-def _updated_at() -> Column[Any]:
-    return Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now())
+metadata, outbox, inbox = service_tables()
 
 
 catalog_state = Table(
@@ -51,71 +40,59 @@ catalog_state = Table(
     Column("default_capabilities", JSONB, nullable=False),
     # [{code, name: {zh, en}}]: display names of capability codes.
     Column("capability_names", JSONB, nullable=False),
-    _updated_at(),
+    updated_at(),
     CheckConstraint("id = 1", name="single_row"),
 )
 
-models = Table(
+
+def _entity(name: str, *columns: Column[Any] | CheckConstraint) -> Table:
+    """An entity's table: keyed by its code, then the columns readers filter on, then its whole
+    definition in `spec`."""
+    return Table(
+        name,
+        metadata,
+        Column("code", Text, primary_key=True),
+        *columns,
+        Column("spec", JSONB, nullable=False),
+        updated_at(),
+    )
+
+
+def _enabled() -> Column[bool]:
+    return Column("enabled", Boolean, nullable=False)
+
+
+def _public() -> Column[bool]:
+    return Column("public", Boolean, nullable=False)
+
+
+def _sort_order() -> Column[int]:
+    return Column("sort_order", Integer, nullable=False)
+
+
+models = _entity(
     "models",
-    metadata,
-    Column("code", Text, primary_key=True),
     Column("kind", Text, nullable=False),
-    Column("enabled", Boolean, nullable=False),
-    Column("public", Boolean, nullable=False),
-    Column("sort_order", Integer, nullable=False),
-    Column("spec", JSONB, nullable=False),
-    _updated_at(),
+    _enabled(),
+    _public(),
+    _sort_order(),
     CheckConstraint("kind IN ('text', 'image', 'video')", name="kind"),
 )
-
-templates = Table(
-    "templates",
-    metadata,
-    Column("code", Text, primary_key=True),
-    Column("enabled", Boolean, nullable=False),
-    Column("public", Boolean, nullable=False),
-    Column("sort_order", Integer, nullable=False),
-    Column("spec", JSONB, nullable=False),
-    _updated_at(),
-)
+templates = _entity("templates", _enabled(), _public(), _sort_order())
 
 recharge_rules = Table(
     "recharge_rules",
     metadata,
     Column("id", Integer, primary_key=True),
     Column("spec", JSONB, nullable=False),
-    _updated_at(),
+    updated_at(),
     CheckConstraint("id = 1", name="single_row"),
 )
 
-plans = Table(
-    "plans",
-    metadata,
-    Column("code", Text, primary_key=True),
-    Column("enabled", Boolean, nullable=False),
-    Column("sort_order", Integer, nullable=False),
-    Column("spec", JSONB, nullable=False),
-    _updated_at(),
-)
+plans = _entity("plans", _enabled(), _sort_order())
+payment_methods = _entity("payment_methods", _enabled(), _sort_order())
+channels = _entity("channels", _enabled())
 
-payment_methods = Table(
-    "payment_methods",
-    metadata,
-    Column("code", Text, primary_key=True),
-    Column("enabled", Boolean, nullable=False),
-    Column("sort_order", Integer, nullable=False),
-    Column("spec", JSONB, nullable=False),
-    _updated_at(),
-)
-
-channels = Table(
-    "channels",
-    metadata,
-    Column("code", Text, primary_key=True),
-    Column("enabled", Boolean, nullable=False),
-    Column("spec", JSONB, nullable=False),
-    _updated_at(),
-)
 
 config_versions = Table(
     "config_versions",

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,14 +37,8 @@ class Quote:
     total: int
     catalog_version: int
     quoted_at: datetime
-    ratio: str = ""
-    resolution: str = ""
-    duration_seconds: int = 0
-    n: int = 1
-    capability: str = ""
-    input_image_count: int = 0
-    input_tokens: int = 0
-    max_output_tokens: int = 0
+    # The request as priced: empty values resolved to the model's defaults.
+    params: QuoteParams
 
 
 def _unsupported(model: ModelSpec, field: str, value: object, allowed: list[str]) -> InvalidArgument:
@@ -65,6 +59,12 @@ def _pick(model: ModelSpec, field: str, value: str, allowed: list[str]) -> str:
     if value not in allowed:
         raise _unsupported(model, field, value, allowed)
     return value
+
+
+def _check_input_images(model: ModelSpec, params: QuoteParams) -> None:
+    if not 0 <= params.input_image_count <= model.max_input_images:
+        allowed = [str(i) for i in range(model.max_input_images + 1)]
+        raise _unsupported(model, "input_image_count", params.input_image_count, allowed)
 
 
 def quote(catalog: Catalog, params: QuoteParams, *, now: datetime | None = None) -> Quote:
@@ -128,13 +128,7 @@ def quote(catalog: Catalog, params: QuoteParams, *, now: datetime | None = None)
             allowed=",".join(capabilities),
             model=model.code,
         )
-    if not 0 <= params.input_image_count <= model.max_input_images:
-        raise _unsupported(
-            model,
-            "input_image_count",
-            params.input_image_count,
-            [str(i) for i in range(model.max_input_images + 1)],
-        )
+    _check_input_images(model, params)
     if model.billing_unit == "per_generation":
         quantity = 1
     elif model.billing_unit == "per_image":
@@ -146,12 +140,7 @@ def quote(catalog: Catalog, params: QuoteParams, *, now: datetime | None = None)
         unit_price=model.price,
         quantity=quantity,
         total=model.price * quantity,
-        ratio=ratio,
-        resolution=resolution,
-        duration_seconds=duration,
-        n=n,
-        capability=params.capability,
-        input_image_count=params.input_image_count,
+        params=replace(params, ratio=ratio, resolution=resolution, duration_seconds=duration, n=n),
         **common,
     )
 
@@ -166,13 +155,7 @@ def _quote_text(model: ModelSpec, params: QuoteParams, n: int, common: dict[str,
         if given:
             raise _unsupported(model, field, given, [])
     # Multimodal text models read images too (e.g. a workflow's product photos).
-    if not 0 <= params.input_image_count <= model.max_input_images:
-        raise _unsupported(
-            model,
-            "input_image_count",
-            params.input_image_count,
-            [str(i) for i in range(model.max_input_images + 1)],
-        )
+    _check_input_images(model, params)
     if n != 1:
         raise _unsupported(model, "n", params.n, ["1"])
     if params.input_tokens < 0:
@@ -189,8 +172,7 @@ def _quote_text(model: ModelSpec, params: QuoteParams, n: int, common: dict[str,
         unit_price=0,
         quantity=params.input_tokens + output,
         total=total,
-        n=1,
-        input_tokens=params.input_tokens,
-        max_output_tokens=output,
+        # A text quote records no input images, even a multimodal model's (as it always has).
+        params=replace(params, n=1, max_output_tokens=output, input_image_count=0),
         **common,
     )

@@ -6,59 +6,31 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from kit.errors import FailedPrecondition, InvalidArgument, NotFound
-from kit.outbox import Outbox
 from services.catalog import repository
-from services.catalog.changes import Change, apply_change, replace, required
+from services.catalog.changes import Change, Edit, Entries, Subject, apply_change
 from services.catalog.repository import AuditAction, AuditEntity
 from services.catalog.schemas import Amount, Catalog, PaymentMethod, Plan, RechargeRules
 
 # 10^9 fen = 10 million RMB: far above any real top-up, far below int64 overflow in milli-credits.
 MAX_RECHARGE_MINOR = 10**9
 
+PLANS = Entries(AuditEntity.PLAN, Plan, lambda catalog: catalog.plans)
 
-async def update_recharge_rules(
-    session: AsyncSession, outbox: Outbox, *, actor_id: str, data: dict[str, Any], expected_version: int = 0
-) -> Change:
+
+RECHARGE_RULES = Subject(
+    AuditEntity.RECHARGE_RULES,
+    "",
+    lambda catalog: catalog.recharge_rules,
+    lambda session, catalog: repository.save_recharge_rules(session, catalog.recharge_rules),
+)
+
+
+async def update_recharge_rules(edit: Edit, data: dict[str, Any]) -> Change:
     def mutate(catalog: Catalog) -> None:
         catalog.recharge_rules = RechargeRules.model_validate(data)
 
-    return await apply_change(
-        session,
-        outbox,
-        actor_id=actor_id,
-        expected_version=expected_version,
-        action=AuditAction.RECHARGE_RULES_UPDATE,
-        entity_type=AuditEntity.RECHARGE_RULES,
-        entity_code="",
-        get=lambda c: c.recharge_rules,
-        mutate=mutate,
-        save=lambda s, c: repository.save_recharge_rules(s, c.recharge_rules),
-    )
-
-
-async def upsert_plan(
-    session: AsyncSession, outbox: Outbox, *, actor_id: str, data: dict[str, Any], expected_version: int = 0
-) -> Change:
-    code = str(data.get("code", ""))
-
-    def mutate(catalog: Catalog) -> None:
-        replace(catalog.plans, Plan.model_validate(data))
-
-    return await apply_change(
-        session,
-        outbox,
-        actor_id=actor_id,
-        expected_version=expected_version,
-        action=AuditAction.PLAN_UPSERT,
-        entity_type=AuditEntity.PLAN,
-        entity_code=code,
-        get=lambda c: c.plan(code),
-        mutate=mutate,
-        save=lambda s, c: repository.save_plan(s, required(c.plan(code))),
-    )
+    return await apply_change(edit, RECHARGE_RULES, AuditAction.RECHARGE_RULES_UPDATE, mutate)
 
 
 def recharge_options(catalog: Catalog) -> tuple[RechargeRules, list[Plan], list[PaymentMethod]]:

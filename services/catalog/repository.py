@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 from sqlalchemy import Table, func, select, text
@@ -23,6 +23,18 @@ from services.catalog.schemas import (
     RechargeRules,
     Template,
 )
+
+Entry = ModelSpec | Template | Plan | PaymentMethod | Channel
+E = TypeVar("E", bound=BaseModel)
+
+# The table of each kind of entry: a row per code.
+_TABLES: dict[type[BaseModel], Table] = {
+    ModelSpec: t.models,
+    Template: t.templates,
+    Plan: t.plans,
+    PaymentMethod: t.payment_methods,
+    Channel: t.channels,
+}
 
 # pg_advisory_xact_lock key for loading the seed (replicas starting together load it once).
 SEED_LOCK_KEY = 0x63617461  # "cata"
@@ -76,6 +88,18 @@ class AuditRow:
     diff: list[dict[str, Any]]
 
 
+@dataclass(frozen=True)
+class Revision:
+    """Who made a new catalog version, when, and what it changed: its audit entry as written."""
+
+    actor_id: str
+    at: datetime
+    action: AuditAction
+    entity_type: AuditEntity
+    entity_code: str
+    diff: list[dict[str, Any]]
+
+
 def _spec(model: BaseModel) -> dict[str, Any]:
     return model.model_dump(mode="json")
 
@@ -116,10 +140,11 @@ async def load_catalog(session: AsyncSession, state: State) -> Catalog:
         )
     ).one()
 
-    async def specs(table: Table) -> list[dict[str, Any]]:
+    async def entries(schema: type[E]) -> list[E]:
+        table = _TABLES[schema]
         order = [table.c.sort_order] if "sort_order" in table.c else []
         rows = await session.execute(select(table.c.spec).order_by(*order, table.c.code))
-        return [row.spec for row in rows]
+        return [schema.model_validate(row.spec) for row in rows]
 
     rules = (await session.execute(select(t.recharge_rules.c.spec))).scalar_one()
     return Catalog(
@@ -127,12 +152,12 @@ async def load_catalog(session: AsyncSession, state: State) -> Catalog:
         updated_at=state.updated_at,
         capabilities=[CapabilityName.model_validate(c) for c in state_row.capability_names],
         default_capabilities=list(state_row.default_capabilities),
-        channels=[Channel.model_validate(s) for s in await specs(t.channels)],
-        models=[ModelSpec.model_validate(s) for s in await specs(t.models)],
-        templates=[Template.model_validate(s) for s in await specs(t.templates)],
+        channels=await entries(Channel),
+        models=await entries(ModelSpec),
+        templates=await entries(Template),
         recharge_rules=RechargeRules.model_validate(rules),
-        plans=[Plan.model_validate(s) for s in await specs(t.plans)],
-        payment_methods=[PaymentMethod.model_validate(s) for s in await specs(t.payment_methods)],
+        plans=await entries(Plan),
+        payment_methods=await entries(PaymentMethod),
     )
 
 
@@ -146,126 +171,52 @@ async def _upsert(session: AsyncSession, table: Table, values: dict[str, Any]) -
     )
 
 
-async def save_model(session: AsyncSession, model: ModelSpec) -> None:
-    await _upsert(
-        session,
-        t.models,
-        {
-            "code": model.code,
-            "kind": model.kind,
-            "enabled": model.enabled,
-            "public": model.public,
-            "sort_order": model.sort_order,
-            "spec": _spec(model),
-            "updated_at": model.updated_at or func.now(),
-        },
-    )
-
-
-async def save_template(session: AsyncSession, template: Template) -> None:
-    await _upsert(
-        session,
-        t.templates,
-        {
-            "code": template.code,
-            "enabled": template.enabled,
-            "public": template.public,
-            "sort_order": template.sort_order,
-            "spec": _spec(template),
-            "updated_at": template.updated_at or func.now(),
-        },
-    )
-
-
-async def save_plan(session: AsyncSession, plan: Plan) -> None:
-    await _upsert(
-        session,
-        t.plans,
-        {"code": plan.code, "enabled": plan.enabled, "sort_order": plan.sort_order, "spec": _spec(plan)},
-    )
-
-
-async def save_payment_method(session: AsyncSession, method: PaymentMethod) -> None:
-    await _upsert(
-        session,
-        t.payment_methods,
-        {
-            "code": method.code,
-            "enabled": method.enabled,
-            "sort_order": method.sort_order,
-            "spec": _spec(method),
-        },
-    )
-
-
-async def save_channel(session: AsyncSession, channel: Channel) -> None:
-    await _upsert(
-        session,
-        t.channels,
-        {
-            "code": channel.code,
-            "enabled": channel.enabled,
-            "spec": _spec(channel),
-            "updated_at": channel.updated_at or func.now(),
-        },
-    )
+async def save_entry(session: AsyncSession, entry: Entry) -> None:
+    """Writes an entry's row: its whole definition in `spec`, and a copy of each field its table
+    has a column for (what readers filter and sort on); a new entry's `updated_at` is now."""
+    table = _TABLES[type(entry)]
+    fields = type(entry).model_fields
+    values = {c.name: getattr(entry, c.name) for c in table.columns if c.name in fields}
+    values["spec"] = _spec(entry)
+    if "updated_at" in values:
+        values["updated_at"] = values["updated_at"] or func.now()
+    await _upsert(session, table, values)
 
 
 async def save_recharge_rules(session: AsyncSession, rules: RechargeRules) -> None:
     await _upsert(session, t.recharge_rules, {"id": 1, "spec": _spec(rules), "updated_at": func.now()})
 
 
-async def save_state(
-    session: AsyncSession,
-    *,
-    version: int,
-    updated_at: datetime,
-    default_capabilities: list[str],
-    capability_names: list[CapabilityName],
-) -> None:
+async def add_version(session: AsyncSession, catalog: Catalog, revision: Revision) -> None:
+    """Writes `catalog` as a new version: the state row moved to it, its snapshot, its audit entry."""
     await _upsert(
         session,
         t.catalog_state,
         {
             "id": 1,
-            "version": version,
-            "updated_at": updated_at,
-            "default_capabilities": list(default_capabilities),
-            "capability_names": [_spec(c) for c in capability_names],
+            "version": catalog.version,
+            "updated_at": revision.at,
+            "default_capabilities": list(catalog.default_capabilities),
+            "capability_names": [_spec(c) for c in catalog.capabilities],
         },
     )
-
-
-async def add_version(
-    session: AsyncSession, *, version: int, created_at: datetime, actor_id: str, snapshot: Catalog
-) -> None:
     await session.execute(
         insert(t.config_versions).values(
-            version=version, created_at=created_at, actor_id=actor_id, snapshot=_spec(snapshot)
+            version=catalog.version,
+            created_at=revision.at,
+            actor_id=revision.actor_id,
+            snapshot=_spec(catalog),
         )
     )
-
-
-async def add_audit(
-    session: AsyncSession,
-    *,
-    version: int,
-    actor_id: str,
-    created_at: datetime,
-    action: AuditAction,
-    entity_type: AuditEntity,
-    entity_code: str,
-    diff: list[dict[str, Any]],
-) -> None:
     await session.execute(
         insert(t.audit_log).values(
-            version=version,
-            actor_id=actor_id,
-            created_at=created_at,
-            action=action.value,
-            entity_type=entity_type.value,
-            entity_code=entity_code,
-            diff=diff,
+            version=catalog.version,
+            actor_id=revision.actor_id,
+            created_at=revision.at,
+            action=revision.action.value,
+            entity_type=revision.entity_type.value,
+            entity_code=revision.entity_code,
+            diff=revision.diff,
         )
     )
 
@@ -282,16 +233,4 @@ async def list_audit(
     if before_id is not None:
         query = query.where(a.c.id < before_id)
     rows = await session.execute(query)
-    return [
-        AuditRow(
-            id=row.id,
-            version=row.version,
-            actor_id=row.actor_id,
-            created_at=row.created_at,
-            action=row.action,
-            entity_type=row.entity_type,
-            entity_code=row.entity_code,
-            diff=row.diff,
-        )
-        for row in rows
-    ]
+    return [AuditRow(**row._mapping) for row in rows]

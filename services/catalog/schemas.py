@@ -41,10 +41,17 @@ class _Base(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-def _check_code(value: str) -> str:
-    if not CODE_PATTERN.match(value):
-        raise ValueError(f"{value!r} is not a valid code (lower-case letters, digits, '.', '_', '-')")
-    return value
+class _Coded(_Base):
+    """An entry the catalog finds by its code (a model, a template, a plan, ...)."""
+
+    code: str
+
+    @field_validator("code")
+    @classmethod
+    def _check_code(cls, value: str) -> str:
+        if not CODE_PATTERN.match(value):
+            raise ValueError(f"{value!r} is not a valid code (lower-case letters, digits, '.', '_', '-')")
+        return value
 
 
 def _unique(values: list[Any], what: str) -> list[Any]:
@@ -90,11 +97,8 @@ class Amount(_Base):
         return Money(self.minor, self.currency)
 
 
-class CapabilityName(_Base):
-    code: str
+class CapabilityName(_Coded):
     name: Localized
-
-    _code = field_validator("code")(_check_code)
 
 
 class ChannelBinding(_Base):
@@ -103,8 +107,7 @@ class ChannelBinding(_Base):
     upstream_model_id: str = ""
 
 
-class ModelSpec(_Base):
-    code: str
+class ModelSpec(_Coded):
     kind: Kind
     name: Localized
     description: Localized = Field(default_factory=Localized)
@@ -125,8 +128,6 @@ class ModelSpec(_Base):
     max_images: int = Field(default=0, ge=0, le=16)
     max_input_images: int = Field(default=0, ge=0, le=16)
     updated_at: datetime | None = None
-
-    _code = field_validator("code")(_check_code)
 
     @field_validator("ratios", "resolutions", "durations", "capabilities")
     @classmethod
@@ -181,8 +182,7 @@ class TemplateStep(_Base):
     duration_seconds: int = Field(default=0, ge=0)
 
 
-class Template(_Base):
-    code: str
+class Template(_Coded):
     name: Localized
     description: Localized = Field(default_factory=Localized)
     price: MilliCredits
@@ -194,8 +194,6 @@ class Template(_Base):
     public: bool = False
     sort_order: int = 0
     updated_at: datetime | None = None
-
-    _code = field_validator("code")(_check_code)
 
     @model_validator(mode="after")
     def _unique_names(self) -> Template:
@@ -243,30 +241,23 @@ class RechargeRules(_Base):
         return self
 
 
-class Plan(_Base):
-    code: str
+class Plan(_Coded):
     name: Localized
     price: Amount
     credits: MilliCredits
     enabled: bool = False
     sort_order: int = 0
 
-    _code = field_validator("code")(_check_code)
 
-
-class PaymentMethod(_Base):
-    code: str
+class PaymentMethod(_Coded):
     name: Localized
     provider: str
     currencies: list[str] = Field(min_length=1)
     enabled: bool = False
     sort_order: int = 0
 
-    _code = field_validator("code")(_check_code)
 
-
-class Channel(_Base):
-    code: str
+class Channel(_Coded):
     name: str
     adapter: Adapter
     base_url: str = ""
@@ -276,8 +267,6 @@ class Channel(_Base):
     max_concurrency: int = Field(default=0, ge=0)
     timeout_seconds: int = Field(default=0, ge=0)
     updated_at: datetime | None = None
-
-    _code = field_validator("code")(_check_code)
 
 
 class Catalog(_Base):

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 import grpc
+from google.protobuf import field_mask_pb2
 
 from atelier.catalog.v1 import catalog_pb2 as pb
 from atelier.catalog.v1 import catalog_pb2_grpc
@@ -34,11 +39,6 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         async with self.runtime.db.transaction() as session:
             return await self.reader.current(session)
 
-    def _committed(self, change: changes.Change) -> int:
-        if change.changed and self.runtime.relay is not None:
-            self.runtime.relay.notify()
-        return change.catalog.version
-
     # -- reads -----------------------------------------------------------------------------------
 
     async def GetCatalog(
@@ -68,10 +68,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         self, request: pb.GetModelRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetModelResponse:
         catalog = await self._catalog()
-        model = model_specs.find_model(catalog, request.code, include_internal=True)
-        return pb.GetModelResponse(
-            model=mapping.model(model, catalog, with_channel=True), catalog_version=catalog.version
-        )
+        return pb.GetModelResponse(model=_model(catalog, request.code), catalog_version=catalog.version)
 
     async def GetPricing(
         self, request: pb.GetPricingRequest, context: grpc.aio.ServicerContext
@@ -80,7 +77,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         return pb.GetPricingResponse(
             groups=[
                 pb.PricingGroup(
-                    kind=mapping.KINDS[kind],  # type: ignore[arg-type]
+                    kind=mapping.KINDS[kind],
                     models=[mapping.model(m, catalog, with_channel=False) for m in models],
                 )
                 for kind, models in model_specs.pricing(catalog)
@@ -109,8 +106,9 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         self, request: pb.GetTemplateRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetTemplateResponse:
         catalog = await self._catalog()
-        template = templates.find_template(catalog, request.code, include_disabled=True)
-        return pb.GetTemplateResponse(template=mapping.template(template), catalog_version=catalog.version)
+        return pb.GetTemplateResponse(
+            template=_template(catalog, request.code), catalog_version=catalog.version
+        )
 
     async def GetRechargeOptions(
         self, request: pb.GetRechargeOptionsRequest, context: grpc.aio.ServicerContext
@@ -126,17 +124,9 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
 
     async def Quote(self, request: pb.QuoteRequest, context: grpc.aio.ServicerContext) -> pb.QuoteResponse:
         catalog = await self._catalog()
+        # QuoteParams is QuoteRequest's fields, named alike.
         params = quotes.QuoteParams(
-            model_code=request.model_code,
-            ratio=request.ratio,
-            resolution=request.resolution,
-            duration_seconds=request.duration_seconds,
-            n=request.n,
-            capability=request.capability,
-            input_image_count=request.input_image_count,
-            input_tokens=request.input_tokens,
-            max_output_tokens=request.max_output_tokens,
-            internal=request.internal,
+            **{f.name: getattr(request, f.name) for f in dataclasses.fields(quotes.QuoteParams)}
         )
         return pb.QuoteResponse(quote=mapping.quote(quotes.quote(catalog, params), catalog))
 
@@ -158,146 +148,123 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
 
     # -- admin -----------------------------------------------------------------------------------
 
+    async def _edit(
+        self,
+        context: grpc.aio.ServicerContext,
+        expected_version: int,
+        change: Callable[[changes.Edit], Awaitable[changes.Change]],
+    ) -> Catalog:
+        """Runs an admin's change in its own transaction; the catalog after it."""
+        actor = require_admin(context)
+        async with self.runtime.db.transaction() as session:
+            done = await change(changes.Edit(session, self.outbox, actor.user_id, expected_version))
+        if done.changed and self.runtime.relay is not None:
+            self.runtime.relay.notify()
+        return done.catalog
+
+    async def _upsert(
+        self,
+        context: grpc.aio.ServicerContext,
+        expected_version: int,
+        entries: changes.Entries[changes.E],
+        data: dict[str, Any],
+        mask: field_mask_pb2.FieldMask | None = None,
+    ) -> Catalog:
+        fields = None if mask is None else mapping.mask_fields(list(mask.paths))
+        return await self._edit(
+            context, expected_version, lambda edit: changes.upsert(entries, edit, data, fields)
+        )
+
+    async def _switch(
+        self,
+        context: grpc.aio.ServicerContext,
+        request: pb.SetModelEnabledRequest | pb.SetTemplateEnabledRequest,
+        entries: changes.Entries[changes.E],
+    ) -> Catalog:
+        return await self._edit(
+            context,
+            request.expected_version,
+            lambda edit: changes.set_enabled(entries, edit, request.code, request.enabled),
+        )
+
     async def UpsertModel(
         self, request: pb.UpsertModelRequest, context: grpc.aio.ServicerContext
     ) -> pb.UpsertModelResponse:
-        actor = require_admin(context)
-        async with self.runtime.db.transaction() as session:
-            change = await model_specs.upsert_model(
-                session,
-                self.outbox,
-                actor_id=actor.user_id,
-                data=mapping.model_in(request.model),
-                fields=mapping.mask_fields(list(request.update_mask.paths)),
-                expected_version=request.expected_version,
-            )
-        catalog = change.catalog
-        model = model_specs.find_model(catalog, request.model.code, include_internal=True)
+        data = mapping.model_in(request.model)
+        catalog = await self._upsert(
+            context, request.expected_version, model_specs.MODELS, data, request.update_mask
+        )
         return pb.UpsertModelResponse(
-            model=mapping.model(model, catalog, with_channel=True), catalog_version=self._committed(change)
+            model=_model(catalog, request.model.code), catalog_version=catalog.version
         )
 
     async def SetModelEnabled(
         self, request: pb.SetModelEnabledRequest, context: grpc.aio.ServicerContext
     ) -> pb.SetModelEnabledResponse:
-        actor = require_admin(context)
-        async with self.runtime.db.transaction() as session:
-            change = await model_specs.set_model_enabled(
-                session,
-                self.outbox,
-                actor_id=actor.user_id,
-                code=request.code,
-                enabled=request.enabled,
-                expected_version=request.expected_version,
-            )
-        catalog = change.catalog
-        model = model_specs.find_model(catalog, request.code, include_internal=True)
+        catalog = await self._switch(context, request, model_specs.MODELS)
         return pb.SetModelEnabledResponse(
-            model=mapping.model(model, catalog, with_channel=True), catalog_version=self._committed(change)
+            model=_model(catalog, request.code), catalog_version=catalog.version
         )
 
     async def SetDefaultCapabilities(
         self, request: pb.SetDefaultCapabilitiesRequest, context: grpc.aio.ServicerContext
     ) -> pb.SetDefaultCapabilitiesResponse:
-        actor = require_admin(context)
-        async with self.runtime.db.transaction() as session:
-            change = await model_specs.set_default_capabilities(
-                session,
-                self.outbox,
-                actor_id=actor.user_id,
-                capabilities=list(request.capabilities),
-                expected_version=request.expected_version,
-            )
+        capabilities = list(request.capabilities)
+        catalog = await self._edit(
+            context,
+            request.expected_version,
+            lambda edit: model_specs.set_default_capabilities(edit, capabilities),
+        )
         return pb.SetDefaultCapabilitiesResponse(
-            capabilities=change.catalog.default_capabilities, catalog_version=self._committed(change)
+            capabilities=catalog.default_capabilities, catalog_version=catalog.version
         )
 
     async def UpsertTemplate(
         self, request: pb.UpsertTemplateRequest, context: grpc.aio.ServicerContext
     ) -> pb.UpsertTemplateResponse:
-        actor = require_admin(context)
-        async with self.runtime.db.transaction() as session:
-            change = await templates.upsert_template(
-                session,
-                self.outbox,
-                actor_id=actor.user_id,
-                data=mapping.template_in(request.template),
-                fields=mapping.mask_fields(list(request.update_mask.paths)),
-                expected_version=request.expected_version,
-            )
-        template = templates.find_template(change.catalog, request.template.code, include_disabled=True)
+        data = mapping.template_in(request.template)
+        catalog = await self._upsert(
+            context, request.expected_version, templates.TEMPLATES, data, request.update_mask
+        )
         return pb.UpsertTemplateResponse(
-            template=mapping.template(template), catalog_version=self._committed(change)
+            template=_template(catalog, request.template.code), catalog_version=catalog.version
         )
 
     async def SetTemplateEnabled(
         self, request: pb.SetTemplateEnabledRequest, context: grpc.aio.ServicerContext
     ) -> pb.SetTemplateEnabledResponse:
-        actor = require_admin(context)
-        async with self.runtime.db.transaction() as session:
-            change = await templates.set_template_enabled(
-                session,
-                self.outbox,
-                actor_id=actor.user_id,
-                code=request.code,
-                enabled=request.enabled,
-                expected_version=request.expected_version,
-            )
-        template = templates.find_template(change.catalog, request.code, include_disabled=True)
+        catalog = await self._switch(context, request, templates.TEMPLATES)
         return pb.SetTemplateEnabledResponse(
-            template=mapping.template(template), catalog_version=self._committed(change)
+            template=_template(catalog, request.code), catalog_version=catalog.version
         )
 
     async def UpdateRechargeRules(
         self, request: pb.UpdateRechargeRulesRequest, context: grpc.aio.ServicerContext
     ) -> pb.UpdateRechargeRulesResponse:
-        actor = require_admin(context)
-        async with self.runtime.db.transaction() as session:
-            change = await recharge.update_recharge_rules(
-                session,
-                self.outbox,
-                actor_id=actor.user_id,
-                data=mapping.recharge_rules_in(request.rules),
-                expected_version=request.expected_version,
-            )
+        data = mapping.recharge_rules_in(request.rules)
+        catalog = await self._edit(
+            context, request.expected_version, lambda edit: recharge.update_recharge_rules(edit, data)
+        )
         return pb.UpdateRechargeRulesResponse(
-            rules=mapping.recharge_rules(change.catalog.recharge_rules),
-            catalog_version=self._committed(change),
+            rules=mapping.recharge_rules(catalog.recharge_rules), catalog_version=catalog.version
         )
 
     async def UpsertPlan(
         self, request: pb.UpsertPlanRequest, context: grpc.aio.ServicerContext
     ) -> pb.UpsertPlanResponse:
-        actor = require_admin(context)
-        async with self.runtime.db.transaction() as session:
-            change = await recharge.upsert_plan(
-                session,
-                self.outbox,
-                actor_id=actor.user_id,
-                data=mapping.plan_in(request.plan),
-                expected_version=request.expected_version,
-            )
-        plan = change.catalog.plan(request.plan.code)
-        assert plan is not None  # the change just wrote it
-        return pb.UpsertPlanResponse(plan=mapping.plan(plan), catalog_version=self._committed(change))
+        catalog = await self._upsert(
+            context, request.expected_version, recharge.PLANS, mapping.plan_in(request.plan)
+        )
+        plan = recharge.PLANS.get(catalog, request.plan.code)
+        return pb.UpsertPlanResponse(plan=mapping.plan(plan), catalog_version=catalog.version)
 
     async def UpsertChannel(
         self, request: pb.UpsertChannelRequest, context: grpc.aio.ServicerContext
     ) -> pb.UpsertChannelResponse:
-        actor = require_admin(context)
-        async with self.runtime.db.transaction() as session:
-            change = await channels.upsert_channel(
-                session,
-                self.outbox,
-                actor_id=actor.user_id,
-                data=mapping.channel_in(request.channel),
-                expected_version=request.expected_version,
-            )
-        channel = change.catalog.channel(request.channel.code)
-        assert channel is not None  # the change just wrote it
-        return pb.UpsertChannelResponse(
-            channel=mapping.channel(channel), catalog_version=self._committed(change)
-        )
+        data = mapping.channel_in(request.channel)
+        catalog = await self._upsert(context, request.expected_version, channels.CHANNELS, data)
+        channel = channels.CHANNELS.get(catalog, request.channel.code)
+        return pb.UpsertChannelResponse(channel=mapping.channel(channel), catalog_version=catalog.version)
 
     async def ListChannels(
         self, request: pb.ListChannelsRequest, context: grpc.aio.ServicerContext
@@ -324,18 +291,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
                 before_id=before,
                 limit=limit + 1,
             )
-        entries = []
-        for row in rows[:limit]:
-            entry = pb.AuditEntry(
-                version=row.version,
-                actor_id=row.actor_id,
-                action=row.action,
-                entity_type=row.entity_type,
-                entity_code=row.entity_code,
-                diff_json=mapping.audit_diff(row.diff),
-            )
-            entry.created_at.FromDatetime(row.created_at)
-            entries.append(entry)
+        entries = [mapping.audit_entry(row) for row in rows[:limit]]
         next_cursor = str(rows[limit - 1].id) if len(rows) > limit else ""
         return pb.ListAuditLogResponse(entries=entries, page=common_pb2.PageInfo(next_cursor=next_cursor))
 
@@ -359,3 +315,12 @@ def _amount(money: common_pb2.Money) -> Amount:
         raise InvalidArgument(
             f"unsupported currency {money.currency!r}", code="unsupported_currency"
         ) from exc
+
+
+def _model(catalog: Catalog, code: str) -> pb.Model:
+    model = model_specs.find_model(catalog, code, include_internal=True)
+    return mapping.model(model, catalog, with_channel=True)
+
+
+def _template(catalog: Catalog, code: str) -> pb.WorkflowTemplate:
+    return mapping.template(templates.find_template(catalog, code, include_disabled=True))

@@ -1,12 +1,11 @@
 """What a catalog version is and how one is kept: the current version read once per change
 (`CatalogReader`), the canonical order every version lists in, the comparison that ignores the
 timestamps a change sets, the RFC 6902 diff between two, and the record each change leaves (the
-version's snapshot, an audit row and `catalog.changed`, in the caller's transaction); and the audit
-log read back, newest first."""
+state row moved to it, the version's snapshot, an audit row and `catalog.changed`, in the caller's
+transaction); and the audit log read back, newest first."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
@@ -15,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kit.errors import Unavailable
 from kit.outbox import Outbox
 from services.catalog import events, repository
-from services.catalog.repository import AuditAction, AuditEntity
+from services.catalog.repository import Revision
 from services.catalog.schemas import Catalog
 
 
@@ -84,37 +83,15 @@ def _escape(key: str) -> str:
     return key.replace("~", "~0").replace("/", "~1")
 
 
-async def record(
-    session: AsyncSession,
-    outbox: Outbox,
-    catalog: Catalog,
-    *,
-    actor_id: str,
-    at: datetime,
-    action: AuditAction,
-    entity_type: AuditEntity,
-    entity_code: str,
-    diff: list[dict[str, Any]],
-) -> None:
-    await repository.add_version(
-        session, version=catalog.version, created_at=at, actor_id=actor_id, snapshot=catalog
-    )
-    await repository.add_audit(
-        session,
-        version=catalog.version,
-        actor_id=actor_id,
-        created_at=at,
-        action=action,
-        entity_type=entity_type,
-        entity_code=entity_code,
-        diff=diff,
-    )
+async def record(session: AsyncSession, outbox: Outbox, catalog: Catalog, revision: Revision) -> None:
+    """Keeps `catalog` as its new version (state row, snapshot, audit entry) and announces it."""
+    await repository.add_version(session, catalog, revision)
     event_id, message = events.catalog_changed(
         version=catalog.version,
-        actor_id=actor_id,
-        entity_type=entity_type,
-        entity_code=entity_code,
-        occurred_at=at,
+        actor_id=revision.actor_id,
+        entity_type=revision.entity_type,
+        entity_code=revision.entity_code,
+        occurred_at=revision.at,
     )
     await outbox.add(session, events.CATALOG_CHANGED, message, event_id=event_id)
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from atelier.generation.v1 import generation_pb2, generation_pb2_grpc
 from kit.grpc_server import GrpcServer
 from kit.service import Runtime, ServiceDefinition, main
@@ -28,23 +26,10 @@ async def setup(runtime: Runtime[GenerationSettings], server: GrpcServer) -> Non
     servicer = GenerationServicer(generation, conversations, blobs)
     generation_pb2_grpc.add_GenerationServiceServicer_to_server(servicer, server.server)
     server.add(generation_pb2.DESCRIPTOR.services_by_name["GenerationService"].full_name)
-
-    async def close() -> None:
-        await runtime.stop.wait()
-        await clients.close()
-        await providers.aclose()
-        await blobs.aclose()
-
-    runtime.spawn(close())
+    runtime.close_on_stop(clients.close, providers.aclose, blobs.aclose)
 
 
-DEFINITION = ServiceDefinition(
-    name="generation",
-    settings_factory=GenerationSettings,
-    metadata=metadata,
-    migrations_dir=Path(__file__).parent / "migrations",
-    setup=setup,
-)
+DEFINITION = ServiceDefinition("generation", GenerationSettings, metadata, setup)
 
 if __name__ == "__main__":
     main(DEFINITION)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 
 from google.protobuf.duration_pb2 import Duration
 
@@ -17,20 +16,6 @@ from kit.money import Credits
 METADATA = ((CALLER_KEY, "generation"),)
 
 
-@dataclass(frozen=True)
-class QuoteArgs:
-    model_code: str
-    ratio: str = ""
-    resolution: str = ""
-    duration_seconds: int = 0
-    n: int = 0
-    capability: str = ""
-    input_image_count: int = 0
-    input_tokens: int = 0
-    max_output_tokens: int = 0
-    internal: bool = False
-
-
 class Clients:
     """Channels are opened at startup and closed at shutdown."""
 
@@ -40,21 +25,9 @@ class Clients:
         self.catalog = catalog_pb2_grpc.CatalogServiceStub(self._catalog_channel)
         self.ledger = ledger_pb2_grpc.LedgerServiceStub(self._ledger_channel)
 
-    async def quote(self, args: QuoteArgs) -> catalog_pb2.QuoteSnapshot:
+    async def quote(self, request: catalog_pb2.QuoteRequest) -> catalog_pb2.QuoteSnapshot:
         """The catalog's priced, validated snapshot; its domain errors (model_disabled,
         unsupported_spec, unsupported_capability) pass through unchanged."""
-        request = catalog_pb2.QuoteRequest(
-            model_code=args.model_code,
-            ratio=args.ratio,
-            resolution=args.resolution,
-            duration_seconds=args.duration_seconds,
-            n=args.n,
-            capability=args.capability,
-            input_image_count=args.input_image_count,
-            input_tokens=args.input_tokens,
-            max_output_tokens=args.max_output_tokens,
-            internal=args.internal,
-        )
         response = await grpc_client.call(lambda: self.catalog.Quote(request, metadata=METADATA))
         quote: catalog_pb2.QuoteSnapshot = response.quote
         return quote

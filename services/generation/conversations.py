@@ -17,14 +17,14 @@ from sqlalchemy.exc import IntegrityError
 from atelier.catalog.v1 import catalog_pb2
 from atelier.ledger.v1 import ledger_pb2
 from kit.compensation import owned_or_undone
-from kit.cursors import decode_cursor, encode_cursor
+from kit.cursors import decode_cursor, encode_cursor, page_limit
 from kit.db import Database
 from kit.errors import FailedPrecondition, InvalidArgument, NotFound
 from kit.identity import Identity
 from kit.money import Credits
 from kit.outbox import Outbox
 from services.generation import events, repository
-from services.generation.clients import Clients, QuoteArgs
+from services.generation.clients import Clients
 from services.generation.providers import ProviderRegistry
 from services.generation.providers.base import ChatMessage, ProviderError, ProviderJob, Usage
 from services.generation.records import ConversationRecord, MessageRecord
@@ -32,7 +32,6 @@ from services.generation.service import (
     estimate_tokens,
     hold_id,
     new_id,
-    page_limit,
     require_kind,
     token_charge,
 )
@@ -81,7 +80,7 @@ class Conversations:
         # Refused now rather than at the first message: quoted as that message will be, without its
         # text, the catalog answers model_not_found, model_disabled or unsupported_spec.
         quote = await self.clients.quote(
-            QuoteArgs(
+            catalog_pb2.QuoteRequest(
                 model_code=model_code,
                 input_tokens=estimate_tokens(system_instruction),
                 max_output_tokens=DEFAULT_MAX_OUTPUT_TOKENS,
@@ -159,7 +158,7 @@ class Conversations:
         chat = (*(ChatMessage(m.role, m.content) for m in history), ChatMessage(MessageRole.USER, content))
         cap = max_output_tokens or DEFAULT_MAX_OUTPUT_TOKENS
         quote = await self.clients.quote(
-            QuoteArgs(
+            catalog_pb2.QuoteRequest(
                 model_code=model,
                 input_tokens=estimate_tokens(conversation.system_instruction, *(m.text for m in chat)),
                 max_output_tokens=cap,

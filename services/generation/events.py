@@ -62,28 +62,37 @@ async def task_progress(session: AsyncSession, outbox: Outbox, task: TaskRecord)
     await outbox.add(session, PROGRESS, event, event_id=event_id)
 
 
+def _completed(
+    event_id: uuid.UUID, settled: TaskRecord | MessageRecord, status: TaskStatus
+) -> events_pb2.TaskCompleted:
+    """What the ledger settles a hold by, alike for a task and a Copy Studio answer: a charge only on
+    success."""
+    event = events_pb2.TaskCompleted(
+        meta=_meta(event_id),
+        task_id=settled.id,
+        user_id=settled.user_id,
+        model_code=settled.model_code,
+        status=views.STATUSES[status],
+        price=views.credits(settled.price_milli),
+        charge=views.credits(settled.charge_milli if status == TaskStatus.SUCCEEDED else 0),
+        hold_id=settled.hold_id or "",
+    )
+    if (error := views.error_detail(settled.error_code, settled.error_message)) is not None:
+        event.error.CopyFrom(error)
+    return event
+
+
 async def task_completed(
     session: AsyncSession, outbox: Outbox, task: TaskRecord, outputs: Sequence[OutputRecord], blobs: Blobs
 ) -> None:
     event_id = derived_id(task.id, task.attempt, "completed")
-    event = events_pb2.TaskCompleted(
-        meta=_meta(event_id),
-        task_id=task.id,
-        user_id=task.user_id,
-        kind=views.KINDS[task.kind],
-        model_code=task.model_code,
-        status=views.STATUSES[task.status],
-        price=views.credits(task.price_milli),
-        charge=views.credits(task.charge_milli if task.status == TaskStatus.SUCCEEDED else 0),
-        hold_id=task.hold_id or "",
-        internal=task.internal,
-        run_id=task.run_id or "",
-        step_key=task.step_key or "",
-        outputs=[views.output(o, blobs) for o in outputs],
-        attempt=task.attempt,
-    )
-    if (error := views.error_detail(task.error_code, task.error_message)) is not None:
-        event.error.CopyFrom(error)
+    event = _completed(event_id, task, task.status)
+    event.kind = views.KINDS[task.kind]
+    event.internal = task.internal
+    event.run_id = task.run_id or ""
+    event.step_key = task.step_key or ""
+    event.outputs.extend(views.output(o, blobs) for o in outputs)
+    event.attempt = task.attempt
     await outbox.add(session, COMPLETED, event, event_id=event_id)
 
 
@@ -96,18 +105,7 @@ async def message_completed(
 ) -> None:
     """A Copy Studio answer settles its hold like a task: the charge is the token usage priced."""
     event_id = derived_id(message.id, "completed")
-    event = events_pb2.TaskCompleted(
-        meta=_meta(event_id),
-        task_id=message.id,
-        user_id=message.user_id,
-        kind=common_pb2.MODEL_KIND_TEXT,
-        model_code=message.model_code,
-        status=views.STATUSES[status],
-        price=views.credits(message.price_milli),
-        charge=views.credits(message.charge_milli if status == TaskStatus.SUCCEEDED else 0),
-        hold_id=message.hold_id or "",
-        attempt=1,
-    )
-    if (error := views.error_detail(message.error_code, message.error_message)) is not None:
-        event.error.CopyFrom(error)
+    event = _completed(event_id, message, status)
+    event.kind = common_pb2.MODEL_KIND_TEXT
+    event.attempt = 1
     await outbox.add(session, COMPLETED, event, event_id=event_id)

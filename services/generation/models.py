@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -14,30 +12,16 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
-    MetaData,
     Table,
     Text,
     UniqueConstraint,
-    func,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-from kit.db_naming import NAMING_CONVENTION
-from kit.inbox import inbox_table
-from kit.outbox import outbox_table
+from kit.service_tables import created_at, service_tables, timestamps
 
-metadata = MetaData(naming_convention=NAMING_CONVENTION)
-
-outbox = outbox_table(metadata)
-inbox = inbox_table(metadata)
-
-
-def _timestamps() -> list[Column[dt.datetime]]:
-    return [
-        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-        Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    ]
+metadata, outbox, inbox = service_tables()
 
 
 tasks = Table(
@@ -88,7 +72,7 @@ tasks = Table(
     Column("deadline_at", DateTime(timezone=True), nullable=False),
     Column("started_at", DateTime(timezone=True)),
     Column("finished_at", DateTime(timezone=True)),
-    *_timestamps(),
+    *timestamps(),
     UniqueConstraint("user_id", "idempotency_key"),
     Index("ix_tasks_user_created", "user_id", text("created_at DESC"), text("id DESC")),
 )
@@ -108,7 +92,7 @@ outputs = Table(
     Column("duration_seconds", Double, nullable=False, server_default="0"),
     Column("text", Text, nullable=False, server_default=""),
     Column("size_bytes", BigInteger, nullable=False, server_default="0"),
-    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    created_at(),
     UniqueConstraint("task_id", "position"),
 )
 
@@ -124,7 +108,7 @@ uploads = Table(
     Column("size_bytes", BigInteger, nullable=False),
     Column("sha256", Text, nullable=False),
     Column("blob_key", Text, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    created_at(),
     Index("ix_uploads_user", "user_id", "created_at"),
 )
 
@@ -136,7 +120,7 @@ conversations = Table(
     Column("title", Text, nullable=False, server_default=""),
     Column("model_code", Text, nullable=False),
     Column("system_instruction", Text, nullable=False, server_default=""),
-    *_timestamps(),
+    *timestamps(),
     Index("ix_conversations_user_updated", "user_id", text("updated_at DESC"), text("id DESC")),
 )
 
@@ -162,7 +146,7 @@ messages = Table(
     Column("error_message", Text),
     # On the assistant message: the caller's key for the SendMessage that made it.
     Column("idempotency_key", Text),
-    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    created_at(),
     UniqueConstraint("user_id", "idempotency_key"),
     Index("ix_messages_conversation", "conversation_id", "created_at"),
 )

@@ -4,10 +4,10 @@ caller's session; none commits."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
-from sqlalchemy import and_, func, insert, literal, or_, select, tuple_, update
+from sqlalchemy import Executable, Row, Table, and_, func, insert, literal, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.generation import records
@@ -21,34 +21,59 @@ from services.generation.records import (
 )
 from services.generation.values import MessageStatus, TaskKind, TaskStatus
 
+R = TypeVar("R")
+
+
+async def _one_or_none(session: AsyncSession, query: Executable, record: Callable[[Row[Any]], R]) -> R | None:
+    """The one row `query` finds as a record, or None."""
+    row = (await session.execute(query)).one_or_none()
+    return record(row) if row is not None else None
+
+
+async def _by_id(
+    session: AsyncSession,
+    table: Table,
+    record: Callable[[Row[Any]], R],
+    row_id: str,
+    *,
+    user_id: str | None = None,
+    lock: bool = False,
+) -> R | None:
+    """The row of `table` with id `row_id` as a record, or None; when `user_id` is given, only if that
+    user owns it."""
+    query = select(table).where(table.c.id == row_id)
+    if user_id is not None:
+        query = query.where(table.c.user_id == user_id)
+    if lock:
+        query = query.with_for_update()
+    return await _one_or_none(session, query, record)
+
+
+async def _insert(
+    session: AsyncSession, table: Table, record: Callable[[Row[Any]], R], values: dict[str, Any]
+) -> R:
+    return record((await session.execute(insert(table).values(**values).returning(table))).one())
+
+
 # -- tasks -------------------------------------------------------------------------------------------
 
 
 async def insert_task(session: AsyncSession, values: dict[str, Any]) -> TaskRecord:
-    return records.task((await session.execute(insert(tasks).values(**values).returning(tasks))).one())
+    return await _insert(session, tasks, records.task, values)
 
 
 async def get_task(session: AsyncSession, task_id: str, *, lock: bool = False) -> TaskRecord | None:
-    query = select(tasks).where(tasks.c.id == task_id)
-    if lock:
-        query = query.with_for_update()
-    row = (await session.execute(query)).one_or_none()
-    return records.task(row) if row is not None else None
+    return await _by_id(session, tasks, records.task, task_id, lock=lock)
 
 
 async def get_user_task(session: AsyncSession, user_id: str | None, task_id: str) -> TaskRecord | None:
     """The task when `user_id` owns it; any owner's when `user_id` is None."""
-    query = select(tasks).where(tasks.c.id == task_id)
-    if user_id is not None:
-        query = query.where(tasks.c.user_id == user_id)
-    row = (await session.execute(query)).one_or_none()
-    return records.task(row) if row is not None else None
+    return await _by_id(session, tasks, records.task, task_id, user_id=user_id)
 
 
 async def find_by_idempotency_key(session: AsyncSession, user_id: str, key: str) -> TaskRecord | None:
     query = select(tasks).where(tasks.c.user_id == user_id, tasks.c.idempotency_key == key)
-    row = (await session.execute(query)).one_or_none()
-    return records.task(row) if row is not None else None
+    return await _one_or_none(session, query, records.task)
 
 
 async def list_tasks(
@@ -90,8 +115,7 @@ async def transition(
         .values(**values, updated_at=func.now())
         .returning(tasks)
     )
-    row = (await session.execute(query)).one_or_none()
-    return records.task(row) if row is not None else None
+    return await _one_or_none(session, query, records.task)
 
 
 async def set_operation_id(session: AsyncSession, task_id: str, operation_id: str) -> bool:
@@ -141,52 +165,41 @@ async def outputs_of(session: AsyncSession, task_ids: Sequence[str]) -> dict[str
 
 
 async def get_user_output(session: AsyncSession, user_id: str, output_id: str) -> OutputRecord | None:
-    query = select(outputs).where(outputs.c.id == output_id, outputs.c.user_id == user_id)
-    row = (await session.execute(query)).one_or_none()
-    return records.output(row) if row is not None else None
+    return await _by_id(session, outputs, records.output, output_id, user_id=user_id)
 
 
 async def get_output(session: AsyncSession, output_id: str) -> OutputRecord | None:
-    row = (await session.execute(select(outputs).where(outputs.c.id == output_id))).one_or_none()
-    return records.output(row) if row is not None else None
+    return await _by_id(session, outputs, records.output, output_id)
 
 
 # -- uploads -----------------------------------------------------------------------------------------
 
 
 async def insert_upload(session: AsyncSession, values: dict[str, Any]) -> UploadRecord:
-    return records.upload((await session.execute(insert(uploads).values(**values).returning(uploads))).one())
+    return await _insert(session, uploads, records.upload, values)
 
 
 async def get_user_upload(session: AsyncSession, user_id: str, upload_id: str) -> UploadRecord | None:
-    query = select(uploads).where(uploads.c.id == upload_id, uploads.c.user_id == user_id)
-    row = (await session.execute(query)).one_or_none()
-    return records.upload(row) if row is not None else None
+    return await _by_id(session, uploads, records.upload, upload_id, user_id=user_id)
 
 
 async def get_upload(session: AsyncSession, upload_id: str) -> UploadRecord | None:
-    row = (await session.execute(select(uploads).where(uploads.c.id == upload_id))).one_or_none()
-    return records.upload(row) if row is not None else None
+    return await _by_id(session, uploads, records.upload, upload_id)
 
 
 # -- conversations -------------------------------------------------------------------------------------
 
 
 async def insert_conversation(session: AsyncSession, values: dict[str, Any]) -> ConversationRecord:
-    query = insert(conversations).values(**values).returning(conversations)
-    return records.conversation((await session.execute(query)).one())
+    return await _insert(session, conversations, records.conversation, values)
 
 
 async def get_user_conversation(
     session: AsyncSession, user_id: str, conversation_id: str, *, lock: bool = False
 ) -> ConversationRecord | None:
-    query = select(conversations).where(
-        conversations.c.id == conversation_id, conversations.c.user_id == user_id
+    return await _by_id(
+        session, conversations, records.conversation, conversation_id, user_id=user_id, lock=lock
     )
-    if lock:
-        query = query.with_for_update()
-    row = (await session.execute(query)).one_or_none()
-    return records.conversation(row) if row is not None else None
 
 
 async def list_conversations(
@@ -222,20 +235,16 @@ async def messages_of(session: AsyncSession, conversation_id: str) -> list[Messa
 
 
 async def insert_message(session: AsyncSession, values: dict[str, Any]) -> MessageRecord:
-    return records.message(
-        (await session.execute(insert(messages).values(**values).returning(messages))).one()
-    )
+    return await _insert(session, messages, records.message, values)
 
 
 async def get_message(session: AsyncSession, message_id: str) -> MessageRecord | None:
-    row = (await session.execute(select(messages).where(messages.c.id == message_id))).one_or_none()
-    return records.message(row) if row is not None else None
+    return await _by_id(session, messages, records.message, message_id)
 
 
 async def find_message_by_key(session: AsyncSession, user_id: str, key: str) -> MessageRecord | None:
     query = select(messages).where(messages.c.user_id == user_id, messages.c.idempotency_key == key)
-    row = (await session.execute(query)).one_or_none()
-    return records.message(row) if row is not None else None
+    return await _one_or_none(session, query, records.message)
 
 
 async def finish_message(
@@ -247,5 +256,4 @@ async def finish_message(
         .values(**values)
         .returning(messages)
     )
-    row = (await session.execute(query)).one_or_none()
-    return records.message(row) if row is not None else None
+    return await _one_or_none(session, query, records.message)

@@ -29,7 +29,7 @@ from atelier.catalog.v1 import catalog_pb2
 from atelier.common.v1 import common_pb2
 from atelier.ledger.v1 import ledger_pb2
 from kit.compensation import owned_or_undone
-from kit.cursors import decode_cursor, encode_cursor
+from kit.cursors import decode_cursor, encode_cursor, page_limit
 from kit.db import Database
 from kit.errors import Conflict, DomainError, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from kit.identity import Identity
@@ -37,7 +37,7 @@ from kit.money import Credits
 from kit.outbox import Outbox
 from services.generation import events, metrics, repository, views
 from services.generation.blobs import Blobs
-from services.generation.clients import Clients, QuoteArgs
+from services.generation.clients import Clients
 from services.generation.models import tasks
 from services.generation.records import OutputRecord, TaskRecord, UploadRecord
 from services.generation.settings import GenerationSettings
@@ -64,8 +64,6 @@ UPLOAD_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
 MAX_PROMPT = 4000
 MAX_INPUTS = 16
 MAX_N = 10
-PAGE_DEFAULT = 20
-PAGE_MAX = 100
 
 
 def new_id(prefix: str) -> str:
@@ -89,10 +87,6 @@ def require_kind(quote: catalog_pb2.QuoteSnapshot, kind: TaskKind) -> None:
     # A quote that does not name its kind (UNSPECIFIED) is not checked here.
     if quote.kind != common_pb2.MODEL_KIND_UNSPECIFIED and quote.kind != views.KINDS[kind]:
         raise InvalidArgument(f"{quote.model_code} is not a {kind} model", code="unsupported_spec", kind=kind)
-
-
-def page_limit(limit: int) -> int:
-    return PAGE_DEFAULT if limit <= 0 else min(limit, PAGE_MAX)
 
 
 def token_charge(quote: catalog_pb2.QuoteSnapshot, input_tokens: int, output_tokens: int) -> Credits:
@@ -289,7 +283,7 @@ class Generation:
             await check_inputs(session, identity.user_id, spec.inputs)
 
         quote = await self.clients.quote(
-            QuoteArgs(
+            catalog_pb2.QuoteRequest(
                 model_code=spec.model_code,
                 ratio=spec.ratio,
                 resolution=spec.resolution,

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from atelier.catalog.v1 import catalog_pb2
 from atelier.common.v1 import common_pb2
 from atelier.generation.v1 import generation_pb2
-from kit.protoconv import timestamp
+from kit.protoconv import enum_by_name, timestamp
 from services.generation.blobs import Blobs
 from services.generation.records import (
     ConversationRecord,
@@ -16,42 +16,18 @@ from services.generation.records import (
     TaskRecord,
     UploadRecord,
 )
-from services.generation.values import InputRole, MessageRole, MessageStatus, TaskKind, TaskStatus
+from services.generation.values import InputRole, TaskKind, TaskStatus
 
-KINDS: dict[TaskKind, common_pb2.ModelKind.ValueType] = {
-    TaskKind.TEXT: common_pb2.MODEL_KIND_TEXT,
-    TaskKind.IMAGE: common_pb2.MODEL_KIND_IMAGE,
-    TaskKind.VIDEO: common_pb2.MODEL_KIND_VIDEO,
-}
-KIND_NAMES = {value: name for name, value in KINDS.items()}
-
-STATUSES: dict[TaskStatus, generation_pb2.TaskStatus.ValueType] = {
-    TaskStatus.QUEUED: generation_pb2.TASK_STATUS_QUEUED,
-    TaskStatus.RUNNING: generation_pb2.TASK_STATUS_RUNNING,
-    TaskStatus.SUCCEEDED: generation_pb2.TASK_STATUS_SUCCEEDED,
-    TaskStatus.FAILED: generation_pb2.TASK_STATUS_FAILED,
-    TaskStatus.CANCELED: generation_pb2.TASK_STATUS_CANCELED,
-}
-STATUS_NAMES = {value: name for name, value in STATUSES.items()}
-
-ROLES: dict[InputRole, generation_pb2.InputRole.ValueType] = {
-    InputRole.REFERENCE: generation_pb2.INPUT_ROLE_REFERENCE,
-    InputRole.FIRST_FRAME: generation_pb2.INPUT_ROLE_FIRST_FRAME,
-    InputRole.EDIT: generation_pb2.INPUT_ROLE_EDIT,
-    InputRole.PRODUCT: generation_pb2.INPUT_ROLE_PRODUCT,
-}
-ROLE_NAMES = {value: name for name, value in ROLES.items()}
-
-MESSAGE_ROLES: dict[MessageRole, generation_pb2.MessageRole.ValueType] = {
-    MessageRole.SYSTEM: generation_pb2.MESSAGE_ROLE_SYSTEM,
-    MessageRole.USER: generation_pb2.MESSAGE_ROLE_USER,
-    MessageRole.ASSISTANT: generation_pb2.MESSAGE_ROLE_ASSISTANT,
-}
-MESSAGE_STATUSES: dict[MessageStatus, generation_pb2.MessageStatus.ValueType] = {
-    MessageStatus.STREAMING: generation_pb2.MESSAGE_STATUS_STREAMING,
-    MessageStatus.COMPLETED: generation_pb2.MESSAGE_STATUS_COMPLETED,
-    MessageStatus.FAILED: generation_pb2.MESSAGE_STATUS_FAILED,
-}
+# Protobuf values by the names the domain's enums carry ("queued" ↔ TASK_STATUS_QUEUED); that every
+# domain value has one is a test (tests/generation/test_records.py).
+KINDS = enum_by_name(common_pb2.ModelKind)
+STATUSES = enum_by_name(generation_pb2.TaskStatus)
+ROLES = enum_by_name(generation_pb2.InputRole)
+MESSAGE_ROLES = enum_by_name(generation_pb2.MessageRole)
+MESSAGE_STATUSES = enum_by_name(generation_pb2.MessageStatus)
+KIND_NAMES = {value: TaskKind(name) for name, value in KINDS.items()}
+STATUS_NAMES = {value: TaskStatus(name) for name, value in STATUSES.items()}
+ROLE_NAMES = {value: InputRole(name) for name, value in ROLES.items()}
 
 
 def credits(milli: int | None) -> common_pb2.Credits:

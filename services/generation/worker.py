@@ -400,13 +400,7 @@ async def _close_on_stop(runtime: Runtime, worker: Worker, blobs: Blobs, provide
     await blobs.aclose()
 
 
-DEFINITION = ServiceDefinition(
-    name="generation-worker",
-    settings_factory=GenerationSettings,
-    metadata=metadata,
-    migrations_dir=Path(__file__).parent / "migrations",
-    setup=setup,
-)
+DEFINITION = ServiceDefinition("generation-worker", GenerationSettings, metadata, setup)
 
 if __name__ == "__main__":
     main(DEFINITION)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from sqlalchemy.exc import OperationalError
 
 from atelier.ledger.v1 import ledger_pb2, ledger_pb2_grpc
@@ -48,14 +46,7 @@ async def reconcile(settings: LedgerSettings, argv: list[str]) -> int:
     return 1 if report.violations else 0
 
 
-DEFINITION = ServiceDefinition(
-    name="ledger",
-    settings_factory=LedgerSettings,
-    metadata=metadata,
-    migrations_dir=Path(__file__).parent / "migrations",
-    setup=setup,
-    commands={"reconcile": reconcile},
-)
+DEFINITION = ServiceDefinition("ledger", LedgerSettings, metadata, setup, commands={"reconcile": reconcile})
 
 if __name__ == "__main__":
     main(DEFINITION)

@@ -13,14 +13,16 @@ its effects, so a redelivery changes nothing):
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from atelier.events.v1 import events_pb2
 from atelier.generation.v1 import generation_pb2
 from kit.bus import Delivery, Permanent
-from kit.errors import FailedPrecondition, NotFound
+from kit.errors import DomainError, FailedPrecondition, NotFound
 from kit.inbox import Inbox
 from kit.money import Credits
 from kit.service import Runtime
@@ -29,6 +31,7 @@ from services.ledger.models import inbox as inbox_table
 from services.ledger.service import Ledger
 
 log = logging.getLogger(__name__)
+EventT = TypeVar("EventT", bound=Message)
 
 TASKS_COMPLETED = "tasks.completed"
 RUNS_COMPLETED = "runs.completed"
@@ -91,6 +94,13 @@ async def refund_run(session: AsyncSession, ledger: Ledger, event: events_pb2.Ru
     return "refunded" if not result.replayed else "already refunded"
 
 
+def _decode(message: type[EventT], delivery: Delivery) -> EventT:
+    try:
+        return message.FromString(delivery.data)
+    except DecodeError as exc:
+        raise Permanent(f"undecodable {message.__name__}: {exc}") from exc
+
+
 class Consumers:
     """The ledger's event handlers, bound to a running process."""
 
@@ -100,38 +110,51 @@ class Consumers:
         self.inbox = Inbox(inbox_table)
 
     async def on_task_completed(self, delivery: Delivery) -> None:
-        try:
-            event = events_pb2.TaskCompleted.FromString(delivery.data)
-        except DecodeError as exc:
-            raise Permanent(f"undecodable TaskCompleted: {exc}") from exc
+        event = _decode(events_pb2.TaskCompleted, delivery)
         if not event.hold_id:
             return  # internal workflow steps carry no charge of their own
-        event_id = delivery.event_id or event.meta.event_id
-        try:
-            async with self.runtime.db.transaction() as session:
-                if not await self.inbox.claim(session, SETTLEMENT_CONSUMER, event_id):
-                    return
-                outcome = await settle_task(session, self.ledger, event)
-        except NotFound as exc:
-            raise Permanent(f"task {event.task_id}: {exc.message}") from exc
-        log.info("task %s settled: %s", event.task_id, outcome)
-        self._notify()
+        outcome = await self._claimed(
+            SETTLEMENT_CONSUMER,
+            delivery.event_id or event.meta.event_id,
+            lambda session: settle_task(session, self.ledger, event),
+            refusals=(NotFound,),
+            subject=f"task {event.task_id}",
+        )
+        if outcome is not None:
+            log.info("task %s settled: %s", event.task_id, outcome)
 
     async def on_run_completed(self, delivery: Delivery) -> None:
-        try:
-            event = events_pb2.RunCompleted.FromString(delivery.data)
-        except DecodeError as exc:
-            raise Permanent(f"undecodable RunCompleted: {exc}") from exc
-        event_id = delivery.event_id or event.meta.event_id
+        event = _decode(events_pb2.RunCompleted, delivery)
+        outcome = await self._claimed(
+            RUN_REFUND_CONSUMER,
+            delivery.event_id or event.meta.event_id,
+            lambda session: refund_run(session, self.ledger, event),
+            refusals=(NotFound, FailedPrecondition),
+            subject=f"run {event.run_id}",
+        )
+        if outcome is not None:
+            log.info("run %s: %s", event.run_id, outcome)
+
+    async def _claimed(
+        self,
+        consumer: str,
+        event_id: str,
+        handle: Callable[[AsyncSession], Awaitable[str]],
+        *,
+        refusals: tuple[type[DomainError], ...],
+        subject: str,
+    ) -> str | None:
+        """`handle` in one transaction with the event's inbox claim: its outcome, or None when the
+        event was handled before. A refusal among `refusals` is Permanent (redelivery cannot help)."""
         try:
             async with self.runtime.db.transaction() as session:
-                if not await self.inbox.claim(session, RUN_REFUND_CONSUMER, event_id):
-                    return
-                outcome = await refund_run(session, self.ledger, event)
-        except (NotFound, FailedPrecondition) as exc:
-            raise Permanent(f"run {event.run_id}: {exc.message}") from exc
-        log.info("run %s: %s", event.run_id, outcome)
+                if not await self.inbox.claim(session, consumer, event_id):
+                    return None
+                outcome = await handle(session)
+        except refusals as exc:
+            raise Permanent(f"{subject}: {exc.message}") from exc
         self._notify()
+        return outcome
 
     def _notify(self) -> None:
         if self.runtime.relay is not None:

@@ -16,22 +16,15 @@ from sqlalchemy import (
     DateTime,
     Identity,
     Index,
-    MetaData,
     Table,
     Text,
-    func,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-from kit.db_naming import NAMING_CONVENTION
-from kit.inbox import inbox_table
-from kit.outbox import outbox_table
+from kit.service_tables import created_at, service_tables, timestamp_column, timestamps
 
-metadata = MetaData(naming_convention=NAMING_CONVENTION)
-
-outbox = outbox_table(metadata)
-inbox = inbox_table(metadata)
+metadata, outbox, inbox = service_tables()
 
 # "user:<user_id>" wallets (kind "wallet") and "system:..." accounts (kind "system").
 accounts = Table(
@@ -45,8 +38,7 @@ accounts = Table(
     Column("pending_credits", BigInteger, nullable=False, server_default="0"),
     Column("pending_debits", BigInteger, nullable=False, server_default="0"),
     Column("version", BigInteger, nullable=False, server_default="0"),
-    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    *timestamps(),
     CheckConstraint("kind IN ('wallet', 'system')", name="kind"),
     # The database itself refuses an overdraft, whatever the code above it does.
     CheckConstraint(
@@ -78,7 +70,7 @@ transfers = Table(
     Column("actor_id", Text, nullable=False, server_default=""),
     # sha256 of the request that created it: the same id with another body is a conflict.
     Column("request_hash", Text, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    created_at(),
     CheckConstraint("amount > 0", name="amount_positive"),
     CheckConstraint("debit_account <> credit_account", name="distinct_accounts"),
     Index("ix_transfers_user_seq", "user_id", "created_at", "id"),
@@ -112,7 +104,7 @@ recharge_orders = Table(
     Column("bonus_transfer_id", Text),
     Column("request_hash", Text, nullable=False),
     Column("trace_id", Text, nullable=False, server_default=""),
-    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    created_at(),
     Column("expires_at", DateTime(timezone=True)),
     Column("completed_at", DateTime(timezone=True)),
     CheckConstraint("amount_minor > 0", name="amount_positive"),
@@ -148,7 +140,7 @@ callbacks = Table(
     Column("payload_json", Text, nullable=False, server_default="{}"),
     Column("headers", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     Column("remote_addr", Text, nullable=False, server_default=""),
-    Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    timestamp_column("received_at"),
     Column("trace_id", Text, nullable=False, server_default=""),
     Column("request_hash", Text, nullable=False),
     Index("ix_callbacks_user", "user_id", "received_at"),
@@ -164,7 +156,7 @@ failed_transfers = Table(
     Column("code", Text, nullable=False),
     Column("message", Text, nullable=False),
     Column("request_hash", Text, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    created_at(),
 )
 
 # Spend per user, UTC hour, model and kind (captures and debits, less their refunds), kept in the

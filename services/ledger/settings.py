@@ -16,7 +16,3 @@ class LedgerSettings(ServiceSettings):
     def expiry_grace(self) -> timedelta:
         """How long past its expiry a pending hold may stay before reconcile reports it."""
         return timedelta(seconds=2 * self.sweep_interval_seconds)
-
-
-def expiry_grace(settings: ServiceSettings) -> timedelta:
-    return settings.expiry_grace() if isinstance(settings, LedgerSettings) else timedelta(seconds=10)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from google.protobuf.message import DecodeError
 
 from atelier.events.v1 import events_pb2
@@ -48,10 +46,6 @@ async def setup(runtime: Runtime[WorkflowSettings], server: GrpcServer) -> None:
             raise Permanent("a tasks.completed event without an id")
         await runner.on_task_completed(event_id, event)
 
-    async def close_clients() -> None:
-        await runtime.stop.wait()
-        await runner.clients.close()
-
     runtime.spawn(
         runtime.bus.consume(
             durable=events.STEPS_CONSUMER,
@@ -63,16 +57,10 @@ async def setup(runtime: Runtime[WorkflowSettings], server: GrpcServer) -> None:
     )
     # Runs once at startup, then periodically: every unfinished run continues where it stopped.
     runtime.spawn(runner.resume_loop(runtime.stop))
-    runtime.spawn(close_clients())
+    runtime.close_on_stop(runner.clients.close)
 
 
-DEFINITION = ServiceDefinition(
-    name="workflow",
-    settings_factory=WorkflowSettings,
-    metadata=metadata,
-    migrations_dir=Path(__file__).parent / "migrations",
-    setup=setup,
-)
+DEFINITION = ServiceDefinition("workflow", WorkflowSettings, metadata, setup)
 
 if __name__ == "__main__":
     main(DEFINITION)

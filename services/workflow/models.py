@@ -20,23 +20,16 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
-    MetaData,
     Table,
     Text,
     UniqueConstraint,
-    func,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-from kit.db_naming import NAMING_CONVENTION
-from kit.inbox import inbox_table
-from kit.outbox import outbox_table
+from kit.service_tables import created_at, service_tables, updated_at
 
-metadata = MetaData(naming_convention=NAMING_CONVENTION)
-
-outbox = outbox_table(metadata)
-inbox = inbox_table(metadata)
+metadata, outbox, inbox = service_tables()
 
 
 class RunStatus(StrEnum):
@@ -109,10 +102,10 @@ runs = Table(
     Column("error_code", Text),
     Column("error_message", Text),
     Column("trace_id", Text, nullable=False, server_default=""),
-    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    created_at(),
     Column("started_at", DateTime(timezone=True)),
     Column("finished_at", DateTime(timezone=True)),
-    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    updated_at(),
     UniqueConstraint("user_id", "idempotency_key", name="uq_runs_user_id_idempotency_key"),
     CheckConstraint(_in("status", RunStatus), name="status"),
     CheckConstraint(_in("refund_state", RefundState), name="refund_state"),
@@ -144,7 +137,7 @@ run_steps = Table(
     Column("error_message", Text),
     Column("started_at", DateTime(timezone=True)),
     Column("finished_at", DateTime(timezone=True)),
-    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    updated_at(),
     UniqueConstraint("run_id", "key", name="uq_run_steps_run_id_key"),
     CheckConstraint(_in("status", StepStatus), name="status"),
 )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,6 +22,11 @@ from services.workflow.models import (
 )
 
 
+def _fields(cls: type, row: RowMapping, **converted: Any) -> dict[str, Any]:
+    """Each field of the record class `cls`: the `converted` value given for it, else its column as read."""
+    return {f.name: converted[f.name] if f.name in converted else row[f.name] for f in fields(cls)}
+
+
 @dataclass(frozen=True)
 class StepRecord:
     run_id: str
@@ -39,20 +44,7 @@ class StepRecord:
 
     @classmethod
     def of(cls, row: RowMapping) -> StepRecord:
-        return cls(
-            run_id=row["run_id"],
-            index=row["index"],
-            key=row["key"],
-            kind=row["kind"],
-            model_code=row["model_code"],
-            status=StepStatus(row["status"]),
-            task_id=row["task_id"],
-            outputs=list(row["outputs"] or []),
-            error_code=row["error_code"],
-            error_message=row["error_message"],
-            started_at=row["started_at"],
-            finished_at=row["finished_at"],
-        )
+        return cls(**_fields(cls, row, status=StepStatus(row["status"]), outputs=list(row["outputs"] or [])))
 
 
 @dataclass(frozen=True)
@@ -84,32 +76,17 @@ class RunRecord:
 
     @classmethod
     def of(cls, row: RowMapping, steps: list[StepRecord] | None = None) -> RunRecord:
-        return cls(
-            id=row["id"],
-            user_id=row["user_id"],
-            idempotency_key=row["idempotency_key"],
-            request_hash=row["request_hash"],
-            template_code=row["template_code"],
+        values = _fields(
+            cls,
+            row,
             template_snapshot=bytes(row["template_snapshot"]),
-            catalog_version=row["catalog_version"],
             inputs=dict(row["inputs"]),
             status=RunStatus(row["status"]),
-            price_milli=row["price_milli"],
             refund_policy=RefundPolicy(row["refund_policy"]),
-            debit_transfer_id=row["debit_transfer_id"],
             refund_state=RefundState(row["refund_state"]),
-            refund_milli=row["refund_milli"],
-            refund_transfer_id=row["refund_transfer_id"],
-            cancel_requested=row["cancel_requested"],
-            error_code=row["error_code"],
-            error_message=row["error_message"],
-            trace_id=row["trace_id"],
-            created_at=row["created_at"],
-            started_at=row["started_at"],
-            finished_at=row["finished_at"],
-            updated_at=row["updated_at"],
             steps=steps or [],
         )
+        return cls(**values)
 
     @property
     def is_final(self) -> bool:

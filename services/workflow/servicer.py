@@ -7,18 +7,17 @@ from google.protobuf import json_format, struct_pb2
 
 from atelier.common.v1 import common_pb2
 from atelier.workflow.v1 import workflow_pb2, workflow_pb2_grpc
+from kit.cursors import page_limit
 from kit.errors import InvalidArgument
 from kit.identity import caller, require_verified
-from kit.protoconv import optional_timestamp, timestamp
+from kit.protoconv import enum_by_name, optional_timestamp, timestamp
 from services.workflow import service
 from services.workflow.events import RUN_STATUS, STEP_STATUS
 from services.workflow.models import RefundState, RunStatus
 from services.workflow.repository import RunRecord
 from services.workflow.runner import Runner
 
-DEFAULT_PAGE = 20
-MAX_PAGE = 100
-_STATUS_NAMES = {value: name for name, value in RUN_STATUS.items() if name != RunStatus.DEBITING}
+_STATUS_NAMES = {value: RunStatus(name) for name, value in enum_by_name(workflow_pb2.RunStatus).items()}
 
 
 class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
@@ -51,14 +50,11 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
         self, request: workflow_pb2.ListRunsRequest, context: grpc.aio.ServicerContext
     ) -> workflow_pb2.ListRunsResponse:
         identity = caller(context)
-        limit = min(MAX_PAGE, request.page.limit or DEFAULT_PAGE)
-        if request.page.limit < 0:
-            raise InvalidArgument("limit must not be negative", code="invalid_input", field="limit")
         status = _STATUS_NAMES.get(request.status)  # None for UNSPECIFIED: every status
         runs, next_cursor = await self.runner.list_runs(
             identity.user_id,
             cursor=request.page.cursor,
-            limit=limit,
+            limit=page_limit(request.page.limit),
             status=status,
             template_code=request.template_code or None,
         )

@@ -11,8 +11,7 @@ import sqlalchemy as sa
 from atelier.accounts.v1 import accounts_pb2 as pb
 from kit.errors import InvalidArgument, from_rpc_error
 from services.accounts import models
-from tests.accounts.conftest import PASSWORD, AccountsStack, new_email
-from tests.gateway.test_gateway_auth import bearer, verified_user
+from tests.accounts.stack import PASSWORD, AccountsStack, bearer, new_email, verified_user
 
 TABLES = (models.users, models.email_tokens, models.refresh_tokens, models.api_keys)
 

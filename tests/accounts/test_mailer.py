@@ -20,7 +20,7 @@ from kit.db import Database
 from services.accounts.mailer import Mail, MailQueue, OutboxMailer, compose, transport_for
 from services.accounts.models import users
 from services.accounts.settings import AccountsSettings
-from tests.accounts.conftest import new_email
+from tests.accounts.stack import new_email
 from tests.conftest import MigratedDatabase
 
 ROOT = Path(__file__).resolve().parents[2]

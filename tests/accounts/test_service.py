@@ -19,7 +19,7 @@ from kit.identity import Identity
 from services.accounts.credentials import Passwords, check_password_policy, digest
 from services.accounts.models import api_keys, email_tokens, refresh_tokens, users
 from services.accounts.service import AccountsService, CommitThenRaise, IssuedSession, normalize_locale
-from tests.accounts.conftest import PASSWORD, AccountsStack, accounts_settings, new_email, token_in
+from tests.accounts.stack import PASSWORD, AccountsStack, accounts_settings, new_email, token_in
 from tests.conftest import MigratedDatabase
 
 

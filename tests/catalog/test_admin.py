@@ -9,6 +9,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 import pytest
@@ -198,23 +199,23 @@ async def test_concurrent_edits_from_the_same_version_let_exactly_one_win(catalo
     assert await version(catalog) == 2
 
 
-async def test_invalid_and_empty_changes_change_nothing(catalog: CatalogStack) -> None:
-    bad_capability = pb.UpsertModelRequest(
-        model=pb.Model(code="grok-video-3", capabilities=["teleport"]),
-        update_mask=field_mask_pb2.FieldMask(paths=["capabilities"]),
+async def refused_patch(catalog: CatalogStack, code: str, **fields: Any) -> grpc.aio.AioRpcError:
+    """The error of an UpsertModel of only `fields` of model `code`, which must be refused."""
+    request = pb.UpsertModelRequest(
+        model=pb.Model(code=code, **fields), update_mask=field_mask_pb2.FieldMask(paths=list(fields))
     )
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await catalog.stub.UpsertModel(bad_capability, metadata=ADMIN)
-    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert error_code(caught.value) == "invalid_catalog"
+        await catalog.stub.UpsertModel(request, metadata=ADMIN)
+    return caught.value
 
-    text_with_ratio = pb.UpsertModelRequest(
-        model=pb.Model(code="gemini-2.5-flash", ratios=["1:1"]),
-        update_mask=field_mask_pb2.FieldMask(paths=["ratios"]),
-    )
-    with pytest.raises(grpc.aio.AioRpcError) as invalid:
-        await catalog.stub.UpsertModel(text_with_ratio, metadata=ADMIN)
-    assert error_code(invalid.value) == "invalid_model"
+
+async def test_invalid_and_empty_changes_change_nothing(catalog: CatalogStack) -> None:
+    bad_capability = await refused_patch(catalog, "grok-video-3", capabilities=["teleport"])
+    assert bad_capability.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_code(bad_capability) == "invalid_catalog"
+
+    text_with_ratio = await refused_patch(catalog, "gemini-2.5-flash", ratios=["1:1"])
+    assert error_code(text_with_ratio) == "invalid_model"
 
     with pytest.raises(grpc.aio.AioRpcError) as below_base:
         await catalog.stub.UpdateRechargeRules(
@@ -235,14 +236,9 @@ async def test_invalid_and_empty_changes_change_nothing(catalog: CatalogStack) -
         )
     assert error_code(below_base.value) == "invalid_recharge_rules"
 
-    narrowed = pb.UpsertModelRequest(
-        model=pb.Model(code="veo-3.1-fast", ratios=["16:9"]),
-        update_mask=field_mask_pb2.FieldMask(paths=["ratios"]),
-    )
-    with pytest.raises(grpc.aio.AioRpcError) as breaks_template:
-        await catalog.stub.UpsertModel(narrowed, metadata=ADMIN)
-    assert error_code(breaks_template.value) == "invalid_catalog"
-    assert "ecom-video-pro" in (breaks_template.value.details() or "")
+    breaks_template = await refused_patch(catalog, "veo-3.1-fast", ratios=["16:9"])
+    assert error_code(breaks_template) == "invalid_catalog"
+    assert "ecom-video-pro" in (breaks_template.details() or "")
 
     unchanged = await catalog.stub.SetModelEnabled(
         pb.SetModelEnabledRequest(code="grok-video-3", enabled=True), metadata=ADMIN

@@ -8,23 +8,15 @@ import httpx
 import pytest
 
 from atelier.catalog.v1 import catalog_pb2 as pb
-from gateway.app import create_app
 from gateway.routes.catalog import language
-from gateway.settings import GatewaySettings
 from tests.catalog.conftest import ADMIN, CatalogStack
+from tests.gateway_app import gateway_app, serving
 from tests.infra import Infra
 
 
 @pytest.fixture
 async def client(catalog: CatalogStack, infra: Infra) -> AsyncIterator[httpx.AsyncClient]:
-    settings = GatewaySettings(
-        catalog_addr=f"127.0.0.1:{catalog.port}", nats_url=infra.nats_url, namespace=infra.namespace
-    )
-    app = create_app(settings)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as http,
-    ):
+    async with serving(gateway_app(infra, catalog_addr=f"127.0.0.1:{catalog.port}")) as http:
         yield http
 
 

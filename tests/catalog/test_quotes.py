@@ -47,13 +47,15 @@ def test_per_generation_costs_the_price_whatever_the_spec() -> None:
         ),
     )
     assert (quote.unit, quote.unit_price, quote.quantity, quote.total) == ("per_generation", 500, 1, 500)
-    assert (quote.ratio, quote.resolution, quote.duration_seconds) == ("9:16", "1080p", 8)
+    priced = quote.params
+    assert (priced.ratio, priced.resolution, priced.duration_seconds) == ("9:16", "1080p", 8)
     assert quote.catalog_version == SEED.version
 
 
 def test_empty_spec_means_the_models_first_allowed_values() -> None:
     quote = quotes.quote(seed_catalog(), QuoteParams("grok-video-3"))
-    assert (quote.ratio, quote.resolution, quote.duration_seconds, quote.n) == ("16:9", "720p", 5, 1)
+    priced = quote.params
+    assert (priced.ratio, priced.resolution, priced.duration_seconds, priced.n) == ("16:9", "720p", 5, 1)
 
 
 @given(n=st.integers(min_value=1, max_value=4))
@@ -89,14 +91,14 @@ def test_per_1k_tokens_prices_input_and_the_output_cap_rounding_up() -> None:
     tiny = quotes.quote(seed_catalog(), QuoteParams("gemini-2.5-flash", input_tokens=1, max_output_tokens=1))
     assert tiny.total == 1  # 0.00001 credits rounds up to one milli-credit, never down to free
     default_cap = quotes.quote(seed_catalog(), QuoteParams("gemini-2.5-flash", input_tokens=0))
-    assert default_cap.max_output_tokens == 8192
+    assert default_cap.params.max_output_tokens == 8192
     assert default_cap.total == 8192 * 8 // 1000 + 1
 
 
 def test_internal_models_are_quoted_only_for_workflow_steps() -> None:
     assert refused(seed_catalog(), QuoteParams("veo_3_1")).code == "model_not_found"
     quote = quotes.quote(seed_catalog(), QuoteParams("veo_3_1", internal=True))
-    assert quote.duration_seconds == 8
+    assert quote.params.duration_seconds == 8
 
 
 # -- rejections ----------------------------------------------------------------------------------

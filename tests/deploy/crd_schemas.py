@@ -2,7 +2,7 @@
 
 They cover the parts of each CRD this project uses, closed (unknown fields are errors, as
 `kubernetes-validate --strict` does for built-in kinds), with the operator's required fields and enums.
-Field names follow the CloudNativePG v1 API (Cluster, ScheduledBackup) and the Barman Cloud plugin
+Field names follow the CloudNativePG v1 API (Cluster, Pooler, ScheduledBackup) and the Barman Cloud plugin
 (barmancloud.cnpg.io/v1 ObjectStore); fields the API has but this project does not set are allowed
 without a deeper schema.
 """
@@ -283,8 +283,161 @@ OBJECT_STORE = closed(
     required=("apiVersion", "kind", "metadata", "spec"),
 )
 
+# The PgBouncer settings a Pooler may set: the operator's admission webhook refuses any other (it
+# manages the rest itself, e.g. pool_mode, listen_port, auth_*_file).
+PGBOUNCER_PARAMETERS = (
+    "application_name_add_host",
+    "auth_type",
+    "auth_user",
+    "autodb_idle_timeout",
+    "cancel_wait_timeout",
+    "client_idle_timeout",
+    "client_login_timeout",
+    "client_tls_ciphers",
+    "client_tls_sslmode",
+    "client_tls13_ciphers",
+    "default_pool_size",
+    "disable_pqexec",
+    "dns_max_ttl",
+    "dns_nxdomain_ttl",
+    "idle_transaction_timeout",
+    "ignore_startup_parameters",
+    "listen_backlog",
+    "log_connections",
+    "log_disconnections",
+    "log_pooler_errors",
+    "log_stats",
+    "max_client_conn",
+    "max_db_connections",
+    "max_packet_size",
+    "max_prepared_statements",
+    "max_user_connections",
+    "min_pool_size",
+    "pkt_buf",
+    "query_timeout",
+    "query_wait_timeout",
+    "reserve_pool_size",
+    "reserve_pool_timeout",
+    "sbuf_loopcnt",
+    "server_check_delay",
+    "server_check_query",
+    "server_connect_timeout",
+    "server_fast_close",
+    "server_idle_timeout",
+    "server_lifetime",
+    "server_login_retry",
+    "server_reset_query",
+    "server_reset_query_always",
+    "server_round_robin",
+    "server_tls_ciphers",
+    "server_tls13_ciphers",
+    "server_tls_protocols",
+    "server_tls_sslmode",
+    "stats_period",
+    "suspend_timeout",
+    "tcp_defer_accept",
+    "tcp_socket_buffer",
+    "tcp_keepalive",
+    "tcp_keepcnt",
+    "tcp_keepidle",
+    "tcp_keepintvl",
+    "tcp_user_timeout",
+    "track_extra_parameters",
+    "verbose",
+)
+POD_SPEC_OTHERS = (
+    "initContainers",
+    "volumes",
+    "nodeSelector",
+    "tolerations",
+    "topologySpreadConstraints",
+    "priorityClassName",
+    "terminationGracePeriodSeconds",
+    "securityContext",
+    "serviceAccountName",
+    "imagePullSecrets",
+)
+CONTAINER_OTHERS = (
+    "image",
+    "command",
+    "args",
+    "env",
+    "envFrom",
+    "ports",
+    "volumeMounts",
+    "securityContext",
+    "livenessProbe",
+    "readinessProbe",
+    "startupProbe",
+    "lifecycle",
+)
+
+POOLER = closed(
+    {
+        "apiVersion": {"const": "postgresql.cnpg.io/v1"},
+        "kind": {"const": "Pooler"},
+        "metadata": METADATA,
+        "spec": closed(
+            {
+                "cluster": NAME_REF,
+                "instances": {"type": "integer", "minimum": 0},
+                "type": {"enum": ["rw", "ro", "r"]},
+                "pgbouncer": closed(
+                    {
+                        "poolMode": {"enum": ["session", "transaction"]},
+                        "parameters": {
+                            "type": "object",
+                            "propertyNames": {"enum": list(PGBOUNCER_PARAMETERS)},
+                            "additionalProperties": STRING,
+                        },
+                        "pg_hba": {"type": "array", "items": STRING},
+                        "paused": BOOL,
+                        "image": STRING,
+                        "authQuery": STRING,
+                        "authQuerySecret": NAME_REF,
+                    },
+                    others=(
+                        "serverTLSSecret",
+                        "serverCASecret",
+                        "clientCASecret",
+                        "clientTLSSecret",
+                        "imageCatalogRef",
+                    ),
+                ),
+                "template": closed(
+                    {
+                        "metadata": closed({"labels": {"type": "object"}, "annotations": {"type": "object"}}),
+                        "spec": closed(
+                            {
+                                "containers": {
+                                    "type": "array",
+                                    "items": closed(
+                                        {"name": STRING, "resources": RESOURCES},
+                                        required=("name",),
+                                        others=CONTAINER_OTHERS,
+                                    ),
+                                },
+                                "affinity": closed(
+                                    {"podAntiAffinity": {"type": "object"}},
+                                    others=("nodeAffinity", "podAffinity"),
+                                ),
+                            },
+                            required=("containers",),
+                            others=POD_SPEC_OTHERS,
+                        ),
+                    }
+                ),
+            },
+            required=("cluster", "pgbouncer"),
+            others=("deploymentStrategy", "monitoring", "serviceTemplate", "serviceAccountName"),
+        ),
+    },
+    required=("apiVersion", "kind", "metadata", "spec"),
+)
+
 SCHEMAS: dict[tuple[str, str], Schema] = {
     ("postgresql.cnpg.io/v1", "Cluster"): CLUSTER,
+    ("postgresql.cnpg.io/v1", "Pooler"): POOLER,
     ("postgresql.cnpg.io/v1", "ScheduledBackup"): SCHEDULED_BACKUP,
     ("barmancloud.cnpg.io/v1", "ObjectStore"): OBJECT_STORE,
 }

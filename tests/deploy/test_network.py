@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from kit.settings import SERVICES
-from tests.deploy.conftest import OVERLAYS, Manifest, of_kind, pod_spec
+from tests.deploy.conftest import OVERLAYS, Manifest, named, of_kind, pod_spec
 
 INGRESS_CONTROLLER = "ingress-nginx"
 OPERATOR = "cnpg-system"
@@ -97,6 +97,15 @@ def pods_of(manifests: list[Manifest]) -> list[Pod]:
         labels = {"cnpg.io/cluster": name, "cnpg.io/podRole": "instance"}
         ports = {"postgresql": 5432, "metrics": 9187, "status": 8000}
         pods.append(Pod(f"{name}-1", cluster["metadata"]["namespace"], labels, ports))
+    for pooler in of_kind(manifests, "Pooler"):
+        # The labels and ports CloudNativePG gives a pooler's PgBouncer pods.
+        name = pooler["metadata"]["name"]
+        labels = {
+            "cnpg.io/cluster": pooler["spec"]["cluster"]["name"],
+            "cnpg.io/poolerName": name,
+            "cnpg.io/podRole": "pooler",
+        }
+        pods.append(Pod(name, pooler["metadata"]["namespace"], labels, {"pgbouncer": 5432, "metrics": 9127}))
     return pods
 
 
@@ -124,9 +133,9 @@ def test_from_outside_only_the_gateway_is_reachable(
     from_outside = reachable(manifests, outsiders())
     assert {r for r in from_outside if r[0] == INGRESS_CONTROLLER} == {(INGRESS_CONTROLLER, "gateway", 8000)}
     assert {r for r in from_outside if r[0] == ELSEWHERE} == set()
-    # The operator reaches its databases' instance manager and PostgreSQL, nothing of Atelier's.
+    # The operator reaches its databases (instance manager, PostgreSQL) and poolers, nothing of Atelier's.
     operator = {target for source, target, _ in from_outside if source == OPERATOR}
-    assert operator == {f"{service}-db-1" for service in SERVICES}
+    assert operator == {f"{service}-db-{pod}" for service in SERVICES for pod in ("1", "pooler")}
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -139,9 +148,12 @@ def test_each_database_is_reachable_only_from_its_owner(
     jobs = [Pod(f"{s}-migrate", namespace, {"app.kubernetes.io/name": f"{s}-migrate"}) for s in SERVICES]
     inside = reachable(manifests, pods_of(manifests) + jobs)
     for service, owners in DB_OWNERS.items():
-        database = f"{service}-db-1"
+        # The owner's pods serve through the pooler and migrate (init container, or a Job) directly.
+        database, pooler = f"{service}-db-1", f"{service}-db-pooler"
         clients = {source for source, target, port in inside if target == database and port == 5432}
-        assert clients == owners | {f"{service}-migrate"}, f"{database} reachable from {clients}"
+        assert clients == owners | {f"{service}-migrate", pooler}, f"{database} reachable from {clients}"
+        clients = {source for source, target, port in inside if target == pooler and port == 5432}
+        assert clients == owners | {f"{service}-migrate", database}, f"{pooler} reachable from {clients}"
     # And the collector reads the databases' metrics, nothing else of them.
     assert {(t, p) for s, t, p in inside if s == "otel-collector" and t.endswith("-db-1")} == {
         (f"{service}-db-1", 9187) for service in SERVICES
@@ -180,6 +192,8 @@ def test_only_the_gateway_service_is_exposed(rendered: dict[str, list[Manifest]]
         for path in rule["http"]["paths"]
     }
     assert backends == {("gateway", "http")}
+    # The operations port (/metrics, /readyz) is on no Service: only the kubelet and the collector reach it.
+    assert [p["name"] for p in named(manifests, "Service", "gateway")["spec"]["ports"]] == ["http"]
     assert "defaultBackend" not in ingress["spec"]
     for service in of_kind(manifests, "Service"):
         assert service["spec"].get("type", "ClusterIP") == "ClusterIP", service["metadata"]["name"]

@@ -116,12 +116,17 @@ def test_the_collector_scrapes_every_process(rendered: dict[str, list[Manifest]]
         assert template["metadata"]["annotations"]["prometheus.io/scrape"] == "true", name
         (container,) = template["spec"]["containers"]
         port_names = {p["name"] for p in container["ports"]}
-        job = jobs["atelier-gateway"] if name == "gateway" else jobs["atelier"]
-        assert kept_port_name(job) in port_names, name
-        if name != "gateway":
-            metrics_port = next(p["containerPort"] for p in container["ports"] if p["name"] == "metrics")
-            config = generated(rendered["prod"], "ConfigMap", "atelier-config")["data"]
-            assert int(config["ATELIER_METRICS_PORT"]) == metrics_port
+        assert kept_port_name(jobs["atelier"]) in port_names, name
+        metrics_port = next(p["containerPort"] for p in container["ports"] if p["name"] == "metrics")
+        config = generated(rendered["prod"], "ConfigMap", "atelier-config")["data"]
+        assert int(config["ATELIER_METRICS_PORT"]) == metrics_port
+    assert set(jobs) == {"atelier", "postgres"}, "one job per kind of pod: nothing is scraped twice"
+    # NATS: the exporter beside each node, scraped by the same job, reachable from the collector.
+    nats = named(rendered["prod"], "StatefulSet", "nats")["spec"]["template"]
+    assert nats["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
+    exporter = next(c for c in nats["spec"]["containers"] if c["name"] == "exporter")
+    assert [p["name"] for p in exporter["ports"]] == [kept_port_name(jobs["atelier"])]
+    assert "-jsz=all" in exporter["args"]
 
 
 def exported_metrics() -> dict[str, tuple[str, set[str], str]]:

@@ -86,6 +86,11 @@ def test_validation_rejects_mistakes(rendered: dict[str, list[Manifest]]) -> Non
     cluster["spec"]["instance"] = 3
     with pytest.raises(jsonschema.ValidationError):
         validate(cluster)
+    for mistake in ({"poolMode": "statement"}, {"parameters": {"pool_mode": "session"}}):
+        pooler = copy.deepcopy(of_kind(rendered["prod"], "Pooler")[0])
+        pooler["spec"]["pgbouncer"] |= mistake  # a mode CNPG lacks; a parameter the operator owns
+        with pytest.raises(jsonschema.ValidationError):
+            validate(pooler)
     backup = copy.deepcopy(of_kind(rendered["prod"], "ScheduledBackup")[0])
     backup["spec"]["schedule"] = "0 2 * * *"  # five fields: CNPG wants six
     with pytest.raises(jsonschema.ValidationError):
@@ -157,6 +162,8 @@ def test_references_resolve(rendered: dict[str, list[Manifest]], overlay: str) -
         assert "replicas" not in deployment["spec"], "the HPA owns the replica count"
     for backup in of_kind(manifests, "ScheduledBackup"):
         assert ("Cluster", backup["spec"]["cluster"]["name"]) in names
+    for pooler in of_kind(manifests, "Pooler"):
+        assert ("Cluster", pooler["spec"]["cluster"]["name"]) in names
     stores = {m["metadata"]["name"] for m in of_kind(manifests, "ObjectStore")}
     for cluster in of_kind(manifests, "Cluster"):
         for plugin in cluster["spec"].get("plugins", []):

@@ -103,12 +103,11 @@ def test_each_process_runs_its_module_and_migrates_its_own_database(
         (migrate,) = pod_spec(deployment)["initContainers"]
         assert migrate["args"] == [f"services.{owner}", "migrate"]
         assert migrate["image"] == main["image"]
-        for container in (main, migrate):
-            url = next(e for e in container["env"] if e["name"] == "ATELIER_DATABASE_URL")
-            secret = url["valueFrom"]["secretKeyRef"]
-            assert secret == {"name": f"{owner}-db-app", "key": "uri"}
-            cluster = clusters[f"{owner}-db"]
-            assert cluster["spec"]["bootstrap"]["initdb"] == {"database": owner, "owner": owner}
+        # The service itself goes through its database's pooler (tests/deploy/test_capacity.py).
+        url = next(e for e in migrate["env"] if e["name"] == "ATELIER_DATABASE_URL")
+        assert url["valueFrom"]["secretKeyRef"] == {"name": f"{owner}-db-app", "key": "uri"}
+        cluster = clusters[f"{owner}-db"]
+        assert cluster["spec"]["bootstrap"]["initdb"] == {"database": owner, "owner": owner}
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -128,11 +127,15 @@ def test_every_atelier_variable_is_a_setting_the_code_reads(
             names |= {e["name"] for e in container.get("env", []) if e["name"].startswith("ATELIER_")}
     unknown = names - known
     assert not unknown, f"no setting reads {sorted(unknown)}"
-    # Each service address points at that service's Kubernetes Service and port.
+    # Each service address resolves that service's headless Service (every ready pod, balanced round
+    # robin by the client) at its port.
     for service in SERVICES:
-        host, port = config[f"ATELIER_{service.upper()}_ADDR"].split(":")
-        ports = named(manifests, "Service", host)["spec"]["ports"]
-        assert [p["port"] for p in ports] == [int(port)] == [DEFAULT_PORTS[service]]
+        address = config[f"ATELIER_{service.upper()}_ADDR"]
+        assert address.startswith("dns:///")
+        host, port = address.removeprefix("dns:///").split(":")
+        spec = named(manifests, "Service", host)["spec"]
+        assert spec["clusterIP"] == "None"
+        assert [p["port"] for p in spec["ports"]] == [int(port)] == [DEFAULT_PORTS[service]]
     nats_host = config["ATELIER_NATS_URL"].removeprefix("nats://").split(":")[0]
     assert named(manifests, "Service", nats_host)["spec"]["ports"][0]["port"] == 4222
 
@@ -140,6 +143,9 @@ def test_every_atelier_variable_is_a_setting_the_code_reads(
 def test_production_settings(rendered: dict[str, list[Manifest]]) -> None:
     config = generated(rendered["prod"], "ConfigMap", "atelier-config")["data"]
     assert config["ATELIER_ENVIRONMENT"] == "production"
+    # Streams live on the three NATS nodes.
+    assert config["ATELIER_NATS_STREAM_REPLICAS"] == "3"
+    assert named(rendered["prod"], "StatefulSet", "nats")["spec"]["replicas"] == 3
     # Migrations run as their own step (the init containers), never as a side effect of serving.
     assert config["ATELIER_CREATE_DATABASE"] == "false"
     assert config["ATELIER_MIGRATE_ON_START"] == "false"

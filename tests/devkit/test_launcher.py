@@ -27,9 +27,10 @@ pytestmark = pytest.mark.slow
 class Stack:
     def __init__(self, home: Path) -> None:
         self.home = home
-        # gateway = base+1, gRPC services = base+3 .. base+7, NATS = base+8
-        ports = port_block(8)
+        # gateway = base+1, gRPC services = base+3 .. base+7, NATS = base+8, gateway operations = base+9
+        ports = port_block(9)
         self.http_port = ports + 1
+        self.ops_port = ports + 9
         grpc_base = ports + 2
         self.env = {
             key: value
@@ -41,6 +42,7 @@ class Stack:
             ATELIER_HTTP_PORT=str(self.http_port),
             ATELIER_GRPC_PORT_BASE=str(grpc_base),
             ATELIER_METRICS_PORT_BASE="0",
+            ATELIER_OPS_PORT=str(self.ops_port),
             ATELIER_EMBEDDED_NATS_PORT=str(ports + 8),
         )
         self.process: subprocess.Popen[str] | None = None
@@ -63,9 +65,9 @@ class Stack:
             assert self.process is not None
             assert self.process.poll() is None, self.output()
             try:
-                reply = httpx.get(f"http://127.0.0.1:{self.http_port}/readyz", timeout=2)
+                reply = httpx.get(f"http://127.0.0.1:{self.ops_port}/readyz", timeout=2)
                 last = reply.json()
-                if reply.status_code == 200:
+                if reply.json()["status"] == "ready":
                     return reply.json()  # type: ignore[no-any-return]
             except httpx.HTTPError as exc:
                 last = exc

@@ -9,12 +9,11 @@ import httpx
 import pytest
 
 from atelier.catalog.v1 import catalog_pb2_grpc
-from gateway.app import create_app
-from gateway.settings import GatewaySettings
 from kit.grpc_server import GrpcServer
 from tests.docs.catalog_fixture import model, seed_snapshot
 from tests.docs.seed_document import seed_pages, seed_text
 from tests.fakes.catalog import FakeCatalog
+from tests.gateway_app import gateway_app, serving
 from tests.infra import Infra
 
 
@@ -32,14 +31,8 @@ async def stack(infra: Infra) -> AsyncIterator[Stack]:
     server = GrpcServer("catalog-fake", host="127.0.0.1", port=0)
     catalog_pb2_grpc.add_CatalogServiceServicer_to_server(catalog, server.server)
     port = await server.start()
-    settings = GatewaySettings(
-        catalog_addr=f"127.0.0.1:{port}", nats_url=infra.nats_url, namespace=infra.namespace
-    )
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
-            yield Stack(http, catalog, server)
+    async with serving(gateway_app(infra, catalog_addr=f"127.0.0.1:{port}")) as http:
+        yield Stack(http, catalog, server)
     await server.stop(0)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import email
+import json
 import os
 import re
 import signal
@@ -16,6 +17,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -29,13 +31,41 @@ ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("accounts", "catalog", "ledger", "generation", "workflow")
 
 
+class Failover(httpx.HTTPTransport):
+    """A client's view of several gateways behind a load balancer: each request goes to the next gateway in
+    turn, and to the one after that when a gateway refuses the connection (it is stopped or restarting)."""
+
+    def __init__(self, gateways: list[str]) -> None:
+        super().__init__()
+        self.gateways = [httpx.URL(url) for url in gateways]
+        self.turn = 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.turn += 1
+        for attempt in range(len(self.gateways)):
+            gateway = self.gateways[(self.turn + attempt) % len(self.gateways)]
+            request.url = request.url.copy_with(host=gateway.host, port=gateway.port)
+            try:
+                return super().handle_request(request)
+            except httpx.ConnectError:
+                if attempt == len(self.gateways) - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+
 class Stack:
-    def __init__(self, home: Path, infra: Infra | None) -> None:
+    def __init__(self, home: Path, infra: Infra | None, *, cluster: bool = False) -> None:
         self.home = home
-        # gateway = base+1, NATS = base+2, gRPC services = base+3 .. base+7
-        ports = port_block(8)
+        self.cluster = cluster
+        # gateway = base+1, gRPC services = base+3 .. base+7, NATS = base+8, gateway operations = base+9;
+        # the cluster's second replicas 10 above each (devkit/launcher.py REPLICA_STRIDE).
+        ports = port_block(20)
         self.http_port = ports + 1
         self.base_url = f"http://127.0.0.1:{self.http_port}"
+        self.ops_url = f"http://127.0.0.1:{ports + 9}"
+        replicas = range(2 if cluster else 1)
+        self.gateways = [f"http://127.0.0.1:{self.http_port + 10 * r}" for r in replicas]
+        self.ops_urls = [f"http://127.0.0.1:{ports + 9 + 10 * r}" for r in replicas]
         self.prefix = f"e{uuid.uuid4().hex[:6]}_"
         env = {k: v for k, v in os.environ.items() if not k.startswith("ATELIER_") and k != "DATABASE_URL"}
         env.update(
@@ -43,6 +73,7 @@ class Stack:
             ATELIER_HTTP_PORT=str(self.http_port),
             ATELIER_GRPC_PORT_BASE=str(ports + 2),
             ATELIER_METRICS_PORT_BASE="0",
+            ATELIER_OPS_PORT=str(ports + 9),
             ATELIER_EMBEDDED_NATS_PORT=str(ports + 8),
             ATELIER_DB_PREFIX=self.prefix,
             ATELIER_LOG_LEVEL="INFO",
@@ -53,6 +84,8 @@ class Stack:
                 ATELIER_NATS_URL=infra.nats_url,
                 ATELIER_NAMESPACE=f"{infra.namespace}{self.prefix.rstrip('_')}",
             )
+        if cluster:  # the launcher starts a NATS cluster of its own, three nodes under `home`
+            env.pop("ATELIER_NATS_URL", None)
         self.env = env
         self.process: subprocess.Popen[str] | None = None
         self.log = home / "launcher.log"
@@ -61,7 +94,7 @@ class Stack:
     def start(self, timeout: float = 150) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "devkit.cli", "run"],
+            [sys.executable, "-m", "devkit.cli", "run", *(["--cluster"] if self.cluster else [])],
             cwd=ROOT,
             env=self.env,
             stdin=subprocess.DEVNULL,
@@ -73,11 +106,8 @@ class Stack:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"the launcher exited:\n{self.log.read_text()[-4000:]}")
-            try:
-                if httpx.get(f"{self.base_url}/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
+            if all(ready(ops) for ops in self.ops_urls):
+                return
             time.sleep(0.5)
         raise RuntimeError(f"the stack was not ready in {timeout} s:\n{self.log.read_text()[-4000:]}")
 
@@ -102,19 +132,25 @@ class Stack:
     def drop_streams(self) -> None:
         """This stack's JetStream streams: they outlive its processes, on the shared NATS server."""
         namespace = self.env.get("ATELIER_NAMESPACE")
-        if namespace:
+        if namespace and "ATELIER_NATS_URL" in self.env:
             asyncio.run(asyncio.wait_for(_drop_streams(self.env["ATELIER_NATS_URL"], namespace), 30))
 
-    def database(self, service: str) -> str:
-        import json
+    def info(self) -> dict[str, Any]:
+        """Where the launcher runs everything (its stack.json)."""
+        info: dict[str, Any] = json.loads((self.home / "stack.json").read_text())
+        return info
 
-        info = json.loads((self.home / "stack.json").read_text())
-        dsn: str = info["databases"][service]
+    def database(self, service: str) -> str:
+        dsn: str = self.info()["databases"][service]
         return dsn
 
     # -- a client's view -------------------------------------------------------------------------
     def client(self, token: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
+        if self.cluster:
+            return httpx.Client(
+                base_url=self.base_url, headers=headers, timeout=30, transport=Failover(self.gateways)
+            )
         return httpx.Client(base_url=self.base_url, headers=headers, timeout=30)
 
     def verification_token(self, address: str, timeout: float = 15) -> str:
@@ -144,6 +180,14 @@ class Stack:
             text=True,
             timeout=120,
         )
+
+
+def ready(ops: str) -> bool:
+    """Whether a gateway's dependencies all answer (its /readyz on the operations port)."""
+    try:
+        return bool(httpx.get(f"{ops}/readyz", timeout=2).json().get("status") == "ready")
+    except (httpx.HTTPError, ValueError):
+        return False
 
 
 async def _drop_streams(nats_url: str, namespace: str) -> None:

@@ -439,15 +439,21 @@ class FakeLedger(ledger_pb2_grpc.LedgerServiceServicer):
             raise NotFound("no such order", code="order_not_found")
         if request.paid != order.amount:
             raise FailedPrecondition("paid amount differs from the order", code="amount_mismatch")
+        balance = self._balance_message(order.user_id)
         if order.status == ledger_pb2.RECHARGE_ORDER_STATUS_COMPLETED:
-            return ledger_pb2.CompleteRechargeOrderResponse(order=order, already_completed=True)
-        # Compare-and-set with no await in between: the one winner credits.
+            return ledger_pb2.CompleteRechargeOrderResponse(
+                order=order, already_completed=True, balance=balance
+            )
+        # Compare-and-set with no await in between: the one winner credits paid + bonus.
         order.status = ledger_pb2.RECHARGE_ORDER_STATUS_COMPLETED
         order.provider_transaction_id = request.provider_transaction_id
         order.paid_amount.CopyFrom(request.paid)
         order.completed_at.CopyFrom(_now_pb())
         self.credits.append(order.id)
-        return ledger_pb2.CompleteRechargeOrderResponse(order=order, already_completed=False)
+        credited = order.paid_credits.milli + order.bonus_credits.milli
+        self.posted[order.user_id] = self.posted.get(order.user_id, 0) + credited
+        balance = self._balance_message(order.user_id)
+        return ledger_pb2.CompleteRechargeOrderResponse(order=order, already_completed=False, balance=balance)
 
     async def RecordCallback(
         self, request: ledger_pb2.RecordCallbackRequest, context: Context

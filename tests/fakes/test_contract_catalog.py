@@ -14,26 +14,20 @@ from atelier.catalog.v1 import catalog_pb2 as pb
 from atelier.catalog.v1 import catalog_pb2_grpc
 from atelier.common.v1 import common_pb2
 from kit import grpc_client
-from kit.errors import from_rpc_error
-from kit.grpc_server import GrpcServer
 from tests.catalog.conftest import CatalogStack
 from tests.docs.catalog_fixture import seed_snapshot
 from tests.fakes.catalog import FakeCatalog
+from tests.fakes.contract import cny, refused
+from tests.fakes.serve import serve
 
 Stub = catalog_pb2_grpc.CatalogServiceStub
 
 
 @pytest.fixture
 async def fake_stub() -> AsyncIterator[Stub]:
-    server = GrpcServer("catalog-fake", host="127.0.0.1", port=0)
-    fake = FakeCatalog.from_snapshot(seed_snapshot())
-    catalog_pb2_grpc.add_CatalogServiceServicer_to_server(fake, server.server)
-    port = await server.start()
-    try:
-        async with grpc_client.channel(f"127.0.0.1:{port}") as channel:
-            yield Stub(channel)
-    finally:
-        await server.stop(0.2)
+    fake = (catalog_pb2_grpc.add_CatalogServiceServicer_to_server, FakeCatalog.from_snapshot(seed_snapshot()))
+    async with serve("catalog-fake", fake) as address, grpc_client.channel(address) as channel:
+        yield Stub(channel)
 
 
 @pytest.fixture(params=["fake", "real"])
@@ -42,18 +36,6 @@ def stub(request: pytest.FixtureRequest) -> Stub:
         return cast("Stub", request.getfixturevalue("fake_stub"))
     # The catalog suite's own stack: the real servicer on a fresh seeded database.
     return cast("CatalogStack", request.getfixturevalue("catalog")).stub
-
-
-async def refused(call: object) -> tuple[grpc.StatusCode, str]:
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await call  # type: ignore[misc]
-    error = from_rpc_error(caught.value)
-    assert error is not None
-    return caught.value.code(), error.code
-
-
-def cny(minor: int) -> common_pb2.Money:
-    return common_pb2.Money(minor=minor, currency="CNY")
 
 
 async def test_get_catalog_answers_the_snapshot_then_not_modified(stub: Stub) -> None:

@@ -16,10 +16,10 @@ from atelier.generation.v1 import generation_pb2 as pb
 from atelier.generation.v1 import generation_pb2_grpc
 from kit import grpc_client
 from kit.bus import Bus
-from kit.errors import from_rpc_error
-from kit.grpc_server import GrpcServer
 from kit.identity import Identity
+from tests.fakes.contract import refused
 from tests.fakes.generation import FakeGeneration
+from tests.fakes.serve import serve
 from tests.generation.conftest import Stack
 
 Stub = generation_pb2_grpc.GenerationServiceStub
@@ -31,14 +31,9 @@ async def fake_stub(bus: Bus) -> AsyncIterator[Stub]:
     # RPCs a fake leaves out answer UNIMPLEMENTED (the generated base); only its stub calls them abstract.
     fake = FakeGeneration(bus)  # type: ignore[abstract]
     fake.auto = False  # the real one has no worker here either: tasks stay queued
-    server = GrpcServer("generation-fake", host="127.0.0.1", port=0)
-    generation_pb2_grpc.add_GenerationServiceServicer_to_server(fake, server.server)
-    port = await server.start()
-    try:
-        async with grpc_client.channel(f"127.0.0.1:{port}") as channel:
-            yield Stub(channel)
-    finally:
-        await server.stop(0.2)
+    served = (generation_pb2_grpc.add_GenerationServiceServicer_to_server, fake)
+    async with serve("generation-fake", served) as address, grpc_client.channel(address) as channel:
+        yield Stub(channel)
 
 
 @pytest.fixture(params=["fake", "real"])
@@ -51,14 +46,6 @@ def stub(request: pytest.FixtureRequest) -> Stub:
 
 def user() -> Identity:
     return Identity(user_id=f"u_{uuid.uuid4().hex[:10]}", status="active")
-
-
-async def refused(call: object) -> tuple[grpc.StatusCode, str]:
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await call  # type: ignore[misc]
-    error = from_rpc_error(caught.value)
-    assert error is not None
-    return caught.value.code(), error.code
 
 
 def step(key: str) -> pb.SubmitTaskRequest:

@@ -7,10 +7,12 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
 from google.protobuf.duration_pb2 import Duration
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from atelier.common.v1 import common_pb2
 from atelier.ledger.v1 import ledger_pb2 as pb
@@ -18,14 +20,14 @@ from atelier.ledger.v1 import ledger_pb2_grpc
 from kit import grpc_client
 from kit.bus import Bus
 from kit.db import Database
-from kit.errors import from_rpc_error
 from kit.grpc_server import GrpcServer
 from kit.outbox import Outbox
 from kit.service import Runtime
-from kit.settings import ServiceSettings
 from services.ledger.models import outbox
 from services.ledger.servicer import LedgerServicer
+from services.ledger.settings import LedgerSettings
 from tests.conftest import MigratedDatabase
+from tests.fakes.contract import cny, refused
 from tests.fakes.ledger import FakeLedger
 
 Stub = ledger_pb2_grpc.LedgerServiceStub
@@ -41,7 +43,7 @@ async def stub(
         servicer: ledger_pb2_grpc.LedgerServiceServicer = FakeLedger()  # type: ignore[abstract]
     else:
         database = Database(await migrated_database("ledger"), application_name="atelier-tests")
-        runtime = Runtime("ledger", ServiceSettings(), database, bus, asyncio.Event(), outbox=Outbox(outbox))
+        runtime = Runtime("ledger", LedgerSettings(), database, bus, asyncio.Event(), outbox=Outbox(outbox))
         servicer = LedgerServicer(runtime)
     ledger_pb2_grpc.add_LedgerServiceServicer_to_server(servicer, server.server)
     port = await server.start()
@@ -56,14 +58,6 @@ async def stub(
 
 def milli(whole: int) -> common_pb2.Credits:
     return common_pb2.Credits(milli=whole * 1000)
-
-
-async def refused(call: object) -> tuple[grpc.StatusCode, str]:
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await call  # type: ignore[misc]
-    error = from_rpc_error(caught.value)
-    assert error is not None
-    return caught.value.code(), error.code
 
 
 async def funded(stub: Stub, whole: int) -> str:
@@ -211,3 +205,127 @@ async def test_debits_refunds_and_their_refusals(stub: Stub) -> None:
         transfer_id=f"refund:{user}:3", original_transfer_id="debit:none", amount=milli(1)
     )
     assert await refused(stub.Refund(nothing)) == (grpc.StatusCode.NOT_FOUND, "transfer_not_found")
+
+
+async def new_order(stub: Stub, minor: int = 10_000) -> tuple[str, pb.CreateRechargeOrderRequest]:
+    """A fresh user's pending order of `minor` fen for 10 credits a yuan, and a 5-credit bonus."""
+    user = f"u-{uuid.uuid4().hex[:10]}"
+    request = pb.CreateRechargeOrderRequest(
+        order_id=f"ro-{user}",
+        user_id=user,
+        method="wechatpay",
+        provider="wechatpay",
+        amount=cny(minor),
+        paid_credits=milli(minor // 10),
+        bonus_credits=milli(5),
+        catalog_version=3,
+    )
+    created = await stub.CreateRechargeOrder(request)
+    assert created.order.status == pb.RECHARGE_ORDER_STATUS_PENDING
+    assert not created.replayed
+    return user, request
+
+
+async def test_a_recharge_order_replays_its_body_and_belongs_to_its_user(stub: Stub) -> None:
+    user, request = await new_order(stub)
+    again = await stub.CreateRechargeOrder(request)
+    assert again.replayed
+    assert (again.order.id, again.order.user_id, again.order.amount) == (request.order_id, user, cny(10_000))
+    other = pb.CreateRechargeOrderRequest()
+    other.CopyFrom(request)
+    other.amount.minor = 20_000
+    assert await refused(stub.CreateRechargeOrder(other)) == (grpc.StatusCode.ABORTED, "idempotency_conflict")
+
+    attached = await stub.AttachRechargeCheckout(
+        pb.AttachRechargeCheckoutRequest(
+            order_id=request.order_id, provider_checkout_id="wx-prepay", pay_url="weixin://x"
+        )
+    )
+    assert (attached.order.provider_checkout_id, attached.order.pay_url) == ("wx-prepay", "weixin://x")
+    mine = await stub.GetRechargeOrder(pb.GetRechargeOrderRequest(order_id=request.order_id, user_id=user))
+    assert mine.order.pay_url == "weixin://x"
+    theirs = pb.GetRechargeOrderRequest(order_id=request.order_id, user_id="u-someone-else")
+    assert await refused(stub.GetRechargeOrder(theirs)) == (grpc.StatusCode.NOT_FOUND, "order_not_found")
+    missing = pb.GetRechargeOrderRequest(order_id="ro-none")
+    assert await refused(stub.GetRechargeOrder(missing)) == (grpc.StatusCode.NOT_FOUND, "order_not_found")
+
+
+async def test_a_recharge_order_credits_paid_and_bonus_exactly_once(stub: Stub) -> None:
+    user, request = await new_order(stub)
+    wrong = pb.CompleteRechargeOrderRequest(
+        order_id=request.order_id, provider_transaction_id="wx-1", paid=cny(1)
+    )
+    assert await refused(stub.CompleteRechargeOrder(wrong)) == (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "amount_mismatch",
+    )
+    still = await stub.GetRechargeOrder(pb.GetRechargeOrderRequest(order_id=request.order_id))
+    assert still.order.status == pb.RECHARGE_ORDER_STATUS_PENDING
+
+    paid = pb.CompleteRechargeOrderRequest(
+        order_id=request.order_id, provider_transaction_id="wx-1", paid=cny(10_000)
+    )
+    done = await stub.CompleteRechargeOrder(paid)
+    assert not done.already_completed
+    assert done.order.status == pb.RECHARGE_ORDER_STATUS_COMPLETED
+    assert amounts(done.balance) == (1_005_000, 0, 1_005_000)
+    twice = await stub.CompleteRechargeOrder(paid)
+    assert twice.already_completed
+    assert amounts(twice.balance) == (1_005_000, 0, 1_005_000)
+    balance = await stub.GetBalance(pb.GetBalanceRequest(user_id=user))
+    assert amounts(balance.balance) == (1_005_000, 0, 1_005_000)
+    unknown = pb.CompleteRechargeOrderRequest(
+        order_id="ro-none", provider_transaction_id="wx-9", paid=cny(10_000)
+    )
+    assert await refused(stub.CompleteRechargeOrder(unknown)) == (
+        grpc.StatusCode.NOT_FOUND,
+        "order_not_found",
+    )
+
+
+async def test_pending_orders_are_listed_by_provider_until_completed(stub: Stub) -> None:
+    _, request = await new_order(stub)
+    later = Timestamp()
+    later.FromDatetime(datetime.now(UTC) + timedelta(minutes=1))
+
+    async def pending(provider: str) -> list[str]:
+        ids: list[str] = []
+        page = common_pb2.PageRequest(limit=100)
+        while True:
+            reply = await stub.ListPendingRechargeOrders(
+                pb.ListPendingRechargeOrdersRequest(page=page, created_before=later, provider=provider)
+            )
+            ids += [o.id for o in reply.orders]
+            if not reply.page.next_cursor:
+                return ids
+            page.cursor = reply.page.next_cursor
+
+    assert request.order_id in await pending("wechatpay")
+    assert request.order_id not in await pending("alipay")
+    await stub.CompleteRechargeOrder(
+        pb.CompleteRechargeOrderRequest(
+            order_id=request.order_id, provider_transaction_id="wx-2", paid=cny(10_000)
+        )
+    )
+    assert request.order_id not in await pending("wechatpay")
+
+
+async def test_a_recorded_callback_answers_its_id_and_outcome(stub: Stub) -> None:
+    _, request = await new_order(stub)
+    recorded = await stub.RecordCallback(
+        pb.RecordCallbackRequest(
+            callback_id=f"cb-{request.order_id}",
+            provider="wechatpay",
+            provider_event_id="evt-1",
+            order_id=request.order_id,
+            verified=False,
+            outcome=pb.CALLBACK_OUTCOME_REJECTED,
+            reason="bad signature",
+            amount=cny(10_000),
+            payload_json="{}",
+        )
+    )
+    assert (recorded.callback.id, recorded.callback.outcome) == (
+        f"cb-{request.order_id}",
+        pb.CALLBACK_OUTCOME_REJECTED,
+    )

@@ -19,7 +19,7 @@ import psutil
 import psycopg
 from PIL import Image
 
-from tests.e2e.stack import Stack
+from tests.e2e.stack import Stack, ready
 from tests.e2e.test_journey import recharge, register_and_verify
 
 FULL = os.environ.get("ATELIER_FAULTS_FULL") == "1"
@@ -50,15 +50,17 @@ def request(
 ) -> httpx.Response:
     """Retry on connection errors and 5xx (same Idempotency-Key, so a retry never starts work twice)."""
     end = time.monotonic() + deadline
+    last = ""
     while True:
         try:
             reply = http.request(method, path, **kwargs)
             if reply.status_code < 500:
                 return reply
-        except httpx.TransportError:
-            pass
+            last = f"{reply.status_code} {reply.text[:300]}"
+        except httpx.TransportError as error:
+            last = repr(error)
         if time.monotonic() > end:
-            raise AssertionError(f"{method} {path} kept failing")
+            raise AssertionError(f"{method} {path} kept failing; last: {last}")
         time.sleep(0.3)
 
 
@@ -71,26 +73,37 @@ class User:
     tasks: list[str] = field(default_factory=list)
     runs: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    # How long a submission is retried (same Idempotency-Key) before it counts as a failed request.
+    deadline: float = 90
 
     def submit_task(self) -> None:
         key = f"task-{uuid.uuid4()}"
-        reply = request(self.http, "POST", "/v1/tasks", json=IMAGE, headers={"Idempotency-Key": key})
-        if reply.status_code in (200, 201):
+        reply = self._post("/v1/tasks", IMAGE, key)
+        if reply is not None and reply.status_code in (200, 201):
             self.tasks.append(reply.json()["id"])
-        else:
+        elif reply is not None:
             self.errors.append(f"task {reply.status_code} {reply.text[:200]}")
 
     def start_run(self) -> None:
         key = f"run-{uuid.uuid4()}"
         body = {"template_code": TEMPLATE, "inputs": self.run_inputs}
-        reply = request(self.http, "POST", "/v1/workflow-runs", json=body, headers={"Idempotency-Key": key})
-        if reply.status_code in (200, 201):
+        reply = self._post("/v1/workflow-runs", body, key)
+        if reply is not None and reply.status_code in (200, 201):
             self.runs.append(reply.json()["run"]["id"])
-        else:
+        elif reply is not None:
             self.errors.append(f"run {reply.status_code} {reply.text[:200]}")
 
+    def _post(self, path: str, body: dict[str, Any], key: str) -> httpx.Response | None:
+        try:
+            return request(
+                self.http, "POST", path, json=body, headers={"Idempotency-Key": key}, deadline=self.deadline
+            )
+        except AssertionError as failed:  # no 2xx or 4xx answer within the deadline
+            self.errors.append(f"{path} failed: {failed}")
+            return None
 
-def make_users(stack: Stack, count: int) -> list[User]:
+
+def make_users(stack: Stack, count: int, *, deadline: float = 90) -> list[User]:
     users = []
     for _ in range(count):
         token = register_and_verify(stack, f"fault-{uuid.uuid4().hex[:8]}@example.com")
@@ -112,7 +125,7 @@ def make_users(stack: Stack, count: int) -> list[User]:
                 inputs["productPhotos"] = [upload.json()["id"]]
             elif spec["allowed_values"]:
                 inputs[spec["name"]] = spec["allowed_values"][0]
-        users.append(User(token, http, upload.json()["id"], inputs))
+        users.append(User(token, http, upload.json()["id"], inputs, deadline=deadline))
     return users
 
 
@@ -146,12 +159,12 @@ def stream(
 
 # -- faults ----------------------------------------------------------------------------------------
 def child_pid(stack: Stack, name: str) -> int:
-    """The launcher's child running `services.<name>` (or the worker, or the gateway)."""
+    """The launcher's child named `name`: a service, "worker" or "gateway", and on the cluster shape
+    "<name>-2" for a second replica (the launcher's ATELIER_INSTANCE)."""
     assert stack.process is not None
-    module = {"worker": "services.generation.worker", "gateway": "gateway"}.get(name, f"services.{name}")
     for child in psutil.Process(stack.process.pid).children():
         try:
-            if child.cmdline()[-1:] == [module]:
+            if child.environ().get("ATELIER_INSTANCE") == name:
                 pid: int = child.pid
                 return pid
         except psutil.NoSuchProcess:
@@ -180,11 +193,8 @@ def wait_restarted(stack: Stack, name: str, old_pid: int, timeout: float = 60) -
 def wait_ready(stack: Stack, timeout: float = 90) -> None:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        try:
-            if httpx.get(f"{stack.base_url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
+        if all(ready(ops) for ops in stack.ops_urls):
+            return
         time.sleep(0.3)
     raise AssertionError("the stack did not become ready again")
 

@@ -13,9 +13,9 @@ import pytest
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 
-from devkit.embedded import free_port
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
+from tests.gateway_app import gateway_settings, serving
 from tests.infra import Infra
 from tests.tokens import as_user, live_sessions
 
@@ -27,30 +27,16 @@ OFFERED = 64 * 1024 * 1024
 @pytest.fixture
 async def settings(infra: Infra) -> AsyncIterator[GatewaySettings]:
     """Only the session check answers (`tests.tokens.live_sessions`): every other service is down."""
-    dead = f"127.0.0.1:{free_port()}"
     async with live_sessions() as accounts:
-        yield GatewaySettings(
-            nats_url=infra.nats_url,
-            namespace=infra.namespace,
-            upload_max_bytes=LIMIT,
-            accounts_addr=accounts,
-            catalog_addr=dead,
-            ledger_addr=dead,
-            generation_addr=dead,
-            workflow_addr=dead,
-        )
+        yield gateway_settings(infra, upload_max_bytes=LIMIT, accounts_addr=accounts)
 
 
 @pytest.fixture
 async def client(settings: GatewaySettings) -> AsyncIterator[tuple[httpx.AsyncClient, list[RouteContext]]]:
     app = create_app(settings)
     routes = [r for r in iter_route_contexts(app.routes) if isinstance(r.original_route, APIRoute)]
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://gateway", headers=as_user("u_edge")
-        ) as http:
-            yield http, routes
+    async with serving(app, headers=as_user("u_edge")) as http:
+        yield http, routes
 
 
 def assert_invalid_text(answer: httpx.Response, field: str, location: str) -> None:

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -19,8 +20,9 @@ import pytest
 from sqlalchemy import select
 
 from devkit.embedded import free_port
+from kit.bus import Bus
 from services.accounts.models import refresh_tokens, users
-from tests.accounts.conftest import JWT_KEYS, PASSWORD, AccountsStack, new_email
+from tests.accounts.stack import JWT_KEYS, PASSWORD, AccountsStack, new_email
 from tests.conftest import ROOT
 from tests.infra import Infra
 
@@ -32,6 +34,7 @@ async def gateway_process(
     infra: Infra, stack: AccountsStack, log: Path, **env: str
 ) -> AsyncIterator[httpx.AsyncClient]:
     port = free_port()
+    namespace = f"xff{uuid.uuid4().hex[:8]}"
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("ATELIER_", "FORWARDED_ALLOW"))}
     environ.update(
         ATELIER_ENVIRONMENT="test",
@@ -39,7 +42,8 @@ async def gateway_process(
         ATELIER_HTTP_PORT=str(port),
         ATELIER_ACCOUNTS_ADDR=f"127.0.0.1:{stack.port}",
         ATELIER_NATS_URL=infra.nats_url,
-        ATELIER_NAMESPACE=infra.namespace,
+        # A namespace of its own: rate limits live in NATS, and each test counts from a fresh start.
+        ATELIER_NAMESPACE=namespace,
         ATELIER_JWT_KEYS=JWT_KEYS,
         ATELIER_LOGIN_IP_BURST=str(BURST),
         ATELIER_LOGIN_IP_REFILL_SECONDS="600",
@@ -57,7 +61,7 @@ async def gateway_process(
                 for _ in range(300):
                     assert process.returncode is None, log.read_text()  # noqa: ASYNC240
                     with contextlib.suppress(httpx.TransportError):
-                        if (await http.get("/healthz")).status_code == 200:
+                        if (await http.get("/openapi.json")).status_code == 200:
                             break
                     await asyncio.sleep(0.1)
                 else:
@@ -67,6 +71,9 @@ async def gateway_process(
             if process.returncode is None:
                 process.terminate()
             await process.wait()
+            bus = await Bus.connect(infra.nats_url, namespace=namespace, name="test-cleanup")
+            await bus.delete_streams()
+            await bus.close()
 
 
 async def _user(http: httpx.AsyncClient) -> str:

@@ -16,12 +16,10 @@ import httpx
 import pytest
 
 from atelier.accounts.v1 import accounts_pb2 as pb
-from gateway.app import create_app
-from gateway.settings import GatewaySettings
 from kit.identity import Identity
 from services.accounts.__main__ import build_service
-from tests.accounts.conftest import PASSWORD, AccountsStack, new_email
-from tests.gateway.test_gateway_auth import bearer, login, verified_user
+from tests.accounts.stack import PASSWORD, AccountsStack, bearer, login, new_email, verified_user
+from tests.gateway_app import openapi_operations
 
 # Mutating routes that take no credentials at all: sign-up, sign-in, reset, provider callbacks, the
 # sandbox payer, and the two price calculators. Everything else that is not GET needs a scope.
@@ -48,15 +46,16 @@ MUTATING = {"post", "put", "patch", "delete"}
 def user_routes() -> list[tuple[str, str]]:
     """(method, path) of every mutating route outside /v1/admin, placeholders filled."""
     routes = []
-    for template, operations in create_app(GatewaySettings()).openapi()["paths"].items():
+    for template, method, operation in openapi_operations():
+        if method not in MUTATING:
+            continue
         if template.startswith("/v1/admin"):
-            continue  # tests/admin/test_access.py holds the admin surface to the same rule
-        for method in sorted(set(operations) & MUTATING):
-            if template in PUBLIC:
-                assert "security" not in operations[method], f"{template} takes credentials"
-                continue
-            path = re.sub(r"\{(\w+)\}", lambda _: str(uuid.uuid4()), template)
-            routes.append((method.upper(), path))
+            continue  # tests/gateway/admin/test_access.py holds the admin surface to the same rule
+        if template in PUBLIC:
+            assert "security" not in operation, f"{template} takes credentials"
+            continue
+        path = re.sub(r"\{(\w+)\}", lambda _: str(uuid.uuid4()), template)
+        routes.append((method.upper(), path))
     return routes
 
 

@@ -11,16 +11,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import cast
 
-import httpx
 import pytest
-from fastapi import FastAPI
 
 from atelier.catalog.v1 import catalog_pb2
 from atelier.events.v1 import events_pb2
 from atelier.generation.v1 import generation_pb2_grpc
 from devkit.embedded import EmbeddedSeaweed, S3Access, free_port
-from gateway.app import create_app
-from gateway.settings import GatewaySettings
 from kit import grpc_client
 from kit.bus import Bus, Delivery
 from kit.db import Database, drop_database, ensure_database, with_database
@@ -43,7 +39,6 @@ from tests.fakes.ledger import FakeLedger
 from tests.generation.fakes import start_fakes
 from tests.generation.upstream import FakeUpstream
 from tests.infra import Infra
-from tests.tokens import live_sessions
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -149,31 +144,6 @@ def upstream(fake: FakeUpstream) -> FakeUpstream:
     fake.next_outcome = "ok"
     fake.operation_seconds = 0.3
     return fake
-
-
-@pytest.fixture
-async def gateway(stack: Stack) -> AsyncIterator[FastAPI]:
-    """The real gateway app in front of this stack's generation, started (in process)."""
-    async with live_sessions() as sessions:
-        app = create_app(
-            GatewaySettings(
-                generation_addr=stack.generation_addr,
-                accounts_addr=sessions,
-                nats_url=stack.settings.nats_url,
-                namespace=stack.settings.namespace,
-            )
-        )
-        async with app.router.lifespan_context(app):
-            yield app
-
-
-@pytest.fixture
-async def http(gateway: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    """A client of that gateway through ASGI (which buffers each response: streaming needs a socket)."""
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=gateway), base_url="http://test"
-    ) as client:
-        yield client
 
 
 @pytest.fixture(scope="session")

@@ -13,10 +13,24 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from tests.gateway.payments.fakes import serve_http
+from tests.gateway_app import gateway_app, serving
 from tests.generation.conftest import Stack
-from tests.payments.fakes import serve_http
+from tests.infra import Infra
 
 SIZE = 3 * 1024 * 1024 + 17
+
+
+@pytest.fixture
+def gateway(stack: Stack, infra: Infra) -> FastAPI:
+    """The real gateway app in front of this stack's generation (files need no other service)."""
+    return gateway_app(infra, generation_addr=stack.generation_addr, namespace=stack.settings.namespace)
+
+
+@pytest.fixture
+async def http(gateway: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with serving(gateway, base_url="http://test") as client:
+        yield client
 
 
 async def stored(stack: Stack, key: str, data: bytes, content_type: str = "video/mp4") -> httpx.URL:
@@ -134,8 +148,12 @@ async def test_empty_missing_and_forged_files(stack: Stack, http: httpx.AsyncCli
 
 @pytest.fixture
 async def served(gateway: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    """The gateway behind uvicorn on a real socket, as it runs."""
-    async with serve_http(gateway) as url, httpx.AsyncClient(base_url=url) as client:
+    """The gateway behind uvicorn on a real socket, as it runs (ASGI in process buffers each response)."""
+    async with (
+        gateway.router.lifespan_context(gateway),
+        serve_http(gateway) as url,
+        httpx.AsyncClient(base_url=url) as client,
+    ):
         yield client
 
 

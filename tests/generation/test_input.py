@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import logging
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
@@ -24,10 +25,25 @@ from kit.outbox import Outbox
 from services.generation import models
 from services.generation.clients import Clients
 from services.generation.service import Generation
+from tests.gateway_app import gateway_app, serving
 from tests.generation.conftest import Stack, metadata
-from tests.tokens import as_user
+from tests.infra import Infra
+from tests.tokens import as_user, live_sessions
 
 TABLES = (models.tasks, models.outputs, models.uploads, models.conversations, models.messages)
+
+
+@pytest.fixture
+async def http(stack: Stack, infra: Infra) -> AsyncIterator[httpx.AsyncClient]:
+    async with live_sessions() as sessions:
+        app = gateway_app(
+            infra,
+            generation_addr=stack.generation_addr,
+            accounts_addr=sessions,
+            namespace=stack.settings.namespace,
+        )
+        async with serving(app, base_url="http://test") as client:
+            yield client
 
 
 async def row_counts(stack: Stack) -> dict[str, int]:

@@ -10,10 +10,10 @@ import httpx
 import pytest
 from PIL import Image
 
-from gateway.app import create_app
-from gateway.settings import GatewaySettings
 from kit.identity import Identity
+from tests.gateway_app import gateway_app, serving
 from tests.generation.conftest import Stack
+from tests.infra import Infra
 from tests.tokens import as_user, live_sessions
 
 
@@ -24,14 +24,15 @@ async def sessions() -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def client(stack: Stack, sessions: str) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, Identity]]]:
-    settings = GatewaySettings(
+async def client(
+    stack: Stack, sessions: str, infra: Infra
+) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, Identity]]]:
+    app = gateway_app(
+        infra,
         generation_addr=stack.generation_addr,
         accounts_addr=sessions,
-        nats_url=stack.settings.nats_url,
         namespace=stack.settings.namespace,
     )
-    app = create_app(settings)
     who: dict[str, Identity] = {}
 
     async def sign_in(request: httpx.Request) -> None:
@@ -40,26 +41,21 @@ async def client(stack: Stack, sessions: str) -> AsyncIterator[tuple[httpx.Async
             person = who["current"]
             request.headers.update(as_user(person.user_id, person.status, person.role))
 
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://test", event_hooks={"request": [sign_in]}
-        ) as http:
-            yield http, who
+    async with serving(app, base_url="http://test", event_hooks={"request": [sign_in]}) as http:
+        yield http, who
 
 
-async def test_without_auth_every_route_answers_401(stack: Stack) -> None:
-    app = create_app(GatewaySettings(generation_addr=stack.generation_addr, nats_url=stack.settings.nats_url))
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
-            for method, path in (
-                ("GET", "/v1/tasks"),
-                ("GET", "/v1/tasks/x"),
-                ("POST", "/v1/tasks/x/cancel"),
-            ):
-                answer = await http.request(method, path)
-                assert answer.status_code == 401
-                assert answer.headers["content-type"].startswith("application/problem+json")
+async def test_without_auth_every_route_answers_401(stack: Stack, infra: Infra) -> None:
+    app = gateway_app(infra, generation_addr=stack.generation_addr, namespace=stack.settings.namespace)
+    async with serving(app, base_url="http://test") as http:
+        for method, path in (
+            ("GET", "/v1/tasks"),
+            ("GET", "/v1/tasks/x"),
+            ("POST", "/v1/tasks/x/cancel"),
+        ):
+            answer = await http.request(method, path)
+            assert answer.status_code == 401
+            assert answer.headers["content-type"].startswith("application/problem+json")
 
 
 async def test_tasks_over_http(stack: Stack, client: tuple[httpx.AsyncClient, dict[str, Identity]]) -> None:

@@ -21,10 +21,10 @@ from kit.errors import from_rpc_error
 from kit.grpc_server import GrpcServer
 from kit.outbox import Outbox
 from kit.service import Runtime
-from kit.settings import ServiceSettings
 from services.ledger.models import outbox
 from services.ledger.service import Ledger
 from services.ledger.servicer import LedgerServicer
+from services.ledger.settings import LedgerSettings
 from services.ledger.sweeper import expire_due_holds
 
 
@@ -34,7 +34,7 @@ def credits(whole: int) -> common_pb2.Credits:
 
 @pytest.fixture
 async def stub(db: Database, bus: Bus) -> AsyncIterator[ledger_pb2_grpc.LedgerServiceStub]:
-    runtime = Runtime("ledger", ServiceSettings(), db, bus, asyncio.Event(), outbox=Outbox(outbox))
+    runtime = Runtime("ledger", LedgerSettings(), db, bus, asyncio.Event(), outbox=Outbox(outbox))
     server = GrpcServer("ledger", host="127.0.0.1", port=0)
     ledger_pb2_grpc.add_LedgerServiceServicer_to_server(LedgerServicer(runtime), server.server)
     port = await server.start()
@@ -248,7 +248,7 @@ async def test_the_sweeper_voids_a_hold_the_api_made(
         grpc.StatusCode.FAILED_PRECONDITION,
         "hold_expired",
     )
-    runtime = Runtime("ledger", ServiceSettings(), db, bus, asyncio.Event(), outbox=Outbox(outbox))
+    runtime = Runtime("ledger", LedgerSettings(), db, bus, asyncio.Event(), outbox=Outbox(outbox))
     expired = await expire_due_holds(runtime, Ledger(Outbox(outbox)), now=datetime.now(UTC), limit=200)
     assert f"h:{user}" in [t.id for t in expired]
     transfer = await stub.GetTransfer(pb.GetTransferRequest(transfer_id=f"h:{user}"))

@@ -24,11 +24,10 @@ from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
 from atelier.catalog.v1 import catalog_pb2_grpc
 from devkit.embedded import free_port
-from gateway.app import create_app
-from gateway.settings import GatewaySettings
 from kit.grpc_server import GrpcServer
 from tests.docs.catalog_fixture import seed_snapshot
 from tests.fakes.catalog import FakeCatalog
+from tests.gateway_app import gateway_app
 from tests.infra import Infra
 
 CHROMIUM = "/usr/bin/chromium"
@@ -124,11 +123,8 @@ async def console(infra: Infra) -> AsyncIterator[Console]:
     grpc_server = GrpcServer("catalog-fake", host="127.0.0.1", port=0)
     catalog_pb2_grpc.add_CatalogServiceServicer_to_server(catalog, grpc_server.server)
     grpc_port = await grpc_server.start()
-    settings = GatewaySettings(
-        catalog_addr=f"127.0.0.1:{grpc_port}", nats_url=infra.nats_url, namespace=infra.namespace
-    )
     port = free_port()
-    app = create_app(settings)
+    app = gateway_app(infra, catalog_addr=f"127.0.0.1:{grpc_port}")
     live = LiveStreams()
     live.install(app)
     server, task = await _serve(app, port)

@@ -191,3 +191,24 @@ async def test_sign_in_goes_back_only_to_a_page_of_this_site(
     await expect(page).to_have_url(re.compile(re.escape(landing) + "$"))
     await expect(page.locator("#balance")).to_have_text("100")
     await expect(page.get_by_role("heading", level=1)).to_be_focused()
+
+
+@pytest.mark.parametrize(
+    ("path", "failing"),
+    [("/copy", "/v1/copy/conversations"), ("/image", "/v1/models"), ("/pricing", "/v1/pricing")],
+)
+async def test_a_page_whose_data_cannot_load_says_so(
+    page: Page, context: BrowserContext, api: FakeApi, path: str, failing: str
+) -> None:
+    await sign_in(context)
+    problem = {"status": 503, "code": "upstream_unavailable", "detail": "the service is down"}
+    await context.route(
+        re.compile(f".*{re.escape(failing)}(\\?.*)?$"),
+        lambda route: route.fulfill(
+            status=503, content_type="application/problem+json", body=json.dumps(problem)
+        ),
+    )
+    await page.goto(path)
+    alert = page.locator("#main p.notice.error[role=alert]")
+    await expect(alert).to_have_count(1)
+    await expect(page.locator("#main .loading")).to_have_count(0)

@@ -8,19 +8,15 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from gateway.app import create_app
-from gateway.settings import GatewaySettings
 from gateway.web import PAGES, STATIC
+from tests.gateway_app import gateway_app, serving
 from tests.infra import Infra
 
 
 @pytest.fixture
 async def http(infra: Infra) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(GatewaySettings(nats_url=infra.nats_url, namespace=infra.namespace))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
-            yield client
+    async with serving(gateway_app(infra)) as client:
+        yield client
 
 
 @pytest.mark.parametrize(
@@ -50,8 +46,9 @@ async def test_the_shell_holds_no_inline_script_and_no_secret(http: httpx.AsyncC
         assert secret_like not in html
 
 
-async def test_api_and_ops_routes_are_not_shadowed(http: httpx.AsyncClient) -> None:
-    assert (await http.get("/healthz")).json() == {"status": "ok"}
+async def test_api_routes_are_not_shadowed_and_ops_routes_are_not_public(http: httpx.AsyncClient) -> None:
+    for ops in ("/healthz", "/readyz", "/metrics"):  # served on the operations port only (gateway/ops.py)
+        assert (await http.get(ops)).status_code == 404
     assert (await http.get("/openapi.json")).json()["info"]["title"] == "Atelier API"
     assert "swagger" in (await http.get("/docs")).text.lower()
     missing = await http.get("/v1/not-a-route")

@@ -8,8 +8,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from gateway.app import create_app
-from gateway.settings import GatewaySettings
+from tests.gateway_app import gateway_app, serving
 from tests.infra import Infra
 from tests.tokens import as_user, live_sessions
 from tests.workflow.conftest import StartService
@@ -20,18 +19,9 @@ from tests.workflow.fakes import Fakes
 async def http(start_service: StartService, infra: Infra) -> AsyncIterator[httpx.AsyncClient]:
     service = await start_service()
     async with live_sessions() as accounts_addr:
-        app = create_app(
-            GatewaySettings(
-                workflow_addr=f"127.0.0.1:{service.port}",
-                accounts_addr=accounts_addr,
-                nats_url=infra.nats_url,
-                namespace=infra.namespace,
-            )
-        )
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
-                yield client
+        app = gateway_app(infra, workflow_addr=f"127.0.0.1:{service.port}", accounts_addr=accounts_addr)
+        async with serving(app) as client:
+            yield client
 
 
 async def test_start_get_list_and_cancel_over_http(http: httpx.AsyncClient, fakes: Fakes) -> None:

@@ -17,38 +17,17 @@ from atelier.catalog.v1 import catalog_pb2 as cpb
 from atelier.common.v1 import common_pb2
 from gateway.routes.admin.common import CODE
 from kit.money import CURRENCY_EXPONENT, Credits, Money, MoneyParseError, amount_pattern
+from kit.protoconv import enum_by_name
 
 # A key reference names an environment variable (a mounted Secret): never the key itself.
 KEY_REF = re.compile(r"^[A-Z][A-Z0-9_]{0,127}$")
 MAX_ADJUSTMENT = Credits.whole(1_000_000)
 
-KINDS: dict[str, common_pb2.ModelKind.ValueType] = {
-    "text": common_pb2.MODEL_KIND_TEXT,
-    "image": common_pb2.MODEL_KIND_IMAGE,
-    "video": common_pb2.MODEL_KIND_VIDEO,
-}
-_UNITS: dict[str, cpb.BillingUnit.ValueType] = {
-    "per_generation": cpb.BILLING_UNIT_PER_GENERATION,
-    "per_image": cpb.BILLING_UNIT_PER_IMAGE,
-    "per_second": cpb.BILLING_UNIT_PER_SECOND,
-    "per_1k_tokens": cpb.BILLING_UNIT_PER_1K_TOKENS,
-}
-_ADAPTERS: dict[str, cpb.AdapterKind.ValueType] = {
-    "local": cpb.ADAPTER_KIND_LOCAL,
-    "openai": cpb.ADAPTER_KIND_OPENAI,
-    "ark": cpb.ADAPTER_KIND_ARK,
-    "xai": cpb.ADAPTER_KIND_XAI,
-    "gemini": cpb.ADAPTER_KIND_GEMINI,
-}
-_INPUTS: dict[str, cpb.InputType.ValueType] = {
-    "text": cpb.INPUT_TYPE_TEXT,
-    "image_uploads": cpb.INPUT_TYPE_IMAGE_UPLOADS,
-    "choice": cpb.INPUT_TYPE_CHOICE,
-}
-_REFUNDS: dict[str, cpb.RefundPolicy.ValueType] = {
-    "full": cpb.REFUND_POLICY_FULL,
-    "proportional": cpb.REFUND_POLICY_PROPORTIONAL,
-}
+KINDS = enum_by_name(common_pb2.ModelKind)
+_UNITS = enum_by_name(cpb.BillingUnit)
+_ADAPTERS = enum_by_name(cpb.AdapterKind)
+_INPUTS = enum_by_name(cpb.InputType)
+_REFUNDS = enum_by_name(cpb.RefundPolicy)
 
 CreditsText = Annotated[
     str, StringConstraints(pattern=amount_pattern(digits=12, decimals=3)), Field(examples=["0.5", "330"])

@@ -4,6 +4,7 @@ rules, plans, channels, and the catalog's audit log. Every write answers the new
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Query, Request
@@ -39,6 +40,51 @@ def _versioned(body: Versioned | None) -> int:
 def _check_code(path_code: str, body_code: str | None) -> None:
     if body_code is not None and body_code != path_code:
         raise Problem(422, "code_mismatch", f"the body names {body_code!r} but the path {path_code!r}")
+
+
+# -- enable and disable -----------------------------------------------------------------------------
+async def _set_model_enabled(
+    request: Request, principal: AdminPrincipal, code: str, enabled: bool, body: Versioned | None
+) -> dict[str, Any]:
+    reply = await catalog_stub(request).SetModelEnabled(
+        cpb.SetModelEnabledRequest(code=code, enabled=enabled, expected_version=_versioned(body)),
+        metadata=principal.metadata(),
+    )
+    return {"catalog_version": reply.catalog_version, "model": to_json(reply.model)}
+
+
+async def _set_template_enabled(
+    request: Request, principal: AdminPrincipal, code: str, enabled: bool, body: Versioned | None
+) -> dict[str, Any]:
+    reply = await catalog_stub(request).SetTemplateEnabled(
+        cpb.SetTemplateEnabledRequest(code=code, enabled=enabled, expected_version=_versioned(body)),
+        metadata=principal.metadata(),
+    )
+    return {"catalog_version": reply.catalog_version, "template": to_json(reply.template)}
+
+
+SetEnabled = Callable[[Request, AdminPrincipal, str, bool, Versioned | None], Awaitable[dict[str, Any]]]
+
+
+def _switch_route(set_enabled: SetEnabled, enabled: bool) -> Callable[..., Awaitable[dict[str, Any]]]:
+    async def switch(
+        request: Request,
+        principal: AdminPrincipal,
+        code: Code,
+        body: Annotated[Versioned | None, Body()] = None,
+    ) -> dict[str, Any]:
+        return await set_enabled(request, principal, code, enabled, body)
+
+    return switch
+
+
+def _add_switch_routes(noun: str, set_enabled: SetEnabled, on: str, off: str) -> None:
+    """POST /<noun>s/{code}/enable and /disable (operations `enable_<noun>`, `disable_<noun>`),
+    summarised by `on` and `off`; the body, optional, is a `Versioned` check."""
+    for verb, enabled, summary in (("enable", True, on), ("disable", False, off)):
+        route = _switch_route(set_enabled, enabled)
+        path = f"/{noun}s/{{code}}/{verb}"
+        router.add_api_route(path, route, methods=["POST"], summary=summary, name=f"{verb}_{noun}")
 
 
 # -- models -----------------------------------------------------------------------------------------
@@ -96,28 +142,12 @@ async def patch_model(
     return await _upsert_model(request, principal, code, body, partial=True)
 
 
-async def _set_model_enabled(
-    request: Request, principal: AdminPrincipal, code: str, enabled: bool, body: Versioned | None
-) -> dict[str, Any]:
-    reply = await catalog_stub(request).SetModelEnabled(
-        cpb.SetModelEnabledRequest(code=code, enabled=enabled, expected_version=_versioned(body)),
-        metadata=principal.metadata(),
-    )
-    return {"catalog_version": reply.catalog_version, "model": to_json(reply.model)}
-
-
-@router.post("/models/{code}/enable", summary="Enable a model: it can be quoted and (if public) listed")
-async def enable_model(
-    request: Request, principal: AdminPrincipal, code: Code, body: Annotated[Versioned | None, Body()] = None
-) -> dict[str, Any]:
-    return await _set_model_enabled(request, principal, code, True, body)
-
-
-@router.post("/models/{code}/disable", summary="Disable a model: new quotes are refused with model_disabled")
-async def disable_model(
-    request: Request, principal: AdminPrincipal, code: Code, body: Annotated[Versioned | None, Body()] = None
-) -> dict[str, Any]:
-    return await _set_model_enabled(request, principal, code, False, body)
+_add_switch_routes(
+    "model",
+    _set_model_enabled,
+    on="Enable a model: it can be quoted and (if public) listed",
+    off="Disable a model: new quotes are refused with model_disabled",
+)
 
 
 @router.get("/default-capabilities", summary="The capability set that inheriting models use")
@@ -172,28 +202,12 @@ async def put_template(
     return {"catalog_version": reply.catalog_version, "template": to_json(reply.template)}
 
 
-async def _set_template_enabled(
-    request: Request, principal: AdminPrincipal, code: str, enabled: bool, body: Versioned | None
-) -> dict[str, Any]:
-    reply = await catalog_stub(request).SetTemplateEnabled(
-        cpb.SetTemplateEnabledRequest(code=code, enabled=enabled, expected_version=_versioned(body)),
-        metadata=principal.metadata(),
-    )
-    return {"catalog_version": reply.catalog_version, "template": to_json(reply.template)}
-
-
-@router.post("/templates/{code}/enable", summary="Enable a workflow template")
-async def enable_template(
-    request: Request, principal: AdminPrincipal, code: Code, body: Annotated[Versioned | None, Body()] = None
-) -> dict[str, Any]:
-    return await _set_template_enabled(request, principal, code, True, body)
-
-
-@router.post("/templates/{code}/disable", summary="Disable a workflow template: new runs are refused")
-async def disable_template(
-    request: Request, principal: AdminPrincipal, code: Code, body: Annotated[Versioned | None, Body()] = None
-) -> dict[str, Any]:
-    return await _set_template_enabled(request, principal, code, False, body)
+_add_switch_routes(
+    "template",
+    _set_template_enabled,
+    on="Enable a workflow template",
+    off="Disable a workflow template: new runs are refused",
+)
 
 
 # -- recharge rules, plans and channels -------------------------------------------------------------

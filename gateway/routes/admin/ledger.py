@@ -5,7 +5,7 @@ ledger's reconciliation."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal, TypeVar
 
 import grpc
@@ -26,6 +26,7 @@ from gateway.routes.admin.common import (
     page_request,
     workflow_stub,
 )
+from kit.protoconv import enum_by_name
 
 T = TypeVar("T")
 
@@ -36,13 +37,7 @@ AUXILIARY_TIMEOUT = 3.0
 
 router = APIRouter()
 
-_CALLBACK_OUTCOMES: dict[str, ledger_pb2.CallbackOutcome.ValueType] = {
-    "credited": ledger_pb2.CALLBACK_OUTCOME_CREDITED,
-    "duplicate": ledger_pb2.CALLBACK_OUTCOME_DUPLICATE,
-    "ignored": ledger_pb2.CALLBACK_OUTCOME_IGNORED,
-    "rejected": ledger_pb2.CALLBACK_OUTCOME_REJECTED,
-    "error": ledger_pb2.CALLBACK_OUTCOME_ERROR,
-}
+_CALLBACK_OUTCOMES = enum_by_name(ledger_pb2.CallbackOutcome)
 
 
 @router.get("/callbacks", summary="The payment callback log, newest first: every delivery, verified or not")
@@ -88,6 +83,13 @@ async def _ask(call: Awaitable[T]) -> tuple[str, T | None]:
         return "error", None
 
 
+async def _ask_about(some_id: str, call: Callable[[str], Awaitable[T]]) -> tuple[str, T | None]:
+    """("skipped", None) when there is no id to ask about; else what `_ask` makes of `call(some_id)`."""
+    if not some_id:
+        return "skipped", None
+    return await _ask(call(some_id))
+
+
 def _trace_link(template: str, trace_id: str) -> str:
     return template.replace("{trace_id}", trace_id)
 
@@ -115,23 +117,16 @@ async def spend(
     elif chain is None:  # the ledger knows nothing: the id may still be a task or a run
         task_id = run_id = spend_id
 
-    async def task_of(some_id: str) -> tuple[str, generation_pb2.GetTaskResponse | None]:
-        if not some_id:
-            return "skipped", None
-        return await _ask(
-            generation_stub(request).GetTask(
-                generation_pb2.GetTaskRequest(task_id=some_id), metadata=metadata, timeout=AUXILIARY_TIMEOUT
-            )
+    generation, workflow = generation_stub(request), workflow_stub(request)
+    options: dict[str, Any] = {"metadata": metadata, "timeout": AUXILIARY_TIMEOUT}
+
+    def task_of(some_id: str) -> Awaitable[tuple[str, generation_pb2.GetTaskResponse | None]]:
+        return _ask_about(
+            some_id, lambda i: generation.GetTask(generation_pb2.GetTaskRequest(task_id=i), **options)
         )
 
-    async def run_of(some_id: str) -> tuple[str, workflow_pb2.GetRunResponse | None]:
-        if not some_id:
-            return "skipped", None
-        return await _ask(
-            workflow_stub(request).GetRun(
-                workflow_pb2.GetRunRequest(run_id=some_id), metadata=metadata, timeout=AUXILIARY_TIMEOUT
-            )
-        )
+    def run_of(some_id: str) -> Awaitable[tuple[str, workflow_pb2.GetRunResponse | None]]:
+        return _ask_about(some_id, lambda i: workflow.GetRun(workflow_pb2.GetRunRequest(run_id=i), **options))
 
     (sources["generation"], task_reply), (sources["workflow"], run_reply) = await asyncio.gather(
         task_of(task_id), run_of(run_id)

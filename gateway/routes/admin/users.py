@@ -24,27 +24,15 @@ from gateway.routes.admin.common import (
     page_json,
     page_request,
 )
+from kit.protoconv import enum_by_name
 
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 router = APIRouter()
 
-_STATUSES: dict[str, accounts_pb2.UserStatus.ValueType] = {
-    "unverified": accounts_pb2.USER_STATUS_UNVERIFIED,
-    "active": accounts_pb2.USER_STATUS_ACTIVE,
-    "disabled": accounts_pb2.USER_STATUS_DISABLED,
-}
-_ROLES: dict[str, accounts_pb2.Role.ValueType] = {
-    "user": accounts_pb2.ROLE_USER,
-    "admin": accounts_pb2.ROLE_ADMIN,
-}
-_RECORD_TYPES: dict[str, ledger_pb2.RecordType.ValueType] = {
-    "recharge": ledger_pb2.RECORD_TYPE_RECHARGE,
-    "consumption": ledger_pb2.RECORD_TYPE_CONSUMPTION,
-    "refund": ledger_pb2.RECORD_TYPE_REFUND,
-    "adjustment": ledger_pb2.RECORD_TYPE_ADJUSTMENT,
-    "callback": ledger_pb2.RECORD_TYPE_CALLBACK,
-}
+_STATUSES = enum_by_name(accounts_pb2.UserStatus)
+_ROLES = enum_by_name(accounts_pb2.Role)
+_RECORD_TYPES = enum_by_name(ledger_pb2.RecordType)
 
 
 def transfer_id_for(admin_id: str, idempotency_key: str) -> str:

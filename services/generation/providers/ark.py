@@ -5,17 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from services.generation.providers.base import (
-    IMAGE,
-    VIDEO,
     Artifact,
     Polled,
     ProviderError,
     ProviderJob,
     Submitted,
-    error_fields,
-    is_content_filtered,
+    reported_failure,
 )
-from services.generation.providers.http import HttpAdapter, decode_b64
+from services.generation.providers.http import HttpAdapter, finished_video, image_artifact
 
 ROLES = {
     "first_frame": "first_frame",
@@ -23,24 +20,11 @@ ROLES = {
     "edit": "reference_image",
     "product": "reference_image",
 }
-
-
-def item_error(error: Any) -> ProviderError:
-    code, message = error_fields({"error": error})
-    if is_content_filtered(code, message):
-        return ProviderError(message or "refused by the content filter", code="content_filtered")
-    return ProviderError(message or "the provider failed this item", code="generation_failed")
+ITEM_FAILED = "the provider failed this item"
 
 
 class ArkAdapter(HttpAdapter):
-    async def submit(self, job: ProviderJob) -> Submitted:
-        if job.kind == IMAGE:
-            return await self._images(job)
-        if job.kind == VIDEO:
-            return await self._video(job)
-        raise ProviderError("Ark adapter makes images and videos", code="unsupported_spec")
-
-    async def _images(self, job: ProviderJob) -> Submitted:
+    async def images(self, job: ProviderJob) -> Submitted:
         body: dict[str, Any] = {
             "model": job.model,
             "prompt": job.prompt,
@@ -58,14 +42,12 @@ class ArkAdapter(HttpAdapter):
         failures: list[ProviderError] = []
         for item in answer.get("data") or ():
             if item.get("error"):
-                failures.append(item_error(item["error"]))
-            elif item.get("b64_json"):
-                artifacts.append(Artifact("image/png", data=decode_b64(item["b64_json"])))
-            elif item.get("url"):
-                artifacts.append(Artifact("image/png", url=item["url"]))
+                failures.append(reported_failure({"error": item["error"]}, ITEM_FAILED))
+            elif (artifact := image_artifact(item, "image/png")) is not None:
+                artifacts.append(artifact)
         return Submitted(artifacts=tuple(artifacts), failures=tuple(failures))
 
-    async def _video(self, job: ProviderJob) -> Submitted:
+    async def video(self, job: ProviderJob) -> Submitted:
         flags = (
             f" --ratio {job.ratio or '16:9'} --resolution {job.resolution or '720p'}"
             f" --duration {job.duration_seconds or 5}"
@@ -75,23 +57,17 @@ class ArkAdapter(HttpAdapter):
             content.append(
                 {"type": "image_url", "image_url": {"url": image.data_url()}, "role": ROLES[image.role]}
             )
-        answer = await self.request(
-            "POST", "/contents/generations/tasks", {"model": job.model, "content": content}
-        )
-        if not answer.get("id"):
-            raise ProviderError("the provider returned no task id", retryable=True)
-        return Submitted(operation_id=str(answer["id"]))
+        body = {"model": job.model, "content": content}
+        return await self.start_operation("/contents/generations/tasks", body, "id")
 
     async def poll(self, job: ProviderJob, operation_id: str) -> Polled:
         answer = await self.request("GET", f"/contents/generations/tasks/{operation_id}")
         status = answer.get("status")
         if status == "succeeded":
-            url = (answer.get("content") or {}).get("video_url")
-            if not url:
-                return Polled(done=True, error=ProviderError("the task succeeded without a video"))
-            return Polled(done=True, artifacts=(Artifact("video/mp4", url=url),))
+            return finished_video((answer.get("content") or {}).get("video_url"))
         if status in ("failed", "cancelled", "expired"):
-            return Polled(done=True, error=item_error(answer.get("error") or {"message": f"task {status}"}))
+            error = answer.get("error") or {"message": f"task {status}"}
+            return Polled(done=True, error=reported_failure({"error": error}, ITEM_FAILED))
         return Polled(done=False, progress=50 if status == "running" else 5)
 
     async def cancel(self, operation_id: str) -> bool:

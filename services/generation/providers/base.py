@@ -11,7 +11,7 @@ import base64
 import email.utils
 import re
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -140,6 +140,50 @@ class Provider(Protocol):
     async def aclose(self) -> None: ...
 
 
+class Adapter:
+    """What adapters share: `submit` goes to the method named for the job's kind, and a kind an adapter
+    does not override is `unsupported_spec`; there is nothing to poll or cancel, and text streams in one
+    piece, unless an adapter's upstream does better."""
+
+    async def submit(self, job: ProviderJob) -> Submitted:
+        makers: dict[str, Callable[[ProviderJob], Awaitable[Submitted]]] = {
+            TEXT: self.text,
+            IMAGE: self.images,
+            VIDEO: self.video,
+        }
+        make = makers.get(job.kind)
+        if make is None:
+            raise ProviderError(f"unknown kind {job.kind!r}", code="unsupported_spec")
+        return await make(job)
+
+    async def text(self, job: ProviderJob) -> Submitted:
+        raise self._unsupported(job)
+
+    async def images(self, job: ProviderJob) -> Submitted:
+        raise self._unsupported(job)
+
+    async def video(self, job: ProviderJob) -> Submitted:
+        raise self._unsupported(job)
+
+    def _unsupported(self, job: ProviderJob) -> ProviderError:
+        return ProviderError(f"{type(self).__name__} does not make {job.kind}", code="unsupported_spec")
+
+    async def poll(self, job: ProviderJob, operation_id: str) -> Polled:
+        raise ProviderError("this provider has no operations to poll", code="unsupported_operation")
+
+    async def cancel(self, operation_id: str) -> bool:
+        return False
+
+    async def stream_text(self, job: ProviderJob) -> AsyncIterator[TextChunk]:
+        submitted = await self.submit(job)
+        for artifact in submitted.artifacts:
+            yield TextChunk(text=artifact.text)
+        yield TextChunk(usage=submitted.usage)
+
+    async def aclose(self) -> None:
+        return None
+
+
 # -- error classification ------------------------------------------------------------------------
 
 RETRYABLE_STATUSES = frozenset({408, 409, 429})
@@ -197,6 +241,14 @@ def error_fields(body: Any) -> tuple[str, str]:
 def is_content_filtered(code: str, message: str) -> bool:
     text = f"{code} {message}".lower()
     return any(marker in text for marker in CONTENT_FILTER_MARKERS)
+
+
+def reported_failure(body: Any, fallback: str) -> ProviderError:
+    """A failure an upstream reports inside a successful answer (a failed item or task): refused by its
+    content filter, or failed."""
+    code, message = error_fields(body)
+    kind = "content_filtered" if is_content_filtered(code, message) else "generation_failed"
+    return ProviderError(message or fallback, code=kind)
 
 
 def classify_response(response: httpx.Response) -> ProviderError:

@@ -9,9 +9,6 @@ from typing import Any
 import httpx
 
 from services.generation.providers.base import (
-    IMAGE,
-    TEXT,
-    VIDEO,
     Artifact,
     Polled,
     ProviderError,
@@ -67,62 +64,57 @@ class GeminiAdapter(HttpAdapter):
             body["generationConfig"] = {"maxOutputTokens": job.max_output_tokens}
         return body
 
-    async def submit(self, job: ProviderJob) -> Submitted:
-        if job.kind == TEXT:
-            answer = await self.request("POST", f"/models/{job.model}:generateContent", self._text_body(job))
-            return Submitted(
-                artifacts=(Artifact("text/plain", text=_text(answer)),), usage=_usage(answer) or Usage()
-            )
-        if job.kind == IMAGE:
-            parameters: dict[str, Any] = {"sampleCount": max(1, job.n)}
-            if job.ratio:
-                parameters["aspectRatio"] = job.ratio
-            if job.resolution.upper() in ("1K", "2K"):
-                parameters["sampleImageSize"] = job.resolution.upper()
-            answer = await self.request(
-                "POST",
-                f"/models/{job.model}:predict",
-                {"instances": [{"prompt": job.prompt}], "parameters": parameters},
-            )
-            artifacts: list[Artifact] = []
-            failures: list[ProviderError] = []
-            for item in answer.get("predictions") or ():
-                if item.get("bytesBase64Encoded"):
-                    artifacts.append(
-                        Artifact(
-                            item.get("mimeType") or "image/png", data=decode_b64(item["bytesBase64Encoded"])
-                        )
-                    )
-                elif item.get("raiFilteredReason"):
-                    failures.append(ProviderError(item["raiFilteredReason"], code="content_filtered"))
-            if not artifacts and not failures:
-                failures.append(ProviderError("every image was filtered", code="content_filtered"))
-            return Submitted(artifacts=tuple(artifacts), failures=tuple(failures))
-        if job.kind == VIDEO:
-            instance: dict[str, Any] = {"prompt": job.prompt}
-            for image in job.inputs:
-                encoded = {
-                    "bytesBase64Encoded": image.data_url().split(",", 1)[1],
-                    "mimeType": image.mime_type,
-                }
-                if image.role == "first_frame":
-                    instance["image"] = encoded
-                else:
-                    instance.setdefault("referenceImages", []).append(
-                        {"image": encoded, "referenceType": "asset"}
-                    )
-            parameters = {"aspectRatio": job.ratio or "16:9", "durationSeconds": job.duration_seconds or 8}
-            if job.resolution:
-                parameters["resolution"] = job.resolution
-            answer = await self.request(
-                "POST",
-                f"/models/{job.model}:predictLongRunning",
-                {"instances": [instance], "parameters": parameters},
-            )
-            if not answer.get("name"):
-                raise ProviderError("the provider returned no operation", retryable=True)
-            return Submitted(operation_id=str(answer["name"]))
-        raise ProviderError(f"unknown kind {job.kind}", code="unsupported_spec")
+    async def text(self, job: ProviderJob) -> Submitted:
+        answer = await self.request("POST", f"/models/{job.model}:generateContent", self._text_body(job))
+        return Submitted(
+            artifacts=(Artifact("text/plain", text=_text(answer)),), usage=_usage(answer) or Usage()
+        )
+
+    async def images(self, job: ProviderJob) -> Submitted:
+        parameters: dict[str, Any] = {"sampleCount": max(1, job.n)}
+        if job.ratio:
+            parameters["aspectRatio"] = job.ratio
+        if job.resolution.upper() in ("1K", "2K"):
+            parameters["sampleImageSize"] = job.resolution.upper()
+        answer = await self.request(
+            "POST",
+            f"/models/{job.model}:predict",
+            {"instances": [{"prompt": job.prompt}], "parameters": parameters},
+        )
+        artifacts: list[Artifact] = []
+        failures: list[ProviderError] = []
+        for item in answer.get("predictions") or ():
+            if item.get("bytesBase64Encoded"):
+                artifacts.append(
+                    Artifact(item.get("mimeType") or "image/png", data=decode_b64(item["bytesBase64Encoded"]))
+                )
+            elif item.get("raiFilteredReason"):
+                failures.append(ProviderError(item["raiFilteredReason"], code="content_filtered"))
+        if not artifacts and not failures:
+            failures.append(ProviderError("every image was filtered", code="content_filtered"))
+        return Submitted(artifacts=tuple(artifacts), failures=tuple(failures))
+
+    async def video(self, job: ProviderJob) -> Submitted:
+        instance: dict[str, Any] = {"prompt": job.prompt}
+        for image in job.inputs:
+            encoded = {
+                "bytesBase64Encoded": image.data_url().split(",", 1)[1],
+                "mimeType": image.mime_type,
+            }
+            if image.role == "first_frame":
+                instance["image"] = encoded
+            else:
+                instance.setdefault("referenceImages", []).append(
+                    {"image": encoded, "referenceType": "asset"}
+                )
+        parameters: dict[str, Any] = {
+            "aspectRatio": job.ratio or "16:9",
+            "durationSeconds": job.duration_seconds or 8,
+        }
+        if job.resolution:
+            parameters["resolution"] = job.resolution
+        body = {"instances": [instance], "parameters": parameters}
+        return await self.start_operation(f"/models/{job.model}:predictLongRunning", body, "name")
 
     async def poll(self, job: ProviderJob, operation_id: str) -> Polled:
         answer = await self.request("GET", f"/{operation_id}")

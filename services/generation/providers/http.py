@@ -4,25 +4,25 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import AsyncIterator
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
 
 from atelier.catalog.v1 import catalog_pb2
 from services.generation.providers.base import (
+    Adapter,
+    Artifact,
     Polled,
     Provider,
     ProviderError,
-    ProviderJob,
     Submitted,
-    TextChunk,
     classify_response,
     transport_error,
 )
 
 
-class HttpAdapter:
+class HttpAdapter(Adapter):
     """An httpx client per channel; every non-2xx answer becomes a classified `ProviderError`."""
 
     def __init__(self, *, base_url: str, api_key: str, timeout: float) -> None:
@@ -47,24 +47,22 @@ class HttpAdapter:
         except ValueError as exc:
             raise ProviderError("the provider answered with malformed JSON", retryable=True) from exc
 
-    async def poll(self, job: ProviderJob, operation_id: str) -> Polled:
-        raise ProviderError("this upstream has no operations to poll", code="unsupported_operation")
-
-    async def cancel(self, operation_id: str) -> bool:
-        return False
-
-    async def stream_text(self, job: ProviderJob) -> AsyncIterator[TextChunk]:
-        # Upstreams without streaming answer in one piece.
-        submitted = await self.submit(job)
-        for artifact in submitted.artifacts:
-            yield TextChunk(text=artifact.text)
-        yield TextChunk(usage=submitted.usage)
-
-    async def submit(self, job: ProviderJob) -> Submitted:
-        raise NotImplementedError
+    async def start_operation(self, path: str, body: Any, id_field: str) -> Submitted:
+        """POSTs a long-running job; the id the upstream answers is what the worker stores and polls."""
+        answer = await self.request("POST", path, body)
+        if not answer.get(id_field):
+            raise ProviderError("the provider returned no operation id", retryable=True)
+        return Submitted(operation_id=str(answer[id_field]))
 
     async def aclose(self) -> None:
         await self.client.aclose()
+
+
+def finished_video(url: str | None) -> Polled:
+    """A finished operation's one video, to be copied from `url`; finished without one is a failure."""
+    if not url:
+        return Polled(done=True, error=ProviderError("the operation finished without a video"))
+    return Polled(done=True, artifacts=(Artifact("video/mp4", url=url),))
 
 
 def decode_b64(value: str) -> bytes:
@@ -72,6 +70,15 @@ def decode_b64(value: str) -> bytes:
         return base64.b64decode(value, validate=True)
     except ValueError as exc:
         raise ProviderError("the provider returned an undecodable image", retryable=True) from exc
+
+
+def image_artifact(item: Mapping[str, Any], mime_type: str) -> Artifact | None:
+    """An image of an OpenAI-style `data` list: inline base64 first, else a URL to copy."""
+    if item.get("b64_json"):
+        return Artifact(mime_type, data=decode_b64(item["b64_json"]))
+    if item.get("url"):
+        return Artifact(mime_type, url=item["url"])
+    return None
 
 
 def ratio_parts(ratio: str) -> tuple[int, int]:

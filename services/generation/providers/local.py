@@ -20,11 +20,8 @@ import imageio_ffmpeg
 from PIL import Image, ImageDraw
 
 from services.generation.providers.base import (
-    IMAGE,
-    TEXT,
-    VIDEO,
+    Adapter,
     Artifact,
-    Polled,
     ProviderError,
     ProviderJob,
     Submitted,
@@ -152,7 +149,7 @@ def _approx_tokens(text: str) -> int:
     return max(1, len(text) // 4)
 
 
-class LocalProvider:
+class LocalProvider(Adapter):
     """Synchronous: `submit` returns the files after `delay` seconds."""
 
     def __init__(self, *, delay: float = 0.0, failure_fraction: float = 0.0) -> None:
@@ -170,32 +167,29 @@ class LocalProvider:
             await asyncio.sleep(self.delay)
         if self._should_fail(job):
             raise ProviderError("the local provider failed this job on purpose", code="generation_failed")
-        if job.kind == IMAGE:
-            width, height = image_size(job.ratio, job.resolution)
-            images = await asyncio.gather(
-                *(asyncio.to_thread(render_png, job.prompt, width, height, i) for i in range(max(1, job.n)))
-            )
-            return Submitted(artifacts=tuple(Artifact("image/png", data=png) for png in images))
-        if job.kind == VIDEO:
-            width, height = video_size(job.ratio, job.resolution)
-            seconds = job.duration_seconds or 5
-            return Submitted(
-                artifacts=(Artifact("video/mp4", data=await render_mp4(job.prompt, width, height, seconds)),)
-            )
-        if job.kind == TEXT:
-            text = copy_text(job)
-            usage = Usage(
-                _approx_tokens(job.system_instruction + job.prompt + "".join(m.text for m in job.messages)),
-                _approx_tokens(text),
-            )
-            return Submitted(artifacts=(Artifact("text/plain", text=text),), usage=usage)
-        raise ProviderError(f"unknown kind {job.kind!r}", code="unsupported_spec")
+        return await super().submit(job)
 
-    async def poll(self, job: ProviderJob, operation_id: str) -> Polled:
-        raise ProviderError("the local provider has no operations to poll", code="unsupported_operation")
+    async def images(self, job: ProviderJob) -> Submitted:
+        width, height = image_size(job.ratio, job.resolution)
+        images = await asyncio.gather(
+            *(asyncio.to_thread(render_png, job.prompt, width, height, i) for i in range(max(1, job.n)))
+        )
+        return Submitted(artifacts=tuple(Artifact("image/png", data=png) for png in images))
 
-    async def cancel(self, operation_id: str) -> bool:
-        return False
+    async def video(self, job: ProviderJob) -> Submitted:
+        width, height = video_size(job.ratio, job.resolution)
+        seconds = job.duration_seconds or 5
+        return Submitted(
+            artifacts=(Artifact("video/mp4", data=await render_mp4(job.prompt, width, height, seconds)),)
+        )
+
+    async def text(self, job: ProviderJob) -> Submitted:
+        text = copy_text(job)
+        usage = Usage(
+            _approx_tokens(job.system_instruction + job.prompt + "".join(m.text for m in job.messages)),
+            _approx_tokens(text),
+        )
+        return Submitted(artifacts=(Artifact("text/plain", text=text),), usage=usage)
 
     async def stream_text(self, job: ProviderJob) -> AsyncIterator[TextChunk]:
         if self._should_fail(job):
@@ -209,6 +203,3 @@ class LocalProvider:
             yield TextChunk(text=word if i == 0 else " " + word)
         prompt = job.system_instruction + "".join(m.text for m in job.messages)
         yield TextChunk(usage=Usage(_approx_tokens(prompt), _approx_tokens(text)))
-
-    async def aclose(self) -> None:
-        return None

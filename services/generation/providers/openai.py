@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.generation.providers.base import IMAGE, Artifact, ProviderError, ProviderJob, Submitted
+from services.generation.providers.base import Artifact, ProviderJob, Submitted
 from services.generation.providers.http import HttpAdapter, decode_b64, ratio_parts
 
 
@@ -14,9 +14,7 @@ def openai_size(ratio: str) -> str:
 
 
 class OpenAIAdapter(HttpAdapter):
-    async def submit(self, job: ProviderJob) -> Submitted:
-        if job.kind != IMAGE:
-            raise ProviderError("OpenAI Images makes images only", code="unsupported_spec")
+    async def images(self, job: ProviderJob) -> Submitted:
         body: dict[str, object] = {
             "model": job.model,
             "prompt": job.prompt,

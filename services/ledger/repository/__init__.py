@@ -2,9 +2,9 @@
 on the fast path, its psycopg connection), never commit, and return typed records (`records.py`)."""
 
 from services.ledger.repository.accounts import (
+    Deltas,
     all_accounts,
-    change_system,
-    change_wallet,
+    book,
     get_account,
     lock_wallet,
     logical_account,
@@ -79,6 +79,7 @@ __all__ = [
     "AccountRecord",
     "CallbackRecord",
     "CapturedHold",
+    "Deltas",
     "ExpiredHold",
     "HoldResolutions",
     "OrderRecord",
@@ -94,9 +95,8 @@ __all__ = [
     "all_orders",
     "apply_steps",
     "balances_from_transfers",
+    "book",
     "callbacks_by_ids",
-    "change_system",
-    "change_wallet",
     "count_transfers",
     "driver_connection",
     "expire_orders",

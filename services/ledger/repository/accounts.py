@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -47,68 +47,61 @@ async def get_account(session: AsyncSession, account_id: str) -> AccountRecord |
     return of(AccountRecord, row) if row is not None else None
 
 
-async def change_wallet(
-    session: AsyncSession,
-    account_id: str,
-    *,
-    posted_credits: int = 0,
-    posted_debits: int = 0,
-    pending_debits: int = 0,
+class Deltas(TypedDict, total=False):
+    """A wallet's changes, in milli-credits (0 when left out): posted credits and debits, and pending
+    debits (`held`)."""
+
+    credits: int
+    debits: int
+    held: int
+
+
+async def book(
+    session: AsyncSession, wallet_id: str, system_id: str, user_id: str, **deltas: Unpack[Deltas]
 ) -> AccountRecord:
-    """Apply deltas to a wallet the caller has locked; returns the new row (version bumped)."""
+    """Double entry on a wallet the caller has locked and its counterpart system account: the wallet
+    changes by `deltas`, then the system account's shard mirrors them (its debits, credits and pending
+    credits). Returns the wallet's new row (version bumped)."""
+    credits, debits, held = (deltas.get(name, 0) for name in ("credits", "debits", "held"))
     c = accounts.c
     row = (
         await session.execute(
             update(accounts)
-            .where(c.id == account_id)
+            .where(c.id == wallet_id)
             .values(
-                posted_credits=c.posted_credits + posted_credits,
-                posted_debits=c.posted_debits + posted_debits,
-                pending_debits=c.pending_debits + pending_debits,
+                posted_credits=c.posted_credits + credits,
+                posted_debits=c.posted_debits + debits,
+                pending_debits=c.pending_debits + held,
                 version=c.version + 1,
                 updated_at=func.now(),
             )
             .returning(accounts)
         )
     ).one()
+    await session.execute(
+        _CHANGE_SYSTEM,
+        {
+            "account": system_id,
+            "user_id": user_id,
+            "posted_credits": debits,
+            "posted_debits": credits,
+            "pending_credits": held,
+        },
+    )
     return of(AccountRecord, row)
 
 
 # System accounts are touched by every transfer of their kind: one row would serialize all wallets
 # on its lock. Each is spread over 16 shard rows ("system:revenue#07"), chosen by the wallet's user in
 # SQL (`ledger_system_row`, so the server-side hold and capture pick the same row), summed when read.
-
-
-def logical_account(row_id: str) -> str:
-    return row_id.split("#", 1)[0]
-
-
-async def change_system(
-    session: AsyncSession,
-    account_id: str,
-    user_id: str,
-    *,
-    posted_credits: int = 0,
-    posted_debits: int = 0,
-    pending_credits: int = 0,
-) -> None:
-    """Apply deltas to the wallet's shard of a system account, creating it on first use."""
-    await session.execute(
-        _CHANGE_SYSTEM,
-        {
-            "account": account_id,
-            "user_id": user_id,
-            "posted_credits": posted_credits,
-            "posted_debits": posted_debits,
-            "pending_credits": pending_credits,
-        },
-    )
-
-
 _CHANGE_SYSTEM = text(
     "SELECT ledger_change_system(ledger_system_row(:account, :user_id), "
     ":posted_credits, :posted_debits, :pending_credits)"
 )
+
+
+def logical_account(row_id: str) -> str:
+    return row_id.split("#", 1)[0]
 
 
 async def all_accounts(session: AsyncSession) -> list[AccountRecord]:

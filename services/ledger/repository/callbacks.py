@@ -6,23 +6,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.ledger.models import callbacks
-from services.ledger.repository.records import CallbackRecord, all_of, of
+from services.ledger.repository.records import CallbackRecord, all_of, insert_new, of
 
 
 async def insert_callback(session: AsyncSession, values: dict[str, Any]) -> CallbackRecord | None:
-    row = (
-        await session.execute(
-            pg_insert(callbacks)
-            .values(**values)
-            .on_conflict_do_nothing(index_elements=[callbacks.c.id])
-            .returning(callbacks)
-        )
-    ).first()
-    return of(CallbackRecord, row) if row is not None else None
+    return await insert_new(session, callbacks, CallbackRecord, values)
 
 
 async def get_callback(session: AsyncSession, callback_id: str) -> CallbackRecord | None:

@@ -55,12 +55,4 @@ def _step(row: dict[str, Any]) -> StepRecord | None:
         return None
     # A hold's row has the capture-only columns NULL.
     captured = of(CapturedHold, row) if row["hold_debit_account"] is not None else None
-    return StepRecord(
-        created_at=row["created_at"],
-        posted_credits=row["posted_credits"],
-        posted_debits=row["posted_debits"],
-        pending_debits=row["pending_debits"],
-        version=row["version"],
-        updated_at=row["updated_at"],
-        captured=captured,
-    )
+    return of(StepRecord, {**row, "captured": captured})

@@ -6,23 +6,14 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.ledger.models import recharge_orders
-from services.ledger.repository.records import OrderRecord, all_of, of
+from services.ledger.repository.records import OrderRecord, all_of, insert_new, of
 
 
 async def insert_order(session: AsyncSession, values: dict[str, Any]) -> OrderRecord | None:
-    row = (
-        await session.execute(
-            pg_insert(recharge_orders)
-            .values(**values)
-            .on_conflict_do_nothing(index_elements=[recharge_orders.c.id])
-            .returning(recharge_orders)
-        )
-    ).first()
-    return of(OrderRecord, row) if row is not None else None
+    return await insert_new(session, recharge_orders, OrderRecord, values)
 
 
 async def get_order(session: AsyncSession, order_id: str, *, lock: bool = False) -> OrderRecord | None:

@@ -1,5 +1,6 @@
 """What the ledger's queries return: typed, frozen records of rows (a table's columns, or a query's),
-built from a row by `of` so that a renamed column fails at the first read, not deep in a rule."""
+built from a row by `of` so that a renamed column fails at the first read, not deep in a rule; and
+`insert_new`, the insert-once that returns one."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Row
+from sqlalchemy import Row, Table
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
 
 R = TypeVar("R")
 _NAMES: dict[type, tuple[str, ...]] = {}  # each record class's field names, read once
@@ -25,6 +28,19 @@ def of(cls: type[R], row: Row[Any] | Mapping[str, Any]) -> R:
 
 def all_of(cls: type[R], rows: Any) -> list[R]:
     return [of(cls, row) for row in rows]
+
+
+async def insert_new(session: AsyncSession, table: Table, cls: type[R], values: dict[str, Any]) -> R | None:
+    """Inserts a row unless its id is taken: the new row's record, or None."""
+    row = (
+        await session.execute(
+            pg_insert(table)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=[table.c.id])
+            .returning(table)
+        )
+    ).first()
+    return of(cls, row) if row is not None else None
 
 
 @dataclass(frozen=True)

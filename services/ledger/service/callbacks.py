@@ -18,7 +18,14 @@ from services.ledger import metrics
 from services.ledger import repository as repo
 from services.ledger.repository.records import CallbackRecord
 from services.ledger.service.core import LedgerCore
-from services.ledger.service.values import DEFAULT_PAGE, MAX_PAGE, _require_id, request_hash
+from services.ledger.service.values import (
+    DEFAULT_PAGE,
+    MAX_PAGE,
+    _require_id,
+    from_record,
+    request_hash,
+    stored_money,
+)
 
 CALLBACK_OUTCOMES = ("credited", "duplicate", "ignored", "rejected", "error")
 
@@ -44,27 +51,8 @@ class CallbackLog:
 
     @classmethod
     def from_row(cls, row: CallbackRecord) -> CallbackLog:
-        amount = None
-        if row.amount_currency and row.amount_minor is not None:
-            amount = Money(int(row.amount_minor), row.amount_currency)
-        return cls(
-            id=row.id,
-            provider=row.provider,
-            provider_event_id=row.provider_event_id,
-            order_id=row.order_id,
-            user_id=row.user_id,
-            verified=row.verified,
-            outcome=row.outcome,
-            reason=row.reason,
-            provider_status=row.provider_status,
-            provider_transaction_id=row.provider_transaction_id,
-            amount=amount,
-            payload_json=row.payload_json,
-            headers=dict(row.headers or {}),
-            remote_addr=row.remote_addr,
-            received_at=row.received_at,
-            trace_id=row.trace_id,
-        )
+        amount = stored_money(row.amount_minor, row.amount_currency)
+        return from_record(cls, row, amount=amount, headers=dict(row.headers or {}))
 
 
 class Callbacks(LedgerCore):

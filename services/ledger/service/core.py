@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Unpack
 
 from opentelemetry import context as otel_context
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,13 +22,18 @@ from services.ledger import repository as repo
 from services.ledger.repository.records import AccountRecord, WalletRecord
 from services.ledger.service.values import (
     BALANCES_CHANGED,
+    REVENUE,
     Balance,
+    Charge,
     Kind,
+    Status,
     Transfer,
     TransferResult,
+    _available,
     _check_replay,
     _committed,
     _IdTaken,
+    _insufficient,
     _require_id,
     _taken_meanwhile,
     _timestamp,
@@ -45,11 +50,19 @@ class LedgerCore:
 
     # .. events ......................................................................................
 
-    async def _balance_changed(
-        self, session: AsyncSession, user_id: str, wallet: AccountRecord, transfer_id: str
+    async def _book(
+        self,
+        session: AsyncSession,
+        transfer: Transfer,
+        wallet_id: str,
+        system_id: str,
+        **deltas: Unpack[repo.Deltas],
     ) -> Balance:
-        balance = Balance.from_row(user_id, wallet)
-        await self.outbox.add_many(session, [self._balance_event(balance, transfer_id)])
+        """Double entry for `transfer`: the wallet's deltas, mirrored on the counterpart system account
+        (`repo.book`); then `balances.changed`."""
+        wallet = await repo.book(session, wallet_id, system_id, transfer.user_id, **deltas)
+        balance = Balance.from_row(transfer.user_id, wallet)
+        await self.outbox.add_many(session, [self._balance_event(balance, transfer.id)])
         return balance
 
     def _balance_event(
@@ -82,6 +95,57 @@ class LedgerCore:
         transfer = Transfer.from_row(row)
         after_commit(session, lambda: _committed(transfer))
         return transfer
+
+    async def _spend(
+        self, session: AsyncSession, charge: Charge, expires_at: datetime | None = None
+    ) -> TransferResult:
+        """Moves `charge` from its wallet to revenue, exactly once under the wallet's lock: a hold when
+        it `expires_at` (pending until captured, released or expired), else a debit (posted at once,
+        counted as usage). Refused for good when the available balance cannot cover it."""
+        kind, status = (Kind.HOLD, Status.PENDING) if expires_at is not None else (Kind.DEBIT, Status.POSTED)
+        amount = charge.amount.milli
+
+        async def apply(account: str, wallet: AccountRecord) -> TransferResult:
+            if _available(wallet) < amount:
+                raise _insufficient(_available(wallet), amount, charge.transfer_id, charge.digest)
+            transfer = await self._new_transfer(
+                session,
+                id=charge.transfer_id,
+                kind=kind.value,
+                debit_account=account,
+                credit_account=REVENUE,
+                amount=amount,
+                status=status.value,
+                user_id=charge.user_id,
+                reference_type=charge.reference.type,
+                reference_id=charge.reference.id,
+                metadata=charge.metadata,
+                expires_at=expires_at,
+                request_hash=charge.digest,
+            )
+            if kind == Kind.HOLD:
+                balance = await self._book(session, transfer, account, REVENUE, held=amount)
+            else:
+                await repo.add_usage(
+                    session, charge.user_id, transfer.created_at, transfer.metadata, amount, 1
+                )
+                balance = await self._book(session, transfer, account, REVENUE, debits=amount)
+            return TransferResult(transfer, balance, False)
+
+        return await self._once_on_wallet(session, charge.transfer_id, charge.digest, charge.user_id, apply)
+
+    async def _once_on_wallet(
+        self,
+        session: AsyncSession,
+        transfer_id: str,
+        digest: str,
+        user_id: str,
+        apply: Callable[[str, WalletRecord], Awaitable[TransferResult]],
+    ) -> TransferResult:
+        """Locks the user's wallet (created on first use), then `_once(apply(account, wallet))`."""
+        account = wallet_account(user_id)
+        wallet = await repo.lock_wallet(session, account, user_id, transfer_id)
+        return await self._once(session, transfer_id, digest, user_id, wallet, lambda: apply(account, wallet))
 
     async def _once(
         self,

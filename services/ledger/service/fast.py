@@ -4,10 +4,9 @@ writes everything or nothing. Alone (`hold_fast`) or group-committed with its ne
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Unpack
 
 from opentelemetry import context as otel_context
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,9 +16,8 @@ from kit.money import Credits
 from services.ledger import repository as repo
 from services.ledger.batch import Connection, GroupCommit
 from services.ledger.repository.records import StepRecord
-from services.ledger.service.holds import CapturePlan, HoldPlan, Holds
+from services.ledger.service.holds import CapturePlan, CaptureRequest, HoldPlan, HoldRequest, Holds
 from services.ledger.service.values import (
-    NO_REFERENCE,
     REVENUE,
     Balance,
     Kind,
@@ -40,34 +38,32 @@ class FastStep:
     result: Callable[[StepRecord], TransferResult]
     trace: otel_context.Context
 
+    @classmethod
+    def of(
+        cls,
+        kind: str,
+        plan: HoldPlan | CapturePlan,
+        result: Callable[[StepRecord], TransferResult],
+        **params: Any,
+    ) -> FastStep:
+        """A step of `kind` for a checked plan: its transfer id, metadata, trace id and digest as every
+        step names them, and the `params` of its kind."""
+        common = {
+            "kind": kind,
+            "id": plan.transfer_id,
+            "metadata": plan.metadata,
+            "trace_id": plan.trace_id,
+            "request_hash": plan.digest,
+        }
+        return cls({**common, **params}, result, plan.trace)
+
 
 class Fast(Holds):
     """Holds and captures: the happy path in one server-side call, the general path when it wrote nothing."""
 
-    async def hold(
-        self,
-        session: AsyncSession,
-        *,
-        transfer_id: str,
-        user_id: str,
-        amount: Credits,
-        expires_at: datetime | None = None,
-        ttl: timedelta | None = None,
-        reference: Reference = NO_REFERENCE,
-        metadata: Mapping[str, str] | None = None,
-        now: datetime | None = None,
-    ) -> TransferResult:
+    async def hold(self, session: AsyncSession, **request: Unpack[HoldRequest]) -> TransferResult:
         """Reserves `amount` of the available balance until it is captured, released or expires."""
-        plan = self.plan_hold(
-            transfer_id=transfer_id,
-            user_id=user_id,
-            amount=amount,
-            expires_at=expires_at,
-            ttl=ttl,
-            reference=reference,
-            metadata=metadata,
-            now=now,
-        )
+        plan = self.plan_hold(**request)
         return await self.hold_fast(session, plan) or await self.hold_general(session, plan)
 
     def hold_step(self, plan: HoldPlan) -> FastStep:
@@ -91,39 +87,25 @@ class Fast(Holds):
             )
             return TransferResult(transfer, Balance.from_row(plan.user_id, row), False)
 
-        params = {
-            "kind": "hold",
-            "id": plan.transfer_id,
-            "user_id": plan.user_id,
-            "wallet": plan.account,
-            "credit_account": REVENUE,
-            "amount": plan.amount.milli,
-            "expires_at": plan.expires_at,
-            "reference_type": plan.reference.type,
-            "reference_id": plan.reference.id,
-            "metadata": plan.metadata,
-            "trace_id": plan.trace_id,
-            "request_hash": plan.digest,
-        }
-        return FastStep(params, result, plan.trace)
+        return FastStep.of(
+            "hold",
+            plan,
+            result,
+            user_id=plan.user_id,
+            wallet=plan.account,
+            credit_account=REVENUE,
+            amount=plan.amount.milli,
+            expires_at=plan.expires_at,
+            reference_type=plan.reference.type,
+            reference_id=plan.reference.id,
+        )
 
     async def hold_fast(self, session: AsyncSession, plan: HoldPlan) -> TransferResult | None:
         return await self._apply_alone(session, self.hold_step(plan))
 
-    async def capture(
-        self,
-        session: AsyncSession,
-        *,
-        transfer_id: str,
-        hold_id: str,
-        amount: Credits | None = None,
-        metadata: Mapping[str, str] | None = None,
-        now: datetime | None = None,
-    ) -> TransferResult:
+    async def capture(self, session: AsyncSession, **request: Unpack[CaptureRequest]) -> TransferResult:
         """Posts all of a pending hold, or part of it with the rest released. Exactly once."""
-        plan = self.plan_capture(
-            transfer_id=transfer_id, hold_id=hold_id, amount=amount, metadata=metadata, now=now
-        )
+        plan = self.plan_capture(**request)
         return await self.capture_fast(session, plan) or await self.capture_general(session, plan)
 
     def capture_step(self, plan: CapturePlan) -> FastStep:
@@ -149,33 +131,23 @@ class Fast(Holds):
                 expires_at=held.hold_expires_at,
                 resolved_at=held.resolved_at,
             )
-            capture = Transfer(
+            # The capture is posted between the hold's accounts, for its user and reference.
+            capture = replace(
+                hold,
                 id=plan.transfer_id,
                 kind=Kind.CAPTURE,
-                debit_account=hold.debit_account,
-                credit_account=hold.credit_account,
                 amount=Credits(int(held.amount)),
-                status=Status.POSTED,
-                user_id=hold.user_id,
-                reference=reference,
                 metadata={**hold.metadata, **plan.metadata},
                 trace_id=plan.trace_id,
                 created_at=row.created_at,
                 linked_transfer_id=plan.hold_id,
+                expires_at=None,
+                resolved_at=None,
             )
             return TransferResult(capture, Balance.from_row(hold.user_id, row), False, hold)
 
-        params = {
-            "kind": "capture",
-            "id": plan.transfer_id,
-            "hold_id": plan.hold_id,
-            "amount": plan.amount.milli if plan.amount is not None else None,
-            "metadata": plan.metadata,
-            "now": plan.now,
-            "trace_id": plan.trace_id,
-            "request_hash": plan.digest,
-        }
-        return FastStep(params, result, plan.trace)
+        amount = plan.amount.milli if plan.amount is not None else None
+        return FastStep.of("capture", plan, result, hold_id=plan.hold_id, amount=amount, now=plan.now)
 
     async def capture_fast(self, session: AsyncSession, plan: CapturePlan) -> TransferResult | None:
         return await self._apply_alone(session, self.capture_step(plan))

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Required, TypedDict, Unpack
 
 from opentelemetry import context as otel_context
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,43 +16,56 @@ from kit.errors import FailedPrecondition, InvalidArgument, NotFound
 from kit.money import Credits
 from kit.telemetry import current_trace_id
 from services.ledger import repository as repo
-from services.ledger.repository.records import AccountRecord, TransferRecord, WalletRecord
+from services.ledger.repository.records import TransferRecord, WalletRecord
 from services.ledger.service.core import LedgerCore
 from services.ledger.service.values import (
     DEFAULT_HOLD_TTL,
     NO_REFERENCE,
-    REVENUE,
+    Charge,
     Kind,
     Reference,
     Status,
     Transfer,
     TransferResult,
-    _available,
-    _insufficient,
     _require_id,
     _require_positive,
+    check_charge,
     request_hash,
-    wallet_account,
 )
 
 
+class HoldRequest(TypedDict, total=False):
+    """A hold request, as `plan_hold` checks it (and `Fast.hold` takes it): `expires_at` or `ttl`, or
+    neither for the default time to live."""
+
+    transfer_id: Required[str]
+    user_id: Required[str]
+    amount: Required[Credits]
+    expires_at: datetime | None
+    ttl: timedelta | None
+    reference: Reference
+    metadata: Mapping[str, str] | None
+    now: datetime | None
+
+
+class CaptureRequest(TypedDict, total=False):
+    """A capture request, as `plan_capture` checks it (and `Fast.capture` takes it): no amount
+    captures all of the hold."""
+
+    transfer_id: Required[str]
+    hold_id: Required[str]
+    amount: Credits | None
+    metadata: Mapping[str, str] | None
+    now: datetime | None
+
+
 @dataclass(frozen=True)
-class HoldPlan:
+class HoldPlan(Charge):
     """A checked hold request, ready to apply (its trace id is the requester's)."""
 
-    transfer_id: str
-    user_id: str
-    amount: Credits
     expires_at: datetime
-    reference: Reference
-    metadata: dict[str, str]
-    digest: str
     trace_id: str
     trace: otel_context.Context
-
-    @property
-    def account(self) -> str:
-        return wallet_account(self.user_id)
 
 
 @dataclass(frozen=True)
@@ -71,109 +85,36 @@ class CapturePlan:
 class Holds(LedgerCore):
     """Holds and their resolution, the general path: every case, step by step under the locks."""
 
-    def plan_hold(
-        self,
-        *,
-        transfer_id: str,
-        user_id: str,
-        amount: Credits,
-        expires_at: datetime | None = None,
-        ttl: timedelta | None = None,
-        reference: Reference = NO_REFERENCE,
-        metadata: Mapping[str, str] | None = None,
-        now: datetime | None = None,
-    ) -> HoldPlan:
+    def plan_hold(self, **request: Unpack[HoldRequest]) -> HoldPlan:
         """Checks a hold request (InvalidArgument) and fixes its digest, expiry and trace id."""
-        transfer_id = _require_id(transfer_id, "transfer_id")
-        user_id = _require_id(user_id, "user_id")
-        _require_positive(amount)
-        now = now or datetime.now(UTC)
+        expires_at, ttl = request.get("expires_at"), request.get("ttl")
+        charge = check_charge(
+            "hold",
+            request["transfer_id"],
+            request["user_id"],
+            request["amount"],
+            request.get("reference", NO_REFERENCE),
+            request.get("metadata"),
+            expires_at=expires_at.isoformat() if expires_at else None,
+            ttl=ttl.total_seconds() if ttl else None,
+        )
+        now = request.get("now") or datetime.now(UTC)
         if expires_at is not None and ttl is not None:
             raise InvalidArgument("give expires_at or ttl, not both", code="invalid_argument", field="ttl")
         if ttl is not None and ttl <= timedelta(0):
             raise InvalidArgument("ttl must be positive", code="invalid_argument", field="ttl")
         if expires_at is not None and expires_at <= now:
             raise InvalidArgument("expires_at is in the past", code="invalid_argument", field="expires_at")
-        meta = dict(metadata or {})
-        digest = request_hash(
-            "hold",
-            user_id=user_id,
-            amount=amount.milli,
-            expires_at=expires_at.isoformat() if expires_at else None,
-            ttl=ttl.total_seconds() if ttl else None,
-            reference=[reference.type, reference.id],
-            metadata=meta,
-        )
-        expiry = expires_at or now + (ttl or DEFAULT_HOLD_TTL)
         return HoldPlan(
-            transfer_id,
-            user_id,
-            amount,
-            expiry,
-            reference,
-            meta,
-            digest,
-            current_trace_id(),
-            otel_context.get_current(),
+            **vars(charge),
+            expires_at=expires_at or now + (ttl or DEFAULT_HOLD_TTL),
+            trace_id=current_trace_id(),
+            trace=otel_context.get_current(),
         )
 
     async def hold_general(self, session: AsyncSession, plan: HoldPlan) -> TransferResult:
         """Every case, step by step under the wallet lock: the result, a replay or the error."""
-        wallet = await repo.lock_wallet(session, plan.account, plan.user_id, plan.transfer_id)
-        return await self._once(
-            session,
-            plan.transfer_id,
-            plan.digest,
-            plan.user_id,
-            wallet,
-            lambda: self._hold(
-                session,
-                plan.transfer_id,
-                plan.user_id,
-                plan.account,
-                wallet,
-                plan.amount,
-                plan.expires_at,
-                plan.reference,
-                plan.metadata,
-                plan.digest,
-            ),
-        )
-
-    async def _hold(
-        self,
-        session: AsyncSession,
-        transfer_id: str,
-        user_id: str,
-        account: str,
-        wallet: AccountRecord,
-        amount: Credits,
-        expiry: datetime,
-        reference: Reference,
-        meta: dict[str, str],
-        digest: str,
-    ) -> TransferResult:
-        if _available(wallet) < amount.milli:
-            raise _insufficient(_available(wallet), amount.milli, transfer_id, digest)
-        transfer = await self._new_transfer(
-            session,
-            id=transfer_id,
-            kind=Kind.HOLD.value,
-            debit_account=account,
-            credit_account=REVENUE,
-            amount=amount.milli,
-            status=Status.PENDING.value,
-            user_id=user_id,
-            reference_type=reference.type,
-            reference_id=reference.id,
-            metadata=meta,
-            expires_at=expiry,
-            request_hash=digest,
-        )
-        wallet = await repo.change_wallet(session, account, pending_debits=amount.milli)
-        await repo.change_system(session, REVENUE, user_id, pending_credits=amount.milli)
-        balance = await self._balance_changed(session, user_id, wallet, transfer_id)
-        return TransferResult(transfer, balance, False)
+        return await self._spend(session, plan, plan.expires_at)
 
     async def _locked_hold(
         self, session: AsyncSession, hold_id: str, transfer_id: str
@@ -197,25 +138,18 @@ class Holds(LedgerCore):
         if status == Status.EXPIRED or (hold.expires_at is not None and hold.expires_at <= now):
             raise FailedPrecondition("the hold has expired", code="hold_expired")
 
-    def plan_capture(
-        self,
-        *,
-        transfer_id: str,
-        hold_id: str,
-        amount: Credits | None = None,
-        metadata: Mapping[str, str] | None = None,
-        now: datetime | None = None,
-    ) -> CapturePlan:
+    def plan_capture(self, **request: Unpack[CaptureRequest]) -> CapturePlan:
         """Checks a capture request (InvalidArgument) and fixes its digest, time and trace id."""
-        transfer_id = _require_id(transfer_id, "transfer_id")
+        transfer_id = _require_id(request["transfer_id"], "transfer_id")
+        hold_id, amount = request["hold_id"], request.get("amount")
         if amount is not None:
             _require_positive(amount)
-        meta = dict(metadata or {})
+        meta = dict(request.get("metadata") or {})
         digest = request_hash(
             "capture", hold_id=hold_id, amount=amount.milli if amount else None, metadata=meta
         )
         hold_id = _require_id(hold_id, "hold_id")
-        now = now or datetime.now(UTC)
+        now = request.get("now") or datetime.now(UTC)
         trace = otel_context.get_current()
         return CapturePlan(transfer_id, hold_id, amount, meta, now, digest, current_trace_id(), trace)
 
@@ -253,30 +187,14 @@ class Holds(LedgerCore):
                 hold=str(Credits(held)),
                 requested=str(Credits(posted)),
             )
-        transfer = await self._new_transfer(
-            session,
-            id=transfer_id,
-            kind=Kind.CAPTURE.value,
-            debit_account=hold.debit_account,
-            credit_account=hold.credit_account,
-            amount=posted,
-            status=Status.POSTED.value,
-            user_id=hold.owner,
-            reference_type=hold.reference_type,
-            reference_id=hold.reference_id,
-            metadata={**dict(hold.metadata or {}), **meta},
-            linked_transfer_id=hold.id,
-            request_hash=digest,
+        transfer = await self._resolving(
+            session, hold, transfer_id, Kind.CAPTURE, posted, {**dict(hold.metadata or {}), **meta}, digest
         )
         await repo.add_usage(session, hold.owner, transfer.created_at, transfer.metadata, posted, 1)
         resolved = await repo.resolve_hold(session, hold.id, Status.POSTED.value)
-        wallet = await repo.change_wallet(
-            session, hold.debit_account, pending_debits=-held, posted_debits=posted
+        balance = await self._book(
+            session, transfer, hold.debit_account, hold.credit_account, debits=posted, held=-held
         )
-        await repo.change_system(
-            session, hold.credit_account, hold.owner, pending_credits=-held, posted_credits=posted
-        )
-        balance = await self._balance_changed(session, hold.owner, wallet, transfer_id)
         return TransferResult(transfer, balance, False, Transfer.from_row(resolved))
 
     async def release(
@@ -310,27 +228,42 @@ class Holds(LedgerCore):
         digest: str,
     ) -> TransferResult:
         held = int(hold.amount)
-        transfer = await self._new_transfer(
+        transfer = await self._resolving(
+            session, hold, transfer_id, Kind.RELEASE, held, dict(hold.metadata or {}), digest, reason
+        )
+        resolved = await repo.resolve_hold(session, hold.id, status.value)
+        balance = await self._book(session, transfer, hold.debit_account, hold.credit_account, held=-held)
+        return TransferResult(transfer, balance, False, Transfer.from_row(resolved))
+
+    async def _resolving(
+        self,
+        session: AsyncSession,
+        hold: TransferRecord,
+        transfer_id: str,
+        kind: Kind,
+        amount: int,
+        metadata: dict[str, str],
+        digest: str,
+        reason: str = "",
+    ) -> Transfer:
+        """Writes the transfer that resolves `hold` (its capture or release): posted between the hold's
+        accounts, for its user and reference, linked to it."""
+        return await self._new_transfer(
             session,
             id=transfer_id,
-            kind=Kind.RELEASE.value,
+            kind=kind.value,
             debit_account=hold.debit_account,
             credit_account=hold.credit_account,
-            amount=held,
+            amount=amount,
             status=Status.POSTED.value,
             user_id=hold.owner,
             reference_type=hold.reference_type,
             reference_id=hold.reference_id,
-            metadata=dict(hold.metadata or {}),
+            metadata=metadata,
             linked_transfer_id=hold.id,
             reason=reason,
             request_hash=digest,
         )
-        resolved = await repo.resolve_hold(session, hold.id, status.value)
-        wallet = await repo.change_wallet(session, hold.debit_account, pending_debits=-held)
-        await repo.change_system(session, hold.credit_account, hold.owner, pending_credits=-held)
-        balance = await self._balance_changed(session, hold.owner, wallet, transfer_id)
-        return TransferResult(transfer, balance, False, Transfer.from_row(resolved))
 
     async def due_holds(self, session: AsyncSession, *, now: datetime, limit: int = 100) -> list[str]:
         return await repo.expired_hold_ids(session, now, limit)

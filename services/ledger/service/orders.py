@@ -29,8 +29,10 @@ from services.ledger.service.values import (
     Reference,
     _require_id,
     _require_positive,
+    from_record,
     payments_account,
     request_hash,
+    stored_money,
 )
 
 
@@ -67,31 +69,18 @@ class RechargeOrder:
 
     @classmethod
     def from_row(cls, row: OrderRecord) -> RechargeOrder:
-        paid = None
-        if row.paid_currency and row.paid_minor is not None:
-            paid = Money(int(row.paid_minor), row.paid_currency)
-        return cls(
-            id=row.id,
-            user_id=row.user_id,
-            method=row.method,
-            provider=row.provider,
+        return from_record(
+            cls,
+            row,
             amount=Money(int(row.amount_minor), row.currency),
-            plan_code=row.plan_code,
             paid_credits=Credits(int(row.paid_credits)),
             bonus_credits=Credits(int(row.bonus_credits)),
             catalog_version=int(row.catalog_version),
             status=OrderStatus(row.status),
-            provider_checkout_id=row.provider_checkout_id,
-            pay_url=row.pay_url,
             provider_transaction_id=row.provider_transaction_id or "",
-            paid_amount=paid,
-            failure_reason=row.failure_reason,
+            paid_amount=stored_money(row.paid_minor, row.paid_currency),
             credit_transfer_id=row.credit_transfer_id or "",
             bonus_transfer_id=row.bonus_transfer_id or "",
-            created_at=row.created_at,
-            expires_at=row.expires_at,
-            completed_at=row.completed_at,
-            trace_id=row.trace_id,
         )
 
 

@@ -18,7 +18,6 @@ from services.ledger.service.values import (
     CREDIT_KINDS,
     NO_REFERENCE,
     REFUNDS,
-    REVENUE,
     Kind,
     Reference,
     Status,
@@ -28,9 +27,9 @@ from services.ledger.service.values import (
     _insufficient,
     _require_id,
     _require_positive,
+    check_charge,
     payments_account,
     request_hash,
-    wallet_account,
 )
 
 
@@ -76,15 +75,12 @@ class Transfers(LedgerCore):
             actor_id=actor_id,
             metadata=meta,
         )
-        account = wallet_account(user_id)
-        wallet = await repo.lock_wallet(session, account, user_id, transfer_id)
-        return await self._once(
+        return await self._once_on_wallet(
             session,
             transfer_id,
             digest,
             user_id,
-            wallet,
-            lambda: self._credit(
+            lambda account, _: self._credit(
                 session,
                 transfer_id,
                 user_id,
@@ -131,9 +127,7 @@ class Transfers(LedgerCore):
             actor_id=actor_id,
             request_hash=digest,
         )
-        wallet = await repo.change_wallet(session, account, posted_credits=amount.milli)
-        await repo.change_system(session, source_account, user_id, posted_debits=amount.milli)
-        balance = await self._balance_changed(session, user_id, wallet, transfer_id)
+        balance = await self._book(session, transfer, account, source_account, credits=amount.milli)
         return TransferResult(transfer, balance, False)
 
     async def debit(
@@ -147,63 +141,9 @@ class Transfers(LedgerCore):
         metadata: Mapping[str, str] | None = None,
     ) -> TransferResult:
         """An immediately posted debit (a workflow run's price)."""
-        transfer_id = _require_id(transfer_id, "transfer_id")
-        user_id = _require_id(user_id, "user_id")
-        _require_positive(amount)
-        meta = dict(metadata or {})
-        digest = request_hash(
-            "debit",
-            user_id=user_id,
-            amount=amount.milli,
-            reference=[reference.type, reference.id],
-            metadata=meta,
+        return await self._spend(
+            session, check_charge("debit", transfer_id, user_id, amount, reference, metadata)
         )
-        account = wallet_account(user_id)
-        wallet = await repo.lock_wallet(session, account, user_id, transfer_id)
-        return await self._once(
-            session,
-            transfer_id,
-            digest,
-            user_id,
-            wallet,
-            lambda: self._debit(
-                session, transfer_id, user_id, account, wallet, amount, reference, meta, digest
-            ),
-        )
-
-    async def _debit(
-        self,
-        session: AsyncSession,
-        transfer_id: str,
-        user_id: str,
-        account: str,
-        wallet: AccountRecord,
-        amount: Credits,
-        reference: Reference,
-        meta: dict[str, str],
-        digest: str,
-    ) -> TransferResult:
-        if _available(wallet) < amount.milli:
-            raise _insufficient(_available(wallet), amount.milli, transfer_id, digest)
-        transfer = await self._new_transfer(
-            session,
-            id=transfer_id,
-            kind=Kind.DEBIT.value,
-            debit_account=account,
-            credit_account=REVENUE,
-            amount=amount.milli,
-            status=Status.POSTED.value,
-            user_id=user_id,
-            reference_type=reference.type,
-            reference_id=reference.id,
-            metadata=meta,
-            request_hash=digest,
-        )
-        await repo.add_usage(session, user_id, transfer.created_at, transfer.metadata, amount.milli, 1)
-        wallet = await repo.change_wallet(session, account, posted_debits=amount.milli)
-        await repo.change_system(session, REVENUE, user_id, posted_credits=amount.milli)
-        balance = await self._balance_changed(session, user_id, wallet, transfer_id)
-        return TransferResult(transfer, balance, False)
 
     async def refund(
         self,
@@ -290,9 +230,7 @@ class Transfers(LedgerCore):
             -amount.milli,
             -1 if remaining == amount.milli else 0,
         )
-        wallet = await repo.change_wallet(session, account, posted_credits=amount.milli)
-        await repo.change_system(session, REFUNDS, original.owner, posted_debits=amount.milli)
-        balance = await self._balance_changed(session, original.owner, wallet, transfer_id)
+        balance = await self._book(session, transfer, account, REFUNDS, credits=amount.milli)
         return TransferResult(
             transfer, balance, False, refundable_remaining=Credits(remaining - amount.milli)
         )
@@ -318,15 +256,12 @@ class Transfers(LedgerCore):
         digest = request_hash(
             "adjust", user_id=user_id, amount=amount.milli, reason=reason, actor_id=actor_id
         )
-        account = wallet_account(user_id)
-        wallet = await repo.lock_wallet(session, account, user_id, transfer_id)
-        return await self._once(
+        return await self._once_on_wallet(
             session,
             transfer_id,
             digest,
             user_id,
-            wallet,
-            lambda: self._adjust(
+            lambda account, wallet: self._adjust(
                 session, transfer_id, user_id, account, wallet, amount, reason, actor_id, digest
             ),
         )
@@ -361,12 +296,9 @@ class Transfers(LedgerCore):
             request_hash=digest,
         )
         if amount.milli > 0:
-            wallet = await repo.change_wallet(session, account, posted_credits=size)
-            await repo.change_system(session, ADJUSTMENTS, user_id, posted_debits=size)
+            balance = await self._book(session, transfer, account, ADJUSTMENTS, credits=size)
         else:
-            wallet = await repo.change_wallet(session, account, posted_debits=size)
-            await repo.change_system(session, ADJUSTMENTS, user_id, posted_credits=size)
-        balance = await self._balance_changed(session, user_id, wallet, transfer_id)
+            balance = await self._book(session, transfer, account, ADJUSTMENTS, debits=size)
         return TransferResult(transfer, balance, False)
 
     async def record_failure(self, session: AsyncSession, error: TransferRefused) -> None:

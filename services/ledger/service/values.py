@@ -6,17 +6,23 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from kit.errors import Conflict, FailedPrecondition, InvalidArgument
-from kit.money import Credits
+from kit.money import Credits, Money
 from services.ledger import metrics
 from services.ledger.repository.records import AccountRecord, StepRecord, TransferRecord
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+V = TypeVar("V", bound="DataclassInstance")
 
 # The name the ledger's transfer log lines have always carried (dashboards and `grep` rely on it).
 log = logging.getLogger("services.ledger.service")
@@ -65,6 +71,18 @@ def payments_account(provider: str, currency: str) -> str:
     return f"system:payments:{provider}:{currency}"
 
 
+def from_record(cls: type[V], record: object, **computed: Any) -> V:
+    """A domain value from its stored record: the `computed` fields as given, every other field
+    copied from the record's field of the same name."""
+    copied = {f.name: getattr(record, f.name) for f in fields(cls) if f.name not in computed}
+    return cls(**copied, **computed)
+
+
+def stored_money(minor: int | None, currency: str | None) -> Money | None:
+    """An optional amount as stored (minor units and currency columns): None when either is unset."""
+    return Money(int(minor), currency) if currency and minor is not None else None
+
+
 @dataclass(frozen=True)
 class Reference:
     type: str = ""
@@ -95,23 +113,16 @@ class Transfer:
 
     @classmethod
     def from_row(cls, row: TransferRecord) -> Transfer:
-        return cls(
-            id=row.id,
+        return from_record(
+            cls,
+            row,
             kind=Kind(row.kind),
-            debit_account=row.debit_account,
-            credit_account=row.credit_account,
             amount=Credits(int(row.amount)),
             status=Status(row.status),
             user_id=row.user_id or "",
             reference=Reference(row.reference_type, row.reference_id),
             metadata=dict(row.metadata or {}),
-            trace_id=row.trace_id,
-            created_at=row.created_at,
             linked_transfer_id=row.linked_transfer_id or "",
-            expires_at=row.expires_at,
-            resolved_at=row.resolved_at,
-            reason=row.reason,
-            actor_id=row.actor_id,
         )
 
     @property
@@ -196,6 +207,48 @@ def request_hash(operation: str, **fields: Any) -> str:
     """A stable digest of a mutation's body: the same id with another body is a conflict."""
     body = json.dumps({"op": operation, **fields}, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(body.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Charge:
+    """A checked request to move credits from a wallet to revenue: a debit, or a hold (`HoldPlan`)."""
+
+    transfer_id: str
+    user_id: str
+    amount: Credits
+    reference: Reference
+    metadata: dict[str, str]
+    digest: str
+
+    @property
+    def account(self) -> str:
+        return wallet_account(self.user_id)
+
+
+def check_charge(
+    operation: str,
+    transfer_id: str,
+    user_id: str,
+    amount: Credits,
+    reference: Reference,
+    metadata: Mapping[str, str] | None,
+    **hashed: Any,
+) -> Charge:
+    """Checks a charge's ids and amount (InvalidArgument) and fixes its digest: `operation`, the
+    request's fields and the `hashed` extras."""
+    transfer_id = _require_id(transfer_id, "transfer_id")
+    user_id = _require_id(user_id, "user_id")
+    _require_positive(amount)
+    meta = dict(metadata or {})
+    digest = request_hash(
+        operation,
+        user_id=user_id,
+        amount=amount.milli,
+        reference=[reference.type, reference.id],
+        metadata=meta,
+        **hashed,
+    )
+    return Charge(transfer_id, user_id, amount, reference, meta, digest)
 
 
 def _require_id(value: str, name: str) -> str:

@@ -267,15 +267,26 @@ export const catalog = {
 };
 
 // -- generation -------------------------------------------------------------------------------------
-function normalizeTask(task) {
-  if (!task) return task;
+/** A task or a workflow step as the pages read them: short enum names, `model` and `outputs` always set. */
+function normalizeJob(job, statusPrefix) {
   return {
-    ...task,
-    status: enumValue(task.status, "TASK_STATUS_"),
-    kind: enumValue(task.kind, "MODEL_KIND_"),
-    model: task.model ?? task.model_code,
-    outputs: task.outputs || [],
+    ...job,
+    status: enumValue(job.status, statusPrefix),
+    kind: enumValue(job.kind, "MODEL_KIND_"),
+    model: job.model ?? job.model_code,
+    outputs: job.outputs || [],
   };
+}
+
+function normalizeTask(task) {
+  return task && normalizeJob(task, "TASK_STATUS_");
+}
+
+/** One page of a paged list: {items (normalized), next_cursor}; `field` is the older name of `items`. */
+async function listPage(path, field, normalize, query) {
+  const reply = await request("GET", path, { query: { limit: 20, ...query } });
+  const items = reply.items ?? reply[field] ?? [];
+  return { items: items.map(normalize), next_cursor: reply.next_cursor ?? reply.page?.next_cursor ?? null };
 }
 
 export const tasks = {
@@ -284,11 +295,7 @@ export const tasks = {
     const reply = await request("POST", "/v1/tasks", { body, idempotencyKey });
     return normalizeTask(reply.task ?? reply);
   },
-  async list(query = {}) {
-    const reply = await request("GET", "/v1/tasks", { query: { limit: 20, ...query } });
-    const items = reply.items ?? reply.tasks ?? [];
-    return { items: items.map(normalizeTask), next_cursor: reply.next_cursor ?? reply.page?.next_cursor ?? null };
-  },
+  list: (query = {}) => listPage("/v1/tasks", "tasks", normalizeTask, query),
   async get(id) {
     const reply = await request("GET", `/v1/tasks/${encodeURIComponent(id)}`);
     return normalizeTask(reply.task ?? reply);
@@ -360,13 +367,7 @@ function normalizeRun(run) {
     ...run,
     status: enumValue(run.status, "RUN_STATUS_"),
     template: run.template ?? run.template_code,
-    steps: (run.steps || []).map((step) => ({
-      ...step,
-      status: enumValue(step.status, "STEP_STATUS_"),
-      kind: enumValue(step.kind, "MODEL_KIND_"),
-      model: step.model ?? step.model_code,
-      outputs: step.outputs || [],
-    })),
+    steps: (run.steps || []).map((step) => normalizeJob(step, "STEP_STATUS_")),
   };
 }
 
@@ -381,11 +382,7 @@ export const workflows = {
     });
     return normalizeRun(reply.run ?? reply);
   },
-  async list(query = {}) {
-    const reply = await request("GET", "/v1/workflow-runs", { query: { limit: 20, ...query } });
-    const items = reply.items ?? reply.runs ?? [];
-    return { items: items.map(normalizeRun), next_cursor: reply.next_cursor ?? reply.page?.next_cursor ?? null };
-  },
+  list: (query = {}) => listPage("/v1/workflow-runs", "runs", normalizeRun, query),
   async get(id) {
     const reply = await request("GET", `/v1/workflow-runs/${encodeURIComponent(id)}`);
     return normalizeRun(reply.run ?? reply);

@@ -12,6 +12,35 @@ export function errorText(error) {
   return error?.message || t("error.unknown");
 }
 
+/** An error shown in place of content that failed to load (role=alert). */
+export function errorBox(error) {
+  return h("p", { class: "notice error", role: "alert" }, errorText(error));
+}
+
+/**
+ * Appends a loading placeholder to `main` and awaits `load()`. Resolves to {holder, ok, value}: the
+ * placeholder (for the page to fill), and on failure ok=false with the error already shown in it.
+ */
+export async function loadInto(main, load) {
+  const holder = h("div", {}, loading());
+  main.append(holder);
+  try {
+    return { holder, ok: true, value: await load() };
+  } catch (error) {
+    holder.replaceChildren(errorBox(error));
+    return { holder, ok: false, value: undefined };
+  }
+}
+
+/** A form the browser never submits or validates itself: `onSubmit(event)` runs instead. */
+export function submitForm(attrs, onSubmit, ...children) {
+  const onsubmit = (event) => {
+    event.preventDefault();
+    return onSubmit(event);
+  };
+  return h("form", { ...attrs, novalidate: true, onsubmit }, children);
+}
+
 /** A live region for the outcome of an action (role=status, or role=alert for errors). */
 export function notice() {
   const el = h("div", { class: "notice", role: "status", "aria-live": "polite" });

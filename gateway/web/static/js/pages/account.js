@@ -3,19 +3,12 @@
 import { auth } from "../api.js";
 import { field, h } from "../dom.js";
 import { formatDate, t } from "../i18n.js";
-import { busy, emptyState, errorText, loading, notice, pageHeader, table } from "../ui.js";
+import { busy, emptyState, errorBox, loadInto, loading, notice, pageHeader, submitForm, table } from "../ui.js";
 
 export default async function render({ main }) {
   main.append(pageHeader(t("account.title")));
-  const holder = h("div", {}, loading());
-  main.append(holder);
-  let me;
-  try {
-    me = await auth.me();
-  } catch (error) {
-    holder.replaceChildren(h("p", { class: "notice error", role: "alert" }, errorText(error)));
-    return;
-  }
+  const { holder, ok, value: me } = await loadInto(main, () => auth.me());
+  if (!ok) return;
   const profile = h(
     "section",
     { class: "card" },
@@ -50,24 +43,19 @@ export default async function render({ main }) {
           : emptyState(t("account.no_keys")),
       );
     } catch (error) {
-      keysBox.replaceChildren(h("p", { class: "notice error", role: "alert" }, errorText(error)));
+      keysBox.replaceChildren(errorBox(error));
     }
   };
-  const form = h(
-    "form",
-    {
-      class: "narrow",
-      novalidate: true,
-      onsubmit: async (event) => {
-        event.preventDefault();
-        if (!name.value.trim()) return note.error(t("account.key_name_required"));
-        return busy(create, note, async () => {
-          const created = await auth.createApiKey(name.value.trim());
-          name.value = "";
-          note.success(t("account.key_created_once", { key: created.key }));
-          await drawKeys();
-        });
-      },
+  const form = submitForm(
+    { class: "narrow" },
+    async () => {
+      if (!name.value.trim()) return note.error(t("account.key_name_required"));
+      return busy(create, note, async () => {
+        const created = await auth.createApiKey(name.value.trim());
+        name.value = "";
+        note.success(t("account.key_created_once", { key: created.key }));
+        await drawKeys();
+      });
     },
     field(t("account.key_name"), name),
     note.el,

@@ -4,7 +4,7 @@
 import { admin, newIdempotencyKey } from "../api.js";
 import { field, h, replace } from "../dom.js";
 import { credits, formatDate, money, t } from "../i18n.js";
-import { busy, emptyState, errorText, loading, notice, pageHeader, statusBadge, table } from "../ui.js";
+import { busy, emptyState, errorBox, loading, notice, pageHeader, statusBadge, submitForm, table } from "../ui.js";
 
 const SECTIONS = ["models", "templates", "recharge", "channels", "users", "audit"];
 const DECIMAL = /^-?\d{1,12}(\.\d{1,3})?$/;
@@ -52,28 +52,22 @@ async function models(body, note) {
     const save = h("button", { type: "submit" }, t("admin.save"));
     replace(
       editor,
-      h(
-        "form",
-        {
-          class: "card",
-          novalidate: true,
-          "aria-label": t("admin.edit_named", { name: model.code }),
-          onsubmit: async (event) => {
-            event.preventDefault();
-            if (!DECIMAL.test(price.value.trim())) return note.error(t("admin.bad_price"));
-            return busy(save, note, async () => {
-              await admin.saveModel(model.code, {
-                ...model,
-                billing: { ...(model.billing || {}), price: price.value.trim() },
-                ratios: list(ratios.value),
-                resolutions: list(resolutions.value),
-                durations: list(durations.value).map(Number),
-                capabilities: list(capabilities.value),
-              });
-              note.success(t("admin.saved"));
-              await models(body, note);
+      submitForm(
+        { class: "card", "aria-label": t("admin.edit_named", { name: model.code }) },
+        async () => {
+          if (!DECIMAL.test(price.value.trim())) return note.error(t("admin.bad_price"));
+          return busy(save, note, async () => {
+            await admin.saveModel(model.code, {
+              ...model,
+              billing: { ...(model.billing || {}), price: price.value.trim() },
+              ratios: list(ratios.value),
+              resolutions: list(resolutions.value),
+              durations: list(durations.value).map(Number),
+              capabilities: list(capabilities.value),
             });
-          },
+            note.success(t("admin.saved"));
+            await models(body, note);
+          });
         },
         h("h3", {}, model.code),
         field(t("admin.price"), price),
@@ -137,25 +131,20 @@ async function recharge(body, note) {
   const minimum = h("input", { type: "text", inputmode: "decimal", value: rules.minimum?.amount ?? "" });
   const tiers = h("textarea", { rows: "4" }, (rules.bonus_tiers || []).map((tier) => `${tier.amount.amount} = ${tier.credits}`).join("\n"));
   const save = h("button", { type: "submit" }, t("admin.save"));
-  const form = h(
-    "form",
-    {
-      class: "card narrow",
-      novalidate: true,
-      onsubmit: async (event) => {
-        event.preventDefault();
-        const parsed = [];
-        for (const line of tiers.value.split("\n").map((l) => l.trim()).filter(Boolean)) {
-          const [amount, creditsValue] = line.split("=").map((s) => s.trim());
-          if (!DECIMAL.test(amount || "") || !DECIMAL.test(creditsValue || "")) return note.error(t("admin.bad_tier", { line }));
-          parsed.push({ amount: { amount, currency: rules.currency || "CNY" }, credits: creditsValue });
-        }
-        if (!DECIMAL.test(minimum.value.trim())) return note.error(t("admin.bad_price"));
-        return busy(save, note, async () => {
-          await admin.saveRechargeRules({ ...rules, minimum: { amount: minimum.value.trim(), currency: rules.currency || "CNY" }, bonus_tiers: parsed });
-          note.success(t("admin.saved"));
-        });
-      },
+  const form = submitForm(
+    { class: "card narrow" },
+    async () => {
+      const parsed = [];
+      for (const line of tiers.value.split("\n").map((l) => l.trim()).filter(Boolean)) {
+        const [amount, creditsValue] = line.split("=").map((s) => s.trim());
+        if (!DECIMAL.test(amount || "") || !DECIMAL.test(creditsValue || "")) return note.error(t("admin.bad_tier", { line }));
+        parsed.push({ amount: { amount, currency: rules.currency || "CNY" }, credits: creditsValue });
+      }
+      if (!DECIMAL.test(minimum.value.trim())) return note.error(t("admin.bad_price"));
+      return busy(save, note, async () => {
+        await admin.saveRechargeRules({ ...rules, minimum: { amount: minimum.value.trim(), currency: rules.currency || "CNY" }, bonus_tiers: parsed });
+        note.success(t("admin.saved"));
+      });
     },
     h("h3", {}, t("admin.recharge_rules")),
     field(t("admin.minimum", { currency: rules.currency || "CNY" }), minimum),
@@ -200,23 +189,18 @@ async function channels(body, note) {
   // Write-only: an API key is sent when set and never shown back.
   const apiKey = h("input", { type: "password", autocomplete: "off", maxlength: "512" });
   const save = h("button", { type: "submit" }, t("admin.save"));
-  const form = h(
-    "form",
-    {
-      class: "card narrow",
-      novalidate: true,
-      onsubmit: async (event) => {
-        event.preventDefault();
-        if (!code.value.trim() || !provider.value.trim()) return note.error(t("admin.channel_required"));
-        return busy(save, note, async () => {
-          const payload = { code: code.value.trim(), provider: provider.value.trim(), base_url: baseUrl.value.trim() };
-          if (apiKey.value) payload.api_key = apiKey.value;
-          await admin.saveChannel(payload.code, payload);
-          apiKey.value = "";
-          note.success(t("admin.saved"));
-          await channels(body, note);
-        });
-      },
+  const form = submitForm(
+    { class: "card narrow" },
+    async () => {
+      if (!code.value.trim() || !provider.value.trim()) return note.error(t("admin.channel_required"));
+      return busy(save, note, async () => {
+        const payload = { code: code.value.trim(), provider: provider.value.trim(), base_url: baseUrl.value.trim() };
+        if (apiKey.value) payload.api_key = apiKey.value;
+        await admin.saveChannel(payload.code, payload);
+        apiKey.value = "";
+        note.success(t("admin.saved"));
+        await channels(body, note);
+      });
     },
     h("h3", {}, t("admin.channel_form")),
     field(t("admin.code"), code),
@@ -271,7 +255,7 @@ async function users(body, note) {
           : emptyState(t("admin.none")),
       );
     } catch (error) {
-      replace(results, h("p", { class: "notice error", role: "alert" }, errorText(error)));
+      replace(results, errorBox(error));
     }
   };
   const adjust = (user) => {
@@ -281,22 +265,17 @@ async function users(body, note) {
     let key = newIdempotencyKey();
     replace(
       adjustBox,
-      h(
-        "form",
-        {
-          class: "card narrow",
-          novalidate: true,
-          onsubmit: async (event) => {
-            event.preventDefault();
-            if (!DECIMAL.test(amount.value.trim()) || /^-?0+(\.0+)?$/.test(amount.value.trim())) return note.error(t("admin.bad_amount"));
-            if (!reason.value.trim()) return note.error(t("admin.reason_required"));
-            return busy(save, note, async () => {
-              await admin.adjustCredits(user.id, { amount: amount.value.trim(), reason: reason.value.trim() }, key);
-              key = newIdempotencyKey();
-              note.success(t("admin.adjusted", { email: user.email, amount: amount.value.trim() }));
-              await load();
-            });
-          },
+      submitForm(
+        { class: "card narrow" },
+        async () => {
+          if (!DECIMAL.test(amount.value.trim()) || /^-?0+(\.0+)?$/.test(amount.value.trim())) return note.error(t("admin.bad_amount"));
+          if (!reason.value.trim()) return note.error(t("admin.reason_required"));
+          return busy(save, note, async () => {
+            await admin.adjustCredits(user.id, { amount: amount.value.trim(), reason: reason.value.trim() }, key);
+            key = newIdempotencyKey();
+            note.success(t("admin.adjusted", { email: user.email, amount: amount.value.trim() }));
+            await load();
+          });
         },
         h("h3", {}, t("admin.adjust_named", { email: user.email })),
         field(t("admin.amount"), amount, t("admin.amount_hint")),
@@ -345,6 +324,6 @@ export default async function render({ main, params }) {
   try {
     await VIEWS[section](body, note);
   } catch (error) {
-    replace(body, h("p", { class: "notice error", role: "alert" }, errorText(error)));
+    replace(body, errorBox(error));
   }
 }

@@ -3,7 +3,7 @@
 import { auth, session } from "../api.js";
 import { field, h } from "../dom.js";
 import { t } from "../i18n.js";
-import { busy, notice, pageHeader } from "../ui.js";
+import { busy, notice, pageHeader, submitForm } from "../ui.js";
 
 const MIN_PASSWORD = 8;
 const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
@@ -34,27 +34,21 @@ function login({ main, query, navigate }) {
   const email = emailInput("username");
   const password = passwordInput("current-password");
   const submit = h("button", { type: "submit" }, t("auth.login.submit"));
-  const form = h(
-    "form",
-    {
-      class: "narrow",
-      novalidate: true,
-      "aria-labelledby": "login-title",
-      onsubmit: async (event) => {
-        event.preventDefault();
-        const ok = validate(note, [
-          [email, EMAIL.test(email.value.trim()), t("auth.error.email")],
-          [password, password.value.length > 0, t("auth.error.password_required")],
-        ]);
-        if (!ok) return;
-        await busy(submit, note, async () => {
-          note.clear();
-          await auth.login(email.value.trim(), password.value);
-          // Only a path on this site (never "//host" or "/\\host", which browsers read as another origin).
-          const next = /^\/(?![/\\])[^\\]*$/.test(query.next || "") ? query.next : "/image";
-          navigate(next, { replace: true });
-        });
-      },
+  const form = submitForm(
+    { class: "narrow", "aria-labelledby": "login-title" },
+    async () => {
+      const ok = validate(note, [
+        [email, EMAIL.test(email.value.trim()), t("auth.error.email")],
+        [password, password.value.length > 0, t("auth.error.password_required")],
+      ]);
+      if (!ok) return;
+      await busy(submit, note, async () => {
+        note.clear();
+        await auth.login(email.value.trim(), password.value);
+        // Only a path on this site (never "//host" or "/\\host", which browsers read as another origin).
+        const next = /^\/(?![/\\])[^\\]*$/.test(query.next || "") ? query.next : "/image";
+        navigate(next, { replace: true });
+      });
     },
     field(t("auth.email"), email),
     field(t("auth.password"), password),
@@ -67,33 +61,37 @@ function login({ main, query, navigate }) {
   main.append(header, form);
 }
 
+/** A new password and its confirmation, with the checks both must pass. */
+function newPasswordInputs() {
+  const password = passwordInput("new-password");
+  const confirm = passwordInput("new-password");
+  const checks = () => [
+    [password, password.value.length >= MIN_PASSWORD, t("auth.error.password_short", { n: MIN_PASSWORD })],
+    [confirm, confirm.value === password.value, t("auth.error.password_mismatch")],
+  ];
+  return { password, confirm, checks };
+}
+
 function register({ main }) {
   const note = notice();
   const email = emailInput();
-  const password = passwordInput("new-password");
+  const { password, confirm, checks } = newPasswordInputs();
   password.minLength = MIN_PASSWORD;
-  const confirm = passwordInput("new-password");
   const submit = h("button", { type: "submit" }, t("auth.register.submit"));
-  const form = h(
-    "form",
-    {
-      class: "narrow",
-      novalidate: true,
-      onsubmit: async (event) => {
-        event.preventDefault();
-        const ok = validate(note, [
-          [email, EMAIL.test(email.value.trim()), t("auth.error.email")],
-          [password, password.value.length >= MIN_PASSWORD, t("auth.error.password_short", { n: MIN_PASSWORD })],
-          [confirm, confirm.value === password.value, t("auth.error.password_mismatch")],
-        ]);
-        if (!ok) return;
-        await busy(submit, note, async () => {
-          await auth.register(email.value.trim(), password.value);
-          form.replaceWith(
-            h("div", { class: "card narrow", role: "status" }, h("h2", {}, t("auth.register.done_title")), h("p", {}, t("auth.register.done", { email: email.value.trim() }))),
-          );
-        });
-      },
+  const form = submitForm(
+    { class: "narrow" },
+    async () => {
+      const ok = validate(note, [
+        [email, EMAIL.test(email.value.trim()), t("auth.error.email")],
+        ...checks(),
+      ]);
+      if (!ok) return;
+      await busy(submit, note, async () => {
+        await auth.register(email.value.trim(), password.value);
+        form.replaceWith(
+          h("div", { class: "card narrow", role: "status" }, h("h2", {}, t("auth.register.done_title")), h("p", {}, t("auth.register.done", { email: email.value.trim() }))),
+        );
+      });
     },
     field(t("auth.email"), email),
     field(t("auth.password"), password, t("auth.password_hint", { n: MIN_PASSWORD })),
@@ -105,28 +103,28 @@ function register({ main }) {
   main.append(pageHeader(t("auth.register.title"), t("auth.register.intro")), form);
 }
 
-function resendForm() {
+/** A form asking only for an email address: `action(email)` runs, then `doneText` is announced. */
+function emailForm(submit, action, doneText) {
   const note = notice();
   const email = emailInput();
-  const submit = h("button", { type: "submit", class: "secondary" }, t("auth.verify.resend"));
-  return h(
-    "form",
-    {
-      class: "narrow",
-      novalidate: true,
-      onsubmit: async (event) => {
-        event.preventDefault();
-        if (!validate(note, [[email, EMAIL.test(email.value.trim()), t("auth.error.email")]])) return;
-        await busy(submit, note, async () => {
-          await auth.resendVerification(email.value.trim());
-          note.success(t("auth.verify.resent"));
-        });
-      },
+  return submitForm(
+    { class: "narrow" },
+    async () => {
+      if (!validate(note, [[email, EMAIL.test(email.value.trim()), t("auth.error.email")]])) return;
+      await busy(submit, note, async () => {
+        await action(email.value.trim());
+        note.success(doneText);
+      });
     },
     field(t("auth.email"), email),
     note.el,
     h("div", { class: "actions" }, submit),
   );
+}
+
+function resendForm() {
+  const submit = h("button", { type: "submit", class: "secondary" }, t("auth.verify.resend"));
+  return emailForm(submit, (email) => auth.resendVerification(email), t("auth.verify.resent"));
 }
 
 // The outcome of this page load's verification, so a re-render (e.g. a language switch) shows it again
@@ -169,54 +167,25 @@ async function verify({ main, params }) {
 }
 
 function forgot({ main }) {
-  const note = notice();
-  const email = emailInput();
   const submit = h("button", { type: "submit" }, t("auth.forgot.submit"));
-  const form = h(
-    "form",
-    {
-      class: "narrow",
-      novalidate: true,
-      onsubmit: async (event) => {
-        event.preventDefault();
-        if (!validate(note, [[email, EMAIL.test(email.value.trim()), t("auth.error.email")]])) return;
-        await busy(submit, note, async () => {
-          await auth.requestPasswordReset(email.value.trim());
-          note.success(t("auth.forgot.sent"));
-        });
-      },
-    },
-    field(t("auth.email"), email),
-    note.el,
-    h("div", { class: "actions" }, submit),
-  );
+  const form = emailForm(submit, (email) => auth.requestPasswordReset(email), t("auth.forgot.sent"));
   main.append(pageHeader(t("auth.forgot.title"), t("auth.forgot.intro")), form);
 }
 
 function reset({ main, params }) {
   const token = params.token;
   const note = notice();
-  const password = passwordInput("new-password");
-  const confirm = passwordInput("new-password");
+  const { password, confirm, checks } = newPasswordInputs();
   const submit = h("button", { type: "submit" }, t("auth.reset.submit"));
-  const form = h(
-    "form",
-    {
-      class: "narrow",
-      novalidate: true,
-      onsubmit: async (event) => {
-        event.preventDefault();
-        const ok = validate(note, [
-          [password, password.value.length >= MIN_PASSWORD, t("auth.error.password_short", { n: MIN_PASSWORD })],
-          [confirm, confirm.value === password.value, t("auth.error.password_mismatch")],
-        ]);
-        if (!ok) return;
-        await busy(submit, note, async () => {
-          await auth.confirmPasswordReset(token, password.value);
-          await auth.logout();
-          form.replaceWith(h("div", { class: "card narrow", role: "status" }, h("p", {}, t("auth.reset.done")), h("a", { href: "/login", class: "button" }, t("nav.login"))));
-        });
-      },
+  const form = submitForm(
+    { class: "narrow" },
+    async () => {
+      if (!validate(note, checks())) return;
+      await busy(submit, note, async () => {
+        await auth.confirmPasswordReset(token, password.value);
+        await auth.logout();
+        form.replaceWith(h("div", { class: "card narrow", role: "status" }, h("p", {}, t("auth.reset.done")), h("a", { href: "/login", class: "button" }, t("nav.login"))));
+      });
     },
     field(t("auth.new_password"), password, t("auth.password_hint", { n: MIN_PASSWORD })),
     field(t("auth.password_confirm"), confirm),

@@ -6,7 +6,7 @@ import { balance, onBalance, onLive, refreshBalance } from "../balance.js";
 import { field, h, replace, select } from "../dom.js";
 import { credits, formatDate, money, t } from "../i18n.js";
 import { qrSvg } from "../qr.js";
-import { busy, emptyState, errorText, loading, notice, pageHeader, statusBadge, table } from "../ui.js";
+import { busy, emptyState, errorBox, loading, notice, pageHeader, statusBadge, submitForm, table } from "../ui.js";
 
 const RECORD_TYPES = ["recharge", "consumption", "refund", "adjustment", "callback"];
 
@@ -144,26 +144,21 @@ function rechargeSection(options, stops) {
   stops.push(onBalance(() => check?.()));
 
   const tiers = (rules.bonus_tiers || []).map((tier) => h("li", {}, t("billing.tier", { amount: money(tier.amount), credits: tier.credits })));
-  const form = h(
-    "form",
-    {
-      novalidate: true,
-      id: "recharge-form",
-      onsubmit: async (event) => {
-        event.preventDefault();
-        if (!method()) return note.error(t("billing.no_methods"));
-        if (!valid()) {
-          note.error(t("billing.below_minimum", { amount: minimum }));
-          amount.focus();
-          return undefined;
-        }
-        return busy(submit, note, async () => {
-          note.clear();
-          const order = await billing.createRecharge(body(), key);
-          key = newIdempotencyKey();
-          watch(order);
-        });
-      },
+  const form = submitForm(
+    { id: "recharge-form" },
+    async () => {
+      if (!method()) return note.error(t("billing.no_methods"));
+      if (!valid()) {
+        note.error(t("billing.below_minimum", { amount: minimum }));
+        amount.focus();
+        return undefined;
+      }
+      return busy(submit, note, async () => {
+        note.clear();
+        const order = await billing.createRecharge(body(), key);
+        key = newIdempotencyKey();
+        watch(order);
+      });
     },
     methodBox,
     field(t("billing.what"), choice),
@@ -229,7 +224,7 @@ function recordsSection() {
       more.hidden = !cursor;
       draw();
     } catch (error) {
-      replace(list, h("p", { class: "notice error", role: "alert" }, errorText(error)));
+      replace(list, errorBox(error));
     }
   };
   filter.addEventListener("change", () => load(true));
@@ -255,7 +250,7 @@ export default async function render({ main }) {
     const options = await catalog.rechargeOptions();
     rechargeHolder.replaceChildren(rechargeSection(options, stops));
   } catch (error) {
-    rechargeHolder.replaceChildren(h("p", { class: "notice error", role: "alert" }, errorText(error)));
+    rechargeHolder.replaceChildren(errorBox(error));
   }
   return () => stops.forEach((stop) => stop());
 }

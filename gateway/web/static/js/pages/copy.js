@@ -4,7 +4,7 @@ import { catalog, copy, newIdempotencyKey } from "../api.js";
 import { refreshBalance } from "../balance.js";
 import { field, h, select } from "../dom.js";
 import { credits, formatDate, t } from "../i18n.js";
-import { busy, emptyState, errorText, loading, notice, pageHeader } from "../ui.js";
+import { busy, emptyState, errorBox, loadInto, notice, pageHeader, submitForm } from "../ui.js";
 
 function bubble(message) {
   const text = h("span", { class: "text" }, message.content || "");
@@ -17,16 +17,9 @@ function bubble(message) {
 
 export default async function render({ main, params }) {
   main.append(pageHeader(t("copy.title"), t("copy.intro")));
-  const holder = h("div", {}, loading());
-  main.append(holder);
-  let models;
-  let conversations;
-  try {
-    [models, conversations] = await Promise.all([catalog.models("text").then((r) => r.models || []), copy.conversations()]);
-  } catch (error) {
-    holder.replaceChildren(h("p", { class: "notice error", role: "alert" }, errorText(error)));
-    return;
-  }
+  const { holder, ok, value } = await loadInto(main, () => Promise.all([catalog.models("text").then((r) => r.models || []), copy.conversations()]));
+  if (!ok) return;
+  const [models, conversations] = value;
   if (!models.length) {
     holder.replaceChildren(emptyState(t("pricing.empty")));
     return;
@@ -54,7 +47,7 @@ export default async function render({ main, params }) {
       conversation = await copy.conversation(currentId);
       for (const message of conversation.messages) if (message.role !== "system") log.append(bubble(message));
     } catch (error) {
-      log.append(h("p", { class: "notice error", role: "alert" }, errorText(error)));
+      log.append(errorBox(error));
     }
   }
   if (!log.childElementCount) log.append(h("p", { class: "hint empty-chat" }, t("copy.start")));
@@ -63,49 +56,45 @@ export default async function render({ main, params }) {
   const input = h("textarea", { name: "content", rows: "3", required: true, maxlength: "8000" });
   const submit = h("button", { type: "submit" }, t("copy.send"));
   let key = newIdempotencyKey();
-  const form = h(
-    "form",
-    {
-      novalidate: true,
-      onsubmit: async (event) => {
-        event.preventDefault();
-        const content = input.value.trim();
-        if (!content) {
-          input.setAttribute("aria-invalid", "true");
-          note.error(t("copy.empty"));
-          input.focus();
-          return;
+  const form = submitForm(
+    {},
+    async () => {
+      const content = input.value.trim();
+      if (!content) {
+        input.setAttribute("aria-invalid", "true");
+        note.error(t("copy.empty"));
+        input.focus();
+        return;
+      }
+      input.setAttribute("aria-invalid", "false");
+      await busy(submit, note, async () => {
+        note.clear();
+        if (!conversation) {
+          conversation = await copy.create(modelSelect.value, newIdempotencyKey());
+          window.history.replaceState(null, "", `/copy/${encodeURIComponent(conversation.id)}`);
         }
-        input.setAttribute("aria-invalid", "false");
-        await busy(submit, note, async () => {
-          note.clear();
-          if (!conversation) {
-            conversation = await copy.create(modelSelect.value, newIdempotencyKey());
-            window.history.replaceState(null, "", `/copy/${encodeURIComponent(conversation.id)}`);
+        log.querySelector(".empty-chat")?.remove();
+        log.append(bubble({ role: "user", content }));
+        const answer = bubble({ role: "assistant", content: "" });
+        answer.setAttribute("aria-busy", "true");
+        log.append(answer);
+        input.value = "";
+        try {
+          const final = await copy.send(conversation.id, content, modelSelect.value, key, (delta) => {
+            answer.text.textContent += delta;
+            log.scrollTop = log.scrollHeight;
+          });
+          key = newIdempotencyKey();
+          if (final) {
+            if (final.content) answer.text.textContent = final.content;
+            if (final.charge) answer.meta.textContent = credits(final.charge);
+            if (final.status === "failed") note.error(final.error?.message || t("status.failed"));
           }
-          log.querySelector(".empty-chat")?.remove();
-          log.append(bubble({ role: "user", content }));
-          const answer = bubble({ role: "assistant", content: "" });
-          answer.setAttribute("aria-busy", "true");
-          log.append(answer);
-          input.value = "";
-          try {
-            const final = await copy.send(conversation.id, content, modelSelect.value, key, (delta) => {
-              answer.text.textContent += delta;
-              log.scrollTop = log.scrollHeight;
-            });
-            key = newIdempotencyKey();
-            if (final) {
-              if (final.content) answer.text.textContent = final.content;
-              if (final.charge) answer.meta.textContent = credits(final.charge);
-              if (final.status === "failed") note.error(final.error?.message || t("status.failed"));
-            }
-          } finally {
-            answer.removeAttribute("aria-busy");
-            refreshBalance();
-          }
-        });
-      },
+        } finally {
+          answer.removeAttribute("aria-busy");
+          refreshBalance();
+        }
+      });
     },
     field(t("copy.model"), modelSelect),
     field(t("copy.prompt"), input),

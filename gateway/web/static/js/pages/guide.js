@@ -3,19 +3,12 @@
 import { docs } from "../api.js";
 import { h } from "../dom.js";
 import { currentLang, t } from "../i18n.js";
-import { errorText, loading } from "../ui.js";
+import { errorBox, loadInto } from "../ui.js";
 
 export default async function render({ main, params }) {
   const lang = currentLang();
-  const holder = h("div", {}, loading());
-  main.append(holder);
-  let index;
-  try {
-    index = await docs.index(lang);
-  } catch (error) {
-    holder.replaceChildren(h("p", { class: "notice error", role: "alert" }, errorText(error)));
-    return;
-  }
+  const { holder, ok, value: index } = await loadInto(main, () => docs.index(lang));
+  if (!ok) return;
   const pageId = params.page || index.pages[0]?.page;
   const tabs = h(
     "nav",
@@ -26,7 +19,7 @@ export default async function render({ main, params }) {
   try {
     page = await docs.page(pageId, lang);
   } catch (error) {
-    holder.replaceChildren(tabs, h("p", { class: "notice error", role: "alert" }, errorText(error)));
+    holder.replaceChildren(tabs, errorBox(error));
     return;
   }
   holder.replaceChildren(

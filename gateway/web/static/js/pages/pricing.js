@@ -3,7 +3,7 @@
 import { catalog } from "../api.js";
 import { h } from "../dom.js";
 import { credits, t } from "../i18n.js";
-import { emptyState, errorText, loading, pageHeader } from "../ui.js";
+import { emptyState, loadInto, pageHeader } from "../ui.js";
 
 export function billingText(billing) {
   if (!billing) return "";
@@ -44,15 +44,8 @@ export function modelCard(model) {
 
 export default async function render({ main }) {
   main.append(pageHeader(t("pricing.title"), t("pricing.intro")));
-  const body = h("div", {}, loading());
-  main.append(body);
-  let pricing;
-  try {
-    pricing = await catalog.pricing();
-  } catch (error) {
-    body.replaceChildren(h("p", { role: "alert", class: "notice error" }, errorText(error)));
-    return;
-  }
+  const { holder: body, ok, value: pricing } = await loadInto(main, () => catalog.pricing());
+  if (!ok) return;
   const groups = (pricing.groups || []).filter((g) => g.models?.length);
   const parts = [];
   if (!groups.length || pricing.admin_must_enable_models) {

@@ -5,7 +5,7 @@ import { catalog, newIdempotencyKey, tasks } from "../api.js";
 import { onLive } from "../balance.js";
 import { field, h, id, replace, select } from "../dom.js";
 import { credits, t } from "../i18n.js";
-import { busy, emptyState, errorText, loading, notice, outputView, pageHeader, progressBar, statusBadge } from "../ui.js";
+import { busy, emptyState, loadInto, notice, outputView, pageHeader, progressBar, statusBadge, submitForm } from "../ui.js";
 
 const FINAL = new Set(["succeeded", "failed", "canceled"]);
 // Which input role an uploaded image plays for a capability.
@@ -72,15 +72,8 @@ export function follow(task, onUpdate) {
 export default async function render({ main, view }) {
   const kind = view; // image | video
   main.append(pageHeader(t(`studio.${kind}.title`), t(`studio.${kind}.intro`)));
-  const holder = h("div", {}, loading());
-  main.append(holder);
-  let models;
-  try {
-    models = (await catalog.models(kind)).models || [];
-  } catch (error) {
-    holder.replaceChildren(h("p", { class: "notice error", role: "alert" }, errorText(error)));
-    return undefined;
-  }
+  const { holder, ok, value: models } = await loadInto(main, () => catalog.models(kind).then((r) => r.models || []));
+  if (!ok) return undefined;
   if (!models.length) {
     holder.replaceChildren(emptyState(t("pricing.empty")));
     return undefined;
@@ -209,43 +202,38 @@ export default async function render({ main, view }) {
     stops.push(follow(task, (current) => card.update(current)));
   }
 
-  const form = h(
-    "form",
-    {
-      class: "card",
-      novalidate: true,
-      onsubmit: async (event) => {
-        event.preventDefault();
-        if (!prompt.value.trim()) {
-          prompt.setAttribute("aria-invalid", "true");
-          note.error(t("studio.prompt_required"));
-          prompt.focus();
-          return;
-        }
-        prompt.setAttribute("aria-invalid", "false");
-        if (!quoted) return;
-        await busy(submit, note, async () => {
-          const b = body();
-          const role = ROLE[b.capability] || "reference";
-          const task = await tasks.submit(
-            {
-              kind,
-              model: b.model,
-              prompt: prompt.value.trim(),
-              ratio: b.ratio,
-              resolution: b.resolution,
-              duration_seconds: b.duration_seconds,
-              n: b.n,
-              capability: b.capability,
-              inputs: b.capability ? uploads.map((u) => ({ upload_id: u.id, role })) : [],
-            },
-            idempotencyKey,
-          );
-          idempotencyKey = newIdempotencyKey();
-          note.success(t("studio.submitted", { price: credits(task.price ?? quoted.total) }));
-          show(task);
-        });
-      },
+  const form = submitForm(
+    { class: "card" },
+    async () => {
+      if (!prompt.value.trim()) {
+        prompt.setAttribute("aria-invalid", "true");
+        note.error(t("studio.prompt_required"));
+        prompt.focus();
+        return;
+      }
+      prompt.setAttribute("aria-invalid", "false");
+      if (!quoted) return;
+      await busy(submit, note, async () => {
+        const b = body();
+        const role = ROLE[b.capability] || "reference";
+        const task = await tasks.submit(
+          {
+            kind,
+            model: b.model,
+            prompt: prompt.value.trim(),
+            ratio: b.ratio,
+            resolution: b.resolution,
+            duration_seconds: b.duration_seconds,
+            n: b.n,
+            capability: b.capability,
+            inputs: b.capability ? uploads.map((u) => ({ upload_id: u.id, role })) : [],
+          },
+          idempotencyKey,
+        );
+        idempotencyKey = newIdempotencyKey();
+        note.success(t("studio.submitted", { price: credits(task.price ?? quoted.total) }));
+        show(task);
+      });
     },
     field(t("studio.model"), modelSelect),
     field(t("studio.prompt"), prompt),

@@ -3,7 +3,7 @@
 import { tasks } from "../api.js";
 import { field, h, replace, select } from "../dom.js";
 import { formatDate, t } from "../i18n.js";
-import { emptyState, errorText, loading, notice, pageHeader } from "../ui.js";
+import { emptyState, errorBox, loading, notice, pageHeader } from "../ui.js";
 import { follow, taskCard } from "./studio.js";
 
 export default async function render({ main, params }) {
@@ -47,7 +47,7 @@ export default async function render({ main, params }) {
       cursor = page.next_cursor;
       more.hidden = !cursor;
     } catch (error) {
-      replace(list, h("p", { class: "notice error", role: "alert" }, errorText(error)));
+      replace(list, errorBox(error));
     }
   };
   kind.addEventListener("change", () => load(true));

@@ -5,7 +5,7 @@ import { onBalance } from "../balance.js";
 import { field, h, replace, select } from "../dom.js";
 import { credits, t } from "../i18n.js";
 import { barChart } from "../charts.js";
-import { emptyState, errorText, loading, pageHeader, table } from "../ui.js";
+import { emptyState, errorBox, loading, pageHeader, table } from "../ui.js";
 
 function isoDay(date) {
   return date.toISOString().slice(0, 10);
@@ -60,7 +60,7 @@ export default async function render({ main }) {
       }
       replace(body, parts);
     } catch (error) {
-      replace(body, h("p", { class: "notice error", role: "alert" }, errorText(error)));
+      replace(body, errorBox(error));
     }
   };
   range.addEventListener("change", load);

@@ -5,7 +5,7 @@ import { catalog, newIdempotencyKey, tasks, workflows } from "../api.js";
 import { onLive, refreshBalance } from "../balance.js";
 import { field, h, replace, select } from "../dom.js";
 import { credits, formatDate, t } from "../i18n.js";
-import { busy, emptyState, errorText, loading, notice, outputView, pageHeader, statusBadge } from "../ui.js";
+import { busy, emptyState, errorBox, loadInto, loading, notice, outputView, pageHeader, statusBadge, submitForm } from "../ui.js";
 
 const FINAL = new Set(["succeeded", "failed", "canceled"]);
 
@@ -69,16 +69,9 @@ function runCard(run, onCancel) {
 
 export default async function render({ main }) {
   main.append(pageHeader(t("workflow.title"), t("workflow.intro")));
-  const holder = h("div", {}, loading());
-  main.append(holder);
+  const { holder, ok, value: templates } = await loadInto(main, () => catalog.templates().then((r) => r.templates || []));
+  if (!ok) return undefined;
   const stops = [];
-  let templates;
-  try {
-    templates = (await catalog.templates()).templates || [];
-  } catch (error) {
-    holder.replaceChildren(h("p", { class: "notice error", role: "alert" }, errorText(error)));
-    return undefined;
-  }
   const note = notice();
   const runsList = h("div", { class: "runs" }, loading());
   const cards = new Map();
@@ -162,32 +155,27 @@ export default async function render({ main }) {
     };
     chooser.addEventListener("change", draw);
     draw();
-    const form = h(
-      "form",
-      {
-        class: "card",
-        novalidate: true,
-        onsubmit: async (event) => {
-          event.preventDefault();
-          const tpl = template();
-          const inputs = {};
-          for (const input of tpl.inputs) {
-            const value = controls[input.name].value();
-            const missing = Array.isArray(value) ? value.length < (input.min_items || (input.required ? 1 : 0)) : input.required && !value;
-            if (missing) {
-              note.error(t("workflow.missing", { name: input.label || input.name }));
-              return;
-            }
-            inputs[input.name] = value;
+    const form = submitForm(
+      { class: "card" },
+      async () => {
+        const tpl = template();
+        const inputs = {};
+        for (const input of tpl.inputs) {
+          const value = controls[input.name].value();
+          const missing = Array.isArray(value) ? value.length < (input.min_items || (input.required ? 1 : 0)) : input.required && !value;
+          if (missing) {
+            note.error(t("workflow.missing", { name: input.label || input.name }));
+            return;
           }
-          await busy(submit, note, async () => {
-            const run = await workflows.start(tpl.code, inputs, key);
-            key = newIdempotencyKey();
-            note.success(t("workflow.started", { price: credits(run.price ?? tpl.price) }));
-            follow(run);
-            refreshBalance();
-          });
-        },
+          inputs[input.name] = value;
+        }
+        await busy(submit, note, async () => {
+          const run = await workflows.start(tpl.code, inputs, key);
+          key = newIdempotencyKey();
+          note.success(t("workflow.started", { price: credits(run.price ?? tpl.price) }));
+          follow(run);
+          refreshBalance();
+        });
       },
       field(t("workflow.template"), chooser),
       details,
@@ -204,7 +192,7 @@ export default async function render({ main }) {
     if (!runs.items.length) runsList.append(emptyState(t("workflow.no_runs")));
     for (const run of runs.items.reverse()) follow(run);
   } catch (error) {
-    replace(runsList, h("p", { class: "notice error", role: "alert" }, errorText(error)));
+    replace(runsList, errorBox(error));
   }
   return () => stops.forEach((stop) => stop());
 }
