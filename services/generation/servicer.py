@@ -178,3 +178,26 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
                 yield generation_pb2.SendMessageResponse(
                     delta=generation_pb2.MessageDelta(message_id=item.message_id, text=item.delta)
                 )
+
+    # -- ranged file reads -----------------------------------------------------------------------
+
+    async def ReadFileRange(
+        self, request: generation_pb2.ReadFileRangeRequest, context: Context
+    ) -> AsyncIterator[generation_pb2.ReadFileRangeResponse]:
+        info, span = await self.blobs.describe_signed(
+            request.path,
+            request.expires,
+            request.signature,
+            first=request.first if request.HasField("first") else None,
+            last=request.last if request.HasField("last") else None,
+        )
+        yield generation_pb2.ReadFileRangeResponse(
+            file=generation_pb2.StoredFile(size=info.size, etag=info.etag, content_type=info.content_type),
+            satisfiable=span is not None,
+            start=span.start if span else 0,
+            end=span.end if span else 0,
+        )
+        if span is None or request.describe_only:
+            return
+        async for chunk in self.blobs.read_span(request.path, span):
+            yield generation_pb2.ReadFileRangeResponse(data=chunk)

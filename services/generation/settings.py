@@ -11,21 +11,25 @@ from kit.settings import PLACEHOLDER_SECRET, ServiceSettings
 class GenerationSettings(ServiceSettings):
     database_url: str = "postgresql://postgres@127.0.0.1:5432/atelier_generation"
     grpc_port: int = 50054
-    # Data folder of the embedded stack (ATELIER_HOME); the local blob store lives under it.
+    # Data folder of the embedded stack (ATELIER_HOME); a local blob store lives under it.
     home: Path = Path(".atelier")
 
     # -- blob store ------------------------------------------------------------------------------
-    blob_backend: Literal["local", "s3"] = "local"
-    # Empty: `{home}/blobs`.
+    # An S3 bucket wherever the product runs (`make run` starts SeaweedFS and points here); "local" keeps
+    # files in one process's folder, for unit tests only, and is refused in production.
+    blob_backend: Literal["local", "s3"] = "s3"
+    # Local backend only. Empty: `{home}/blobs`.
     blob_dir: Path | None = None
     # Where the gateway serves files; empty: `{public_url}/v1/files`.
     blob_url_base: str = ""
     public_url: str = "http://127.0.0.1:8000"
     blob_url_secret: str = PLACEHOLDER_SECRET
     blob_url_ttl_seconds: int = Field(default=3600, ge=60)
+    # Empty: AWS's endpoint for the region.
     s3_endpoint: str = ""
     s3_bucket: str = ""
     s3_region: str = "us-east-1"
+    # Both empty: botocore's default chain (AWS_* variables, web identity, instance role).
     s3_access_key: str = ""
     s3_secret_key: str = ""
 
@@ -61,6 +65,20 @@ class GenerationSettings(ServiceSettings):
     def _real_secret_in_production(self) -> GenerationSettings:
         if self.environment == "production" and self.blob_url_secret == PLACEHOLDER_SECRET:
             raise ValueError("ATELIER_BLOB_URL_SECRET must be set in production")
+        return self
+
+    @model_validator(mode="after")
+    def _shared_blob_store(self) -> GenerationSettings:
+        if self.blob_backend == "local" and self.environment == "production":
+            raise ValueError(
+                "ATELIER_BLOB_BACKEND=local keeps files in one pod's folder, which the worker writes and "
+                "generation reads from other pods: production needs ATELIER_BLOB_BACKEND=s3 and ATELIER_S3_*"
+            )
+        if self.blob_backend == "s3" and not self.s3_bucket:
+            raise ValueError(
+                "ATELIER_S3_BUCKET must be set (with ATELIER_S3_ENDPOINT and its keys, unless on AWS); "
+                "`make run` starts SeaweedFS and sets them"
+            )
         return self
 
     @property

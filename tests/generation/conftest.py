@@ -7,14 +7,16 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import cast
 
 import pytest
 
 from atelier.catalog.v1 import catalog_pb2
 from atelier.events.v1 import events_pb2
 from atelier.generation.v1 import generation_pb2_grpc
+from devkit.embedded import EmbeddedSeaweed, S3Access, free_port
 from kit import grpc_client
 from kit.bus import Bus, Delivery
 from kit.db import Database, drop_database, ensure_database, with_database
@@ -23,7 +25,7 @@ from kit.identity import Identity
 from kit.migrations import upgrade_async
 from kit.outbox import Outbox, OutboxRelay
 from kit.service import Runtime
-from services.generation.blobs import Blobs
+from services.generation.blobs import Blobs, S3BlobStore
 from services.generation.clients import Clients
 from services.generation.conversations import Conversations
 from services.generation.models import outbox as outbox_table
@@ -62,6 +64,12 @@ class Stack:
         self.ledger.posted[user_id] = credits_milli
         return Identity(user_id=user_id, status="active" if verified else "unverified")
 
+    async def stored_keys(self) -> list[str]:
+        """Every key in this stack's bucket."""
+        client = await cast(S3BlobStore, self.blobs.store).client()
+        listing = await client.list_objects_v2(Bucket=self.settings.s3_bucket)
+        return sorted(item["Key"] for item in listing.get("Contents", []))
+
     def env(self) -> dict[str, str]:
         s = self.settings
         return {
@@ -71,7 +79,11 @@ class Stack:
             "ATELIER_GRPC_PORT": "0",
             "ATELIER_GRPC_HOST": "127.0.0.1",
             "ATELIER_MIGRATE_ON_START": "false",
-            "ATELIER_BLOB_DIR": str(s.blob_root),
+            "ATELIER_BLOB_BACKEND": "s3",
+            "ATELIER_S3_ENDPOINT": s.s3_endpoint,
+            "ATELIER_S3_BUCKET": s.s3_bucket,
+            "ATELIER_S3_ACCESS_KEY": s.s3_access_key,
+            "ATELIER_S3_SECRET_KEY": s.s3_secret_key,
             "ATELIER_JOB_ACK_WAIT_SECONDS": str(s.job_ack_wait_seconds),
             "ATELIER_POLL_INTERVAL_SECONDS": str(s.poll_interval_seconds),
             "ATELIER_LOCAL_DELAY_SECONDS": str(s.local_delay_seconds),
@@ -134,8 +146,35 @@ def upstream(fake: FakeUpstream) -> FakeUpstream:
     return fake
 
 
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Access]:
+    """One real S3 server (SeaweedFS, as `make run` starts it) for the run; each test gets a bucket in it."""
+    home = tmp_path_factory.mktemp("seaweed")
+    server = EmbeddedSeaweed(home / "data", free_port(), home / "weed.log")
+    yield server.start()
+    server.stop(graceful=False)  # scratch data: no need to wait out its 15 s shutdown
+
+
 @pytest.fixture
-async def stack(infra: Infra, tmp_path: Path) -> AsyncIterator[Stack]:
+async def bucket(seaweed: S3Access) -> AsyncIterator[S3Access]:
+    """A fresh bucket, removed with everything in it after the test."""
+    access = replace(seaweed, bucket=f"t{uuid.uuid4().hex[:16]}")
+    store = S3BlobStore(
+        endpoint=access.endpoint,
+        bucket=access.bucket,
+        region=access.region,
+        access_key=access.access_key,
+        secret_key=access.secret_key,
+    )
+    client = await store.client()
+    await client.create_bucket(Bucket=access.bucket)
+    yield access
+    await client.delete_bucket(Bucket=access.bucket)  # SeaweedFS deletes a bucket's objects with it
+    await store.aclose()
+
+
+@pytest.fixture
+async def stack(infra: Infra, bucket: S3Access) -> AsyncIterator[Stack]:
     suffix = uuid.uuid4().hex[:6]
     url = with_database(
         infra.database_server, f"{infra.database_name('generation')}_{suffix}"
@@ -159,7 +198,11 @@ async def stack(infra: Infra, tmp_path: Path) -> AsyncIterator[Stack]:
         namespace=namespace,
         catalog_addr=f"127.0.0.1:{fakes.port}",
         ledger_addr=f"127.0.0.1:{fakes.port}",
-        blob_dir=tmp_path / "blobs",
+        blob_backend="s3",
+        s3_endpoint=bucket.endpoint,
+        s3_bucket=bucket.bucket,
+        s3_access_key=bucket.access_key,
+        s3_secret_key=bucket.secret_key,
         blob_url_secret="test-secret",
         local_delay_seconds=0.0,
         job_ack_wait_seconds=2.0,
@@ -212,6 +255,7 @@ async def stack(infra: Infra, tmp_path: Path) -> AsyncIterator[Stack]:
     await fakes.stop(0)
     await clients.close()
     await providers.aclose()
+    await blobs.aclose()
     with contextlib.suppress(Exception):
         await bus.delete_streams()
     await bus.nc.close()  # not a drain: pull subscriptions would hold a drain for its 30 s timeout

@@ -1,4 +1,5 @@
-"""The blob store: local round trip, key safety, signed URLs, and SigV4 for S3-compatible stores."""
+"""The blob store without a server: the local folder (unit tests only), key safety, signed URLs, byte ranges,
+and the settings that refuse a local folder in production. Against a real S3 server: test_blobs_s3.py."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 
 from kit import signed_urls
 from kit.errors import NotFound
-from services.generation.blobs import BlobNotFound, Blobs, LocalBlobStore, S3BlobStore, check_key
+from services.generation.blobs import BlobNotFound, Blobs, LocalBlobStore, Span, byte_span, check_key
 
 
 async def test_local_store_round_trip(tmp_path: Path) -> None:
@@ -67,30 +68,58 @@ def test_signed_urls_expire_and_cannot_be_altered(tmp_path: Path) -> None:
     assert not signed_urls.verify("outputs/u1/t1/0.png", expires, signature, secret="other", now=1_000_100)
 
 
-def test_sigv4_matches_the_documented_example() -> None:
-    """AWS's published GET Object example (examplebucket, test.txt, Range bytes=0-9)."""
-    store = S3BlobStore(
-        endpoint="https://examplebucket.s3.amazonaws.com",
-        bucket="examplebucket",
-        region="us-east-1",
-        access_key="AKIAIOSFODNN7EXAMPLE",
-        secret_key="wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-    )
-    headers = store.sign(
-        "GET", "/test.txt", b"", now=dt.datetime(2013, 5, 24, tzinfo=dt.UTC), extra={"range": "bytes=0-9"}
-    )
-    assert headers["authorization"] == (
-        "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, "
-        "SignedHeaders=host;range;x-amz-content-sha256;x-amz-date, "
-        "Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"
-    )
-
-
 def test_the_placeholder_url_secret_is_refused_in_production() -> None:
     from pydantic import ValidationError
 
     from services.generation.settings import GenerationSettings
 
     with pytest.raises(ValidationError, match="BLOB_URL_SECRET"):
-        GenerationSettings(environment="production")
-    assert GenerationSettings(environment="production", blob_url_secret="x" * 32).blob_url_secret
+        GenerationSettings(environment="production", s3_bucket="b")
+    assert GenerationSettings(
+        environment="production", s3_bucket="b", blob_url_secret="x" * 32
+    ).blob_url_secret
+
+
+def test_production_refuses_a_local_folder_and_s3_needs_a_bucket() -> None:
+    from pydantic import ValidationError
+
+    from services.generation.settings import GenerationSettings
+
+    with pytest.raises(ValidationError, match="BLOB_BACKEND=local keeps files in one pod's folder"):
+        GenerationSettings(environment="production", blob_url_secret="x" * 32, blob_backend="local")
+    with pytest.raises(ValidationError, match="ATELIER_S3_BUCKET must be set"):
+        GenerationSettings()
+    assert GenerationSettings(blob_backend="local").blob_root == Path(".atelier/blobs")
+
+
+async def test_the_local_store_reads_ranges_and_heads(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path)
+    await store.put("outputs/u1/t1/0.png", b"0123456789", "image/png")
+    assert b"".join([c async for c in store.open("outputs/u1/t1/0.png", 2, 5)]) == b"234"
+    info = await store.head("outputs/u1/t1/0.png")
+    assert (info.size, info.content_type) == (10, "image/png")
+    with pytest.raises(BlobNotFound):
+        await store.head("outputs/u1/t1/1.png")
+
+
+@pytest.mark.parametrize(
+    ("size", "first", "last", "span"),
+    [
+        (10, None, None, Span(0, 10)),
+        (0, None, None, Span(0, 0)),
+        (10, 2, 5, Span(2, 6)),
+        (10, 2, None, Span(2, 10)),
+        (10, 2, 99, Span(2, 10)),
+        (10, None, 3, Span(7, 10)),
+        (10, None, 99, Span(0, 10)),
+        (10, 10, None, None),
+        (10, 10, 12, None),
+        (10, None, 0, None),
+        (0, None, 5, None),
+        (0, 0, None, None),
+    ],
+)
+def test_byte_spans_follow_http_ranges(
+    size: int, first: int | None, last: int | None, span: Span | None
+) -> None:
+    assert byte_span(size, first, last) == span

@@ -328,8 +328,9 @@ async def test_a_job_that_can_never_run_fails_its_task_and_releases(stack: Stack
         capability="image_edit",
         inputs=[generation_pb2.TaskInput(upload_id=upload.id, role=generation_pb2.INPUT_ROLE_EDIT)],
     )
-    for path in stack.settings.blob_root.rglob(f"{upload.id}.*"):
-        path.unlink()  # the input vanished between submission and the job
+    for key in await stack.stored_keys():
+        if Path(key).stem == upload.id:
+            await stack.blobs.store.delete(key)  # the input vanished between submission and the job
     await stack.start_worker()
     event = await stack.wait_completed(task.id)
     assert (event.status, event.error.code) == (generation_pb2.TASK_STATUS_FAILED, "internal_error")

@@ -167,6 +167,115 @@ class ReadFileResponse(_message.Message):
 Global___ReadFileResponse: _TypeAlias = ReadFileResponse  # noqa: Y015
 
 @_typing.final
+class ReadFileRangeRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PATH_FIELD_NUMBER: _builtins.int
+    EXPIRES_FIELD_NUMBER: _builtins.int
+    SIGNATURE_FIELD_NUMBER: _builtins.int
+    FIRST_FIELD_NUMBER: _builtins.int
+    LAST_FIELD_NUMBER: _builtins.int
+    DESCRIBE_ONLY_FIELD_NUMBER: _builtins.int
+    path: _builtins.str
+    """As in ReadFileRequest."""
+    expires: _builtins.int
+    signature: _builtins.str
+    first: _builtins.int
+    """One range as HTTP names it: bytes `first`..`last` inclusive; `first`
+    alone: to the end; `last` alone: the last `last` bytes. Neither: the
+    whole file.
+    """
+    last: _builtins.int
+    describe_only: _builtins.bool
+    """The first message only (no bytes): for HEAD and conditional requests."""
+    def __init__(
+        self,
+        *,
+        path: _builtins.str = ...,
+        expires: _builtins.int = ...,
+        signature: _builtins.str = ...,
+        first: _builtins.int | None = ...,
+        last: _builtins.int | None = ...,
+        describe_only: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_first", b"_first", "_last", b"_last", "first", b"first", "last", b"last"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_first", b"_first", "_last", b"_last", "describe_only", b"describe_only", "expires", b"expires", "first", b"first", "last", b"last", "path", b"path", "signature", b"signature"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__first: _TypeAlias = _typing.Literal["first"]  # noqa: Y015
+    _WhichOneofArgType__first: _TypeAlias = _typing.Literal["_first", b"_first"]  # noqa: Y015
+    _WhichOneofReturnType__last: _TypeAlias = _typing.Literal["last"]  # noqa: Y015
+    _WhichOneofArgType__last: _TypeAlias = _typing.Literal["_last", b"_last"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__first) -> _WhichOneofReturnType__first | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__last) -> _WhichOneofReturnType__last | None: ...
+
+Global___ReadFileRangeRequest: _TypeAlias = ReadFileRangeRequest  # noqa: Y015
+
+@_typing.final
+class ReadFileRangeResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATA_FIELD_NUMBER: _builtins.int
+    FILE_FIELD_NUMBER: _builtins.int
+    SATISFIABLE_FIELD_NUMBER: _builtins.int
+    START_FIELD_NUMBER: _builtins.int
+    END_FIELD_NUMBER: _builtins.int
+    data: _builtins.bytes
+    satisfiable: _builtins.bool
+    start: _builtins.int
+    end: _builtins.int
+    @_builtins.property
+    def file(self) -> Global___StoredFile:
+        """The first message only: the whole file's size, ETag (opaque, unquoted;
+        it changes whenever the bytes do) and content type, and the bytes served,
+        `start` (inclusive) to `end` (exclusive).
+        """
+
+    def __init__(
+        self,
+        *,
+        data: _builtins.bytes = ...,
+        file: Global___StoredFile | None = ...,
+        satisfiable: _builtins.bool = ...,
+        start: _builtins.int = ...,
+        end: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["file", b"file"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "end", b"end", "file", b"file", "satisfiable", b"satisfiable", "start", b"start"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReadFileRangeResponse: _TypeAlias = ReadFileRangeResponse  # noqa: Y015
+
+@_typing.final
+class StoredFile(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SIZE_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
+    CONTENT_TYPE_FIELD_NUMBER: _builtins.int
+    size: _builtins.int
+    etag: _builtins.str
+    content_type: _builtins.str
+    def __init__(
+        self,
+        *,
+        size: _builtins.int = ...,
+        etag: _builtins.str = ...,
+        content_type: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "etag", b"etag", "size", b"size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StoredFile: _TypeAlias = StoredFile  # noqa: Y015
+
+@_typing.final
 class TaskInput(_message.Message):
     """An image given to a task: a user upload or an output of an earlier task of
     the same user (workflow steps feed the previous step's image this way).

@@ -92,6 +92,11 @@ class GenerationServiceStub:
                 request_serializer=atelier_dot_generation_dot_v1_dot_generation__pb2.ReadFileRequest.SerializeToString,
                 response_deserializer=atelier_dot_generation_dot_v1_dot_generation__pb2.ReadFileResponse.FromString,
                 _registered_method=True)
+        self.ReadFileRange = channel.unary_stream(
+                '/atelier.generation.v1.GenerationService/ReadFileRange',
+                request_serializer=atelier_dot_generation_dot_v1_dot_generation__pb2.ReadFileRangeRequest.SerializeToString,
+                response_deserializer=atelier_dot_generation_dot_v1_dot_generation__pb2.ReadFileRangeResponse.FromString,
+                _registered_method=True)
 
 
 class GenerationServiceServicer:
@@ -180,6 +185,17 @@ class GenerationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReadFileRange(self, request, context):
+        """The same link's file, one byte range at a time, read from the store in
+        chunks (no process holds the whole file): the first message describes the
+        file and the range served, the rest carry its bytes in order. A range that
+        names no byte of the file is answered by the first message alone, with
+        `satisfiable` false. Same refusals as ReadFile; a missing file is NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GenerationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -237,6 +253,11 @@ def add_GenerationServiceServicer_to_server(servicer, server):
                     servicer.ReadFile,
                     request_deserializer=atelier_dot_generation_dot_v1_dot_generation__pb2.ReadFileRequest.FromString,
                     response_serializer=atelier_dot_generation_dot_v1_dot_generation__pb2.ReadFileResponse.SerializeToString,
+            ),
+            'ReadFileRange': grpc.unary_stream_rpc_method_handler(
+                    servicer.ReadFileRange,
+                    request_deserializer=atelier_dot_generation_dot_v1_dot_generation__pb2.ReadFileRangeRequest.FromString,
+                    response_serializer=atelier_dot_generation_dot_v1_dot_generation__pb2.ReadFileRangeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -539,6 +560,33 @@ class GenerationService:
             '/atelier.generation.v1.GenerationService/ReadFile',
             atelier_dot_generation_dot_v1_dot_generation__pb2.ReadFileRequest.SerializeToString,
             atelier_dot_generation_dot_v1_dot_generation__pb2.ReadFileResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReadFileRange(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/atelier.generation.v1.GenerationService/ReadFileRange',
+            atelier_dot_generation_dot_v1_dot_generation__pb2.ReadFileRangeRequest.SerializeToString,
+            atelier_dot_generation_dot_v1_dot_generation__pb2.ReadFileRangeResponse.FromString,
             options,
             channel_credentials,
             insecure,

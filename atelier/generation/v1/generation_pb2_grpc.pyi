@@ -66,6 +66,13 @@ class GenerationServiceStub:
     the gateway passes the path, expiry and signature it was given and streams
     the chunks back. An expired or forged link is PERMISSION_DENIED.
     """
+    ReadFileRange: _grpc.UnaryStreamMultiCallable[_generation_pb2.ReadFileRangeRequest, _generation_pb2.ReadFileRangeResponse]
+    """The same link's file, one byte range at a time, read from the store in
+    chunks (no process holds the whole file): the first message describes the
+    file and the range served, the rest carry its bytes in order. A range that
+    names no byte of the file is answered by the first message alone, with
+    `satisfiable` false. Same refusals as ReadFile; a missing file is NOT_FOUND.
+    """
 
 @_typing.type_check_only
 class GenerationServiceAsyncStub(GenerationServiceStub):
@@ -104,6 +111,13 @@ class GenerationServiceAsyncStub(GenerationServiceStub):
     """A stored file (output or upload) named by one of our expiring signed URLs;
     the gateway passes the path, expiry and signature it was given and streams
     the chunks back. An expired or forged link is PERMISSION_DENIED.
+    """
+    ReadFileRange: _aio.UnaryStreamMultiCallable[_generation_pb2.ReadFileRangeRequest, _generation_pb2.ReadFileRangeResponse]  # type: ignore[assignment]
+    """The same link's file, one byte range at a time, read from the store in
+    chunks (no process holds the whole file): the first message describes the
+    file and the range served, the rest carry its bytes in order. A range that
+    names no byte of the file is answered by the first message alone, with
+    `satisfiable` false. Same refusals as ReadFile; a missing file is NOT_FOUND.
     """
 
 class GenerationServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -206,6 +220,19 @@ class GenerationServiceServicer(metaclass=_abc_1.ABCMeta):
         """A stored file (output or upload) named by one of our expiring signed URLs;
         the gateway passes the path, expiry and signature it was given and streams
         the chunks back. An expired or forged link is PERMISSION_DENIED.
+        """
+
+    @_abc_1.abstractmethod
+    def ReadFileRange(
+        self,
+        request: _generation_pb2.ReadFileRangeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_generation_pb2.ReadFileRangeResponse], _abc.AsyncIterator[_generation_pb2.ReadFileRangeResponse]]:
+        """The same link's file, one byte range at a time, read from the store in
+        chunks (no process holds the whole file): the first message describes the
+        file and the range served, the rest carry its bytes in order. A range that
+        names no byte of the file is answered by the first message alone, with
+        `satisfiable` false. Same refusals as ReadFile; a missing file is NOT_FOUND.
         """
 
 def add_GenerationServiceServicer_to_server(servicer: GenerationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
