@@ -56,15 +56,22 @@ def instances() -> list[str]:
     return [name for process in PROCESSES for name in (process, f"{process}-2")]
 
 
-def nats_nodes(stack: Stack) -> dict[str, psutil.Process]:
-    """The launcher's NATS nodes by name (n1, n2, n3), from their config files."""
+def servers(stack: Stack) -> list[tuple[psutil.Process, list[str]]]:
+    """The launcher's living children with their command lines (a killed one stays a zombie there)."""
     assert stack.process is not None
-    nodes = {}
+    living = []
     for child in psutil.Process(stack.process.pid).children():
         try:
-            command = child.cmdline()
-        except psutil.NoSuchProcess:
+            living.append((child, child.cmdline()))
+        except psutil.NoSuchProcess:  # zombies included
             continue
+    return living
+
+
+def nats_nodes(stack: Stack) -> dict[str, psutil.Process]:
+    """The launcher's NATS nodes by name (n1, n2, n3), from their config files."""
+    nodes = {}
+    for child, command in servers(stack):
         if command and command[0].endswith("nats-server") and "-c" in command:
             config = command[command.index("-c") + 1]
             nodes[config.split("/")[-2]] = child
@@ -232,17 +239,14 @@ def test_an_output_is_served_whole_and_in_ranges_by_every_gateway(cluster: Stack
 
 def _restart_object_store(cluster: Stack, restarted: list[int]) -> None:
     """kill -9 the S3 server (SeaweedFS) mid-load and start it again on the same data and ports."""
-    assert cluster.process is not None
     time.sleep(random.uniform(1.0, 3.0))
-    (store,) = [
-        child
-        for child in psutil.Process(cluster.process.pid).children()
-        if child.cmdline()[:1] and child.cmdline()[0].endswith("weed") and "server" in child.cmdline()
+    ((store, command),) = [
+        (child, command) for child, command in servers(cluster) if command[:1] and command[0].endswith("weed")
     ]
-    command = store.cmdline()
     store.kill()
     time.sleep(1.0)
-    ADOPTED.append(subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL))
+    null = subprocess.DEVNULL
+    ADOPTED.append(subprocess.Popen(command, stdin=null, stdout=null, stderr=null))
     restarted.append(store.pid)
 
 
