@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 from tests.catalog.conftest import catalog, catalog_template
-from tests.generation.conftest import stack
+from tests.generation.conftest import bucket, seaweed, stack
 
-__all__ = ["catalog", "catalog_template", "stack"]
+__all__ = ["bucket", "catalog", "catalog_template", "seaweed", "stack"]
