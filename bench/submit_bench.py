@@ -224,6 +224,10 @@ def run_shape(infra: Infra, shape: str, args: argparse.Namespace) -> ShapeResult
         ATELIER_LOCAL_DELAY_SECONDS="0",
         ATELIER_LOCAL_FAILURE_FRACTION="0",
         ATELIER_LOG_LEVEL="WARNING",
+        # The same pools on both shapes, small enough that the cluster's twelve processes and the floor
+        # fit a stock PostgreSQL's 100 connections (the default 5 + 10 per process ran out at 16 clients).
+        ATELIER_DB_POOL_SIZE="2",
+        ATELIER_DB_MAX_OVERFLOW="3",
     )
     floor: Floor | None = None
     try:
