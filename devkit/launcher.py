@@ -304,7 +304,7 @@ class Launcher:
         waiting = list(self.gateway_ops)
         while time.monotonic() < deadline and not self.stopping:
             self.supervise()
-            waiting = [ops for ops in waiting if not _ready(ops)]
+            waiting = [ops for ops in waiting if not ready(ops)]
             if not waiting:
                 return True
             time.sleep(0.3)
@@ -363,7 +363,8 @@ class Launcher:
         self.say("stopped")
 
 
-def _ready(ops: str) -> bool:
+def ready(ops: str) -> bool:
+    """Whether a gateway's dependencies all answer (its /readyz on the operations port says "ready")."""
     try:
         return bool(httpx.get(f"{ops}/readyz", timeout=2.0).json().get("status") == "ready")
     except (httpx.HTTPError, ValueError):

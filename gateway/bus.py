@@ -1,4 +1,5 @@
-"""The gateway's NATS connection (it reads events for live updates; it never owns a stream)."""
+"""The gateway's NATS connection: it reads events for live updates and keeps its rate limits in the
+`RATELIMITS` key-value bucket (kit/bus.py); it owns no event stream."""
 
 from __future__ import annotations
 

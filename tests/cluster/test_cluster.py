@@ -21,9 +21,10 @@ import psutil
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from devkit.launcher import ready
 from kit.bus import STREAMS, Bus
 from tests.cluster.conftest import ADOPTED
-from tests.e2e.stack import Stack, ready
+from tests.e2e.stack import Stack
 from tests.faults.workload import FULL, check_money, child_pid, make_users, settle, stream, wait_ready
 
 pytestmark = pytest.mark.slow

@@ -23,6 +23,7 @@ import httpx
 import psycopg
 
 from devkit.embedded import port_block
+from devkit.launcher import ready
 from kit.bus import Bus
 from kit.db import libpq_dsn
 from tests.infra import Infra
@@ -180,14 +181,6 @@ class Stack:
             text=True,
             timeout=120,
         )
-
-
-def ready(ops: str) -> bool:
-    """Whether a gateway's dependencies all answer (its /readyz on the operations port)."""
-    try:
-        return bool(httpx.get(f"{ops}/readyz", timeout=2).json().get("status") == "ready")
-    except (httpx.HTTPError, ValueError):
-        return False
 
 
 async def _drop_streams(nats_url: str, namespace: str) -> None:

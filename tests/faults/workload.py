@@ -19,7 +19,8 @@ import psutil
 import psycopg
 from PIL import Image
 
-from tests.e2e.stack import Stack, ready
+from devkit.launcher import ready
+from tests.e2e.stack import Stack
 from tests.e2e.test_journey import recharge, register_and_verify
 
 FULL = os.environ.get("ATELIER_FAULTS_FULL") == "1"
