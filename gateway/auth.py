@@ -28,11 +28,13 @@ How other routes use this (billing, tasks, admin, ...):
     @router.get("/v1/admin/users")                 # admin role; API keys: "read" to read, "admin"
     async def users(principal: AdminPrincipal) -> ...: ...   # for every other method
 
-`principal.metadata()` is the verified identity as gRPC metadata
-(`kit.identity.Identity.metadata()`); services read it with `kit.identity.caller(context)` and refuse
-user-scoped calls without it. Refusals are problem+json: 401 `unauthenticated` / `session_ended`
-(with `WWW-Authenticate: Bearer`), 403 `account_disabled`, 403 `email_not_verified`, 403
-`admin_required`, 403 `insufficient_scope` (naming the `scope` missing).
+`principal.metadata()` is the verified user as gRPC metadata: a short-lived token signed with the
+gateway's key (`kit.user_tokens`), minted per call; services verify it (`kit.access`) and read it with
+`kit.identity.caller(context)`, refusing user-scoped calls without it.
+
+Refusals are problem+json: 401 `unauthenticated` / `session_ended` (with `WWW-Authenticate: Bearer`),
+403 `account_disabled`, 403 `email_not_verified`, 403 `admin_required`, 403 `insufficient_scope`
+(naming the `scope` missing).
 
 Sign-in is rate limited per IP and per account, every authenticated request per account
 (`gateway/ratelimits.py`): the limits are kept in NATS, so they hold across gateway replicas.
@@ -43,7 +45,7 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Annotated, Any, Literal
 
 import grpc
@@ -61,6 +63,7 @@ from gateway.settings import GatewaySettings
 from kit.bus import Bus
 from kit.errors import DomainError, PermissionDenied, Unauthenticated, from_rpc_error
 from kit.identity import Identity, Role, Status
+from kit.user_tokens import UserTokenSigner
 
 API_KEY_PREFIXES = ("atl_live_", "atl_test_")
 ALL_SCOPES = frozenset({"read", "write", "admin"})
@@ -84,13 +87,17 @@ class Principal:
     scopes: frozenset[str] = USER_SCOPES
     session_id: str | None = None
     api_key_id: str | None = None
+    signer: UserTokenSigner | None = field(default=None, repr=False, compare=False)
 
     @property
     def user_id(self) -> str:
         return self.identity.user_id
 
     def metadata(self) -> tuple[tuple[str, str], ...]:
-        return self.identity.metadata()
+        """This user's token for a call to a service (set once the request's caller is resolved)."""
+        if self.signer is None:
+            raise RuntimeError("a principal acts for a user only once resolved by current_identity")
+        return self.signer.metadata(self.identity)
 
 
 def identity_of(user: pb.User) -> Identity:
@@ -185,11 +192,17 @@ class AuthState:
     api_by_account: Limiter
     sessions: SessionCache
     client_address: ClientAddress
+    user_tokens: UserTokenSigner
 
     @classmethod
     def from_settings(cls, settings: GatewaySettings) -> AuthState:
+        if not settings.user_token_signing_key_file:
+            raise ValueError("the gateway needs ATELIER_USER_TOKEN_SIGNING_KEY_FILE to act for users")
         return cls(
             tokens=AccessTokens(settings),
+            user_tokens=UserTokenSigner.from_file(
+                settings.user_token_signing_key_file, ttl=settings.user_token_ttl_seconds
+            ),
             login_by_ip=Limiter("login-ip", Limit(settings.login_ip_burst, settings.login_ip_refill_seconds)),
             login_by_account=Limiter(
                 "login-account", Limit(settings.login_account_burst, settings.login_account_refill_seconds)
@@ -283,10 +296,11 @@ async def session_principal(request: Request, token: str) -> Principal:
 
 
 async def _limit_account(request: Request, principal: Principal) -> Principal:
-    wait = await auth_state(request).api_by_account.take(principal.user_id)
+    state = auth_state(request)
+    wait = await state.api_by_account.take(principal.user_id)
     if wait:
         raise rate_limited(wait, "requests for this account")
-    return principal
+    return replace(principal, signer=state.user_tokens)
 
 
 async def _check_session(request: Request, claimed: Principal) -> Identity | DomainError:
@@ -295,7 +309,8 @@ async def _check_session(request: Request, claimed: Principal) -> Identity | Dom
     raised and not remembered: the request fails closed."""
     try:
         reply = await accounts(request).CheckSession(
-            pb.CheckSessionRequest(session_id=claimed.session_id or ""), metadata=claimed.metadata()
+            pb.CheckSessionRequest(session_id=claimed.session_id or ""),
+            metadata=auth_state(request).user_tokens.metadata(claimed.identity),
         )
     except grpc.aio.AioRpcError as exc:
         error = from_rpc_error(exc)

@@ -18,7 +18,7 @@ class Clients:
 
     @classmethod
     def connect(cls, settings: Settings) -> Clients:
-        return cls({name: grpc_client.channel(settings.service_addr(name)) for name in SERVICES})
+        return cls({name: grpc_client.to_peer(settings, name, workload="gateway") for name in SERVICES})
 
     async def health(self, per_call_timeout: float) -> dict[str, str]:
         """Each service's gRPC health status name (SERVING, NOT_SERVING, UNREACHABLE)."""

@@ -20,6 +20,10 @@ class GatewaySettings(Settings):
     # verify, so a new key is rolled out by prepending it and an old one retired after one token TTL.
     jwt_keys: SecretStr = SecretStr(DEV_JWT_KEYS)
     jwt_issuer: str = "atelier"
+    # The Ed25519 key that signs end-user tokens for the services (kit.user_tokens), PEM; services hold
+    # its public half (`user_token_public_keys_file`). Only the gateway has it.
+    user_token_signing_key_file: str = ""
+    user_token_ttl_seconds: int = Field(default=60, ge=5, le=300)
     jwt_audience: str = "atelier-api"
     access_token_ttl_seconds: int = Field(default=900, ge=30, le=3600)
     # A session access token is checked against accounts (role, status, session still live) at most

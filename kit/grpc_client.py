@@ -1,17 +1,27 @@
-"""gRPC client channels with default deadlines and retries of transient failures.
+"""gRPC client channels: mTLS with the workload's certificate, default deadlines, retries of transient
+failures, and the user token of the call being served forwarded on its synchronous hops.
 
 Retrying is safe because every mutation in Atelier carries a caller-chosen id and is idempotent.
+
+Python's gRPC cannot swap a channel's client certificate, so with TLS a `channel` is a `RotatingChannel`:
+before a call it looks at the workload's files (`kit.tls.TlsFiles`, at most once a second), and when they
+changed it opens a new channel for the calls that follow while the old one drains.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import grpc
 
 from kit.errors import DomainError, Unavailable, from_rpc_error
+from kit.identity import CURRENT
+from kit.settings import Settings
+from kit.tls import WORKLOAD_HEADER, TlsFiles, files_for
+from kit.user_tokens import HEADER as USER_TOKEN_HEADER
 
 DEFAULT_TIMEOUT = 10.0
 T = TypeVar("T")
@@ -59,18 +69,147 @@ class _DefaultDeadline(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStrea
         return await continuation(self._with_deadline(details), request)
 
 
-def channel(target: str, *, timeout: float = DEFAULT_TIMEOUT) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(
-        target,
-        options=[
-            ("grpc.enable_retries", 1),
-            ("grpc.service_config", _SERVICE_CONFIG),
-            ("grpc.keepalive_time_ms", 30_000),
-            ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-            ("grpc.max_send_message_length", 64 * 1024 * 1024),
-        ],
-        interceptors=[_DefaultDeadline(timeout)],
+class _Caller(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[misc]
+    """Adds the user token of the call being served (if any, and if the caller set none), and on a
+    plaintext channel the workload's claim (`kit.access` believes it only outside production)."""
+
+    def __init__(self, claim: str | None) -> None:
+        self.claim = claim
+
+    def _details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+        metadata = grpc.aio.Metadata(*(details.metadata or ()))
+        serving = CURRENT.get()
+        if serving is not None and serving.token and USER_TOKEN_HEADER not in metadata:
+            metadata.add(USER_TOKEN_HEADER, serving.token)
+        if self.claim and WORKLOAD_HEADER not in metadata:
+            metadata.add(WORKLOAD_HEADER, self.claim)
+        return grpc.aio.ClientCallDetails(
+            details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
+        )
+
+    async def intercept_unary_unary(
+        self, continuation: Callable[..., Awaitable[Any]], details: grpc.aio.ClientCallDetails, request: Any
+    ) -> Any:
+        return await continuation(self._details(details), request)
+
+    async def intercept_unary_stream(
+        self, continuation: Callable[..., Awaitable[Any]], details: grpc.aio.ClientCallDetails, request: Any
+    ) -> Any:
+        return await continuation(self._details(details), request)
+
+
+_OPTIONS = [
+    ("grpc.enable_retries", 1),
+    ("grpc.service_config", _SERVICE_CONFIG),
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+]
+
+
+def channel(
+    target: str,
+    *,
+    workload: str,
+    tls: TlsFiles | None = None,
+    peer: str = "",
+    timeout: float = DEFAULT_TIMEOUT,
+) -> grpc.aio.Channel:
+    """A channel to `target` for `workload`. With `tls`, the server must present a certificate for
+    `peer` (the service's name) from the same CA, and this workload presents its own."""
+    if tls is None:
+        return grpc.aio.insecure_channel(
+            target, options=_OPTIONS, interceptors=[_DefaultDeadline(timeout), _Caller(workload)]
+        )
+    if not peer:
+        raise ValueError("a TLS channel needs the peer service's name")
+
+    def open_channel() -> grpc.aio.Channel:
+        return grpc.aio.secure_channel(
+            target,
+            tls.channel_credentials(),
+            options=[*_OPTIONS, ("grpc.ssl_target_name_override", peer)],
+            interceptors=[_DefaultDeadline(timeout), _Caller(None)],
+        )
+
+    return cast(grpc.aio.Channel, RotatingChannel(open_channel, tls))
+
+
+def to_peer(
+    settings: Settings, peer: str, *, workload: str, timeout: float = DEFAULT_TIMEOUT
+) -> grpc.aio.Channel:
+    """A channel from this process (`workload`) to the service `peer`, as `settings` configure both."""
+    return channel(
+        settings.service_addr(peer),
+        workload=workload,
+        tls=files_for(settings.grpc_tls_dir),
+        peer=peer,
+        timeout=timeout,
     )
+
+
+class RotatingChannel:
+    """Stands in for a `grpc.aio.Channel` (what stubs use of it), re-opened when the TLS files change.
+    The replaced channel is closed after `grace` seconds, letting calls in flight finish."""
+
+    def __init__(
+        self, open_channel: Callable[[], grpc.aio.Channel], tls: TlsFiles, grace: float = 60.0
+    ) -> None:
+        self._open = open_channel
+        self._tls = tls
+        self._grace = grace
+        self._fingerprint = tls.current.fingerprint
+        self._channel = open_channel()
+        self._retiring: set[asyncio.Task[None]] = set()
+
+    def current(self) -> grpc.aio.Channel:
+        self._tls.reload()
+        fingerprint = self._tls.current.fingerprint
+        if fingerprint != self._fingerprint:
+            retired, self._channel, self._fingerprint = self._channel, self._open(), fingerprint
+            task = asyncio.get_running_loop().create_task(retired.close(self._grace))
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
+        return self._channel
+
+    def unary_unary(self, method: str, *args: Any, **kwargs: Any) -> _Multicallable:
+        return _Multicallable(self, "unary_unary", method, args, kwargs)
+
+    def unary_stream(self, method: str, *args: Any, **kwargs: Any) -> _Multicallable:
+        return _Multicallable(self, "unary_stream", method, args, kwargs)
+
+    async def channel_ready(self) -> None:
+        await self.current().channel_ready()
+
+    def get_state(self, try_to_connect: bool = False) -> grpc.ChannelConnectivity:
+        return self.current().get_state(try_to_connect)
+
+    async def close(self, grace: float | None = None) -> None:
+        await self._channel.close(grace)
+        for task in list(self._retiring):
+            task.cancel()
+
+    async def __aenter__(self) -> RotatingChannel:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+class _Multicallable:
+    """One RPC of a `RotatingChannel`: each call goes to the channel current at the time."""
+
+    def __init__(
+        self, owner: RotatingChannel, kind: str, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        self._owner, self._kind, self._method, self._args, self._kwargs = owner, kind, method, args, kwargs
+        self._bound: tuple[grpc.aio.Channel | None, Any] = (None, None)
+
+    def __call__(self, request: Any, **kwargs: Any) -> Any:
+        channel = self._owner.current()
+        if self._bound[0] is not channel:
+            self._bound = (channel, getattr(channel, self._kind)(self._method, *self._args, **self._kwargs))
+        return self._bound[1](request, **kwargs)
 
 
 def domain_error(error: grpc.aio.AioRpcError) -> DomainError:

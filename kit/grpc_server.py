@@ -1,5 +1,5 @@
-"""gRPC `grpc.aio` server bootstrap: health, reflection, one interceptor (unstorable text refused, errors
-mapped, metrics recorded), graceful stop."""
+"""gRPC `grpc.aio` server bootstrap: mTLS, health, reflection, one interceptor (caller authorized, unstorable
+text refused, errors mapped, metrics recorded), graceful stop."""
 
 from __future__ import annotations
 
@@ -14,19 +14,26 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from kit import metrics, text
+from kit.access import ACCESS, Authorizer
 from kit.errors import DomainError
+from kit.identity import CURRENT
+from kit.settings import Settings
 from kit.telemetry import current_trace_id
+from kit.tls import TlsFiles
+from kit.user_tokens import UserTokenVerifier
 
 log = logging.getLogger(__name__)
 
 
 class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Refuses a request with text PostgreSQL cannot store in any string field (`kit.text`), maps
-    `DomainError` to its status (code in trailing metadata), hides other failures as INTERNAL, and
+    """Lets a call through only as `kit.access` allows (the verified caller is `kit.identity.CURRENT` for
+    the handler), refuses a request with text PostgreSQL cannot store in any string field (`kit.text`),
+    maps `DomainError` to its status (code in trailing metadata), hides other failures as INTERNAL, and
     records per-method request counts and latency."""
 
-    def __init__(self, service: str) -> None:
+    def __init__(self, service: str, access: Authorizer) -> None:
         self.service = service
+        self.access = access
 
     async def intercept_service(
         self,
@@ -36,7 +43,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
-        method = handler_call_details.method.rsplit("/", 1)[-1]
+        method = handler_call_details.method
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
                 self._wrap_unary(handler.unary_unary, method),
@@ -49,7 +56,14 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
-        return handler
+        if handler.stream_stream:  # reflection: authorized on its method alone, before the first message
+            return grpc.stream_stream_rpc_method_handler(
+                self._wrap_stream(handler.stream_stream, method),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        # No Atelier RPC streams its requests into a single reply: nothing of that kind is let through.
+        return None
 
     def _wrap_unary(
         self, behavior: Callable[..., Awaitable[Any]], method: str
@@ -62,7 +76,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 return response
             finally:
                 trace_id = current_trace_id()
-                metrics.RPC_LATENCY.labels(self.service, method).observe(
+                metrics.RPC_LATENCY.labels(self.service, method.rsplit("/", 1)[-1]).observe(
                     time.perf_counter() - started, exemplar={"trace_id": trace_id} if trace_id else None
                 )
 
@@ -82,11 +96,17 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     async def _answering(
         self, request: Any, context: grpc.aio.ServicerContext, method: str
     ) -> AsyncIterator[None]:
-        """Around one call: checks the request's text, turns what the handler raised into its status,
-        and counts the call under that status's name."""
+        """Around one call: authorizes the caller, checks the request's text, turns what the handler
+        raised into its status, and counts the call under that status's name."""
         code = "OK"
+        bound = None
         try:
-            text.check_message(request)
+            streaming_request = hasattr(request, "__aiter__")
+            bound = CURRENT.set(
+                self.access.authorize(method, None if streaming_request else request, context)
+            )
+            if not streaming_request:
+                text.check_message(request)
             yield
         except DomainError as exc:
             code = exc.status.name
@@ -99,16 +119,41 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             log.exception("unhandled error in %s/%s", self.service, method)
             await context.abort(grpc.StatusCode.INTERNAL, "internal error")
         finally:
-            metrics.RPC_REQUESTS.labels(self.service, method, code).inc()
+            if bound is not None:
+                CURRENT.reset(bound)
+            metrics.RPC_REQUESTS.labels(self.service, method.rsplit("/", 1)[-1], code).inc()
+
+
+def authorizer(settings: Settings, *, tls: bool) -> Authorizer:
+    """The product's table, verifying user tokens with the public keys `settings` names."""
+    path = settings.user_token_public_keys_file
+    return Authorizer(ACCESS, UserTokenVerifier(path) if path else None, tls=tls)
 
 
 class GrpcServer:
-    """A `grpc.aio` server with the standard health and reflection services."""
+    """A `grpc.aio` server with the standard health and reflection services.
 
-    def __init__(self, service: str, *, host: str, port: int, max_connection_age: float = 300.0) -> None:
+    With `tls`, only clients holding a certificate from its CA connect, and `health_port` (when set)
+    serves the health service alone, in plaintext, for probes that cannot present a certificate (the
+    kubelet's). `access` decides every call; by default the product's table, with the user-token keys
+    from this process's settings (`ATELIER_*` variables)."""
+
+    def __init__(
+        self,
+        service: str,
+        *,
+        host: str,
+        port: int,
+        max_connection_age: float = 300.0,
+        tls: TlsFiles | None = None,
+        health_port: int = 0,
+        access: Authorizer | None = None,
+    ) -> None:
         self.service = service
+        self.tls = tls
+        access = access or authorizer(Settings(), tls=tls is not None)
         self.server = grpc.aio.server(
-            interceptors=[ServerInterceptor(service)],
+            interceptors=[ServerInterceptor(service, access)],
             options=[
                 ("grpc.max_receive_message_length", 64 * 1024 * 1024),
                 ("grpc.max_send_message_length", 64 * 1024 * 1024),
@@ -124,6 +169,11 @@ class GrpcServer:
         self.address = f"{host}:{port}"
         self.port = 0
         self._service_names: list[str] = [health.SERVICE_NAME, reflection.SERVICE_NAME]
+        self.health_server: grpc.aio.Server | None = None
+        if tls is not None and health_port:
+            self.health_server = grpc.aio.server()
+            health_pb2_grpc.add_HealthServicer_to_server(self.health, self.health_server)
+            self.health_server.add_insecure_port(f"{host}:{health_port}")
 
     def add(self, full_service_name: str) -> None:
         """Register a servicer's full name (e.g. `atelier.ledger.v1.LedgerService`) for health/reflection."""
@@ -131,14 +181,24 @@ class GrpcServer:
 
     async def start(self) -> int:
         reflection.enable_server_reflection(self._service_names, self.server)
-        self.port = self.server.add_insecure_port(self.address)
+        if self.tls is not None:
+            self.port = self.server.add_secure_port(self.address, self.tls.server_credentials())
+        else:
+            self.port = self.server.add_insecure_port(self.address)
         await self.server.start()
+        if self.health_server is not None:
+            await self.health_server.start()
         for name in ("", *self._service_names):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        log.info("gRPC server listening", extra={"address": self.address, "port": self.port})
+        log.info(
+            "gRPC server listening",
+            extra={"address": self.address, "port": self.port, "tls": self.tls is not None},
+        )
         return self.port
 
     async def stop(self, grace: float) -> None:
         """Report NOT_SERVING, then drain in-flight calls for up to `grace` seconds."""
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
+        if self.health_server is not None:
+            await self.health_server.stop(0)

@@ -1,25 +1,25 @@
-"""The caller's identity, verified by the gateway and passed to services in gRPC metadata.
+"""Who is calling: the workload (from its certificate, `kit.tls`) and, when the call is made for a signed-in
+user, that user (from the gateway's signed token, `kit.user_tokens`).
 
-Services trust these headers because only the gateway (and sibling services) can reach them: a
-private network, NetworkPolicies, optional mTLS — see docs/security.md.
+`kit.access` establishes both before a handler runs and keeps them for the duration of the call; handlers
+ask `caller`, `require_verified`, `require_admin` and `calling_service`. Nothing here reads a header: a
+service believes only what `kit.access` verified.
 """
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import grpc
 
 from kit.errors import FailedPrecondition, PermissionDenied, Unauthenticated
 
-USER_ID_KEY = "x-atelier-user-id"
-ROLE_KEY = "x-atelier-user-role"
-STATUS_KEY = "x-atelier-user-status"
-CALLER_KEY = "x-atelier-caller"
-
 Role = Literal["user", "admin"]
 Status = Literal["unverified", "active", "disabled"]
+ROLES: tuple[str, ...] = get_args(Role)
+STATUSES: tuple[str, ...] = get_args(Status)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,30 +36,29 @@ class Identity:
     def verified(self) -> bool:
         return self.status == "active"
 
-    def metadata(self, caller: str = "gateway") -> tuple[tuple[str, str], ...]:
-        return (
-            (USER_ID_KEY, self.user_id),
-            (ROLE_KEY, self.role),
-            (STATUS_KEY, self.status),
-            (CALLER_KEY, caller),
-        )
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """The verified caller of the call being served. `token` is the user token it carried, forwarded on
+    this call's synchronous hops (`kit.grpc_client`); an identity without one is a workload acting for the
+    owner of a record it holds (`kit.access.Grant.for_owner`)."""
+
+    workload: str
+    identity: Identity | None = None
+    token: str | None = None
 
 
-def _metadata(context: grpc.aio.ServicerContext) -> dict[str, str]:
-    return {key: value for key, value in (context.invocation_metadata() or ()) if isinstance(value, str)}
+CURRENT: ContextVar[Caller | None] = ContextVar("atelier_caller", default=None)
 
 
 def caller(context: grpc.aio.ServicerContext) -> Identity:
-    """The identity on this call; refuses calls that carry none."""
-    metadata = _metadata(context)
-    user_id = metadata.get(USER_ID_KEY)
-    role = metadata.get(ROLE_KEY, "user")
-    status = metadata.get(STATUS_KEY, "unverified")
-    if not user_id or role not in ("user", "admin") or status not in ("unverified", "active", "disabled"):
+    """The user this call acts for; refuses calls made for no user, or for a disabled one."""
+    current = CURRENT.get()
+    if current is None or current.identity is None:
         raise Unauthenticated("this call needs an authenticated caller")
-    if status == "disabled":
+    if current.identity.status == "disabled":
         raise PermissionDenied("this account is disabled", code="account_disabled")
-    return Identity(user_id=user_id, role=role, status=status)  # type: ignore[arg-type]
+    return current.identity
 
 
 def require_verified(context: grpc.aio.ServicerContext) -> Identity:
@@ -78,5 +77,6 @@ def require_admin(context: grpc.aio.ServicerContext) -> Identity:
 
 
 def calling_service(context: grpc.aio.ServicerContext) -> str:
-    """Which service placed the call ("gateway", "workflow", ...), or "" when unnamed."""
-    return _metadata(context).get(CALLER_KEY, "")
+    """Which workload placed the call ("gateway", "workflow", ...), as its certificate says."""
+    current = CURRENT.get()
+    return current.workload if current is not None else ""

@@ -5,6 +5,11 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 RPC_REQUESTS = Counter("atelier_rpc_requests_total", "gRPC calls served", ["service", "method", "code"])
+RPC_REFUSALS = Counter(
+    "atelier_rpc_refusals_total",
+    "gRPC calls refused before their handler ran (kit.access): no grant, or a bad user token",
+    ["service", "method", "workload", "code"],
+)
 RPC_LATENCY = Histogram(
     "atelier_rpc_latency_seconds",
     "gRPC call latency",

@@ -24,10 +24,11 @@ from typing_extensions import TypeVar
 from kit import logs, migrations, telemetry
 from kit.bus import Bus
 from kit.db import Database, ensure_database
-from kit.grpc_server import GrpcServer
+from kit.grpc_server import GrpcServer, authorizer
 from kit.metrics import serve_metrics
 from kit.outbox import Outbox, OutboxRelay
 from kit.settings import ServiceSettings
+from kit.tls import files_for
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +153,9 @@ async def serve(definition: ServiceDefinition[SettingsT], settings: SettingsT) -
         host=settings.grpc_host,
         port=settings.grpc_port,
         max_connection_age=settings.grpc_max_connection_age_seconds,
+        tls=files_for(settings.grpc_tls_dir),
+        health_port=settings.grpc_health_port,
+        access=authorizer(settings, tls=bool(settings.grpc_tls_dir)),
     )
     await definition.setup(runtime, server)
     serve_metrics(settings.metrics_port)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_SECRET = "change-me"
@@ -35,11 +35,24 @@ class Settings(BaseSettings):
 
     # Where each peer service answers gRPC; the defaults are the well-known ports of a one-host run
     # (Kubernetes uses DNS names). Adding a service means adding its `<name>_addr` here.
+    # mTLS between workloads (kit.tls, kit.access): the directory holding this workload's `ca.crt`,
+    # `tls.crt` and `tls.key` (a cert-manager Secret's layout). Empty: plaintext, where a caller's workload
+    # is only its claim — development and tests only; production refuses to start without it.
+    grpc_tls_dir: str = ""
+    # The gateway's Ed25519 public key(s) for end-user tokens (kit.user_tokens), PEM; empty: none verified.
+    user_token_public_keys_file: str = ""
+
     accounts_addr: str = "127.0.0.1:50051"
     catalog_addr: str = "127.0.0.1:50052"
     ledger_addr: str = "127.0.0.1:50053"
     generation_addr: str = "127.0.0.1:50054"
     workflow_addr: str = "127.0.0.1:50055"
+
+    @model_validator(mode="after")
+    def _production_is_mutual_tls(self) -> Settings:
+        if self.environment == "production" and not (self.grpc_tls_dir and self.user_token_public_keys_file):
+            raise ValueError("production needs ATELIER_GRPC_TLS_DIR and ATELIER_USER_TOKEN_PUBLIC_KEYS_FILE")
+        return self
 
     def service_addr(self, service: str) -> str:
         addr: str = getattr(self, f"{service}_addr")
@@ -65,3 +78,5 @@ class ServiceSettings(Settings):
     # Servers close each client connection after about this long (plus a grace for calls in flight), so
     # clients re-resolve and spread over replicas that started after them.
     grpc_max_connection_age_seconds: float = Field(default=300.0, gt=0)
+    # With TLS on, the health service alone, in plaintext, for probes without a certificate (0: none).
+    grpc_health_port: int = 0

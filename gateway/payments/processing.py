@@ -45,7 +45,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Outcome = ledger_pb2.CallbackOutcome
-CALLER_METADATA = (("x-atelier-caller", "gateway"),)
 _SETTLED_EVENTS = 10_000
 
 
@@ -134,7 +133,7 @@ class PaymentProcessor:
         if isinstance(verdict, Verified) and verdict.amount is not None:
             request.amount.CopyFrom(_money_pb(verdict.amount))
         try:
-            await self.ledger.RecordCallback(request, metadata=CALLER_METADATA)
+            await self.ledger.RecordCallback(request)
         except grpc.aio.AioRpcError as exc:
             # Not logged means not done: ask the provider to deliver again (the retry is a duplicate).
             log.error("could not record a payment callback: %s", exc.code().name)
@@ -176,9 +175,7 @@ class PaymentProcessor:
     async def _settle(self, provider: str, order_id: str, claim: QueryResult, callback_id: str) -> Settlement:
         """Check the provider's claim against our order, then complete it through the ledger."""
         try:
-            reply = await self.ledger.GetRechargeOrder(
-                ledger_pb2.GetRechargeOrderRequest(order_id=order_id), metadata=CALLER_METADATA
-            )
+            reply = await self.ledger.GetRechargeOrder(ledger_pb2.GetRechargeOrderRequest(order_id=order_id))
         except grpc.aio.AioRpcError as exc:
             error = domain_error(exc)
             if isinstance(error, NotFound):
@@ -207,7 +204,6 @@ class PaymentProcessor:
                     paid=_money_pb(expected),
                     callback_id=callback_id,
                 ),
-                metadata=CALLER_METADATA,
             )
         except grpc.aio.AioRpcError as exc:
             error = domain_error(exc)

@@ -21,16 +21,15 @@ from atelier.catalog.v1.catalog_pb2_grpc import CatalogServiceStub
 from atelier.common.v1 import common_pb2
 from atelier.ledger.v1 import ledger_pb2
 from gateway.payments.base import ProviderError
-from gateway.payments.processing import CALLER_METADATA
 from gateway.payments.registry import PaymentGateway, order_view
 from kit.errors import Conflict, InvalidArgument, NotFound, Unavailable
 from kit.grpc_client import domain_error
-from kit.identity import Identity
 from kit.money import Money
 
 if TYPE_CHECKING:
     from atelier.catalog.v1.catalog_pb2_grpc import CatalogServiceAsyncStub
     from atelier.ledger.v1.ledger_pb2_grpc import LedgerServiceAsyncStub
+    from gateway.auth import Principal
 
 
 def catalog_stub(channel: Any) -> CatalogServiceAsyncStub:
@@ -77,7 +76,7 @@ class Recharges:
         self.order_ttl = order_ttl
 
     async def create(
-        self, identity: Identity, idempotency_key: str, request: RechargeRequest
+        self, identity: Principal, idempotency_key: str, request: RechargeRequest
     ) -> ledger_pb2.RechargeOrder:
         order_id = order_id_for(identity.user_id, idempotency_key)
         metadata = identity.metadata()
@@ -115,14 +114,13 @@ class Recharges:
                     provider_checkout_id=checkout.provider_checkout_id,
                     pay_url=checkout.pay_url,
                 ),
-                metadata=CALLER_METADATA,
             )
             return attached.order
         except grpc.aio.AioRpcError as exc:
             raise domain_error(exc) from exc
 
     async def _create_order(
-        self, identity: Identity, order_id: str, request: RechargeRequest
+        self, identity: Principal, order_id: str, request: RechargeRequest
     ) -> ledger_pb2.RechargeOrder:
         quote_request = catalog_pb2.QuoteRechargeRequest(method=request.method)
         if request.amount is not None:
@@ -158,7 +156,7 @@ class Recharges:
             return await self.get(identity, order_id)
         return created.order
 
-    async def get(self, identity: Identity, order_id: str) -> ledger_pb2.RechargeOrder:
+    async def get(self, identity: Principal, order_id: str) -> ledger_pb2.RechargeOrder:
         try:
             reply: ledger_pb2.GetRechargeOrderResponse = await self.ledger.GetRechargeOrder(
                 ledger_pb2.GetRechargeOrderRequest(order_id=order_id, user_id=identity.user_id),
@@ -172,7 +170,7 @@ class Recharges:
         """Any user's order (the sandbox payer page, which plays the payer of the link it was given)."""
         try:
             reply: ledger_pb2.GetRechargeOrderResponse = await self.ledger.GetRechargeOrder(
-                ledger_pb2.GetRechargeOrderRequest(order_id=order_id), metadata=CALLER_METADATA
+                ledger_pb2.GetRechargeOrderRequest(order_id=order_id)
             )
         except grpc.aio.AioRpcError as exc:
             raise domain_error(exc) from exc

@@ -18,7 +18,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from atelier.common.v1 import common_pb2
 from atelier.ledger.v1 import ledger_pb2
 from gateway.payments.base import ProviderError
-from gateway.payments.processing import CALLER_METADATA, Outcome, PaymentProcessor, ledger_stub
+from gateway.payments.processing import Outcome, PaymentProcessor, ledger_stub
 from gateway.payments.registry import order_view
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,6 @@ class Reconciler:
                 ledger_pb2.ListPendingRechargeOrdersRequest(
                     page=common_pb2.PageRequest(cursor=cursor, limit=self.page_size), created_before=before
                 ),
-                metadata=CALLER_METADATA,
             )
             pending.extend(page.orders)
             cursor = page.page.next_cursor
@@ -120,7 +119,7 @@ async def _main() -> None:  # pragma: no cover - a thin command around run_once
     from kit.settings import Settings
 
     settings = PaymentSettings()
-    async with grpc_client.channel(Settings().ledger_addr) as channel:
+    async with grpc_client.to_peer(Settings(), "ledger", workload="gateway") as channel:
         processor = PaymentProcessor(PaymentGateway.from_settings(settings), ledger_stub(channel))
         reconciler = Reconciler(processor, pending_after=timedelta(minutes=settings.reconcile_after_minutes))
         report = await reconciler.run_once()

@@ -17,14 +17,13 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import BaseModel, Field
 
 from atelier.ledger.v1 import ledger_pb2
-from gateway.auth import VerifiedPrincipal
+from gateway.auth import Principal, VerifiedPrincipal
 from gateway.payments.base import Ack
 from gateway.payments.recharges import RechargeRequest
 from gateway.payments.registry import order_view
 from gateway.payments.runtime import PaymentsRuntime
 from gateway.problems import Problem
 from kit.errors import NotFound
-from kit.identity import Identity
 from kit.money import Credits, Money, MoneyParseError, amount_pattern
 
 log = logging.getLogger(__name__)
@@ -46,9 +45,9 @@ def _runtime(request: Request) -> PaymentsRuntime:
 # --- identity -------------------------------------------------------------------------------------
 
 
-async def billing_identity(principal: VerifiedPrincipal) -> Identity:
+async def billing_identity(principal: VerifiedPrincipal) -> Principal:
     """The verified caller (recharging moves money: unverified accounts are refused)."""
-    return principal.identity
+    return principal
 
 
 # --- callbacks ------------------------------------------------------------------------------------
@@ -188,7 +187,7 @@ def recharge_out(order: ledger_pb2.RechargeOrder) -> RechargeOut:
 async def create_recharge(
     body: RechargeIn,
     request: Request,
-    identity: Annotated[Identity, Depends(billing_identity)],
+    identity: Annotated[Principal, Depends(billing_identity)],
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> RechargeOut:
     if not idempotency_key or not _KEY.match(idempotency_key):
@@ -209,7 +208,7 @@ async def create_recharge(
 @billing.get("/recharges/{order_id}", summary="A recharge order and its state")
 async def get_recharge(
     request: Request,
-    identity: Annotated[Identity, Depends(billing_identity)],
+    identity: Annotated[Principal, Depends(billing_identity)],
     order_id: Annotated[str, Path(pattern=_ORDER_ID.pattern)],
 ) -> RechargeOut:
     return recharge_out(await _runtime(request).recharges.get(identity, order_id))

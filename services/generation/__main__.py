@@ -18,7 +18,7 @@ from services.generation.settings import GenerationSettings
 async def setup(runtime: Runtime[GenerationSettings], server: GrpcServer) -> None:
     settings = runtime.settings
     assert runtime.outbox is not None
-    clients = Clients(settings.catalog_addr, settings.ledger_addr)
+    clients = Clients(settings)
     blobs = Blobs.from_settings(settings)
     providers = ProviderRegistry(settings)
     generation = Generation(runtime.db, runtime.outbox, clients, blobs, settings)

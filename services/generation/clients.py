@@ -10,25 +10,23 @@ from atelier.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from atelier.common.v1 import common_pb2
 from atelier.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from kit import grpc_client
-from kit.identity import CALLER_KEY
 from kit.money import Credits
-
-METADATA = ((CALLER_KEY, "generation"),)
+from kit.settings import Settings
 
 
 class Clients:
     """Channels are opened at startup and closed at shutdown."""
 
-    def __init__(self, catalog_addr: str, ledger_addr: str) -> None:
-        self._catalog_channel = grpc_client.channel(catalog_addr)
-        self._ledger_channel = grpc_client.channel(ledger_addr)
+    def __init__(self, settings: Settings) -> None:
+        self._catalog_channel = grpc_client.to_peer(settings, "catalog", workload="generation")
+        self._ledger_channel = grpc_client.to_peer(settings, "ledger", workload="generation")
         self.catalog = catalog_pb2_grpc.CatalogServiceStub(self._catalog_channel)
         self.ledger = ledger_pb2_grpc.LedgerServiceStub(self._ledger_channel)
 
     async def quote(self, request: catalog_pb2.QuoteRequest) -> catalog_pb2.QuoteSnapshot:
         """The catalog's priced, validated snapshot; its domain errors (model_disabled,
         unsupported_spec, unsupported_capability) pass through unchanged."""
-        response = await grpc_client.call(lambda: self.catalog.Quote(request, metadata=METADATA))
+        response = await grpc_client.call(lambda: self.catalog.Quote(request))
         quote: catalog_pb2.QuoteSnapshot = response.quote
         return quote
 
@@ -54,15 +52,13 @@ class Clients:
             reference=ledger_pb2.Reference(type=reference_type, id=reference_id),
             metadata=metadata,
         )
-        response: ledger_pb2.HoldResponse = await grpc_client.call(
-            lambda: self.ledger.Hold(request, metadata=METADATA)
-        )
+        response: ledger_pb2.HoldResponse = await grpc_client.call(lambda: self.ledger.Hold(request))
         return response
 
     async def release(self, *, hold_id: str, reason: str) -> None:
         """Compensation when a held submission could not be recorded."""
         request = ledger_pb2.ReleaseRequest(transfer_id=f"release:{hold_id}", hold_id=hold_id, reason=reason)
-        await grpc_client.call(lambda: self.ledger.Release(request, metadata=METADATA))
+        await grpc_client.call(lambda: self.ledger.Release(request))
 
     async def close(self) -> None:
         await self._catalog_channel.close()

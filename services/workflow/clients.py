@@ -12,17 +12,16 @@ from atelier.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from atelier.generation.v1 import generation_pb2, generation_pb2_grpc
 from atelier.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from kit import grpc_client
-from kit.identity import CALLER_KEY, Identity
+from kit.access import ON_BEHALF_OF
 from kit.settings import Settings
 
 SERVICE = "workflow"
-_INTERNAL = ((CALLER_KEY, SERVICE),)
 
 
 def _as_user(user_id: str) -> tuple[tuple[str, str], ...]:
-    # Step tasks and uploads are the user's own; the workflow acts for them (the gateway verified
-    # them when the run started, so the run's steps go on even if their session ends).
-    return Identity(user_id=user_id, role="user", status="active").metadata(caller=SERVICE)
+    # Step tasks and uploads are the run owner's; the workflow acts for the owner its run record names
+    # (fixed when the user's request started the run), so the steps go on after their session ends.
+    return ((ON_BEHALF_OF, user_id),)
 
 
 @dataclass
@@ -34,9 +33,9 @@ class Clients:
     @classmethod
     def connect(cls, settings: Settings) -> Clients:
         return cls(
-            grpc_client.channel(settings.catalog_addr),
-            grpc_client.channel(settings.ledger_addr),
-            grpc_client.channel(settings.generation_addr),
+            grpc_client.to_peer(settings, "catalog", workload=SERVICE),
+            grpc_client.to_peer(settings, "ledger", workload=SERVICE),
+            grpc_client.to_peer(settings, "generation", workload=SERVICE),
         )
 
     @property
@@ -59,14 +58,14 @@ class Clients:
     # -- catalog ---------------------------------------------------------------------------------
     async def get_template(self, user_id: str, code: str) -> catalog_pb2.GetTemplateResponse:
         request = catalog_pb2.GetTemplateRequest(code=code)
-        return await grpc_client.call(lambda: self.catalog.GetTemplate(request, metadata=_as_user(user_id)))
+        return await grpc_client.call(lambda: self.catalog.GetTemplate(request))
 
     # -- ledger ----------------------------------------------------------------------------------
     async def debit(self, request: ledger_pb2.DebitRequest) -> ledger_pb2.DebitResponse:
-        return await grpc_client.call(lambda: self.ledger.Debit(request, metadata=_INTERNAL))
+        return await grpc_client.call(lambda: self.ledger.Debit(request))
 
     async def refund(self, request: ledger_pb2.RefundRequest) -> ledger_pb2.RefundResponse:
-        return await grpc_client.call(lambda: self.ledger.Refund(request, metadata=_INTERNAL))
+        return await grpc_client.call(lambda: self.ledger.Refund(request))
 
     # -- generation ------------------------------------------------------------------------------
     async def get_upload(self, user_id: str, upload_id: str) -> generation_pb2.Upload:

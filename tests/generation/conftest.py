@@ -211,7 +211,7 @@ async def stack(infra: Infra, bucket: S3Access) -> AsyncIterator[Stack]:
     )
     db = Database(url, application_name="atelier-generation-tests")
     outbox = Outbox(outbox_table)
-    clients = Clients(settings.catalog_addr, settings.ledger_addr)
+    clients = Clients(settings)
     blobs = Blobs.from_settings(settings)
     providers = ProviderRegistry(settings)
     servicer = GenerationServicer(

@@ -178,7 +178,7 @@ async def test_an_upload_whose_row_fails_leaves_no_blob(stack: Stack) -> None:
     generation = Generation(
         stack.db,
         Outbox(models.outbox),
-        Clients(stack.settings.catalog_addr, stack.settings.ledger_addr),
+        Clients(stack.settings),
         stack.blobs,
         stack.settings,
     )
