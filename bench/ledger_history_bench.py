@@ -40,6 +40,7 @@ from atelier.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from bench.submit_bench import register_verified
 from kit.db import libpq_dsn
 from kit.identity import Identity
+from tests import identities
 from tests.e2e.stack import Stack
 from tests.infra import start_infra
 
@@ -213,7 +214,7 @@ async def direct_usage(ledger_addr: str, user_id: str, base_url: str, probe_toke
         task = asyncio.create_task(prober())
         await asyncio.sleep(1)
         started = time.perf_counter()
-        reply = await stub.GetUsage(request, metadata=Identity(user_id).metadata(), timeout=600)
+        reply = await stub.GetUsage(request, metadata=identities.user(Identity(user_id)), timeout=600)
         took = time.perf_counter() - started
         done.set()
         await task

@@ -81,7 +81,8 @@ ACCESS: Table = {
         ),
         **_each(("GetUser", "CheckSession", "CreateApiKey", "ListApiKeys", "RevokeApiKey"), {GATEWAY: USER}),
         **_each(("ListUsers", "SetUserStatus", "SetUserRole"), {GATEWAY: ADMIN}),
-        "EnsureAdmin": {OPERATOR: SELF},
+        # The first admin is made at startup; over the network only an admin makes another.
+        "EnsureAdmin": {GATEWAY: ADMIN},
     },
     "catalog": {
         # What is on sale is public; the admin-only views inside them check the user themselves.
@@ -124,10 +125,19 @@ ACCESS: Table = {
         "Refund": {WORKFLOW: SELF},
         # Reading one's own money.
         **_each(("GetBalance", "ListRecords", "GetUsage"), {GATEWAY: USER_OWN}),
-        # Recharges: the user's order; then the provider's callback and the reconciler (no user).
-        **_each(("CreateRechargeOrder", "GetRechargeOrder"), {GATEWAY: USER_OWN}),
-        "AttachRechargeCheckout": {GATEWAY: USER},
-        **_each(("CompleteRechargeOrder", "ListPendingRechargeOrders", "RecordCallback"), {GATEWAY: SELF}),
+        # Recharges: the user's order; its checkout, the provider's callback and the reconciler act on
+        # the order alone (no user: a callback has none), within the gateway's payment path.
+        "CreateRechargeOrder": {GATEWAY: USER_OWN},
+        "GetRechargeOrder": {GATEWAY: SELF_OWN},
+        **_each(
+            (
+                "AttachRechargeCheckout",
+                "CompleteRechargeOrder",
+                "ListPendingRechargeOrders",
+                "RecordCallback",
+            ),
+            {GATEWAY: SELF},
+        ),
         # Administration.
         "Adjust": {GATEWAY: ADMIN},
         **_each(("ListCallbacks", "GetSpendChain", "Reconcile"), {GATEWAY: ADMIN, OPERATOR: SELF}),

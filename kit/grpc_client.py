@@ -47,55 +47,77 @@ _SERVICE_CONFIG = json.dumps(
 )
 
 
-class _DefaultDeadline(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[misc]
-    def __init__(self, timeout: float) -> None:
-        self.timeout = timeout
+EditCall = Callable[[grpc.aio.ClientCallDetails, Any], grpc.aio.ClientCallDetails]
 
-    def _with_deadline(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+
+class _UnaryEdit(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    def __init__(self, edit: EditCall) -> None:
+        self.edit = edit
+
+    async def intercept_unary_unary(
+        self, continuation: Callable[..., Awaitable[Any]], details: grpc.aio.ClientCallDetails, request: Any
+    ) -> Any:
+        return await continuation(self.edit(details, request), request)
+
+
+class _StreamEdit(grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[misc]
+    def __init__(self, edit: EditCall) -> None:
+        self.edit = edit
+
+    async def intercept_unary_stream(
+        self, continuation: Callable[..., Awaitable[Any]], details: grpc.aio.ClientCallDetails, request: Any
+    ) -> Any:
+        return await continuation(self.edit(details, request), request)
+
+
+def editing(edit: EditCall, *, streams: bool = True) -> list[grpc.aio.ClientInterceptor]:
+    """Interceptors applying `edit` to each call's details. gRPC files an interceptor under one kind
+    only (the first it implements), so unary and server-streaming calls each get their own."""
+    return [_UnaryEdit(edit), _StreamEdit(edit)] if streams else [_UnaryEdit(edit)]
+
+
+def with_metadata(details: grpc.aio.ClientCallDetails, *pairs: tuple[str, str]) -> grpc.aio.ClientCallDetails:
+    """`details` with `pairs` added, each unless the call already carries that key."""
+    metadata = grpc.aio.Metadata(*(details.metadata or ()))
+    for key, value in pairs:
+        if key not in metadata:
+            metadata.add(key, value)
+    return grpc.aio.ClientCallDetails(
+        details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
+    )
+
+
+def _default_deadline(timeout: float) -> EditCall:
+    """Unary calls without a deadline get `timeout`; streams (downloads) run as long as they need."""
+
+    def edit(details: grpc.aio.ClientCallDetails, request: Any) -> grpc.aio.ClientCallDetails:
         if details.timeout is not None:
             return details
         return grpc.aio.ClientCallDetails(
-            details.method, self.timeout, details.metadata, details.credentials, details.wait_for_ready
+            details.method, timeout, details.metadata, details.credentials, details.wait_for_ready
         )
 
-    async def intercept_unary_unary(
-        self, continuation: Callable[..., Awaitable[Any]], details: grpc.aio.ClientCallDetails, request: Any
-    ) -> Any:
-        return await continuation(self._with_deadline(details), request)
-
-    async def intercept_unary_stream(
-        self, continuation: Callable[..., Awaitable[Any]], details: grpc.aio.ClientCallDetails, request: Any
-    ) -> Any:
-        return await continuation(self._with_deadline(details), request)
+    return edit
 
 
-class _Caller(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[misc]
-    """Adds the user token of the call being served (if any, and if the caller set none), and on a
-    plaintext channel the workload's claim (`kit.access` believes it only outside production)."""
+def _caller(claim: str | None) -> EditCall:
+    """Adds the user token of the call being served (if any), and on a plaintext channel the workload's
+    claim (`kit.access` believes it only outside production)."""
 
-    def __init__(self, claim: str | None) -> None:
-        self.claim = claim
-
-    def _details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
-        metadata = grpc.aio.Metadata(*(details.metadata or ()))
+    def edit(details: grpc.aio.ClientCallDetails, request: Any) -> grpc.aio.ClientCallDetails:
         serving = CURRENT.get()
-        if serving is not None and serving.token and USER_TOKEN_HEADER not in metadata:
-            metadata.add(USER_TOKEN_HEADER, serving.token)
-        if self.claim and WORKLOAD_HEADER not in metadata:
-            metadata.add(WORKLOAD_HEADER, self.claim)
-        return grpc.aio.ClientCallDetails(
-            details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
-        )
+        pairs = []
+        if serving is not None and serving.token:
+            pairs.append((USER_TOKEN_HEADER, serving.token))
+        if claim:
+            pairs.append((WORKLOAD_HEADER, claim))
+        return with_metadata(details, *pairs) if pairs else details
 
-    async def intercept_unary_unary(
-        self, continuation: Callable[..., Awaitable[Any]], details: grpc.aio.ClientCallDetails, request: Any
-    ) -> Any:
-        return await continuation(self._details(details), request)
+    return edit
 
-    async def intercept_unary_stream(
-        self, continuation: Callable[..., Awaitable[Any]], details: grpc.aio.ClientCallDetails, request: Any
-    ) -> Any:
-        return await continuation(self._details(details), request)
+
+def _interceptors(timeout: float, claim: str | None) -> list[grpc.aio.ClientInterceptor]:
+    return [*editing(_default_deadline(timeout), streams=False), *editing(_caller(claim))]
 
 
 _OPTIONS = [
@@ -119,7 +141,7 @@ def channel(
     `peer` (the service's name) from the same CA, and this workload presents its own."""
     if tls is None:
         return grpc.aio.insecure_channel(
-            target, options=_OPTIONS, interceptors=[_DefaultDeadline(timeout), _Caller(workload)]
+            target, options=_OPTIONS, interceptors=_interceptors(timeout, workload)
         )
     if not peer:
         raise ValueError("a TLS channel needs the peer service's name")
@@ -129,7 +151,7 @@ def channel(
             target,
             tls.channel_credentials(),
             options=[*_OPTIONS, ("grpc.ssl_target_name_override", peer)],
-            interceptors=[_DefaultDeadline(timeout), _Caller(None)],
+            interceptors=_interceptors(timeout, None),
         )
 
     return cast(grpc.aio.Channel, RotatingChannel(open_channel, tls))

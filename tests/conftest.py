@@ -4,11 +4,13 @@ import asyncio
 import contextlib
 import importlib
 import os
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from devkit.pki import user_token_keys
 from kit.bus import Bus
 from kit.db import Database, drop_database, ensure_database, with_database
 from kit.migrations import upgrade_async
@@ -25,6 +27,15 @@ pytest_plugins = ["tests.accounts.stack"]
 # in from 127.0.0.1 hundreds of times: unless a test sets a limit, it refills at once.
 LIMITS = ("LOGIN_IP", "LOGIN_ACCOUNT", "AUTH_IP", "API_ACCOUNT")
 FAST_LIMITS = {f"ATELIER_{limit}_REFILL_SECONDS": "0.001" for limit in LIMITS}
+
+
+# The suite's end-user token keys, set as the module loads (before any suite's conftest mints a token):
+# in-process gateways sign with them, in-process services verify (tests/identities.py). Stacks the
+# launcher starts make their own, with their certificates.
+if "ATELIER_USER_TOKEN_SIGNING_KEY_FILE" not in os.environ:
+    _signing, _public = user_token_keys(Path(tempfile.mkdtemp(prefix="atelier-user-token-")))
+    os.environ["ATELIER_USER_TOKEN_SIGNING_KEY_FILE"] = str(_signing)
+    os.environ["ATELIER_USER_TOKEN_PUBLIC_KEYS_FILE"] = str(_public)
 
 
 def pytest_configure() -> None:

@@ -31,6 +31,7 @@ from kit.grpc_server import GrpcServer
 from services.accounts.__main__ import build_mail_queue, build_service
 from services.accounts.servicer import AccountsServicer
 from services.accounts.settings import AccountsSettings
+from tests import identities
 from tests.conftest import MigratedDatabase
 from tests.gateway_app import gateway_app, serving
 from tests.infra import Infra
@@ -149,7 +150,6 @@ class AccountsStack:
 async def accounts_stack(
     migrated_database: MigratedDatabase, smtp_inbox: tuple[Inbox, int]
 ) -> AsyncIterator[AccountsStack]:
-    from kit import grpc_client
 
     inbox, smtp_port = smtp_inbox
     url = await migrated_database("accounts")
@@ -166,7 +166,7 @@ async def accounts_stack(
     server.add(accounts_pb2.DESCRIPTOR.services_by_name["AccountsService"].full_name)
     port = await server.start()
     stack = AccountsStack(settings, db, port, inbox)
-    stack.channel = grpc_client.channel(f"127.0.0.1:{port}")
+    stack.channel = identities.channel(f"127.0.0.1:{port}")
     stack.stub = accounts_pb2_grpc.AccountsServiceStub(stack.channel)  # type: ignore[assignment]
     yield stack
     await stack.channel.close()

@@ -71,8 +71,8 @@ def test_both_languages_for_both_mails() -> None:
 
 def test_production_refuses_the_dev_outbox() -> None:
     with pytest.raises(ValueError, match="smtp"):
-        AccountsSettings(environment="production")
-    AccountsSettings(environment="production", mail_backend="smtp")
+        AccountsSettings(environment="production", grpc_tls_dir="/run/tls")
+    AccountsSettings(environment="production", mail_backend="smtp", grpc_tls_dir="/run/tls")
 
 
 async def test_a_failing_mail_server_is_retried_then_given_up(caplog: pytest.LogCaptureFixture) -> None:

@@ -14,7 +14,6 @@ import pytest
 from psycopg import sql
 
 from atelier.catalog.v1 import catalog_pb2_grpc
-from kit import grpc_client
 from kit.bus import Bus
 from kit.db import Database, drop_database, libpq_dsn, sqlalchemy_url, with_database
 from kit.grpc_server import GrpcServer
@@ -24,11 +23,12 @@ from kit.service import Runtime
 from services.catalog.__main__ import setup
 from services.catalog.models import outbox as outbox_table
 from services.catalog.settings import CatalogSettings
+from tests import identities
 from tests.conftest import MigratedDatabase
 from tests.infra import Infra
 
-ADMIN = Identity(user_id="admin-1", role="admin").metadata()
-USER = Identity(user_id="user-1").metadata()
+ADMIN = identities.user(Identity(user_id="admin-1", role="admin"))
+USER = identities.user(Identity(user_id="user-1"))
 
 
 @dataclass
@@ -73,7 +73,7 @@ async def catalog(catalog_template: str, bus: Bus, infra: Infra) -> AsyncIterato
     server = GrpcServer("catalog", host="127.0.0.1", port=0)
     await setup(runtime, server)
     port = await server.start()
-    channel = grpc_client.channel(f"127.0.0.1:{port}")
+    channel = identities.channel(f"127.0.0.1:{port}")
     try:
         yield CatalogStack(url, runtime, port, channel, catalog_pb2_grpc.CatalogServiceStub(channel))
     finally:

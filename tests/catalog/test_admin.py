@@ -22,11 +22,12 @@ from kit.bus import Bus
 from kit.cached_snapshot import CachedSnapshot
 from kit.errors import from_rpc_error
 from kit.identity import Identity
+from tests import identities
 from tests.catalog.conftest import ADMIN, USER, CatalogStack
 
 
 def admin(user_id: str = "admin-1") -> tuple[tuple[str, str], ...]:
-    return Identity(user_id=user_id, role="admin").metadata()
+    return identities.user(Identity(user_id=user_id, role="admin"))
 
 
 async def version(catalog: CatalogStack) -> int:

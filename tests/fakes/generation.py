@@ -15,7 +15,7 @@ from atelier.events.v1 import events_pb2
 from atelier.generation.v1 import generation_pb2, generation_pb2_grpc
 from kit.bus import Bus
 from kit.errors import FailedPrecondition, InvalidArgument, NotFound
-from kit.identity import ROLE_KEY, caller
+from kit.identity import caller
 from tests.fakes.gate import Gate
 
 
@@ -66,7 +66,7 @@ class FakeGeneration(generation_pb2_grpc.GenerationServiceServicer):
     async def GetTask(
         self, request: generation_pb2.GetTaskRequest, context: grpc.aio.ServicerContext
     ) -> generation_pb2.GetTaskResponse:
-        role = str(dict(context.invocation_metadata() or ()).get(ROLE_KEY))
+        role = caller(context).role
         self.callers.append(role)
         task = self.tasks.get(request.task_id)
         if task is None or (role != "admin" and task.user_id != caller(context).user_id):

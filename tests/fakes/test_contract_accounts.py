@@ -14,8 +14,8 @@ import pytest
 from atelier.accounts.v1 import accounts_pb2 as pb
 from atelier.accounts.v1 import accounts_pb2_grpc
 from gateway.auth import identity_of
-from kit import grpc_client
 from kit.identity import Identity
+from tests import identities
 from tests.accounts.stack import PASSWORD, AccountsStack, new_email
 from tests.fakes.accounts import FakeAccounts
 from tests.fakes.serve import serve
@@ -44,7 +44,7 @@ async def fake() -> AsyncIterator[Backend]:
         """A new user's token as the gateway mints it: unverified until the email is."""
         return SignedIn(Identity(user_id=str(uuid.uuid4()), status="unverified"), "test-session")
 
-    async with serve("accounts-fake", fake) as address, grpc_client.channel(address) as channel:
+    async with serve("accounts-fake", fake) as address, identities.channel(address) as channel:
         yield Backend(Stub(channel), sign_in)
 
 
@@ -71,12 +71,12 @@ def who(user: pb.User) -> tuple[str, int, int]:
 async def test_a_live_session_answers_its_user_as_the_token_says(backend: Backend) -> None:
     signed = await backend.sign_in()
     reply = await backend.stub.CheckSession(
-        pb.CheckSessionRequest(session_id=signed.session_id), metadata=signed.identity.metadata()
+        pb.CheckSessionRequest(session_id=signed.session_id), metadata=identities.user(signed.identity)
     )
     assert who(reply.user) == (signed.identity.user_id, pb.ROLE_USER, pb.USER_STATUS_UNVERIFIED)
 
 
 async def test_get_user_without_an_id_answers_the_caller(backend: Backend) -> None:
     signed = await backend.sign_in()
-    reply = await backend.stub.GetUser(pb.GetUserRequest(), metadata=signed.identity.metadata())
+    reply = await backend.stub.GetUser(pb.GetUserRequest(), metadata=identities.user(signed.identity))
     assert who(reply.user) == (signed.identity.user_id, pb.ROLE_USER, pb.USER_STATUS_UNVERIFIED)

@@ -13,7 +13,7 @@ import pytest
 from atelier.catalog.v1 import catalog_pb2 as pb
 from atelier.catalog.v1 import catalog_pb2_grpc
 from atelier.common.v1 import common_pb2
-from kit import grpc_client
+from tests import identities
 from tests.catalog.conftest import CatalogStack
 from tests.docs.catalog_fixture import seed_snapshot
 from tests.fakes.catalog import FakeCatalog
@@ -26,7 +26,7 @@ Stub = catalog_pb2_grpc.CatalogServiceStub
 @pytest.fixture
 async def fake_stub() -> AsyncIterator[Stub]:
     fake = (catalog_pb2_grpc.add_CatalogServiceServicer_to_server, FakeCatalog.from_snapshot(seed_snapshot()))
-    async with serve("catalog-fake", fake) as address, grpc_client.channel(address) as channel:
+    async with serve("catalog-fake", fake) as address, identities.channel(address) as channel:
         yield Stub(channel)
 
 

@@ -14,9 +14,9 @@ import pytest
 from atelier.common.v1 import common_pb2
 from atelier.generation.v1 import generation_pb2 as pb
 from atelier.generation.v1 import generation_pb2_grpc
-from kit import grpc_client
 from kit.bus import Bus
 from kit.identity import Identity
+from tests import identities
 from tests.fakes.contract import refused
 from tests.fakes.generation import FakeGeneration
 from tests.fakes.serve import serve
@@ -32,7 +32,7 @@ async def fake_stub(bus: Bus) -> AsyncIterator[Stub]:
     fake = FakeGeneration(bus)  # type: ignore[abstract]
     fake.auto = False  # the real one has no worker here either: tasks stay queued
     served = (generation_pb2_grpc.add_GenerationServiceServicer_to_server, fake)
-    async with serve("generation-fake", served) as address, grpc_client.channel(address) as channel:
+    async with serve("generation-fake", served) as address, identities.channel(address) as channel:
         yield Stub(channel)
 
 
@@ -62,7 +62,7 @@ def step(key: str) -> pb.SubmitTaskRequest:
 
 
 async def test_unknown_tasks_and_uploads_are_not_found(stub: Stub) -> None:
-    who = user().metadata()
+    who = identities.user(user())
     missing = pb.GetTaskRequest(task_id="task_missing")
     assert await refused(stub.GetTask(missing, metadata=who)) == (grpc.StatusCode.NOT_FOUND, "task_not_found")
     cancel = pb.CancelTaskRequest(task_id="task_missing")
@@ -80,22 +80,24 @@ async def test_unknown_tasks_and_uploads_are_not_found(stub: Stub) -> None:
 async def test_a_workflow_step_is_created_once_per_key(stub: Stub) -> None:
     owner = user()
     key = uuid.uuid4().hex[:12]
-    first = await stub.SubmitTask(step(key), metadata=owner.metadata("workflow"))
+    first = await stub.SubmitTask(step(key), metadata=identities.for_owner(owner.user_id))
     assert first.created
     assert first.task.internal
     assert first.task.status == pb.TASK_STATUS_QUEUED
     assert (first.task.workflow_step.run_id, first.task.workflow_step.step_key) == (f"run_{key}", "image")
-    again = await stub.SubmitTask(step(key), metadata=owner.metadata("workflow"))
+    again = await stub.SubmitTask(step(key), metadata=identities.for_owner(owner.user_id))
     assert not again.created
     assert again.task.id == first.task.id
 
 
 async def test_a_task_is_read_by_its_owner_and_admins_only(stub: Stub) -> None:
     owner = user()
-    task = (await stub.SubmitTask(step(uuid.uuid4().hex[:12]), metadata=owner.metadata("workflow"))).task
-    mine = await stub.GetTask(pb.GetTaskRequest(task_id=task.id), metadata=owner.metadata())
+    task = (
+        await stub.SubmitTask(step(uuid.uuid4().hex[:12]), metadata=identities.for_owner(owner.user_id))
+    ).task
+    mine = await stub.GetTask(pb.GetTaskRequest(task_id=task.id), metadata=identities.user(owner))
     assert mine.task.id == task.id
-    seen = await stub.GetTask(pb.GetTaskRequest(task_id=task.id), metadata=ADMIN.metadata())
+    seen = await stub.GetTask(pb.GetTaskRequest(task_id=task.id), metadata=identities.user(ADMIN))
     assert seen.task.user_id == owner.user_id
-    other = stub.GetTask(pb.GetTaskRequest(task_id=task.id), metadata=user().metadata())
+    other = stub.GetTask(pb.GetTaskRequest(task_id=task.id), metadata=identities.user(user()))
     assert await refused(other) == (grpc.StatusCode.NOT_FOUND, "task_not_found")

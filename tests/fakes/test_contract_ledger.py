@@ -17,7 +17,6 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from atelier.common.v1 import common_pb2
 from atelier.ledger.v1 import ledger_pb2 as pb
 from atelier.ledger.v1 import ledger_pb2_grpc
-from kit import grpc_client
 from kit.bus import Bus
 from kit.db import Database
 from kit.grpc_server import GrpcServer
@@ -26,6 +25,7 @@ from kit.service import Runtime
 from services.ledger.models import outbox
 from services.ledger.servicer import LedgerServicer
 from services.ledger.settings import LedgerSettings
+from tests import identities
 from tests.conftest import MigratedDatabase
 from tests.fakes.contract import cny, refused
 from tests.fakes.ledger import FakeLedger
@@ -48,7 +48,7 @@ async def stub(
     ledger_pb2_grpc.add_LedgerServiceServicer_to_server(servicer, server.server)
     port = await server.start()
     try:
-        async with grpc_client.channel(f"127.0.0.1:{port}") as channel:
+        async with identities.channel(f"127.0.0.1:{port}") as channel:
             yield Stub(channel)
     finally:
         await server.stop(0.2)

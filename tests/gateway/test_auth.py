@@ -17,6 +17,7 @@ from atelier.accounts.v1 import accounts_pb2 as pb
 from gateway.auth import AuthState
 from kit.identity import Identity
 from kit.logs import JsonFormatter
+from tests import identities
 from tests.accounts.stack import (
     JWT_KEYS,
     PASSWORD,
@@ -246,14 +247,14 @@ async def test_admin_only_is_refused_to_users(api: httpx.AsyncClient, accounts_s
     # The service itself refuses admin RPCs to a user identity, whatever the gateway does.
     user_identity = Identity(user_id=user_session["user"]["id"], role="user", status="active")
     with pytest.raises(grpc.aio.AioRpcError) as denied:
-        await accounts_stack.stub.ListUsers(pb.ListUsersRequest(), metadata=user_identity.metadata())
+        await accounts_stack.stub.ListUsers(pb.ListUsersRequest(), metadata=identities.user(user_identity))
     assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
     with pytest.raises(grpc.aio.AioRpcError) as anonymous:
         await accounts_stack.stub.GetUser(pb.GetUserRequest())
     assert anonymous.value.code() == grpc.StatusCode.UNAUTHENTICATED
     admin_identity = Identity(user_id=admin["user"]["id"], role="admin", status="active")
     found = await accounts_stack.stub.ListUsers(
-        pb.ListUsersRequest(email_query=admin_email.upper()), metadata=admin_identity.metadata()
+        pb.ListUsersRequest(email_query=admin_email.upper()), metadata=identities.user(admin_identity)
     )
     assert [u.email for u in found.users] == [admin_email]
 
@@ -381,7 +382,7 @@ def test_placeholder_secrets_are_refused_outside_development(infra: Infra) -> No
 
     GatewaySettings(environment="development")  # the dev default is fine on a laptop
     with pytest.raises(ValueError, match="placeholder"):
-        GatewaySettings(environment="production")
+        GatewaySettings(environment="production", grpc_tls_dir="/run/tls")
     with pytest.raises(ValueError, match="placeholder"):
         GatewaySettings(environment="test", jwt_keys="k1:short")
     with pytest.raises(ValueError, match="kid:secret"):

@@ -18,6 +18,7 @@ import pytest
 from atelier.accounts.v1 import accounts_pb2 as pb
 from kit.identity import Identity
 from services.accounts.__main__ import build_service
+from tests import identities
 from tests.accounts.stack import PASSWORD, AccountsStack, bearer, login, new_email, verified_user
 from tests.gateway_app import openapi_operations
 
@@ -117,12 +118,12 @@ async def test_only_an_admin_may_put_the_admin_scope_on_a_key(
     claimed = Identity(user_id=session["user"]["id"], role="admin", status="active")
     with pytest.raises(grpc.aio.AioRpcError) as denied:
         await accounts_stack.stub.CreateApiKey(
-            pb.CreateApiKeyRequest(name="root", scopes=["admin"]), metadata=claimed.metadata()
+            pb.CreateApiKeyRequest(name="root", scopes=["admin"]), metadata=identities.user(claimed)
         )
     assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
     with pytest.raises(grpc.aio.AioRpcError) as unknown:
         await accounts_stack.stub.CreateApiKey(
-            pb.CreateApiKeyRequest(name="x", scopes=["superuser"]), metadata=claimed.metadata()
+            pb.CreateApiKeyRequest(name="x", scopes=["superuser"]), metadata=identities.user(claimed)
         )
     assert unknown.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 

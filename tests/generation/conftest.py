@@ -17,7 +17,6 @@ from atelier.catalog.v1 import catalog_pb2
 from atelier.events.v1 import events_pb2
 from atelier.generation.v1 import generation_pb2_grpc
 from devkit.embedded import EmbeddedSeaweed, S3Access, free_port
-from kit import grpc_client
 from kit.bus import Bus, Delivery
 from kit.db import Database, drop_database, ensure_database, with_database
 from kit.grpc_server import GrpcServer
@@ -34,6 +33,7 @@ from services.generation.service import Generation
 from services.generation.servicer import GenerationServicer
 from services.generation.settings import GenerationSettings
 from services.generation.worker import Worker
+from tests import identities
 from tests.fakes.catalog import FakeCatalog, FakeModel
 from tests.fakes.ledger import FakeLedger
 from tests.generation.fakes import start_fakes
@@ -124,7 +124,11 @@ class Stack:
 
 
 def metadata(identity: Identity, caller: str = "gateway") -> tuple[tuple[str, str], ...]:
-    return identity.metadata(caller)
+    return (
+        identities.user(identity)
+        if caller == "gateway"
+        else (*identities.user(identity), *identities.workload(caller))
+    )
 
 
 @pytest.fixture(scope="session")
@@ -222,7 +226,7 @@ async def stack(infra: Infra, bucket: S3Access) -> AsyncIterator[Stack]:
     server = GrpcServer("generation", host="127.0.0.1", port=0)
     generation_pb2_grpc.add_GenerationServiceServicer_to_server(servicer, server.server)
     port = await server.start()
-    channel = grpc_client.channel(f"127.0.0.1:{port}")
+    channel = identities.channel(f"127.0.0.1:{port}")
     stack = Stack(
         settings, db, bus, catalog, ledger, generation_pb2_grpc.GenerationServiceStub(channel), blobs
     )

@@ -74,9 +74,9 @@ def test_the_placeholder_url_secret_is_refused_in_production() -> None:
     from services.generation.settings import GenerationSettings
 
     with pytest.raises(ValidationError, match="BLOB_URL_SECRET"):
-        GenerationSettings(environment="production", s3_bucket="b")
+        GenerationSettings(environment="production", grpc_tls_dir="/run/tls", s3_bucket="b")
     assert GenerationSettings(
-        environment="production", s3_bucket="b", blob_url_secret="x" * 32
+        environment="production", s3_bucket="b", blob_url_secret="x" * 32, grpc_tls_dir="/run/tls"
     ).blob_url_secret
 
 
@@ -86,7 +86,9 @@ def test_production_refuses_a_local_folder_and_s3_needs_a_bucket() -> None:
     from services.generation.settings import GenerationSettings
 
     with pytest.raises(ValidationError, match="BLOB_BACKEND=local keeps files in one pod's folder"):
-        GenerationSettings(environment="production", blob_url_secret="x" * 32, blob_backend="local")
+        GenerationSettings(
+            environment="production", grpc_tls_dir="/run/tls", blob_url_secret="x" * 32, blob_backend="local"
+        )
     with pytest.raises(ValidationError, match="ATELIER_S3_BUCKET must be set"):
         GenerationSettings()
     assert GenerationSettings(blob_backend="local").blob_root == Path(".atelier/blobs")

@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator
 import grpc
 import pytest
 
-from kit import grpc_client
 from kit.grpc_server import GrpcServer
+from tests import identities
 
 
 def _replica(name: str, *, max_connection_age: float = 300.0) -> GrpcServer:
@@ -35,7 +35,7 @@ async def replicas() -> AsyncIterator[list[int]]:
 
 
 async def _answers(target: str, calls: int) -> Counter[str]:
-    async with grpc_client.channel(target) as channel:
+    async with identities.channel(target) as channel:
         whoami = channel.unary_unary("/test.Who/Am")
         return Counter([(await whoami(b"")).decode().split()[0] for _ in range(calls)])
 
@@ -54,7 +54,7 @@ async def test_a_server_closes_old_connections_so_clients_reconnect() -> None:
     server = _replica("short", max_connection_age=0.3)
     port = await server.start()
     try:
-        async with grpc_client.channel(f"127.0.0.1:{port}") as channel:
+        async with identities.channel(f"127.0.0.1:{port}") as channel:
             whoami = channel.unary_unary("/test.Who/Am")
             peers = set()
             for _ in range(15):  # 1.5 s of calls, every one answered

@@ -14,7 +14,6 @@ from google.protobuf.duration_pb2 import Duration
 from atelier.common.v1 import common_pb2
 from atelier.ledger.v1 import ledger_pb2 as pb
 from atelier.ledger.v1 import ledger_pb2_grpc
-from kit import grpc_client
 from kit.bus import Bus
 from kit.db import Database
 from kit.errors import from_rpc_error
@@ -26,6 +25,7 @@ from services.ledger.service import Ledger
 from services.ledger.servicer import LedgerServicer
 from services.ledger.settings import LedgerSettings
 from services.ledger.sweeper import expire_due_holds
+from tests import identities
 
 
 def credits(whole: int) -> common_pb2.Credits:
@@ -38,7 +38,7 @@ async def stub(db: Database, bus: Bus) -> AsyncIterator[ledger_pb2_grpc.LedgerSe
     server = GrpcServer("ledger", host="127.0.0.1", port=0)
     ledger_pb2_grpc.add_LedgerServiceServicer_to_server(LedgerServicer(runtime), server.server)
     port = await server.start()
-    async with grpc_client.channel(f"127.0.0.1:{port}") as channel:
+    async with identities.channel(f"127.0.0.1:{port}") as channel:
         yield ledger_pb2_grpc.LedgerServiceStub(channel)
     await server.stop(0.5)
 

@@ -22,7 +22,6 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from atelier.workflow.v1 import workflow_pb2, workflow_pb2_grpc
 from devkit.embedded import free_port
-from kit import grpc_client
 from kit.bus import Bus
 from kit.db import Database, drop_database, ensure_database, with_database
 from kit.grpc_server import GrpcServer
@@ -33,6 +32,7 @@ from kit.service import Runtime
 from services.workflow.__main__ import setup
 from services.workflow.models import metadata
 from services.workflow.settings import WorkflowSettings
+from tests import identities
 from tests.infra import Infra
 from tests.workflow.fakes import Fakes, start_fakes
 
@@ -104,18 +104,20 @@ class Client:
         request = workflow_pb2.StartRunRequest(
             idempotency_key=key or uuid.uuid4().hex, template_code=template, inputs=struct(inputs)
         )
-        reply: workflow_pb2.StartRunResponse = await self.stub.StartRun(request, metadata=who.metadata())
+        reply: workflow_pb2.StartRunResponse = await self.stub.StartRun(
+            request, metadata=identities.user(who)
+        )
         return reply
 
     async def get(self, who: Identity, run_id: str) -> workflow_pb2.Run:
         reply: workflow_pb2.GetRunResponse = await self.stub.GetRun(
-            workflow_pb2.GetRunRequest(run_id=run_id), metadata=who.metadata()
+            workflow_pb2.GetRunRequest(run_id=run_id), metadata=identities.user(who)
         )
         return reply.run
 
     async def cancel(self, who: Identity, run_id: str) -> workflow_pb2.Run:
         reply: workflow_pb2.CancelRunResponse = await self.stub.CancelRun(
-            workflow_pb2.CancelRunRequest(run_id=run_id), metadata=who.metadata()
+            workflow_pb2.CancelRunRequest(run_id=run_id), metadata=identities.user(who)
         )
         return reply.run
 
@@ -215,7 +217,7 @@ async def start_service(db_url: str, wf_bus: Bus, fakes: Fakes, infra: Infra) ->
         server = GrpcServer("workflow", host="127.0.0.1", port=0)
         await setup(runtime, server)
         port = await server.start()
-        service = InProcess(runtime, server, port, grpc_client.channel(f"127.0.0.1:{port}"))
+        service = InProcess(runtime, server, port, identities.channel(f"127.0.0.1:{port}"))
         service.tasks = [asyncio.create_task(c) for c in runtime._background]
         started.append(service)
         return service
@@ -278,7 +280,7 @@ async def process(
     env = {**os.environ, **{f"ATELIER_{key.upper()}": str(value) for key, value in values.items()}}
     env["ATELIER_ENVIRONMENT"] = "test"
     service = Process(env=env, port=port, log_path=tmp_path / "workflow.log")
-    channel = grpc_client.channel(f"127.0.0.1:{port}")
+    channel = identities.channel(f"127.0.0.1:{port}")
     yield service, Client(workflow_pb2_grpc.WorkflowServiceStub(channel))
     service.terminate()
     await channel.close()

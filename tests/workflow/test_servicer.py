@@ -15,6 +15,7 @@ from atelier.common.v1 import common_pb2
 from atelier.workflow.v1 import workflow_pb2
 from kit.db import Database
 from services.workflow.models import outbox, run_steps, runs
+from tests import identities
 from tests.workflow.conftest import StartService, user
 from tests.workflow.fakes import Fakes
 from tests.workflow.test_runner import inputs_for
@@ -146,7 +147,9 @@ async def test_another_users_run_is_invisible(start_service: StartService, fakes
         with pytest.raises(grpc.aio.AioRpcError) as hidden:
             await call
         assert hidden.value.code() == grpc.StatusCode.NOT_FOUND
-    listed = await service.client.stub.ListRuns(workflow_pb2.ListRunsRequest(), metadata=mallory.metadata())
+    listed = await service.client.stub.ListRuns(
+        workflow_pb2.ListRunsRequest(), metadata=identities.user(mallory)
+    )
     assert not listed.runs
     run = await service.client.get(alice, run_id)
     assert run.status == RUN.RUN_STATUS_RUNNING
@@ -175,7 +178,7 @@ async def test_list_is_newest_first_with_a_cursor(start_service: StartService, f
     while True:
         page = await service.client.stub.ListRuns(
             workflow_pb2.ListRunsRequest(page=common_pb2.PageRequest(cursor=cursor, limit=2)),
-            metadata=alice.metadata(),
+            metadata=identities.user(alice),
         )
         seen += [r.id for r in page.runs]
         cursor = page.page.next_cursor
@@ -183,12 +186,12 @@ async def test_list_is_newest_first_with_a_cursor(start_service: StartService, f
             break
     assert seen == list(reversed(ids))
     filtered = await service.client.stub.ListRuns(
-        workflow_pb2.ListRunsRequest(status=RUN.RUN_STATUS_SUCCEEDED), metadata=alice.metadata()
+        workflow_pb2.ListRunsRequest(status=RUN.RUN_STATUS_SUCCEEDED), metadata=identities.user(alice)
     )
     assert not filtered.runs
     with pytest.raises(grpc.aio.AioRpcError) as bad:
         await service.client.stub.ListRuns(
             workflow_pb2.ListRunsRequest(page=common_pb2.PageRequest(cursor="not-a-cursor")),
-            metadata=alice.metadata(),
+            metadata=identities.user(alice),
         )
     assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT

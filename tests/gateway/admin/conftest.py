@@ -23,7 +23,6 @@ from atelier.workflow.v1 import workflow_pb2_grpc
 from gateway.app import create_app
 from gateway.auth import AccessTokens, identity_of
 from gateway.settings import GatewaySettings
-from kit import grpc_client
 from kit.bus import Bus
 from kit.db import Database, drop_database, ensure_database, with_database
 from kit.grpc_server import GrpcServer
@@ -36,6 +35,7 @@ from services.ledger.models import outbox
 from services.ledger.service import Ledger
 from services.ledger.servicer import LedgerServicer
 from services.ledger.settings import LedgerSettings
+from tests import identities
 from tests.accounts.stack import JWT_KEYS, PASSWORD, AccountsStack, new_email
 from tests.catalog.conftest import CatalogStack, catalog, catalog_template
 from tests.conftest import ROOT
@@ -103,7 +103,7 @@ async def ledger_stack(admin_ledger_url: str, bus: Bus) -> AsyncIterator[LedgerS
     server = GrpcServer("ledger", host="127.0.0.1", port=0)
     ledger_pb2_grpc.add_LedgerServiceServicer_to_server(LedgerServicer(runtime, ledger), server.server)
     port = await server.start()
-    async with grpc_client.channel(f"127.0.0.1:{port}") as channel:
+    async with identities.channel(f"127.0.0.1:{port}") as channel:
         stub = cast("LedgerServiceAsyncStub", ledger_pb2_grpc.LedgerServiceStub(channel))
         yield LedgerStack(ledger_url, db, port, ledger, stub)
     await server.stop(0.5)
@@ -179,7 +179,7 @@ async def ensure_admin(accounts: AccountsServiceAsyncStub) -> tuple[str, str]:
     email = new_email("admin")
     ensured = await accounts.EnsureAdmin(
         accounts_pb2.EnsureAdminRequest(email=email, password=PASSWORD, locale="en"),
-        metadata=Identity(user_id=str(uuid.uuid4()), role="admin").metadata(),
+        metadata=identities.user(Identity(user_id=str(uuid.uuid4()), role="admin")),
     )
     return str(ensured.user.id), email
 

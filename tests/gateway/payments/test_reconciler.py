@@ -16,8 +16,8 @@ from gateway.payments.processing import PaymentProcessor, ledger_stub
 from gateway.payments.reconciler import Reconciler
 from gateway.payments.registry import PaymentGateway
 from gateway.payments.stripe_provider import StripeProvider
-from kit import grpc_client
 from kit.money import Money
+from tests import identities
 from tests.fakes.ledger import FakeLedger
 from tests.gateway.payments.fake_providers import ProviderState, build_app
 from tests.gateway.payments.fakes import serve_fakes, serve_http
@@ -47,7 +47,7 @@ async def world(keys: Keys) -> AsyncIterator[World]:
             stripe_api_base=base,
             reconcile_interval_seconds=0,
         )
-        async with grpc_client.channel(address) as channel, httpx.AsyncClient(timeout=5) as http:
+        async with identities.channel(address) as channel, httpx.AsyncClient(timeout=5) as http:
             gateway = PaymentGateway.from_settings(settings, http)
             processor = PaymentProcessor(gateway, ledger_stub(channel))
             reconciler = Reconciler(processor, pending_after=timedelta(minutes=10), page_size=2)
