@@ -4,7 +4,9 @@ Starts PostgreSQL (unless DATABASE_URL is given), NATS (unless ATELIER_NATS_URL 
 S3 API for the files (unless ATELIER_S3_ENDPOINT is given), then every service, the gateway and a generation
 worker as child processes; prints the URL once every part answers;
 restarts a child that crashes (and says so); stops everything on SIGINT/SIGTERM. Data lives under
-ATELIER_HOME (default ./.atelier) and survives restarts.
+ATELIER_HOME (default ./.atelier) and survives restarts. Every gRPC connection is mutual TLS: the launcher
+keeps a local CA under `<home>/pki` and gives each workload its certificate (`devkit.pki`), and the
+gateway the key that signs end-user tokens (`kit.user_tokens`).
 
 The cluster shape (`atelier run --cluster`) is what Kubernetes runs, on one machine: a three-node NATS
 JetStream cluster with streams at three replicas, and two replicas of every service, of the worker and of
@@ -31,6 +33,7 @@ import httpx
 
 from devkit.embedded import EmbeddedNats, EmbeddedPostgres, EmbeddedSeaweed
 from devkit.nats_cluster import NatsCluster
+from devkit.pki import issue_all
 from kit.db import libpq_dsn, with_database
 from kit.settings import SERVICES
 
@@ -195,13 +198,16 @@ class Launcher:
     def _plan(self, database_server: str, nats_url: str) -> list[Child]:
         prefix = os.environ.get("ATELIER_DB_PREFIX", "atelier_")
         common = dict(os.environ)
+        pki = self.home / "pki"
         common.update(
             {
                 "ATELIER_NATS_URL": nats_url,
                 "ATELIER_HOME": str(self.home),
                 "PYTHONUNBUFFERED": "1",
+                "ATELIER_USER_TOKEN_PUBLIC_KEYS_FILE": str(pki / "user-token" / "public.pem"),
             }
         )
+        common.pop("ATELIER_USER_TOKEN_SIGNING_KEY_FILE", None)
         # Links in mails point at this gateway unless a public URL is configured.
         common.setdefault("ATELIER_PUBLIC_URL", f"http://127.0.0.1:{self.http_port}")
         if self.cluster and self.nats is not None:  # the three-node NATS this launcher started
@@ -215,9 +221,10 @@ class Launcher:
         def database(service: str) -> str:
             return with_database(database_server, f"{prefix}{service}").render_as_string(hide_password=False)
 
-        def child(name: str, replica: int, module: str, **env: str) -> Child:
+        def child(name: str, replica: int, module: str, workload: str = "", **env: str) -> Child:
             instance = name if replica == 0 else f"{name}-{replica + 1}"
-            environ = {**common, **env, "ATELIER_INSTANCE": instance}
+            tls = {"ATELIER_GRPC_TLS_DIR": str(pki / (workload or name))}
+            environ = {**common, **env, **tls, "ATELIER_INSTANCE": instance}
             return Child(instance, [python, "-m", module], environ, logs / f"{instance}.log")
 
         children = []
@@ -240,6 +247,7 @@ class Launcher:
                     "worker",
                     replica,
                     "services.generation.worker",
+                    workload="generation-worker",
                     ATELIER_DATABASE_URL=database("generation"),
                     ATELIER_GRPC_PORT="0",
                     ATELIER_MIGRATE_ON_START="false",
@@ -253,12 +261,14 @@ class Launcher:
                     "gateway",
                     ATELIER_HTTP_PORT=str(self._port(self.http_port, replica)),
                     ATELIER_METRICS_PORT=str(self._port(self.ops_port, replica)),
+                    ATELIER_USER_TOKEN_SIGNING_KEY_FILE=str(pki / "user-token" / "signing.pem"),
                 )
             )
         return children
 
     def start(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
+        issue_all(self.home / "pki")
         self._launch_object_store()
         database_server = self._database_server()
         nats_url = self._nats_server()
@@ -291,6 +301,8 @@ class Launcher:
             "database_server": libpq_dsn(database_server),
             "databases": databases,
             "services": {name: self.service_address(i) for i, name in enumerate(SERVICES, start=1)},
+            # Each workload's certificate (<pki>/<workload>/), the user-token keys (`<pki>/user-token/`).
+            "pki": str((self.home / "pki").resolve()),
             # The keys are in the SeaweedFS data folder (s3.json).
             "s3": {"endpoint": self.s3_env["ATELIER_S3_ENDPOINT"], "bucket": self.s3_env["ATELIER_S3_BUCKET"]}
             if self.s3_env
