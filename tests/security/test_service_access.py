@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -19,7 +19,6 @@ from types import ModuleType
 import grpc
 import jwt
 import psycopg
-import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from google.protobuf import message_factory
 from google.protobuf.descriptor import MethodDescriptor
@@ -36,7 +35,6 @@ from kit.identity import Identity
 from kit.tls import WORKLOAD_HEADER, WORKLOADS, TlsFiles
 from kit.user_tokens import AUDIENCE, HEADER, UserTokenSigner
 from tests.e2e.stack import Stack
-from tests.infra import Infra
 
 MODULES: dict[str, ModuleType] = {
     "accounts": accounts_pb2,
@@ -79,14 +77,6 @@ RPCS = [
     for descriptor in module.DESCRIPTOR.services_by_name.values()
     for method in descriptor.methods
 ]
-
-
-@pytest.fixture(scope="module")
-def stack(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    stack = Stack(tmp_path_factory.mktemp("secured"), infra)
-    stack.start()
-    yield stack
-    stack.stop()
 
 
 async def call(channel: grpc.aio.Channel, rpc: Rpc, metadata: tuple[tuple[str, str], ...] = ()) -> str:
