@@ -127,6 +127,7 @@ def test_every_process_mounts_its_own_certificate_as_a_directory(
         mounts = secret_mounts(deployment, container)
         mount, secret = mounts[TLS_DIR]
         assert secret["secretName"] == f"{name}-tls", name
+        assert not secret.get("optional"), "no pod starts without its identity, in dev either"
         assert mount["readOnly"] is True
         # The kubelet updates a Secret mounted as a directory; a subPath mount would keep the first files.
         assert "subPath" not in mount
@@ -160,6 +161,7 @@ def test_the_user_token_signing_key_is_in_the_gateway_alone(
         (container,) = pod_spec(deployment)["containers"]
         env = environment(manifests, container)
         mount, secret = secret_mounts(deployment, container)[USER_TOKEN_DIR]
+        assert not secret.get("optional"), name
         assert mount["readOnly"] is True
         assert "subPath" not in mount
         projected = {f"{USER_TOKEN_DIR}/{item['path']}" for item in secret["items"]}
