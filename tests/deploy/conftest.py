@@ -20,6 +20,9 @@ ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "k8s"
 OVERLAYS = ("dev", "prod")
+# Where every pod mounts its certificate (its Secret `<workload>-tls`) and the end-user token keys.
+TLS_DIR = "/var/run/atelier/tls"
+USER_TOKEN_DIR = "/var/run/atelier/user-token"
 
 Manifest = dict[str, Any]
 

@@ -2,8 +2,9 @@
 
 They cover the parts of each CRD this project uses, closed (unknown fields are errors, as
 `kubernetes-validate --strict` does for built-in kinds), with the operator's required fields and enums.
-Field names follow the CloudNativePG v1 API (Cluster, Pooler, ScheduledBackup) and the Barman Cloud plugin
-(barmancloud.cnpg.io/v1 ObjectStore); fields the API has but this project does not set are allowed
+Field names follow the CloudNativePG v1 API (Cluster, Pooler, ScheduledBackup), the Barman Cloud plugin
+(barmancloud.cnpg.io/v1 ObjectStore) and cert-manager's v1 API (Certificate, Issuer; its CRDs in
+cert-manager/cert-manager `deploy/crds/`); fields the API has but this project does not set are allowed
 without a deeper schema.
 """
 
@@ -435,9 +436,111 @@ POOLER = closed(
     required=("apiVersion", "kind", "metadata", "spec"),
 )
 
+# cert-manager: Go durations ("2160h", "90m"), its key usages, and the issuers this project uses.
+DURATION: Schema = {"type": "string", "pattern": r"^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$"}
+KEY_USAGES = (
+    "signing",
+    "digital signature",
+    "content commitment",
+    "key encipherment",
+    "key agreement",
+    "data encipherment",
+    "cert sign",
+    "crl sign",
+    "encipher only",
+    "decipher only",
+    "any",
+    "server auth",
+    "client auth",
+    "code signing",
+    "email protection",
+    "s/mime",
+    "ipsec end system",
+    "ipsec tunnel",
+    "ipsec user",
+    "timestamping",
+    "ocsp signing",
+    "microsoft sgc",
+    "netscape sgc",
+)
+STRINGS: Schema = {"type": "array", "items": STRING}
+
+CERTIFICATE = closed(
+    {
+        "apiVersion": {"const": "cert-manager.io/v1"},
+        "kind": {"const": "Certificate"},
+        "metadata": METADATA,
+        "spec": closed(
+            {
+                "secretName": STRING,
+                "issuerRef": closed({"name": STRING, "kind": STRING, "group": STRING}, required=("name",)),
+                "commonName": STRING,
+                "dnsNames": STRINGS,
+                "uris": STRINGS,
+                "ipAddresses": STRINGS,
+                "isCA": BOOL,
+                "duration": DURATION,
+                "renewBefore": DURATION,
+                "usages": {"type": "array", "items": {"enum": list(KEY_USAGES)}},
+                "privateKey": closed(
+                    {
+                        "algorithm": {"enum": ["RSA", "ECDSA", "Ed25519"]},
+                        "encoding": {"enum": ["PKCS1", "PKCS8"]},
+                        "rotationPolicy": {"enum": ["Never", "Always"]},
+                        "size": {"type": "integer"},
+                    }
+                ),
+            },
+            required=("issuerRef", "secretName"),
+            others=(
+                "additionalOutputFormats",
+                "emailAddresses",
+                "encodeUsagesInRequest",
+                "keystores",
+                "literalSubject",
+                "nameConstraints",
+                "otherNames",
+                "renewBeforePercentage",
+                "revisionHistoryLimit",
+                "secretTemplate",
+                "signatureAlgorithm",
+                "subject",
+            ),
+        ),
+    },
+    required=("apiVersion", "kind", "metadata", "spec"),
+)
+
+ISSUER = closed(
+    {
+        "apiVersion": {"const": "cert-manager.io/v1"},
+        "kind": {"const": "Issuer"},
+        "metadata": METADATA,
+        # Exactly one kind of issuer.
+        "spec": {
+            **closed(
+                {
+                    "selfSigned": closed({}, others=("crlDistributionPoints",)),
+                    "ca": closed(
+                        {"secretName": STRING},
+                        required=("secretName",),
+                        others=("crlDistributionPoints", "issuingCertificateURLs", "ocspServers"),
+                    ),
+                },
+                others=("acme", "vault", "venafi"),
+            ),
+            "minProperties": 1,
+            "maxProperties": 1,
+        },
+    },
+    required=("apiVersion", "kind", "metadata", "spec"),
+)
+
 SCHEMAS: dict[tuple[str, str], Schema] = {
     ("postgresql.cnpg.io/v1", "Cluster"): CLUSTER,
     ("postgresql.cnpg.io/v1", "Pooler"): POOLER,
     ("postgresql.cnpg.io/v1", "ScheduledBackup"): SCHEDULED_BACKUP,
     ("barmancloud.cnpg.io/v1", "ObjectStore"): OBJECT_STORE,
+    ("cert-manager.io/v1", "Certificate"): CERTIFICATE,
+    ("cert-manager.io/v1", "Issuer"): ISSUER,
 }

@@ -1,5 +1,7 @@
 """Only the gateway is reachable from outside; each database only from its owner; NATS only from the
-services. Checked by evaluating the rendered NetworkPolicies for every pair of pods, ports included."""
+services; each gRPC service only from the workloads `kit.access.ACCESS` grants one of its RPCs; the
+plaintext health ports from no pod. Checked by evaluating the rendered NetworkPolicies for every pair of
+pods, ports included."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from kit import access
 from kit.settings import SERVICES
 from tests.deploy.conftest import OVERLAYS, Manifest, named, of_kind, pod_spec
 
@@ -168,9 +171,19 @@ def test_nats_and_grpc_are_reachable_only_from_atelier_processes(
     inside = reachable(manifests, pods_of(manifests))
     processes = {*SERVICES, "generation-worker", "gateway"}
     assert {s for s, t, p in inside if t == "nats" and p == 4222} == processes
+    pods = {pod.name: pod for pod in pods_of(manifests)}
     for service in SERVICES:
-        grpc_clients = {s for s, t, p in inside if t == service and p != 9090}
-        assert grpc_clients == processes - {service}, service
+        # The workloads the table lets call one of its RPCs (the operator runs outside the cluster).
+        granted = {workload for grants in access.ACCESS[service].values() for workload in grants}
+        granted.discard(access.OPERATOR)
+        grpc_clients = {s for s, t, p in inside if t == service and p == pods[service].ports["grpc"]}
+        assert grpc_clients == granted, service
+        assert "gateway" in grpc_clients, "the gateway's /readyz asks every service's health"
+        assert {p for s, t, p in inside if t == service} <= {pods[service].ports["grpc"], 9090}, service
+    # The plaintext health ports are the kubelet's (from the node, which policies always admit) alone.
+    health = {pods[name].ports["health"] for name in (*SERVICES, "generation-worker")}
+    assert health == {50080}
+    assert not {(s, t) for s, t, p in inside if p in health}
     # Nobody but Atelier's processes sends spans to the collector; nothing reaches the worker but scrapes.
     assert {s for s, t, p in inside if t == "otel-collector"} == processes
     assert {(s, p) for s, t, p in inside if t == "generation-worker"} == {("otel-collector", 9090)}

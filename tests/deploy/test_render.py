@@ -1,6 +1,6 @@
 """Every overlay renders with `kubectl kustomize` and validates offline: built-in kinds with
-`kubernetes-validate --strict`, custom resources (CloudNativePG, Barman Cloud) with the schemas in
-crd_schemas.py; and every reference between objects resolves inside the rendered output."""
+`kubernetes-validate --strict`, custom resources (CloudNativePG, Barman Cloud, cert-manager) with the
+schemas in crd_schemas.py; and every reference between objects resolves inside the rendered output."""
 
 from __future__ import annotations
 
@@ -95,6 +95,21 @@ def test_validation_rejects_mistakes(rendered: dict[str, list[Manifest]]) -> Non
     backup["spec"]["schedule"] = "0 2 * * *"  # five fields: CNPG wants six
     with pytest.raises(jsonschema.ValidationError):
         validate(backup)
+    mistakes: list[dict[str, Any]] = [
+        {"usages": ["server-auth"]},  # cert-manager spells it "server auth"
+        {"duration": "90d"},  # a Go duration has no days
+        {"privateKey": {"algorithm": "EC"}},
+        {"uri": ["spiffe://atelier/ledger"]},  # the field is `uris`
+    ]
+    for mistake in mistakes:
+        certificate = copy.deepcopy(of_kind(rendered["prod"], "Certificate")[0])
+        certificate["spec"] |= mistake
+        with pytest.raises(jsonschema.ValidationError):
+            validate(certificate)
+    issuer = copy.deepcopy(of_kind(rendered["prod"], "Issuer")[0])
+    issuer["spec"] = {"selfSigned": {}, "ca": {"secretName": "atelier-ca"}}  # one kind of issuer only
+    with pytest.raises(jsonschema.ValidationError):
+        validate(issuer)
     unknown = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}}
     with pytest.raises(AssertionError, match="custom resource without a schema"):
         validate(unknown)
@@ -123,7 +138,8 @@ def test_references_resolve(rendered: dict[str, list[Manifest]], overlay: str) -
     workloads = of_kind(manifests, "Deployment", "StatefulSet")
     pod_labels = [w["spec"]["template"]["metadata"]["labels"] for w in workloads]
     cnpg_secrets = {f"{c['metadata']['name']}-app" for c in of_kind(manifests, "Cluster")}
-    operator_secrets = {"atelier-tls", "db-backup-s3"}
+    certificate_secrets = {c["spec"]["secretName"] for c in of_kind(manifests, "Certificate")}
+    operator_secrets = {"atelier-tls", "db-backup-s3", "atelier-user-token"}
 
     for workload in workloads:
         assert _matches(
@@ -135,6 +151,9 @@ def test_references_resolve(rendered: dict[str, list[Manifest]], overlay: str) -
         for volume in spec.get("volumes", []):
             if "configMap" in volume:
                 assert ("ConfigMap", volume["configMap"]["name"]) in names
+            if "secret" in volume:
+                # cert-manager makes a Certificate's Secret; the operators make the others.
+                assert volume["secret"]["secretName"] in certificate_secrets | operator_secrets, volume
         for container in spec["containers"] + spec.get("initContainers", []):
             for source in container.get("envFrom", []):
                 if "configMapRef" in source:
@@ -160,6 +179,13 @@ def test_references_resolve(rendered: dict[str, list[Manifest]], overlay: str) -
         assert (target["kind"], target["name"]) in names
         deployment = next(w for w in workloads if w["metadata"]["name"] == target["name"])
         assert "replicas" not in deployment["spec"], "the HPA owns the replica count"
+    issuers = {i["metadata"]["name"]: i["spec"] for i in of_kind(manifests, "Issuer")}
+    for certificate in of_kind(manifests, "Certificate"):
+        assert certificate["spec"]["issuerRef"]["kind"] == "Issuer"
+        assert certificate["spec"]["issuerRef"]["name"] in issuers
+    for issuer in issuers.values():
+        if "ca" in issuer:
+            assert issuer["ca"]["secretName"] in certificate_secrets
     for backup in of_kind(manifests, "ScheduledBackup"):
         assert ("Cluster", backup["spec"]["cluster"]["name"]) in names
     for pooler in of_kind(manifests, "Pooler"):

@@ -30,8 +30,9 @@ def test_generation_and_its_worker_share_one_s3_bucket(
         } in sources
         assert any(s.get("secretRef", {}).get("name") == "generation-secrets" for s in sources)
         assert not any(e["name"].startswith(("ATELIER_BLOB", "ATELIER_S3")) for e in container["env"])
-        # Nothing to keep files in but the scratch /tmp.
-        assert [m["mountPath"] for m in container.get("volumeMounts", [])] == ["/tmp"]
+        # Nothing to keep files in but the scratch /tmp: every other mount (certificate, keys) is read-only.
+        writable = [m["mountPath"] for m in container.get("volumeMounts", []) if not m.get("readOnly")]
+        assert writable == ["/tmp"]
     for variable, value in config.items():
         monkeypatch.setenv(variable, value)
     settings = GenerationSettings(blob_url_secret="b" * 48)

@@ -11,7 +11,17 @@ import pytest
 
 from gateway.settings import GatewaySettings
 from kit.settings import SERVICES, ServiceSettings, Settings
-from tests.deploy.conftest import OVERLAYS, ROOT, Manifest, generated, named, of_kind, pod_spec
+from tests.deploy.conftest import (
+    OVERLAYS,
+    ROOT,
+    TLS_DIR,
+    USER_TOKEN_DIR,
+    Manifest,
+    generated,
+    named,
+    of_kind,
+    pod_spec,
+)
 
 WORKER_PORT = 50056
 # Each service's well-known port, read off the default of its `<name>_addr` setting.
@@ -64,9 +74,15 @@ def test_every_workload_is_probed_bounded_and_locked_down(
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_grpc_processes_use_native_grpc_probes_on_their_port(
+def test_grpc_processes_are_probed_natively_on_their_plaintext_health_port(
     rendered: dict[str, list[Manifest]], overlay: str
 ) -> None:
+    """The gRPC port demands a client certificate, which the kubelet's probes cannot present: every probe
+    asks the health service that the process also serves alone, in plaintext, on `grpc_health_port`."""
+    config = generated(rendered[overlay], "ConfigMap", "atelier-config")["data"]
+    health = int(config["ATELIER_GRPC_HEALTH_PORT"])
+    assert health not in DEFAULT_PORTS.values()
+    assert health != WORKER_PORT
     ports = {**DEFAULT_PORTS, "generation-worker": WORKER_PORT}
     for name, port in ports.items():
         deployment = named(rendered[overlay], "Deployment", name)
@@ -74,8 +90,9 @@ def test_grpc_processes_use_native_grpc_probes_on_their_port(
         env = {e["name"]: e.get("value") for e in container["env"]}
         assert env["ATELIER_GRPC_PORT"] == str(port)
         assert [p["containerPort"] for p in container["ports"] if p["name"] == "grpc"] == [port]
+        assert [p["containerPort"] for p in container["ports"] if p["name"] == "health"] == [health]
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-            assert container[probe]["grpc"] == {"port": port}, f"{name} {probe}"
+            assert container[probe]["grpc"] == {"port": health}, f"{name} {probe}"
         assert pod_spec(deployment)["securityContext"]["runAsUser"] == RUN_AS
 
 
@@ -192,6 +209,17 @@ def test_nats_is_a_three_node_jetstream_cluster(rendered: dict[str, list[Manifes
     assert named(manifests, "PodDisruptionBudget", "nats")["spec"]["maxUnavailable"] == 1
 
 
+def settings_factory(name: str, container: Manifest) -> Any:
+    """The settings class of the process `container` runs (`python -m <args[0]>`)."""
+    if name == "gateway":
+        return GatewaySettings
+    # What `python -m <args[0]>` runs: the package's __main__, or the module itself.
+    module = importlib.import_module(container["args"][0])
+    if hasattr(module, "__path__"):
+        module = importlib.import_module(container["args"][0] + ".__main__")
+    return module.DEFINITION.settings_factory
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_each_process_accepts_its_settings(
     rendered: dict[str, list[Manifest]], overlay: str, monkeypatch: pytest.MonkeyPatch
@@ -204,14 +232,7 @@ def test_each_process_accepts_its_settings(
         if name == "otel-collector":
             continue
         (container,) = containers(deployment, init=False)
-        if name == "gateway":
-            factory: Any = GatewaySettings
-        else:
-            # What `python -m <args[0]>` runs: the package's __main__, or the module itself.
-            module = importlib.import_module(container["args"][0])
-            if hasattr(module, "__path__"):
-                module = importlib.import_module(container["args"][0] + ".__main__")
-            factory = module.DEFINITION.settings_factory
+        factory = settings_factory(name, container)
         for variable in list(os.environ):
             if variable.startswith("ATELIER_"):
                 monkeypatch.delenv(variable)
@@ -237,10 +258,38 @@ def test_each_process_accepts_its_settings(
             assert settings.metrics_port == 9090
             assert settings.create_database is False
             assert settings.migrate_on_start is False
+            assert settings.grpc_health_port == int(config["ATELIER_GRPC_HEALTH_PORT"])
+        # mTLS and the user-token keys in every shape (production refuses to start without them).
+        assert settings.grpc_tls_dir == TLS_DIR
+        assert settings.user_token_public_keys_file == f"{USER_TOKEN_DIR}/public.pem"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_each_migrate_step_accepts_its_settings(
+    rendered: dict[str, list[Manifest]], overlay: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The init containers load the same production settings (TLS ones included) before they migrate."""
+    manifests = rendered[overlay]
+    config = generated(manifests, "ConfigMap", "atelier-config")["data"]
+    for deployment in of_kind(manifests, "Deployment"):
+        for migrate in pod_spec(deployment).get("initContainers", []):
+            for variable in list(os.environ):
+                if variable.startswith("ATELIER_"):
+                    monkeypatch.delenv(variable)
+            env = dict(config) | {
+                e["name"]: e.get("value", "postgresql://m:secret@db-rw:5432/m") for e in migrate["env"]
+            }
+            if any(s.get("secretRef", {}).get("name") == "generation-secrets" for s in migrate["envFrom"]):
+                env["ATELIER_BLOB_URL_SECRET"] = "b" * 48
+            for variable, value in env.items():
+                monkeypatch.setenv(variable, value)
+            settings = settings_factory(deployment["metadata"]["name"], migrate)()
+            assert settings.environment == config["ATELIER_ENVIRONMENT"]
 
 
 def test_every_secret_the_manifests_need_is_documented(rendered: dict[str, list[Manifest]]) -> None:
-    """Operators create the Secrets by hand: each one the prod manifests read is in docs/operations.md."""
+    """Each Secret the prod manifests read is in docs/operations.md: those operators create by hand, and
+    those CloudNativePG and cert-manager make."""
     operations = (ROOT / "docs" / "operations.md").read_text()
     manifests = rendered["prod"]
     names: set[str] = set()
@@ -252,14 +301,20 @@ def test_every_secret_the_manifests_need_is_documented(rendered: dict[str, list[
                 for e in container.get("env", [])
                 if "secretKeyRef" in e.get("valueFrom", {})
             }
+        names |= {v["secret"]["secretName"] for v in pod_spec(deployment).get("volumes", []) if "secret" in v}
     for store in of_kind(manifests, "ObjectStore"):
         names |= {ref["name"] for ref in store["spec"]["configuration"]["s3Credentials"].values()}
     names |= {
         tls["secretName"] for ingress in of_kind(manifests, "Ingress") for tls in ingress["spec"]["tls"]
     }
     assert len(names) > 10
+    # cert-manager makes one per workload (deploy/k8s/base/certificates.yaml).
+    certificates = of_kind(manifests, "Certificate")
+    workload_certificates = {c["spec"]["secretName"] for c in certificates if not c["spec"].get("isCA")}
     for name in sorted(names):
         documented = name
         for service in SERVICES:
             documented = documented.replace(f"{service}-db-app", "<service>-db-app")
+        if name in workload_certificates:
+            documented = "<workload>-tls"
         assert f"`{documented}`" in operations, f"Secret {name} is not in docs/operations.md"
