@@ -117,9 +117,11 @@ ACCESS: Table = {
         ),
     },
     "ledger": {
-        # Spending: a task's hold (generation, with the submitting user's token when a user submitted it),
-        # a run's debit and refund (workflow). Captures and expiries run inside the ledger, on events.
-        "Hold": {GENERATION: SELF_OWN},
+        # Spending. A hold is placed only while the user's submission is being served, so it needs their
+        # token. A run's debit may be finished by the resume loop after a crash (no user at hand), on the
+        # run row the user's request wrote; refunds go back to the run's owner. Captures and expiries run
+        # inside the ledger, on events.
+        "Hold": {GENERATION: USER_OWN},
         "Release": {GENERATION: SELF},
         "Debit": {WORKFLOW: SELF_OWN},
         "Refund": {WORKFLOW: SELF},

@@ -41,20 +41,47 @@ def key_id(public: ed25519.Ed25519PublicKey) -> str:
     return base64.urlsafe_b64encode(hashlib.sha256(raw).digest()[:9]).decode()
 
 
+def _signing_key(path: Path) -> ed25519.Ed25519PrivateKey:
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(key, ed25519.Ed25519PrivateKey):
+        raise ValueError(f"{path}: the user-token signing key must be Ed25519")
+    return key
+
+
 class UserTokenSigner:
-    def __init__(self, key: ed25519.Ed25519PrivateKey, *, ttl: int = TTL_SECONDS) -> None:
+    """Mints tokens. Made `from_file`, it follows the file: a replaced key signs from the next token on
+    (looked at at most every `RELOAD_SECONDS`), so step two of a rotation needs no restart."""
+
+    RELOAD_SECONDS = 5.0
+
+    def __init__(
+        self, key: ed25519.Ed25519PrivateKey, *, ttl: int = TTL_SECONDS, path: Path | None = None
+    ) -> None:
         self._key = key
         self.kid = key_id(key.public_key())
         self.ttl = ttl
+        self._path = path
+        self._stamp = path.stat().st_mtime_ns if path is not None else 0
+        self._checked = time.monotonic()
 
     @classmethod
     def from_file(cls, path: str | Path, *, ttl: int = TTL_SECONDS) -> UserTokenSigner:
-        key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
-        if not isinstance(key, ed25519.Ed25519PrivateKey):
-            raise ValueError(f"{path}: the user-token signing key must be Ed25519")
-        return cls(key, ttl=ttl)
+        return cls(_signing_key(Path(path)), ttl=ttl, path=Path(path))
+
+    def _follow_file(self) -> None:
+        if self._path is None or time.monotonic() - self._checked < self.RELOAD_SECONDS:
+            return
+        self._checked = time.monotonic()
+        try:
+            stamp = self._path.stat().st_mtime_ns
+            if stamp != self._stamp:
+                self._key, self._stamp = _signing_key(self._path), stamp
+                self.kid = key_id(self._key.public_key())
+        except (OSError, ValueError):
+            return  # mid-replacement: keep signing with the key we have, look again later
 
     def mint(self, identity: Identity, *, audience: str = AUDIENCE, now: float | None = None) -> str:
+        self._follow_file()
         issued = int(now if now is not None else time.time())
         claims = {
             "sub": identity.user_id,

@@ -50,6 +50,7 @@ async def gateway_process(
         ATELIER_LOGIN_ACCOUNT_BURST="1000",
         ATELIER_PAYMENTS_SANDBOX_SECRET="sandbox-secret-for-the-forwarded-for-tests-0123",
         ATELIER_LOG_JSON="false",
+        ATELIER_USER_TOKEN_SIGNING_KEY_FILE=os.environ["ATELIER_USER_TOKEN_SIGNING_KEY_FILE"],
         **env,
     )
     with log.open("wb") as out:
