@@ -24,7 +24,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from kit.tls import WORKLOADS, spiffe_id
+from kit.access import WORKLOADS
+from kit.tls import spiffe_id
 
 CA_DAYS = 3650
 LEAF_DAYS = 90

@@ -39,6 +39,9 @@ ON_BEHALF_OF = "x-atelier-on-behalf-of"
 
 GATEWAY, ACCOUNTS, CATALOG, LEDGER = "gateway", "accounts", "catalog", "ledger"
 GENERATION, WORKER, WORKFLOW, OPERATOR = "generation", "generation-worker", "workflow", "operator"
+# Every workload that holds a certificate: the table's callers, the servers that answer them, and the
+# worker (it serves only health and calls nobody).
+WORKLOADS = (GATEWAY, ACCOUNTS, CATALOG, LEDGER, GENERATION, WORKER, WORKFLOW, OPERATOR)
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,17 +30,6 @@ log = logging.getLogger(__name__)
 
 TRUST_DOMAIN = "atelier"
 WORKLOAD_HEADER = "x-atelier-workload"
-# Every workload that holds a certificate (`kit.access` says what each may call).
-WORKLOADS = (
-    "gateway",
-    "accounts",
-    "catalog",
-    "ledger",
-    "generation",
-    "generation-worker",
-    "workflow",
-    "operator",
-)
 _FILES = ("ca.crt", "tls.crt", "tls.key")
 
 

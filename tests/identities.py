@@ -53,14 +53,20 @@ def _as_granted(details: grpc.aio.ClientCallDetails, request: Any) -> grpc.aio.C
     if not grants or WORKLOAD_HEADER in metadata:
         return details
     user_id, carried = getattr(request, "user_id", ""), USER_TOKEN_HEADER in metadata
+
+    def satisfiable(grant: access.Grant) -> bool:
+        return grant.user == "optional" or carried or bool(grant.owner and user_id)
+
     gateway = grants.get(access.GATEWAY)
-    if gateway is not None and (gateway.user == "optional" or carried or (gateway.owner and user_id)):
-        pairs = [(WORKLOAD_HEADER, access.GATEWAY)]
-        if gateway.user != "optional" and not carried:
-            pairs.extend(user(Identity(user_id=user_id)))
-        return grpc_client.with_metadata(details, *pairs)
     unattended = [workload for workload, grant in grants.items() if grant.user == "optional"]
-    return grpc_client.with_metadata(details, (WORKLOAD_HEADER, (unattended or list(grants))[0]))
+    if gateway is not None and satisfiable(gateway):
+        claimed = access.GATEWAY
+    else:
+        claimed = (unattended or list(grants))[0]
+    pairs = [(WORKLOAD_HEADER, claimed)]
+    if grants[claimed].user != "optional" and not carried and grants[claimed].owner and user_id:
+        pairs.extend(user(Identity(user_id=user_id)))
+    return grpc_client.with_metadata(details, *pairs)
 
 
 def channel(target: str) -> grpc.aio.Channel:

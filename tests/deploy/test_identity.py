@@ -1,4 +1,4 @@
-"""Workload identity in the cluster: one cert-manager Certificate per workload of `kit.tls.WORKLOADS`,
+"""Workload identity in the cluster: one cert-manager Certificate per workload of `kit.access.WORKLOADS`,
 named as `kit.access.ACCESS` names it, each mounted in its own Deployment only, as a directory (so that
 renewals reach the files, `kit.tls`); the end-user token's signing key in the gateway alone."""
 
@@ -21,7 +21,7 @@ from tests.deploy.conftest import (
 CA = "atelier-ca"
 NAMESPACES = {"dev": "atelier-dev", "prod": "atelier"}
 # Every workload but the operator's tools, which run outside the cluster.
-IN_CLUSTER = set(tls.WORKLOADS) - {access.OPERATOR}
+IN_CLUSTER = set(access.WORKLOADS) - {access.OPERATOR}
 HOURS = {"h": 1.0, "m": 1 / 60}
 
 

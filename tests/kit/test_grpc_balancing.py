@@ -10,8 +10,9 @@ from collections.abc import AsyncIterator
 import grpc
 import pytest
 
+from kit import grpc_client
+from kit.access import SELF, Authorizer
 from kit.grpc_server import GrpcServer
-from tests import identities
 
 
 def _replica(name: str, *, max_connection_age: float = 300.0) -> GrpcServer:
@@ -19,7 +20,8 @@ def _replica(name: str, *, max_connection_age: float = 300.0) -> GrpcServer:
         # The peer is the client's end of the connection: a new port means a new connection.
         return f"{name} {context.peer()}".encode()
 
-    server = GrpcServer(name, host="127.0.0.1", port=0, max_connection_age=max_connection_age)
+    access = Authorizer({"test.Who": {"Am": {"tests": SELF}}}, None, tls=False)
+    server = GrpcServer(name, host="127.0.0.1", port=0, max_connection_age=max_connection_age, access=access)
     handlers = {"Am": grpc.unary_unary_rpc_method_handler(whoami)}
     server.server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.Who", handlers),))
     return server
@@ -35,7 +37,7 @@ async def replicas() -> AsyncIterator[list[int]]:
 
 
 async def _answers(target: str, calls: int) -> Counter[str]:
-    async with identities.channel(target) as channel:
+    async with grpc_client.channel(target, workload="tests") as channel:
         whoami = channel.unary_unary("/test.Who/Am")
         return Counter([(await whoami(b"")).decode().split()[0] for _ in range(calls)])
 
@@ -54,7 +56,7 @@ async def test_a_server_closes_old_connections_so_clients_reconnect() -> None:
     server = _replica("short", max_connection_age=0.3)
     port = await server.start()
     try:
-        async with identities.channel(f"127.0.0.1:{port}") as channel:
+        async with grpc_client.channel(f"127.0.0.1:{port}", workload="tests") as channel:
             whoami = channel.unary_unary("/test.Who/Am")
             peers = set()
             for _ in range(15):  # 1.5 s of calls, every one answered

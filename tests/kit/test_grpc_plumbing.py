@@ -12,9 +12,9 @@ from google.protobuf import struct_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from kit import grpc_client
+from kit.access import SELF, Authorizer
 from kit.errors import FailedPrecondition, InvalidArgument, Unavailable, from_rpc_error
 from kit.grpc_server import GrpcServer
-from tests import identities
 
 
 async def _fail_domain(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
@@ -53,7 +53,9 @@ def _serialize(message: struct_pb2.Struct) -> bytes:
 
 @pytest.fixture
 async def server() -> AsyncIterator[int]:
-    srv = GrpcServer("test", host="127.0.0.1", port=0)
+    methods = ("Domain", "Bug", "Echo", "Store", "StoreStream")
+    table = {"test.Probe": {name: {"tests": SELF} for name in methods}}
+    srv = GrpcServer("test", host="127.0.0.1", port=0, access=Authorizer(table, None, tls=False))
     handlers = {
         name: grpc.unary_unary_rpc_method_handler(fn)
         for name, fn in {"Domain": _fail_domain, "Bug": _fail_bug, "Echo": _echo}.items()
@@ -68,7 +70,7 @@ async def server() -> AsyncIterator[int]:
 
 
 async def test_domain_errors_cross_the_wire(server: int) -> None:
-    async with identities.channel(f"127.0.0.1:{server}") as channel:
+    async with grpc_client.channel(f"127.0.0.1:{server}", workload="tests") as channel:
         assert await channel.unary_unary("/test.Probe/Echo")(b"hi") == b"hi"
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await channel.unary_unary("/test.Probe/Domain")(b"")
@@ -86,7 +88,7 @@ async def test_domain_errors_cross_the_wire(server: int) -> None:
 
 
 async def test_a_client_call_raises_the_peers_domain_error(server: int) -> None:
-    async with identities.channel(f"127.0.0.1:{server}") as channel:
+    async with grpc_client.channel(f"127.0.0.1:{server}", workload="tests") as channel:
         assert await grpc_client.call(lambda: channel.unary_unary("/test.Probe/Echo")(b"hi")) == b"hi"
         with pytest.raises(FailedPrecondition) as domain:
             await grpc_client.call(lambda: channel.unary_unary("/test.Probe/Domain")(b""))
@@ -97,7 +99,7 @@ async def test_a_client_call_raises_the_peers_domain_error(server: int) -> None:
 
 
 async def test_health_reports_serving(server: int) -> None:
-    async with identities.channel(f"127.0.0.1:{server}") as channel:
+    async with grpc_client.channel(f"127.0.0.1:{server}", workload="tests") as channel:
         reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""))
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
 
@@ -129,7 +131,7 @@ async def test_every_method_refuses_unstorable_text_in_any_string_field(
     request = struct_pb2.Struct()
     request.update(document)
     reached.clear()
-    async with identities.channel(f"127.0.0.1:{server}") as channel:
+    async with grpc_client.channel(f"127.0.0.1:{server}", workload="tests") as channel:
         for call in (
             channel.unary_unary("/test.Probe/Store", request_serializer=_serialize),
             channel.unary_stream("/test.Probe/StoreStream", request_serializer=_serialize),

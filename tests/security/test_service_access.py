@@ -30,9 +30,10 @@ from atelier.ledger.v1 import ledger_pb2
 from atelier.workflow.v1 import workflow_pb2
 from devkit.pki import Authority, write_atomically
 from kit import access, grpc_client
+from kit.access import WORKLOADS
 from kit.errors import from_rpc_error
 from kit.identity import Identity
-from kit.tls import WORKLOAD_HEADER, WORKLOADS, TlsFiles
+from kit.tls import WORKLOAD_HEADER, TlsFiles
 from kit.user_tokens import AUDIENCE, HEADER, UserTokenSigner
 from tests.e2e.stack import Stack
 
