@@ -120,7 +120,10 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             await context.abort(grpc.StatusCode.INTERNAL, "internal error")
         finally:
             if bound is not None:
-                CURRENT.reset(bound)
+                # A stream's generator may be closed from another context (a cancelled call); the
+                # call's task ends with it anyway.
+                with contextlib.suppress(ValueError):
+                    CURRENT.reset(bound)
             metrics.RPC_REQUESTS.labels(self.service, method.rsplit("/", 1)[-1], code).inc()
 
 
