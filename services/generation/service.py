@@ -31,7 +31,8 @@ from atelier.ledger.v1 import ledger_pb2
 from kit.compensation import owned_or_undone
 from kit.cursors import decode_cursor, encode_cursor, page_limit
 from kit.db import Database
-from kit.errors import Conflict, DomainError, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from kit.errors import DomainError, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from kit.idempotency import same_request
 from kit.identity import Identity
 from kit.money import Credits
 from kit.outbox import Outbox
@@ -412,10 +413,7 @@ class Generation:
         row = await repository.find_by_idempotency_key(session, user_id, key)
         if row is None:
             return None
-        if row.request_hash != fingerprint:
-            raise Conflict(
-                "this Idempotency-Key was used for a different request", code="idempotency_conflict"
-            )
+        same_request(row, fingerprint, "this Idempotency-Key was used for a different request")
         outputs = await repository.outputs_of(session, [row.id])
         return TaskView(row, outputs[row.id])
 

@@ -37,6 +37,7 @@ from kit.compensation import owned_or_undone
 from kit.cursors import decode_cursor, encode_cursor
 from kit.db import Database
 from kit.errors import Conflict, DomainError, FailedPrecondition, NotFound, Unavailable
+from kit.idempotency import same_request
 from kit.identity import Identity
 from kit.inbox import Inbox
 from kit.outbox import Outbox
@@ -150,10 +151,7 @@ class Runner:
             existing = await repository.get_run_by_key(session, user_id, key)
         if existing is None:
             return None
-        if existing.request_hash != digest:
-            raise Conflict(
-                "this idempotency key was used for another start request", code="idempotency_conflict"
-            )
+        same_request(existing, digest, "this idempotency key was used for another start request")
         if existing.status == RunStatus.DEBITING:
             await self.finish_debit(existing.id, raise_errors=True)
             await self._drive_quietly(existing.id)

@@ -11,7 +11,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kit.cursors import page_limit
-from kit.errors import Conflict, InvalidArgument
+from kit.errors import InvalidArgument
+from kit.idempotency import same_request
 from kit.money import Money
 from kit.telemetry import current_trace_id
 from services.ledger import metrics
@@ -130,12 +131,11 @@ class Callbacks(LedgerCore):
         if row is not None:
             metrics.callback_recorded(session, provider, outcome, values["trace_id"])
         else:
-            row = await repo.get_callback(session, callback_id)
-            if row is None or row.request_hash != digest:
-                raise Conflict(
-                    f"callback id {callback_id!r} was already used with a different request",
-                    code="idempotency_conflict",
-                )
+            row = same_request(
+                await repo.get_callback(session, callback_id),
+                digest,
+                f"callback id {callback_id!r} was already used with a different request",
+            )
         return CallbackLog.from_row(row)
 
     async def list_callbacks(
