@@ -164,12 +164,11 @@ async def outputs_of(session: AsyncSession, task_ids: Sequence[str]) -> dict[str
     return found
 
 
-async def get_user_output(session: AsyncSession, user_id: str, output_id: str) -> OutputRecord | None:
+async def get_output(
+    session: AsyncSession, output_id: str, *, user_id: str | None = None
+) -> OutputRecord | None:
+    """The output; when `user_id` is given, only if that user owns it."""
     return await _by_id(session, outputs, records.output, output_id, user_id=user_id)
-
-
-async def get_output(session: AsyncSession, output_id: str) -> OutputRecord | None:
-    return await _by_id(session, outputs, records.output, output_id)
 
 
 # -- uploads -----------------------------------------------------------------------------------------
@@ -179,12 +178,11 @@ async def insert_upload(session: AsyncSession, values: dict[str, Any]) -> Upload
     return await _insert(session, uploads, records.upload, values)
 
 
-async def get_user_upload(session: AsyncSession, user_id: str, upload_id: str) -> UploadRecord | None:
+async def get_upload(
+    session: AsyncSession, upload_id: str, *, user_id: str | None = None
+) -> UploadRecord | None:
+    """The upload; when `user_id` is given, only if that user owns it."""
     return await _by_id(session, uploads, records.upload, upload_id, user_id=user_id)
-
-
-async def get_upload(session: AsyncSession, upload_id: str) -> UploadRecord | None:
-    return await _by_id(session, uploads, records.upload, upload_id)
 
 
 # -- conversations -------------------------------------------------------------------------------------

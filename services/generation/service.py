@@ -194,9 +194,9 @@ async def check_inputs(session: AsyncSession, user_id: str, inputs: Sequence[Inp
     for item in inputs:
         found: UploadRecord | OutputRecord | None
         if item.source == InputSource.UPLOAD:
-            found = await repository.get_user_upload(session, user_id, item.id)
+            found = await repository.get_upload(session, item.id, user_id=user_id)
         else:
-            output = await repository.get_user_output(session, user_id, item.id)
+            output = await repository.get_output(session, item.id, user_id=user_id)
             found = output if output is not None and output.mime_type.startswith("image/") else None
         if found is None:
             raise FailedPrecondition(
@@ -531,7 +531,7 @@ class Generation:
 
     async def get_upload(self, user_id: str, upload_id: str) -> UploadRecord:
         async with self.db.session() as session:
-            row = await repository.get_user_upload(session, user_id, upload_id)
+            row = await repository.get_upload(session, upload_id, user_id=user_id)
         if row is None:
             raise NotFound("upload not found", code="upload_not_found")
         return row
