@@ -17,7 +17,7 @@ from kit.money import Money
 from kit.telemetry import current_trace_id
 from services.ledger import metrics
 from services.ledger import repository as repo
-from services.ledger.repository.records import CallbackRecord
+from services.ledger.repository.records import CallbackFields, CallbackRecord
 from services.ledger.service.core import LedgerCore
 from services.ledger.service.values import (
     DEFAULT_PAGE,
@@ -32,23 +32,10 @@ CALLBACK_OUTCOMES = ("credited", "duplicate", "ignored", "rejected", "error")
 
 
 @dataclass(frozen=True)
-class CallbackLog:
-    id: str
-    provider: str
-    provider_event_id: str
-    order_id: str
-    user_id: str
-    verified: bool
-    outcome: str
-    reason: str
-    provider_status: str
-    provider_transaction_id: str
+class CallbackLog(CallbackFields):
+    """A delivery in the callback log: its row's fields, the amount as money."""
+
     amount: Money | None
-    payload_json: str
-    headers: dict[str, str]
-    remote_addr: str
-    received_at: datetime
-    trace_id: str
 
     @classmethod
     def from_row(cls, row: CallbackRecord) -> CallbackLog:
