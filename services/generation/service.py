@@ -29,7 +29,7 @@ from atelier.catalog.v1 import catalog_pb2
 from atelier.common.v1 import common_pb2
 from atelier.ledger.v1 import ledger_pb2
 from kit.compensation import owned_or_undone
-from kit.cursors import decode_cursor, encode_cursor, page_limit
+from kit.cursors import decode_cursor, encode_cursor, page_limit, split_page
 from kit.db import Database
 from kit.errors import DomainError, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from kit.idempotency import same_request
@@ -450,9 +450,8 @@ class Generation:
                 after=after,
                 limit=size + 1,
             )
-            page = list(rows[:size])
+            page, next_cursor = split_page(rows, size, lambda r: encode_cursor(r.created_at, r.id))
             outputs = await repository.outputs_of(session, [r.id for r in page])
-        next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > size else ""
         return [TaskView(r, outputs[r.id]) for r in page], next_cursor
 
     async def cancel_task(self, user_id: str, task_id: str) -> TaskView:

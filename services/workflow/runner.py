@@ -34,7 +34,7 @@ from atelier.events.v1 import events_pb2
 from atelier.generation.v1 import generation_pb2
 from atelier.ledger.v1 import ledger_pb2
 from kit.compensation import owned_or_undone
-from kit.cursors import decode_cursor, encode_cursor
+from kit.cursors import decode_cursor, encode_cursor, split_page
 from kit.db import Database
 from kit.errors import Conflict, DomainError, FailedPrecondition, NotFound, Unavailable
 from kit.idempotency import same_request
@@ -128,7 +128,7 @@ class Runner:
                     refund_policy=service.POLICIES.get(template.refund_policy, RefundPolicy.FULL),
                     trace_id=current_trace_id(),
                     steps=[
-                        repository.NewStep(
+                        repository.StepStart(
                             key=step.key,
                             kind=service.KIND_NAMES.get(step.kind, "text"),
                             model_code=step.model_code,
@@ -431,10 +431,7 @@ class Runner:
             runs = await repository.list_runs(
                 session, user_id, limit=limit + 1, after=after, status=status, template_code=template_code
             )
-        if len(runs) <= limit:
-            return runs, ""
-        runs = runs[:limit]
-        return runs, encode_cursor(runs[-1].created_at, runs[-1].id)
+        return split_page(runs, limit, lambda r: encode_cursor(r.created_at, r.id))
 
     async def cancel(self, user_id: str, run_id: str) -> RunRecord:
         async with self.db.transaction() as session:

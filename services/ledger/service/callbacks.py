@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kit.cursors import page_limit
+from kit.cursors import page_limit, split_page
 from kit.errors import InvalidArgument
 from kit.idempotency import same_request
 from kit.money import Money
@@ -152,5 +152,5 @@ class Callbacks(LedgerCore):
             before_seq=before,
             limit=size + 1,
         )
-        next_cursor = str(rows[size - 1].seq) if len(rows) > size else ""
-        return [CallbackLog.from_row(row) for row in rows[:size]], next_cursor
+        page, next_cursor = split_page(rows, size, lambda r: str(r.seq))
+        return [CallbackLog.from_row(row) for row in page], next_cursor

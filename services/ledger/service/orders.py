@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from atelier.common.v1 import common_pb2
 from atelier.events.v1 import events_pb2
-from kit.cursors import decode_cursor, encode_cursor, page_limit
+from kit.cursors import decode_cursor, encode_cursor, page_limit, split_page
 from kit.errors import FailedPrecondition, InvalidArgument, NotFound
 from kit.idempotency import same_request
 from kit.money import Credits, Money
@@ -311,6 +311,5 @@ class Orders(Transfers):
     ) -> tuple[list[RechargeOrder], str]:
         size = page_limit(limit, default=DEFAULT_PAGE, maximum=MAX_PAGE)
         rows = await repo.pending_orders(session, created_before, provider, decode_cursor(cursor), size + 1)
-        orders = [RechargeOrder.from_row(row) for row in rows[:size]]
-        next_cursor = encode_cursor(orders[-1].created_at, orders[-1].id) if len(rows) > size else ""
-        return orders, next_cursor
+        page, next_cursor = split_page(rows, size, lambda r: encode_cursor(r.created_at, r.id))
+        return [RechargeOrder.from_row(row) for row in page], next_cursor
