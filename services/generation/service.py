@@ -46,7 +46,6 @@ from services.generation.values import (
     FINAL_STATUSES,
     OPEN_STATUSES,
     InputRole,
-    InputSource,
     TaskKind,
     TaskStatus,
 )
@@ -190,15 +189,11 @@ def validate(spec: TaskSpec) -> TaskKind:
 
 
 async def check_inputs(session: AsyncSession, user_id: str, inputs: Sequence[InputSpec]) -> None:
-    """Every input is the caller's own upload or output (others are reported missing, not forbidden)."""
+    """Every input is an image of the caller's own, an upload or an output (others are reported missing,
+    not forbidden; an upload is always an image)."""
     for item in inputs:
-        found: UploadRecord | OutputRecord | None
-        if item.source == InputSource.UPLOAD:
-            found = await repository.get_upload(session, item.id, user_id=user_id)
-        else:
-            output = await repository.get_output(session, item.id, user_id=user_id)
-            found = output if output is not None and output.mime_type.startswith("image/") else None
-        if found is None:
+        found = await repository.get_input(session, item.source, item.id, user_id=user_id)
+        if found is None or not found.mime_type.startswith("image/"):
             raise FailedPrecondition(
                 f"input image {item.id} was not found", code="missing_input", input=item.id
             )
