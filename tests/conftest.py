@@ -20,7 +20,7 @@ from tests.infra import Infra, start_infra
 ROOT = Path(__file__).resolve().parent.parent
 
 # Fixtures more than one suite needs, registered once here rather than imported into each conftest.
-pytest_plugins = ["tests.accounts.stack"]
+pytest_plugins = ["tests.accounts.stack", "tests.catalog.stack", "tests.generation.stack"]
 
 
 # Rate limits are shared by every gateway of a namespace (through NATS), and the suite's gateways sign

@@ -15,7 +15,7 @@ from typing import Generic, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kit.cursors import decode_cursor, encode_cursor, page_limit
+from kit.cursors import decode_cursor, encode_cursor, page_limit, split_page
 from kit.errors import (
     DomainError,
     FailedPrecondition,
@@ -530,7 +530,4 @@ class AccountsService:
 
 
 def _page(rows: list[T], size: int, key: Callable[[T], tuple[datetime, uuid.UUID]]) -> Page[T]:
-    if len(rows) <= size:
-        return Page(rows, "")
-    items = rows[:size]
-    return Page(items, encode_cursor(*key(items[-1])))
+    return Page(*split_page(rows, size, lambda row: encode_cursor(*key(row))))

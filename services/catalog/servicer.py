@@ -12,6 +12,7 @@ from google.protobuf import field_mask_pb2
 from atelier.catalog.v1 import catalog_pb2 as pb
 from atelier.catalog.v1 import catalog_pb2_grpc
 from atelier.common.v1 import common_pb2
+from kit.cursors import split_page
 from kit.errors import InvalidArgument
 from kit.identity import require_admin
 from kit.outbox import Outbox
@@ -291,8 +292,8 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
                 before_id=before,
                 limit=limit + 1,
             )
-        entries = [mapping.audit_entry(row) for row in rows[:limit]]
-        next_cursor = str(rows[limit - 1].id) if len(rows) > limit else ""
+        page, next_cursor = split_page(rows, limit, lambda row: str(row.id))
+        entries = [mapping.audit_entry(row) for row in page]
         return pb.ListAuditLogResponse(entries=entries, page=common_pb2.PageInfo(next_cursor=next_cursor))
 
 

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from atelier.catalog.v1 import catalog_pb2
 from atelier.ledger.v1 import ledger_pb2
 from kit.compensation import owned_or_undone
-from kit.cursors import decode_cursor, encode_cursor, page_limit
+from kit.cursors import decode_cursor, encode_cursor, page_limit, split_page
 from kit.db import Database
 from kit.errors import FailedPrecondition, InvalidArgument, NotFound
 from kit.identity import Identity
@@ -104,9 +104,7 @@ class Conversations:
         size = page_limit(limit)
         async with self.db.session() as session:
             rows = await repository.list_conversations(session, user_id, after=after, limit=size + 1)
-        page = list(rows[:size])
-        next_cursor = encode_cursor(page[-1].updated_at, page[-1].id) if len(rows) > size else ""
-        return page, next_cursor
+        return split_page(rows, size, lambda r: encode_cursor(r.updated_at, r.id))
 
     async def get(self, user_id: str, conversation_id: str) -> tuple[ConversationRecord, list[MessageRecord]]:
         async with self.db.session() as session:

@@ -19,7 +19,7 @@ from services.generation.records import (
     TaskRecord,
     UploadRecord,
 )
-from services.generation.values import MessageStatus, TaskKind, TaskStatus
+from services.generation.values import InputSource, MessageStatus, TaskKind, TaskStatus
 
 R = TypeVar("R")
 
@@ -164,27 +164,28 @@ async def outputs_of(session: AsyncSession, task_ids: Sequence[str]) -> dict[str
     return found
 
 
-async def get_user_output(session: AsyncSession, user_id: str, output_id: str) -> OutputRecord | None:
-    return await _by_id(session, outputs, records.output, output_id, user_id=user_id)
-
-
-async def get_output(session: AsyncSession, output_id: str) -> OutputRecord | None:
-    return await _by_id(session, outputs, records.output, output_id)
-
-
-# -- uploads -----------------------------------------------------------------------------------------
+# -- uploads, and the inputs of a task (uploads or outputs) ------------------------------------------
 
 
 async def insert_upload(session: AsyncSession, values: dict[str, Any]) -> UploadRecord:
     return await _insert(session, uploads, records.upload, values)
 
 
-async def get_user_upload(session: AsyncSession, user_id: str, upload_id: str) -> UploadRecord | None:
+async def get_upload(
+    session: AsyncSession, upload_id: str, *, user_id: str | None = None
+) -> UploadRecord | None:
+    """The upload; when `user_id` is given, only if that user owns it."""
     return await _by_id(session, uploads, records.upload, upload_id, user_id=user_id)
 
 
-async def get_upload(session: AsyncSession, upload_id: str) -> UploadRecord | None:
-    return await _by_id(session, uploads, records.upload, upload_id)
+async def get_input(
+    session: AsyncSession, source: str, input_id: str, *, user_id: str | None = None
+) -> UploadRecord | OutputRecord | None:
+    """What a task's input names (`source`): an upload, or an output of an earlier task; when `user_id` is
+    given, only if that user owns it."""
+    if source == InputSource.UPLOAD:
+        return await get_upload(session, input_id, user_id=user_id)
+    return await _by_id(session, outputs, records.output, input_id, user_id=user_id)
 
 
 # -- conversations -------------------------------------------------------------------------------------

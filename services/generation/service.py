@@ -29,9 +29,10 @@ from atelier.catalog.v1 import catalog_pb2
 from atelier.common.v1 import common_pb2
 from atelier.ledger.v1 import ledger_pb2
 from kit.compensation import owned_or_undone
-from kit.cursors import decode_cursor, encode_cursor, page_limit
+from kit.cursors import decode_cursor, encode_cursor, page_limit, split_page
 from kit.db import Database
-from kit.errors import Conflict, DomainError, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from kit.errors import DomainError, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from kit.idempotency import same_request
 from kit.identity import Identity
 from kit.money import Credits
 from kit.outbox import Outbox
@@ -45,7 +46,6 @@ from services.generation.values import (
     FINAL_STATUSES,
     OPEN_STATUSES,
     InputRole,
-    InputSource,
     TaskKind,
     TaskStatus,
 )
@@ -189,15 +189,11 @@ def validate(spec: TaskSpec) -> TaskKind:
 
 
 async def check_inputs(session: AsyncSession, user_id: str, inputs: Sequence[InputSpec]) -> None:
-    """Every input is the caller's own upload or output (others are reported missing, not forbidden)."""
+    """Every input is an image of the caller's own, an upload or an output (others are reported missing,
+    not forbidden; an upload is always an image)."""
     for item in inputs:
-        found: UploadRecord | OutputRecord | None
-        if item.source == InputSource.UPLOAD:
-            found = await repository.get_user_upload(session, user_id, item.id)
-        else:
-            output = await repository.get_user_output(session, user_id, item.id)
-            found = output if output is not None and output.mime_type.startswith("image/") else None
-        if found is None:
+        found = await repository.get_input(session, item.source, item.id, user_id=user_id)
+        if found is None or not found.mime_type.startswith("image/"):
             raise FailedPrecondition(
                 f"input image {item.id} was not found", code="missing_input", input=item.id
             )
@@ -412,10 +408,7 @@ class Generation:
         row = await repository.find_by_idempotency_key(session, user_id, key)
         if row is None:
             return None
-        if row.request_hash != fingerprint:
-            raise Conflict(
-                "this Idempotency-Key was used for a different request", code="idempotency_conflict"
-            )
+        same_request(row, fingerprint, "this Idempotency-Key was used for a different request")
         outputs = await repository.outputs_of(session, [row.id])
         return TaskView(row, outputs[row.id])
 
@@ -452,9 +445,8 @@ class Generation:
                 after=after,
                 limit=size + 1,
             )
-            page = list(rows[:size])
+            page, next_cursor = split_page(rows, size, lambda r: encode_cursor(r.created_at, r.id))
             outputs = await repository.outputs_of(session, [r.id for r in page])
-        next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > size else ""
         return [TaskView(r, outputs[r.id]) for r in page], next_cursor
 
     async def cancel_task(self, user_id: str, task_id: str) -> TaskView:
@@ -533,7 +525,7 @@ class Generation:
 
     async def get_upload(self, user_id: str, upload_id: str) -> UploadRecord:
         async with self.db.session() as session:
-            row = await repository.get_user_upload(session, user_id, upload_id)
+            row = await repository.get_upload(session, upload_id, user_id=user_id)
         if row is None:
             raise NotFound("upload not found", code="upload_not_found")
         return row

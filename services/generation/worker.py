@@ -44,10 +44,10 @@ from services.generation.providers.base import (
     ProviderJob,
     Submitted,
 )
-from services.generation.records import OutputRecord, TaskRecord, UploadRecord
+from services.generation.records import TaskRecord
 from services.generation.service import finish_task, token_charge
 from services.generation.settings import GenerationSettings
-from services.generation.values import FINAL_STATUSES, OPEN_STATUSES, InputSource, TaskKind, TaskStatus
+from services.generation.values import FINAL_STATUSES, OPEN_STATUSES, TaskKind, TaskStatus
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -180,11 +180,7 @@ class Worker:
         images: list[InputImage] = []
         async with self.db.session() as session:
             for item in task.inputs:
-                row: UploadRecord | OutputRecord | None
-                if item["source"] == InputSource.UPLOAD:
-                    row = await repository.get_upload(session, item["id"])
-                else:
-                    row = await repository.get_output(session, item["id"])
+                row = await repository.get_input(session, item["source"], item["id"])
                 if row is None or not row.blob_key:
                     raise Permanent(f"input {item['id']} of task {task.id} is gone")
                 try:

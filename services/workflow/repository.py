@@ -28,12 +28,18 @@ def _fields(cls: type, row: RowMapping, **converted: Any) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class StepRecord:
-    run_id: str
-    index: int
+class StepStart:
+    """What a step is created with, from its template step: written once, by `insert_run`, never changed."""
+
     key: str
     kind: str
     model_code: str
+
+
+@dataclass(frozen=True)
+class StepRecord(StepStart):
+    run_id: str
+    index: int
     status: StepStatus
     task_id: str | None
     outputs: list[dict[str, Any]]
@@ -100,17 +106,10 @@ class RunRecord(RunStart):
 
 
 @dataclass(frozen=True)
-class NewStep:
-    key: str
-    kind: str
-    model_code: str
-
-
-@dataclass(frozen=True)
 class NewRun(RunStart):
     """A run as `start` writes it: it begins `debiting`, its steps (indexed in order) `pending`."""
 
-    steps: list[NewStep]
+    steps: list[StepStart]
 
 
 async def insert_run(session: AsyncSession, run: NewRun) -> bool:

@@ -34,9 +34,10 @@ from atelier.events.v1 import events_pb2
 from atelier.generation.v1 import generation_pb2
 from atelier.ledger.v1 import ledger_pb2
 from kit.compensation import owned_or_undone
-from kit.cursors import decode_cursor, encode_cursor
+from kit.cursors import decode_cursor, encode_cursor, split_page
 from kit.db import Database
 from kit.errors import Conflict, DomainError, FailedPrecondition, NotFound, Unavailable
+from kit.idempotency import same_request
 from kit.identity import Identity
 from kit.inbox import Inbox
 from kit.outbox import Outbox
@@ -127,7 +128,7 @@ class Runner:
                     refund_policy=service.POLICIES.get(template.refund_policy, RefundPolicy.FULL),
                     trace_id=current_trace_id(),
                     steps=[
-                        repository.NewStep(
+                        repository.StepStart(
                             key=step.key,
                             kind=service.KIND_NAMES.get(step.kind, "text"),
                             model_code=step.model_code,
@@ -150,10 +151,7 @@ class Runner:
             existing = await repository.get_run_by_key(session, user_id, key)
         if existing is None:
             return None
-        if existing.request_hash != digest:
-            raise Conflict(
-                "this idempotency key was used for another start request", code="idempotency_conflict"
-            )
+        same_request(existing, digest, "this idempotency key was used for another start request")
         if existing.status == RunStatus.DEBITING:
             await self.finish_debit(existing.id, raise_errors=True)
             await self._drive_quietly(existing.id)
@@ -433,10 +431,7 @@ class Runner:
             runs = await repository.list_runs(
                 session, user_id, limit=limit + 1, after=after, status=status, template_code=template_code
             )
-        if len(runs) <= limit:
-            return runs, ""
-        runs = runs[:limit]
-        return runs, encode_cursor(runs[-1].created_at, runs[-1].id)
+        return split_page(runs, limit, lambda r: encode_cursor(r.created_at, r.id))
 
     async def cancel(self, user_id: str, run_id: str) -> RunRecord:
         async with self.db.transaction() as session:

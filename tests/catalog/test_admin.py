@@ -23,7 +23,7 @@ from kit.cached_snapshot import CachedSnapshot
 from kit.errors import from_rpc_error
 from kit.identity import Identity
 from tests import identities
-from tests.catalog.conftest import ADMIN, USER, CatalogStack
+from tests.catalog.stack import ADMIN, USER, CatalogStack
 
 
 def admin(user_id: str = "admin-1") -> tuple[tuple[str, str], ...]:

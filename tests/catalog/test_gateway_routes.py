@@ -9,7 +9,7 @@ import pytest
 
 from atelier.catalog.v1 import catalog_pb2 as pb
 from gateway.routes.catalog import language
-from tests.catalog.conftest import ADMIN, CatalogStack
+from tests.catalog.stack import ADMIN, CatalogStack
 from tests.gateway_app import gateway_app, serving
 from tests.infra import Infra
 

@@ -17,7 +17,7 @@ from services.catalog import quotes, recharge, seed
 from services.catalog.quotes import QuoteParams
 from services.catalog.schemas import Amount, Catalog
 from services.catalog.settings import DEFAULT_SEED_FILE
-from tests.catalog.conftest import CatalogStack
+from tests.catalog.stack import CatalogStack
 
 SEED = Catalog.model_validate(seed.read_seed(DEFAULT_SEED_FILE).model_dump(exclude={"effective_date"}))
 

@@ -12,8 +12,8 @@ from atelier.common.v1 import common_pb2
 from kit.money import Credits, Money
 from services.catalog import seed
 from services.catalog.settings import DEFAULT_SEED_FILE
-from tests.catalog.conftest import CatalogStack
 from tests.catalog.seed_document import Page, read_seed_document
+from tests.catalog.stack import CatalogStack
 
 DEFAULT_SET_SENTENCE = "Uses the current default capability set from admin config."
 KINDS = {"VIDEO MODELS": common_pb2.MODEL_KIND_VIDEO, "IMAGE MODELS": common_pb2.MODEL_KIND_IMAGE}

@@ -14,7 +14,7 @@ from atelier.catalog.v1 import catalog_pb2 as pb
 from atelier.catalog.v1 import catalog_pb2_grpc
 from atelier.common.v1 import common_pb2
 from tests import identities
-from tests.catalog.conftest import CatalogStack
+from tests.catalog.stack import CatalogStack
 from tests.docs.catalog_fixture import seed_snapshot
 from tests.fakes.catalog import FakeCatalog
 from tests.fakes.contract import cny, refused

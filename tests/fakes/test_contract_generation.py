@@ -20,7 +20,7 @@ from tests import identities
 from tests.fakes.contract import refused
 from tests.fakes.generation import FakeGeneration
 from tests.fakes.serve import serve
-from tests.generation.conftest import Stack
+from tests.generation.stack import Stack
 
 Stub = generation_pb2_grpc.GenerationServiceStub
 ADMIN = Identity(user_id="admin-1", role="admin")

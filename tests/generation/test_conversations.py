@@ -10,7 +10,7 @@ from atelier.generation.v1 import generation_pb2
 from kit.errors import CODE_KEY
 from kit.identity import Identity
 from tests.fakes.catalog import FakeModel
-from tests.generation.conftest import Stack, metadata
+from tests.generation.stack import Stack, metadata
 from tests.generation.upstream import KEY, FakeUpstream
 
 

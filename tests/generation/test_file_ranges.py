@@ -15,7 +15,7 @@ from fastapi import FastAPI
 
 from tests.gateway.payments.fakes import serve_http
 from tests.gateway_app import gateway_app, serving
-from tests.generation.conftest import Stack
+from tests.generation.stack import Stack
 from tests.infra import Infra
 
 SIZE = 3 * 1024 * 1024 + 17

@@ -16,7 +16,7 @@ from kit.identity import Identity
 from services.generation import events, repository
 from services.generation.models import messages, tasks
 from tests.db_faults import heal, inject
-from tests.generation.conftest import Stack, metadata
+from tests.generation.stack import Stack, metadata
 
 FAULTS = ["error", "error_at_commit", "drop", "bug", "caller_gone"]
 BALANCE = 10_000

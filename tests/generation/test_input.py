@@ -26,7 +26,7 @@ from services.generation import models
 from services.generation.clients import Clients
 from services.generation.service import Generation
 from tests.gateway_app import gateway_app, serving
-from tests.generation.conftest import Stack, metadata
+from tests.generation.stack import Stack, metadata
 from tests.infra import Infra
 from tests.tokens import as_user, live_sessions
 

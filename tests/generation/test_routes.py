@@ -12,7 +12,7 @@ from PIL import Image
 
 from kit.identity import Identity
 from tests.gateway_app import gateway_app, serving
-from tests.generation.conftest import Stack
+from tests.generation.stack import Stack
 from tests.infra import Infra
 from tests.tokens import as_user, live_sessions
 

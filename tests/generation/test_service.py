@@ -17,7 +17,7 @@ from atelier.common.v1 import common_pb2
 from atelier.generation.v1 import generation_pb2
 from kit.errors import CODE_KEY
 from services.generation.models import outbox, tasks
-from tests.generation.conftest import Stack, metadata
+from tests.generation.stack import Stack, metadata
 
 IMAGE = common_pb2.MODEL_KIND_IMAGE
 VIDEO = common_pb2.MODEL_KIND_VIDEO

@@ -20,7 +20,7 @@ from kit.identity import Identity
 from services.generation import metrics
 from services.generation.models import tasks
 from tests.fakes.catalog import FakeModel
-from tests.generation.conftest import ROOT, Stack, metadata
+from tests.generation.stack import ROOT, Stack, metadata
 from tests.generation.upstream import KEY, FakeUpstream, Scripted, rate_limited
 
 IMAGE = common_pb2.MODEL_KIND_IMAGE

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kit.cursors import decode_cursor, encode_cursor, page_limit
+from kit.cursors import decode_cursor, encode_cursor, page_limit, split_page
 from kit.errors import InvalidArgument
 
 
@@ -50,3 +50,11 @@ def test_page_limits() -> None:
     assert page_limit(0, default=50, maximum=200) == 50
     with pytest.raises(InvalidArgument):
         page_limit(-1)
+
+
+@given(rows=st.lists(st.integers(), max_size=12), size=st.integers(min_value=1, max_value=10))
+def test_a_page_read_one_row_past_its_size_knows_whether_another_follows(rows: list[int], size: int) -> None:
+    read = rows[: size + 1]  # what a query with limit size + 1 returns
+    page, next_cursor = split_page(read, size, str)
+    assert page == rows[:size]
+    assert next_cursor == (str(page[-1]) if len(rows) > size else "")

@@ -119,6 +119,19 @@ class Fakes:
         return {"catalog_addr": self.addr, "ledger_addr": self.addr, "generation_addr": self.addr}
 
 
+def inputs_for(fakes: Fakes, who_id: str, template: str) -> dict[str, object]:
+    """Valid inputs for a seeded template: `ecom-video-pro`'s, else the other templates' (with a photo
+    uploaded by `who_id`)."""
+    if template == "ecom-video-pro":
+        return {"productText": "A stainless steel water bottle that keeps drinks cold.", "ratio": "9:16"}
+    return {
+        "productText": "Vitamin D3 gummies for the whole family.",
+        "productPhotos": [fakes.generation.add_upload(who_id)],
+        "ratio": "16:9",
+        "tone": "friendly",
+    }
+
+
 async def start_fakes(bus: Bus) -> Fakes:
     """One gRPC server hosting the three fakes (each service on its own stub path)."""
     server = GrpcServer("fakes", host="127.0.0.1", port=0)

@@ -14,8 +14,7 @@ from atelier.workflow.v1 import workflow_pb2
 from kit.db import Database
 from services.workflow.models import outbox
 from tests.workflow.conftest import Client, Process, StartService, settled, user
-from tests.workflow.fakes import Fakes
-from tests.workflow.test_runner import inputs_for
+from tests.workflow.fakes import Fakes, inputs_for
 
 SUCCEEDED = workflow_pb2.RUN_STATUS_SUCCEEDED
 

@@ -17,21 +17,10 @@ from atelier.workflow.v1 import workflow_pb2
 from kit.db import Database
 from services.workflow.models import outbox
 from tests.workflow.conftest import StartService, settled, user
-from tests.workflow.fakes import Fakes
+from tests.workflow.fakes import Fakes, inputs_for
 
 RUN = workflow_pb2
 STEP_SUCCEEDED = workflow_pb2.STEP_STATUS_SUCCEEDED
-
-
-def inputs_for(fakes: Fakes, who_id: str, template: str) -> dict[str, object]:
-    if template == "ecom-video-pro":
-        return {"productText": "A stainless steel water bottle that keeps drinks cold.", "ratio": "9:16"}
-    return {
-        "productText": "Vitamin D3 gummies for the whole family.",
-        "productPhotos": [fakes.generation.add_upload(who_id)],
-        "ratio": "16:9",
-        "tone": "friendly",
-    }
 
 
 async def events_by_subject(db: Database) -> Counter[str]:

@@ -23,7 +23,18 @@ def step(
     index: int, status: StepStatus, kind: str = "image", outputs: list[dict[str, object]] | None = None
 ) -> StepRecord:
     return StepRecord(
-        "r1", index, f"s{index}", kind, "m", status, None, outputs or [], None, None, None, None
+        key=f"s{index}",
+        kind=kind,
+        model_code="m",
+        run_id="r1",
+        index=index,
+        status=status,
+        task_id=None,
+        outputs=outputs or [],
+        error_code=None,
+        error_message=None,
+        started_at=None,
+        finished_at=None,
     )
 
 

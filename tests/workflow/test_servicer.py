@@ -17,8 +17,7 @@ from kit.db import Database
 from services.workflow.models import outbox, run_steps, runs
 from tests import identities
 from tests.workflow.conftest import StartService, user
-from tests.workflow.fakes import Fakes
-from tests.workflow.test_runner import inputs_for
+from tests.workflow.fakes import Fakes, inputs_for
 
 RUN = workflow_pb2
 

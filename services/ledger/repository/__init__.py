@@ -18,6 +18,9 @@ from services.ledger.repository.callbacks import (
 )
 from services.ledger.repository.diagnostics import (
     POSTING_KINDS,
+    ExpiredHold,
+    HoldResolutions,
+    OverRefund,
     balances_from_transfers,
     count_transfers,
     expired_pending_holds,
@@ -39,19 +42,16 @@ from services.ledger.repository.records import (
     AccountRecord,
     CallbackRecord,
     CapturedHold,
-    ExpiredHold,
-    HoldResolutions,
     OrderRecord,
-    OverRefund,
-    RecordKey,
-    SpendRecord,
     StepRecord,
     TransferRecord,
-    UsageRecord,
     WalletRecord,
 )
 from services.ledger.repository.statements import (
     RECORD_KINDS,
+    RecordKey,
+    SpendRecord,
+    UsageRecord,
     add_usage,
     record_keys,
     spend_totals,

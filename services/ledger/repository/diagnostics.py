@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.ledger.models import transfers
-from services.ledger.repository.records import ExpiredHold, HoldResolutions, OverRefund, all_of
+from services.ledger.repository.records import all_of
 
 POSTING_KINDS = ("recharge", "bonus", "grant", "capture", "debit", "refund", "adjustment")
 
@@ -46,6 +47,12 @@ async def count_transfers(session: AsyncSession) -> int:
     return int((await session.execute(select(func.count()).select_from(transfers))).scalar_one())
 
 
+@dataclass(frozen=True)
+class ExpiredHold:
+    id: str
+    expires_at: datetime
+
+
 async def expired_pending_holds(session: AsyncSession, now: datetime) -> list[ExpiredHold]:
     return all_of(
         ExpiredHold,
@@ -55,6 +62,15 @@ async def expired_pending_holds(session: AsyncSession, now: datetime) -> list[Ex
             )
         ),
     )
+
+
+@dataclass(frozen=True)
+class HoldResolutions:
+    """A hold and how many captures/releases resolved it."""
+
+    id: str
+    status: str
+    resolutions: int
 
 
 async def hold_resolution_counts(session: AsyncSession) -> list[HoldResolutions]:
@@ -82,6 +98,13 @@ async def hold_resolution_counts(session: AsyncSession) -> list[HoldResolutions]
             )
         ),
     )
+
+
+@dataclass(frozen=True)
+class OverRefund:
+    id: str
+    amount: int
+    refunded: int
 
 
 async def over_refunded(session: AsyncSession) -> list[OverRefund]:

@@ -1,6 +1,7 @@
 """What the ledger's queries return: typed, frozen records of rows (a table's columns, or a query's),
 built from a row by `of` so that a renamed column fails at the first read, not deep in a rule; and
-`insert_new`, the insert-once that returns one."""
+`insert_new`, the insert-once that returns one. The records here are shared by several sub-domains; a
+record only one query returns stands beside that query (`statements.py`, `diagnostics.py`)."""
 
 from __future__ import annotations
 
@@ -131,39 +132,6 @@ class StepRecord:
 
 
 @dataclass(frozen=True)
-class SpendRecord:
-    """A capture or debit of a user with what was refunded of it."""
-
-    id: str
-    amount: int
-    metadata: dict[str, Any]
-    reference_type: str
-    reference_id: str
-    created_at: datetime
-    refunded: int
-
-
-@dataclass(frozen=True)
-class UsageRecord:
-    """A row of the `usage_hourly` rollup."""
-
-    hour: datetime
-    model: str
-    kind: str
-    spend_milli: int
-    charges: int
-
-
-@dataclass(frozen=True)
-class RecordKey:
-    """A statement entry: a transfer or a callback, by when it happened."""
-
-    source: str
-    id: str
-    occurred_at: datetime
-
-
-@dataclass(frozen=True)
 class OrderRecord:
     """A row of `recharge_orders`."""
 
@@ -194,11 +162,11 @@ class OrderRecord:
 
 
 @dataclass(frozen=True)
-class CallbackRecord:
-    """A row of `callbacks`."""
+class CallbackFields:
+    """What a provider's delivery said and what came of it: the fields a row of `callbacks` and the
+    service's `CallbackLog` share, stored as they are shown."""
 
     id: str
-    seq: int
     provider: str
     provider_event_id: str
     order_id: str
@@ -208,33 +176,18 @@ class CallbackRecord:
     reason: str
     provider_status: str
     provider_transaction_id: str
-    amount_minor: int | None
-    amount_currency: str | None
     payload_json: str
     headers: dict[str, str]
     remote_addr: str
     received_at: datetime
     trace_id: str
+
+
+@dataclass(frozen=True)
+class CallbackRecord(CallbackFields):
+    """A row of `callbacks`."""
+
+    seq: int
+    amount_minor: int | None
+    amount_currency: str | None
     request_hash: str
-
-
-@dataclass(frozen=True)
-class ExpiredHold:
-    id: str
-    expires_at: datetime
-
-
-@dataclass(frozen=True)
-class HoldResolutions:
-    """A hold and how many captures/releases resolved it."""
-
-    id: str
-    status: str
-    resolutions: int
-
-
-@dataclass(frozen=True)
-class OverRefund:
-    id: str
-    amount: int
-    refunded: int

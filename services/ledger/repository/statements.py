@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,7 +12,20 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.ledger.models import callbacks, transfers, usage_hourly
-from services.ledger.repository.records import RecordKey, SpendRecord, UsageRecord, all_of
+from services.ledger.repository.records import all_of
+
+
+@dataclass(frozen=True)
+class SpendRecord:
+    """A capture or debit of a user with what was refunded of it."""
+
+    id: str
+    amount: int
+    metadata: dict[str, Any]
+    reference_type: str
+    reference_id: str
+    created_at: datetime
+    refunded: int
 
 
 async def spend_transfers(
@@ -85,6 +99,17 @@ async def add_usage(
     )
 
 
+@dataclass(frozen=True)
+class UsageRecord:
+    """A row of the `usage_hourly` rollup."""
+
+    hour: datetime
+    model: str
+    kind: str
+    spend_milli: int
+    charges: int
+
+
 async def usage_rows(
     session: AsyncSession, user_id: str, from_hour: datetime | None, to_hour: datetime | None
 ) -> list[UsageRecord]:
@@ -137,6 +162,15 @@ RECORD_KINDS = {
     "refund": ("refund",),
     "adjustment": ("grant", "adjustment"),
 }
+
+
+@dataclass(frozen=True)
+class RecordKey:
+    """A statement entry: a transfer or a callback, by when it happened."""
+
+    source: str
+    id: str
+    occurred_at: datetime
 
 
 async def record_keys(

@@ -10,13 +10,14 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kit.cursors import page_limit
-from kit.errors import Conflict, InvalidArgument
+from kit.cursors import page_limit, split_page
+from kit.errors import InvalidArgument
+from kit.idempotency import same_request
 from kit.money import Money
 from kit.telemetry import current_trace_id
 from services.ledger import metrics
 from services.ledger import repository as repo
-from services.ledger.repository.records import CallbackRecord
+from services.ledger.repository.records import CallbackFields, CallbackRecord
 from services.ledger.service.core import LedgerCore
 from services.ledger.service.values import (
     DEFAULT_PAGE,
@@ -31,23 +32,10 @@ CALLBACK_OUTCOMES = ("credited", "duplicate", "ignored", "rejected", "error")
 
 
 @dataclass(frozen=True)
-class CallbackLog:
-    id: str
-    provider: str
-    provider_event_id: str
-    order_id: str
-    user_id: str
-    verified: bool
-    outcome: str
-    reason: str
-    provider_status: str
-    provider_transaction_id: str
+class CallbackLog(CallbackFields):
+    """A delivery in the callback log: its row's fields, the amount as money."""
+
     amount: Money | None
-    payload_json: str
-    headers: dict[str, str]
-    remote_addr: str
-    received_at: datetime
-    trace_id: str
 
     @classmethod
     def from_row(cls, row: CallbackRecord) -> CallbackLog:
@@ -130,12 +118,11 @@ class Callbacks(LedgerCore):
         if row is not None:
             metrics.callback_recorded(session, provider, outcome, values["trace_id"])
         else:
-            row = await repo.get_callback(session, callback_id)
-            if row is None or row.request_hash != digest:
-                raise Conflict(
-                    f"callback id {callback_id!r} was already used with a different request",
-                    code="idempotency_conflict",
-                )
+            row = same_request(
+                await repo.get_callback(session, callback_id),
+                digest,
+                f"callback id {callback_id!r} was already used with a different request",
+            )
         return CallbackLog.from_row(row)
 
     async def list_callbacks(
@@ -165,5 +152,5 @@ class Callbacks(LedgerCore):
             before_seq=before,
             limit=size + 1,
         )
-        next_cursor = str(rows[size - 1].seq) if len(rows) > size else ""
-        return [CallbackLog.from_row(row) for row in rows[:size]], next_cursor
+        page, next_cursor = split_page(rows, size, lambda r: str(r.seq))
+        return [CallbackLog.from_row(row) for row in page], next_cursor

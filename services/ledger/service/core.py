@@ -15,6 +15,7 @@ from atelier.common.v1 import common_pb2
 from atelier.events.v1 import events_pb2
 from kit.db import after_commit
 from kit.errors import Conflict, DomainError, FailedPrecondition, NotFound
+from kit.idempotency import same_request
 from kit.money import Credits
 from kit.outbox import Outbox, OutboxEvent
 from kit.telemetry import current_trace_id
@@ -30,11 +31,11 @@ from services.ledger.service.values import (
     Transfer,
     TransferResult,
     _available,
-    _check_replay,
     _committed,
     _IdTaken,
     _insufficient,
     _require_id,
+    _reused,
     _taken_meanwhile,
     _timestamp,
     wallet_account,
@@ -163,11 +164,7 @@ class LedgerCore:
         """
         if wallet.failed_code is not None:
             if wallet.failed_hash != digest:
-                raise Conflict(
-                    f"transfer id {transfer_id!r} was already used with a different request",
-                    code="idempotency_conflict",
-                    transfer_id=transfer_id,
-                )
+                raise Conflict(_reused(transfer_id), code="idempotency_conflict", transfer_id=transfer_id)
             raise FailedPrecondition(
                 f"{wallet.failed_message} (this transfer id failed before; retry with a new id)",
                 code=wallet.failed_code,
@@ -189,7 +186,7 @@ class LedgerCore:
         existing = await repo.get_transfer(session, transfer_id)
         if existing is None:
             return None
-        _check_replay(existing, digest)
+        same_request(existing, digest, _reused(transfer_id), transfer_id=transfer_id)
         transfer = Transfer.from_row(existing)
         hold = None
         if transfer.kind in (Kind.CAPTURE, Kind.RELEASE) and transfer.linked_transfer_id:

@@ -12,8 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from atelier.common.v1 import common_pb2
 from atelier.events.v1 import events_pb2
-from kit.cursors import decode_cursor, encode_cursor, page_limit
-from kit.errors import Conflict, FailedPrecondition, InvalidArgument, NotFound
+from kit.cursors import decode_cursor, encode_cursor, page_limit, split_page
+from kit.errors import FailedPrecondition, InvalidArgument, NotFound
+from kit.idempotency import same_request
 from kit.money import Credits, Money
 from kit.telemetry import current_trace_id
 from services.ledger import metrics
@@ -159,13 +160,12 @@ class Orders(Transfers):
         if row is not None:
             metrics.order_reached(session, provider, OrderStatus.PENDING.value)
             return RechargeOrder.from_row(row), False
-        existing = await repo.get_order(session, order_id)
-        if existing is None or existing.request_hash != digest:
-            raise Conflict(
-                f"order id {order_id!r} was already used with a different request",
-                code="idempotency_conflict",
-                order_id=order_id,
-            )
+        existing = same_request(
+            await repo.get_order(session, order_id),
+            digest,
+            f"order id {order_id!r} was already used with a different request",
+            order_id=order_id,
+        )
         return RechargeOrder.from_row(existing), True
 
     async def get_order(self, session: AsyncSession, order_id: str, user_id: str = "") -> RechargeOrder:
@@ -311,6 +311,5 @@ class Orders(Transfers):
     ) -> tuple[list[RechargeOrder], str]:
         size = page_limit(limit, default=DEFAULT_PAGE, maximum=MAX_PAGE)
         rows = await repo.pending_orders(session, created_before, provider, decode_cursor(cursor), size + 1)
-        orders = [RechargeOrder.from_row(row) for row in rows[:size]]
-        next_cursor = encode_cursor(orders[-1].created_at, orders[-1].id) if len(rows) > size else ""
-        return orders, next_cursor
+        page, next_cursor = split_page(rows, size, lambda r: encode_cursor(r.created_at, r.id))
+        return [RechargeOrder.from_row(row) for row in page], next_cursor

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kit.cursors import decode_cursor, encode_cursor, page_limit
+from kit.cursors import decode_cursor, encode_cursor, page_limit, split_page
 from kit.errors import InvalidArgument
 from kit.money import Credits
 from services.ledger import repository as repo
@@ -68,9 +68,11 @@ class Statements(LedgerCore):
         if unknown:
             raise InvalidArgument(f"unknown record types {unknown}", code="invalid_argument", field="types")
         size = page_limit(limit, default=DEFAULT_PAGE, maximum=MAX_PAGE)
-        keys = await repo.record_keys(session, user_id, wanted, decode_cursor(cursor), size + 1)
-        more = len(keys) > size
-        keys = keys[:size]
+        keys, next_cursor = split_page(
+            await repo.record_keys(session, user_id, wanted, decode_cursor(cursor), size + 1),
+            size,
+            lambda k: encode_cursor(k.occurred_at, k.id),
+        )
         transfer_rows = {
             row.id: Transfer.from_row(row)
             for row in await repo.transfers_by_ids(session, [k.id for k in keys if k.source == "transfer"])
@@ -92,7 +94,6 @@ class Statements(LedgerCore):
                 records.append(
                     Record(key.id, "callback", key.occurred_at, Credits(0), callback=callback_rows[key.id])
                 )
-        next_cursor = encode_cursor(keys[-1].occurred_at, keys[-1].id) if more and keys else ""
         return records, next_cursor
 
     async def usage(

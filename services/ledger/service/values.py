@@ -265,13 +265,8 @@ def _require_positive(amount: Credits, name: str = "amount") -> None:
         raise InvalidArgument(f"{name} must be positive", code="invalid_amount", field=name)
 
 
-def _check_replay(existing: TransferRecord, digest: str) -> None:
-    if existing.request_hash != digest:
-        raise Conflict(
-            f"transfer id {existing.id!r} was already used with a different request",
-            code="idempotency_conflict",
-            transfer_id=existing.id,
-        )
+def _reused(transfer_id: str) -> str:
+    return f"transfer id {transfer_id!r} was already used with a different request"
 
 
 def _taken_meanwhile(transfer_id: str) -> Conflict:

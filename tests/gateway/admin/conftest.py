@@ -37,7 +37,7 @@ from services.ledger.servicer import LedgerServicer
 from services.ledger.settings import LedgerSettings
 from tests import identities
 from tests.accounts.stack import JWT_KEYS, PASSWORD, AccountsStack, new_email
-from tests.catalog.conftest import CatalogStack, catalog, catalog_template
+from tests.catalog.stack import CatalogStack
 from tests.conftest import ROOT
 from tests.fakes.generation import FakeGeneration
 from tests.gateway_app import gateway_settings, serving
@@ -46,9 +46,6 @@ from tests.infra import Infra
 if TYPE_CHECKING:
     from atelier.accounts.v1.accounts_pb2_grpc import AccountsServiceAsyncStub
     from atelier.ledger.v1.ledger_pb2_grpc import LedgerServiceAsyncStub
-
-# Fixtures of the catalog suite, reused rather than copied.
-__all__ = ["catalog", "catalog_template"]
 
 TRACING_UI = "https://traces.example/trace/{trace_id}?from=admin"
 

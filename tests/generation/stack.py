@@ -1,5 +1,8 @@
 """A generation stack per test: its own database and NATS namespace, fake catalog and ledger over
-gRPC, the real servicer on a real port, the outbox relay, and (when asked) an in-process worker."""
+gRPC, the real servicer on a real port, the outbox relay, and (when asked) an in-process worker.
+
+A pytest plugin (`pytest_plugins` in tests/conftest.py): its fixtures are registered once, for the
+generation suite and the contract tests of tests/fakes (a suite with a `stack` of its own overrides it)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
 """A real catalog service per test: its own database (cloned from a migrated template), the outbox
-relay publishing to this run's NATS namespace, and the gRPC server on a free port."""
+relay publishing to this run's NATS namespace, and the gRPC server on a free port.
+
+A pytest plugin (`pytest_plugins` in tests/conftest.py): its fixtures are registered once, for the
+catalog suite, the contract tests of tests/fakes and the admin API's tests."""
 
 from __future__ import annotations
 
