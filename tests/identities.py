@@ -44,8 +44,9 @@ def for_owner(user_id: str, by: str = "workflow") -> Metadata:
 def _as_granted(details: grpc.aio.ClientCallDetails, request: Any) -> grpc.aio.ClientCallDetails:
     """The call claims a workload `kit.access.ACCESS` lets make it: the gateway when its grant can be met
     (it needs no user, the call carries a user token, or the grant is for the owner of the request's
-    `user_id`, whose token is then added), else one that needs no user. Service tests exercise behaviour
-    as a legitimate caller would make the call; access itself is tested in tests/security."""
+    `user_id`), else one that needs no user, else the first granted; where the grant is for the owner
+    and the test sent no token, the owner's is added. Service tests exercise behaviour as a legitimate
+    caller would make the call; access itself is tested in tests/security."""
     method = details.method.decode() if isinstance(details.method, bytes) else details.method
     service, name = access.split(method)
     grants = access.ACCESS.get(service, {}).get(name, {})

@@ -13,6 +13,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -134,8 +135,12 @@ def test_kill_9_of_one_replica_of_everything_and_a_nats_node_fails_no_request(cl
     assert counts["runs"] > 0, counts
 
 
-def _serving(port: int) -> bool:
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+def _serving(port: int, pki: Path) -> bool:
+    """Health over mutual TLS, as the operator (every certificate names `localhost`)."""
+    files = (pki / "ca.crt", pki / "operator" / "tls.key", pki / "operator" / "tls.crt")
+    credentials = grpc.ssl_channel_credentials(*(path.read_bytes() for path in files))
+    options = [("grpc.ssl_target_name_override", "localhost")]
+    with grpc.secure_channel(f"127.0.0.1:{port}", credentials, options) as channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
         except grpc.RpcError:
@@ -157,7 +162,8 @@ def wait_instance_ready(cluster: Stack, name: str, timeout: float = 90) -> None:
                 ports = [
                     c.laddr.port for c in process.net_connections("tcp") if c.status == psutil.CONN_LISTEN
                 ]
-                if ports and all(_serving(port) for port in ports):
+                pki = Path(cluster.info()["pki"])
+                if ports and all(_serving(port, pki) for port in ports):
                     return
         except (AssertionError, psutil.Error):
             pass
