@@ -322,7 +322,7 @@ def write_docs(lines: list[str], tokens: str, args: argparse.Namespace, load: st
             "ledger's in 10 ms ticks: ±0.2 ms per connection). The calls carry no user token; the line",
             "under the table is what one adds.",
             f"Measured {when} on {os.cpu_count()} cores, {load} (the bench's own client, ledger and",
-            "PostgreSQL are part of the load during the points).",
+            "PostgreSQL make part of that load).",
             "",
             *lines,
             "",
