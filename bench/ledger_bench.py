@@ -2,8 +2,10 @@
 same client counts, same run. Not a test: `python bench/ledger_bench.py [--seconds 8] [--write]`.
 
 The ledger runs as its own process (`python -m services.ledger`) on a scratch database; each bench
-client is one user's wallet doing hold → capture in a loop over one shared gRPC channel. pgbench runs
-on a scratch database initialised with `pgbench -i`.
+client is one user's wallet doing hold → capture in a loop, over one shared gRPC channel per calling
+workload: holds as `generation`, credits and captures as `operator` (`kit.access.ACCESS`; the ledger runs
+plaintext, in development, so each channel claims its workload). pgbench runs on a scratch database
+initialised with `pgbench -i`.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import os
 import re
 import shutil
@@ -30,6 +33,8 @@ from atelier.common.v1 import common_pb2
 from atelier.ledger.v1 import ledger_pb2 as pb
 from atelier.ledger.v1 import ledger_pb2_grpc
 from devkit.embedded import free_port
+from kit import grpc_client
+from kit.access import GENERATION, OPERATOR
 from kit.bus import Bus
 from kit.db import drop_database, ensure_database, libpq_dsn, with_database
 
@@ -78,12 +83,15 @@ def run_pgbench(dsn: str, clients: int, seconds: int) -> float:
     return float(match.group(1))
 
 
-async def wait_serving(target: str, process: asyncio.subprocess.Process) -> None:
+async def wait_serving(
+    open_channel: Callable[[], grpc.aio.Channel], process: asyncio.subprocess.Process
+) -> None:
+    """Until a new channel from `open_channel` connects to the ledger `process`."""
     for _ in range(200):
         if process.returncode is not None:
             raise SystemExit("the ledger process exited during startup")
         try:
-            async with grpc.aio.insecure_channel(target) as channel:
+            async with open_channel() as channel:
                 await asyncio.wait_for(channel.channel_ready(), 0.5)
                 return
         except (TimeoutError, grpc.aio.AioRpcError):
@@ -91,9 +99,11 @@ async def wait_serving(target: str, process: asyncio.subprocess.Process) -> None
     raise SystemExit("the ledger did not start")
 
 
-async def pairs_per_second(
-    clients: int, seconds: float, pair: Callable[[int, int], Awaitable[None]]
-) -> float:
+# One client's `n`-th pair of calls: pair(client, n).
+Pair = Callable[[int, int], Awaitable[None]]
+
+
+async def pairs_per_second(clients: int, seconds: float, pair: Pair) -> float:
     """`clients` concurrent loops, each awaiting `pair(client, n)` for n = 1, 2, … until the time is up."""
     deadline = time.perf_counter() + seconds
     counts = [0] * clients
@@ -108,10 +118,12 @@ async def pairs_per_second(
     return sum(counts) / (time.perf_counter() - started)
 
 
-async def ledger_pairs_per_second(
-    stub: ledger_pb2_grpc.LedgerServiceStub, clients: int, seconds: float
-) -> float:
-    """Each client is one funded wallet holding 1 credit and capturing it."""
+async def funded_pairs(generation: grpc.aio.Channel, operator: grpc.aio.Channel, clients: int) -> Pair:
+    """Funds one wallet per client (as the operator); each pair holds 1 credit of it as generation does
+    and captures it (in the product a capture is the ledger's own work, on an event; here the operator's
+    direct call)."""
+    holds = ledger_pb2_grpc.LedgerServiceStub(generation)
+    stub = ledger_pb2_grpc.LedgerServiceStub(operator)
     run = uuid.uuid4().hex[:6]
     amount = common_pb2.Credits(milli=1000)
     users = [f"bench-{run}-{i}" for i in range(clients)]
@@ -127,15 +139,21 @@ async def ledger_pairs_per_second(
 
     async def hold_and_capture(index: int, n: int) -> None:
         hold_id = f"hold:{users[index]}:{n}"
-        await stub.Hold(pb.HoldRequest(transfer_id=hold_id, user_id=users[index], amount=amount))
+        await holds.Hold(pb.HoldRequest(transfer_id=hold_id, user_id=users[index], amount=amount))
         await stub.Capture(pb.CaptureRequest(transfer_id=f"capture:{hold_id}", hold_id=hold_id))
 
-    return await pairs_per_second(clients, seconds, hold_and_capture)
+    return hold_and_capture
 
 
-async def floor_pairs_per_second(channel: grpc.aio.Channel, clients: int, seconds: float) -> float:
-    """The transport's ceiling for the same clients: pairs of the cheapest call the ledger process
-    answers (`grpc.health.v1.Health/Check`, through the same interceptors and tracing, no database)."""
+async def ledger_pairs_per_second(
+    generation: grpc.aio.Channel, operator: grpc.aio.Channel, clients: int, seconds: float
+) -> float:
+    return await pairs_per_second(clients, seconds, await funded_pairs(generation, operator, clients))
+
+
+def health_pair(channel: grpc.aio.Channel) -> Pair:
+    """The cheapest pair of calls the ledger process answers: two `grpc.health.v1.Health/Check`s,
+    through the same interceptors and tracing as every call, no database."""
     stub = health_pb2_grpc.HealthStub(channel)
     request = health_pb2.HealthCheckRequest()
 
@@ -143,7 +161,12 @@ async def floor_pairs_per_second(channel: grpc.aio.Channel, clients: int, second
         await stub.Check(request)
         await stub.Check(request)
 
-    return await pairs_per_second(clients, seconds, two_checks)
+    return two_checks
+
+
+async def floor_pairs_per_second(channel: grpc.aio.Channel, clients: int, seconds: float) -> float:
+    """The transport's ceiling for the same clients (`health_pair`)."""
+    return await pairs_per_second(clients, seconds, health_pair(channel))
 
 
 async def main() -> None:
@@ -188,23 +211,23 @@ async def main() -> None:
                 sys.executable, "-m", "services.ledger", cwd=ROOT, env={**env, "ATELIER_GRPC_PORT": str(port)}
             )
         )
-        await wait_serving(f"127.0.0.1:{port}", servers[-1])
+        await wait_serving(functools.partial(grpc.aio.insecure_channel, f"127.0.0.1:{port}"), servers[-1])
     samples: dict[int, list[Sample]] = {clients: [] for clients in args.clients}
     loads: list[float] = []
     # Like a client of a Kubernetes headless service: every replica's address, calls spread round robin.
     target = "ipv4:" + ",".join(f"127.0.0.1:{port}" for port in ports)
     try:
-        async with grpc.aio.insecure_channel(
-            target, options=[("grpc.lb_policy_name", "round_robin")]
-        ) as channel:
-            stub = ledger_pb2_grpc.LedgerServiceStub(channel)
-            await ledger_pairs_per_second(stub, 4, 1.0)  # warm up pools and caches
+        async with (
+            grpc_client.channel(target, workload=GENERATION) as generation,
+            grpc_client.channel(target, workload=OPERATOR) as operator,
+        ):
+            await ledger_pairs_per_second(generation, operator, 4, 1.0)  # warm up pools and caches
             for attempt in range(1, args.runs + 1):
                 for clients in args.clients:
                     loads.append(os.getloadavg()[0])
-                    pairs = await ledger_pairs_per_second(stub, clients, args.seconds)
+                    pairs = await ledger_pairs_per_second(generation, operator, clients, args.seconds)
                     tps = await asyncio.to_thread(run_pgbench, libpq_dsn(pgbench_url), clients, args.seconds)
-                    floor = await floor_pairs_per_second(channel, clients, args.seconds)
+                    floor = await floor_pairs_per_second(generation, clients, args.seconds)
                     samples[clients].append(Sample(pairs, tps, floor))
                     print(
                         f"run {attempt} {clients:>3} clients: ledger {pairs:8.1f} pairs/s   "
@@ -244,14 +267,25 @@ async def main() -> None:
         write_docs(table, args.seconds, args.runs, load)
 
 
-def write_docs(table: list[str], seconds: int, runs: int, load: str) -> None:
+def write_section(name: str, lines: list[str]) -> None:
+    """Put `lines` into docs/benchmarks.md between `<!-- {name}:start -->` and `<!-- {name}:end -->`
+    (appended, markers and all, the first time)."""
     path = ROOT / "docs" / "benchmarks.md"
     text = path.read_text() if path.exists() else "# Benchmarks\n"
-    start, end = "<!-- ledger-bench:start -->", "<!-- ledger-bench:end -->"
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    section = "\n".join([start, *lines, end])
+    if start in text and end in text:
+        text = text[: text.index(start)] + section + text[text.index(end) + len(end) :]
+    else:
+        text = text.rstrip() + "\n\n" + section + "\n"
+    path.write_text(text)
+
+
+def write_docs(table: list[str], seconds: int, runs: int, load: str) -> None:
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    section = "\n".join(
+    write_section(
+        "ledger-bench",
         [
-            start,
             "## Ledger: hold + capture over gRPC vs `pgbench -b simple-update`",
             "",
             f"`python bench/ledger_bench.py --runs {runs} --write`: {seconds} s per point, {runs} runs of",
@@ -264,14 +298,8 @@ def write_docs(table: list[str], seconds: int, runs: int, load: str) -> None:
             "and tracing, no database): what any pair of calls can reach here.",
             "",
             *table,
-            end,
-        ]
+        ],
     )
-    if start in text and end in text:
-        text = text[: text.index(start)] + section + text[text.index(end) + len(end) :]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    path.write_text(text)
 
 
 if __name__ == "__main__":

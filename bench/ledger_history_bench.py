@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import shutil
 import statistics
@@ -31,16 +30,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import grpc
 import httpx
 import psycopg
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from atelier.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from bench.submit_bench import register_verified
+from devkit.clients import StackCaller
+from kit.access import GATEWAY
 from kit.db import libpq_dsn
 from kit.identity import Identity
-from tests import identities
 from tests.e2e.stack import Stack
 from tests.infra import start_infra
 
@@ -183,9 +182,10 @@ class Direct:
     probe_failures: int
 
 
-async def direct_usage(ledger_addr: str, user_id: str, base_url: str, probe_token: str) -> Direct:
+async def direct_usage(caller: StackCaller, user_id: str, base_url: str, probe_token: str) -> Direct:
     """GetUsage straight on the ledger with a long deadline (its real cost), while another user's
-    balance is read through the gateway every 0.2 s (what that cost does to everyone else)."""
+    balance is read through the gateway every 0.2 s (what that cost does to everyone else). The call is
+    the gateway's, with the stack's certificates and a user token for `user_id` (the grant is USER_OWN)."""
     end = datetime.now(UTC) + timedelta(seconds=1)
     start, stop = Timestamp(), Timestamp()
     start.FromDatetime(end - timedelta(days=30))
@@ -209,12 +209,12 @@ async def direct_usage(ledger_addr: str, user_id: str, base_url: str, probe_toke
                 failures += reply.status_code != 200
                 await asyncio.sleep(0.2)
 
-    async with grpc.aio.insecure_channel(ledger_addr) as channel:
+    async with caller.channel("ledger", workload=GATEWAY) as channel:
         stub = ledger_pb2_grpc.LedgerServiceStub(channel)
         task = asyncio.create_task(prober())
         await asyncio.sleep(1)
         started = time.perf_counter()
-        reply = await stub.GetUsage(request, metadata=identities.user(Identity(user_id)), timeout=600)
+        reply = await stub.GetUsage(request, metadata=caller.user(Identity(user_id)), timeout=600)
         took = time.perf_counter() - started
         done.set()
         await task
@@ -268,8 +268,8 @@ def main() -> None:
                     f"p50 {point.pct(50) * 1000:.1f} ms p99 {point.pct(99) * 1000:.1f} ms "
                     f"failures {point.failures} (after {statistics.median(point.failed_after or [0]):.1f} s)"
                 )
-        ledger_addr = json.loads((stack.home / "stack.json").read_text())["services"]["ledger"]
-        direct = asyncio.run(direct_usage(ledger_addr, users[args.large][1], stack.base_url, probe_token))
+        caller = StackCaller.from_stack_file(stack.home / "stack.json")
+        direct = asyncio.run(direct_usage(caller, users[args.large][1], stack.base_url, probe_token))
         load_avg = os.getloadavg()
     finally:
         stack.stop()
