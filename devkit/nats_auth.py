@@ -1,11 +1,14 @@
 """Who may publish and subscribe what on NATS: one user per workload, its subject permissions derived from
 the event catalog, and the nats-server configuration that enforces them over TLS.
 
-A client is identified by its certificate (`tls { verify_and_map: true }`): nats-server maps a verified
-certificate to a user by its DNS SANs, and every workload certificate (devkit.pki, cert-manager) carries
-the DNS SAN `<workload>`; no password exists. What is not allowed is refused (nats-server's allow lists
-deny everything else): a refused publish is dropped and a refused subscription never delivers, and the
-client is told "Permissions Violation".
+A client is identified by its certificate (`tls { verify_and_map: true }`): each user is named by a
+workload's identity `spiffe://atelier/<workload>` (kit.tls.spiffe_id), the URI SAN every workload
+certificate carries (devkit.pki, cert-manager). nats-server tries a verified certificate's DNS SANs, then
+its URI SANs against the user names; no user is named like a DNS name, so the URI decides, for the
+certificates with DNS names (servers) and without (clients only) alike. No password exists.
+
+What is not allowed is refused (nats-server's allow lists deny everything else): a refused publish is
+dropped and a refused subscription never delivers, and the client is told "Permissions Violation".
 
 Each workload may
 - publish its own events (`services/*/events.py`) and, for each stream it consumes, that stream's
@@ -30,6 +33,7 @@ Subjects and stream names carry the namespace prefix (kit.bus.namespaced_subject
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,15 +41,18 @@ from typing import Any
 from devkit.pki import Authority
 from gateway import live, ratelimits
 from kit.bus import STREAMS, inbox_prefix, namespaced_stream, namespaced_subject
-from kit.tls import WORKLOADS
+from kit.tls import WORKLOADS, spiffe_id
 from services.catalog import events as catalog_events
 from services.generation import events as generation_events
 from services.ledger import events as ledger_events
 from services.ledger.service import values as ledger_values
 from services.workflow import events as workflow_events
 
-# The nats-server's own identity (its certificate's DNS SAN): the user cluster routes authenticate as.
+# The nats-server's own identity: its certificate's files are `pki/nats/`, and the user cluster routes
+# authenticate as is its URI SAN.
 SERVER = "nats"
+# Where the Kubernetes StatefulSet mounts the cert-manager Secret `nats-tls` (deploy/k8s/base/nats.yaml).
+KUBERNETES_TLS_DIR = Path("/etc/nats-tls")
 
 
 @dataclass(frozen=True)
@@ -159,13 +166,13 @@ def permissions(workload: str, namespace: str = "") -> Permissions:
 
 
 def authorization(namespace: str = "") -> dict[str, Any]:
-    """The `authorization` block: one user per workload, named as its certificate's DNS SAN."""
+    """The `authorization` block: one user per workload, named as its certificate's URI SAN."""
     users = []
     for workload in WORKLOADS:
         allowed = permissions(workload, namespace)
         users.append(
             {
-                "user": workload,
+                "user": spiffe_id(workload),
                 "permissions": {
                     "publish": {"allow": allowed.publish},
                     "subscribe": {"allow": allowed.subscribe},
@@ -207,9 +214,15 @@ def server_config(tls_directory: Path, namespace: str = "") -> str:
 def route_config(tls_directory: Path) -> str:
     """What goes inside a `cluster { }` block: routes over mutual TLS, and only a peer whose certificate
     names the server (`SERVER`) may join as a route (a workload's certificate, from the same CA, may not)."""
-    return _render({"tls": tls_block(tls_directory, map_users=True), "authorization": {"user": SERVER}})
+    route = {"user": spiffe_id(SERVER)}
+    return _render({"tls": tls_block(tls_directory, map_users=True), "authorization": route})
 
 
 def _render(blocks: dict[str, Any]) -> str:
     # nats-server's configuration format reads JSON values.
     return "".join(f"{name}: {json.dumps(value, indent=2)}\n" for name, value in blocks.items())
+
+
+if __name__ == "__main__":
+    # What deploy/k8s/base/nats.yaml's nats.conf holds (tests/security/test_nats_permissions.py checks it).
+    sys.stdout.write(server_config(KUBERNETES_TLS_DIR) + route_config(KUBERNETES_TLS_DIR))

@@ -11,7 +11,11 @@ without a certificate, with one from another CA, or with the server's own.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import os
 import ssl
+import subprocess
+import textwrap
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -19,16 +23,21 @@ from pathlib import Path
 
 import nats
 import pytest
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
 from devkit import nats_auth
-from devkit.embedded import EmbeddedNats, free_port
+from devkit.embedded import EmbeddedNats, free_port, nats_server_binary
 from devkit.pki import Authority, issue_all
 from gateway import live, ratelimits
 from kit.bus import STREAMS, Bus, Delivery, Permanent, inbox_prefix, namespaced_stream, namespaced_subject
-from kit.tls import WORKLOADS, TlsFiles
+from kit.tls import WORKLOADS, TlsFiles, spiffe_id
 
+ROOT = Path(__file__).resolve().parents[2]
 NAMESPACE = "t19"
 VIOLATION = "permissions violation"
 
@@ -351,3 +360,74 @@ async def test_a_connection_without_a_workload_certificate_from_the_ca_is_refuse
         return refusal in server.log.read_text().removeprefix(logged)
 
     await _eventually(logged_refusal)
+
+
+def _issue_with(server: Server, names: list[x509.GeneralName], directory: Path) -> Path:
+    """A certificate from the stack's CA naming only `names` (cert-manager issues client-only workloads,
+    the gateway's for one, with a URI SAN and no DNS name)."""
+    authority = Authority.load_or_create(server.pki)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([]))
+        .issuer_name(authority.certificate.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .sign(authority.key, hashes.SHA256())
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "ca.crt").write_bytes(authority.pem)
+    (directory / "tls.crt").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    (directory / "tls.key").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return directory
+
+
+async def test_the_identity_is_the_uri_san_not_a_dns_name(server: Server, tmp_path: Path) -> None:
+    client_only = _issue_with(
+        server, [x509.UniformResourceIdentifier(spiffe_id("gateway"))], tmp_path / "uri"
+    )
+    bus = await Bus.connect(server.url, namespace=NAMESPACE, name="test-uri", tls=TlsFiles(client_only))
+    try:
+        assert await bus.healthy()
+    finally:
+        await bus.close()
+
+    dns_only = _issue_with(server, [x509.DNSName("ledger")], tmp_path / "dns")
+    logged = server.log.read_text()
+    with pytest.raises(nats.errors.Error, match="Authorization Violation"):
+        await NatsClient().connect(
+            server.url, tls=_context(server, dns_only), allow_reconnect=False, connect_timeout=2
+        )
+    assert "authentication error" in server.log.read_text().removeprefix(logged)
+
+
+def test_the_kubernetes_configuration_is_the_generated_one_and_loads(server: Server, tmp_path: Path) -> None:
+    manifests = yaml.safe_load_all((ROOT / "deploy" / "k8s" / "base" / "nats.yaml").read_text())
+    config = next(m for m in manifests if m["kind"] == "ConfigMap")["data"]["nats.conf"]
+    mounted = nats_auth.KUBERNETES_TLS_DIR
+    assert nats_auth.server_config(mounted) in config, "regenerate with `python -m devkit.nats_auth`"
+    assert textwrap.indent(nats_auth.route_config(mounted), "  ") in config
+
+    local = (
+        config.replace(str(mounted), str(server.pki / nats_auth.SERVER))
+        .replace("/var/run/nats", str(tmp_path))
+        .replace('"/data"', f'"{tmp_path / "data"}"')
+    )
+    (tmp_path / "nats.conf").write_text(local)
+    checked = subprocess.run(
+        [nats_server_binary(), "-t", "-c", str(tmp_path / "nats.conf")],
+        env={**os.environ, "SERVER_NAME": "nats-0"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stderr
