@@ -104,10 +104,12 @@ def inbox_prefix(workload: str) -> str:
 def certificate_workload(certificate: bytes) -> str | None:
     """The workload a PEM certificate names by its URI SAN `spiffe://atelier/<workload>`."""
     prefix = f"spiffe://{TRUST_DOMAIN}/"
-    names = x509.load_pem_x509_certificate(certificate).extensions.get_extension_for_class(
-        x509.SubjectAlternativeName
-    )
-    uris = names.value.get_values_for_type(x509.UniformResourceIdentifier)
+    extensions = x509.load_pem_x509_certificate(certificate).extensions
+    try:
+        names = extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return None
+    uris = names.get_values_for_type(x509.UniformResourceIdentifier)
     return next((uri.removeprefix(prefix) for uri in uris if uri.startswith(prefix)), None)
 
 
