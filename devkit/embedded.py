@@ -112,13 +112,33 @@ def stop_process(process: subprocess.Popen[bytes], timeout: float) -> None:
 
 
 class EmbeddedNats:
-    """nats-server with JetStream, storing streams in `datadir`."""
+    """nats-server with JetStream, storing streams in `datadir`.
 
-    def __init__(self, datadir: Path, port: int, log_file: Path) -> None:
+    Given `pki` (the launcher's CA directory, devkit.pki), clients must connect over TLS with a workload
+    certificate from that CA, each as its workload's user with its subject permissions in `namespace`
+    (devkit/nats_auth.py); the server's certificate is issued into `pki/nats/`. Without, anyone connects
+    in plaintext and may do anything.
+    """
+
+    def __init__(
+        self, datadir: Path, port: int, log_file: Path, *, pki: Path | None = None, namespace: str = ""
+    ) -> None:
         self.datadir = datadir
         self.port = port
         self.log_file = log_file
+        self.pki = pki
+        self.namespace = namespace
         self.process: subprocess.Popen[bytes] | None = None
+
+    def _secured(self) -> list[str]:
+        """The `-c` option of a configuration holding TLS and the users, when there is a PKI."""
+        if self.pki is None:
+            return []
+        from devkit import nats_auth  # imports the event catalog: only when asked for
+
+        config = self.datadir / "auth.conf"
+        config.write_text(nats_auth.server_config(nats_auth.server_files(self.pki), self.namespace))
+        return ["-c", str(config)]
 
     def start(self, timeout: float = 15.0) -> str:
         self.datadir.mkdir(parents=True, exist_ok=True)
@@ -128,6 +148,7 @@ class EmbeddedNats:
         self.process = subprocess.Popen(
             [
                 nats_server_binary(),
+                *self._secured(),
                 "-a",
                 "127.0.0.1",
                 "-p",

@@ -164,13 +164,16 @@ class Launcher:
         if url:
             self.say(f"using NATS at {url}")
             return url
+        # TLS with the workloads' certificates from the launcher's CA, each as its user (devkit/nats_auth.py).
+        pki, namespace = self.home / "pki", os.environ.get("ATELIER_NAMESPACE", "")
         if self.cluster:
-            self.nats = NatsCluster(self.home / "nats-cluster")
+            self.nats = NatsCluster(self.home / "nats-cluster", pki=pki, namespace=namespace)
             url = self.nats.start()
             self.say(f"embedded NATS JetStream cluster of 3 nodes at {url}")
             return url
         port = int(os.environ.get("ATELIER_EMBEDDED_NATS_PORT", "14222"))
-        self.nats = EmbeddedNats(self.home / "nats", port, self.home / "logs" / "nats.log")
+        log = self.home / "logs" / "nats.log"
+        self.nats = EmbeddedNats(self.home / "nats", port, log, pki=pki, namespace=namespace)
         url = self.nats.start()
         self.say(f"embedded NATS JetStream running at {url} (data in {self.home / 'nats'})")
         return url

@@ -4,6 +4,11 @@ that kill and restart a node.
 
 Each node has its own client port, route port and store; every node lists every route, so any two form
 the quorum a three-node JetStream meta group needs while the third is down.
+
+Given `pki` (devkit.pki's CA directory), clients connect over TLS as their workload's user with its
+subject permissions (devkit/nats_auth.py), and the routes are mutual TLS too: a node joins only with the
+server's own certificate (`pki/nats/`), so a workload's certificate from the same CA cannot pose as a
+route and read every message.
 """
 
 from __future__ import annotations
@@ -29,21 +34,26 @@ class NatsNode:
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.client_port}"
 
-    def config(self, routes: list[str]) -> str:
+    def config(self, routes: list[str], *, secured: str = "", routes_secured: str = "") -> str:
+        """`secured` is the client side's TLS and users, `routes_secured` the routes' (nats_auth)."""
         listed = ", ".join(f'"{route}"' for route in routes)
         return (
             f'server_name: "{self.name}"\n'
             f"listen: 127.0.0.1:{self.client_port}\n"
             f'jetstream {{ store_dir: "{self.home / "store"}" }}\n'
-            f'cluster {{ name: "{CLUSTER_NAME}", listen: 127.0.0.1:{self.route_port}, routes: [{listed}] }}\n'
+            f"{secured}"
+            f'cluster {{ name: "{CLUSTER_NAME}", listen: 127.0.0.1:{self.route_port}, routes: [{listed}]\n'
+            f"{routes_secured}}}\n"
         )
 
 
 class NatsCluster:
     """`size` JetStream nodes clustered over local routes; `url` lists every node for a client."""
 
-    def __init__(self, home: Path, size: int = 3) -> None:
+    def __init__(self, home: Path, size: int = 3, *, pki: Path | None = None, namespace: str = "") -> None:
         base = port_block(2 * size)
+        self.pki = pki
+        self.namespace = namespace
         self.nodes = [
             NatsNode(f"n{i + 1}", base + 1 + i, base + 1 + size + i, home / f"n{i + 1}") for i in range(size)
         ]
@@ -69,13 +79,24 @@ class NatsCluster:
         node.home.mkdir(parents=True, exist_ok=True)
         routes = [f"nats-route://127.0.0.1:{peer.route_port}" for peer in self.nodes if peer is not node]
         config = node.home / "nats.conf"
-        config.write_text(node.config(routes))
+        config.write_text(node.config(routes, **self._secured()))
         self.processes[name] = subprocess.Popen(
             [nats_server_binary(), "-c", str(config), "-l", str(node.home / "nats.log")],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+
+    def _secured(self) -> dict[str, str]:
+        if self.pki is None:
+            return {}
+        from devkit import nats_auth  # imports the event catalog: only when asked for
+
+        files = nats_auth.server_files(self.pki)
+        return {
+            "secured": nats_auth.server_config(files, self.namespace),
+            "routes_secured": nats_auth.route_config(files),
+        }
 
     def restart_node(self, name: str, timeout: float = 20.0) -> None:
         self.start_node(name)

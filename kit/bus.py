@@ -2,6 +2,11 @@
 
 Subjects are written logically ("tasks.completed"); a `namespace` setting prefixes them (and the stream
 names) so that several stacks, such as parallel test runs, can share one NATS server.
+
+With a workload's TLS files (`kit.tls`, the `grpc_tls_dir` setting) the connection is TLS and presents
+the workload's certificate, which the server maps to the workload's user and its subject permissions
+(devkit/nats_auth.py writes them); without, it is plaintext (development and tests on a shared server).
+The connection is long-lived: a rotated certificate is loaded when it reconnects.
 """
 
 from __future__ import annotations
@@ -9,12 +14,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import nats
+from cryptography import x509
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
@@ -34,6 +41,8 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 
 from kit import metrics
+from kit.settings import Settings
+from kit.tls import TRUST_DOMAIN, TlsFiles, files_for
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
@@ -74,6 +83,64 @@ KEY_VALUE_BUCKETS: dict[str, float] = {
     # gateway/ratelimits.py: one entry per limited key, useless once its window has passed.
     "RATELIMITS": 3600.0,
 }
+
+
+def namespaced_subject(namespace: str, logical: str) -> str:
+    namespace = namespace.strip(".")
+    return f"{namespace}.{logical}" if namespace else logical
+
+
+def namespaced_stream(namespace: str, name: str) -> str:
+    namespace = namespace.strip(".")
+    return f"{namespace.upper().replace('.', '_')}_{name}" if namespace else name
+
+
+def inbox_prefix(workload: str) -> str:
+    """Where a workload's replies come (JetStream API answers, publish acks, pulled messages): each user
+    may read only its own inboxes, so no workload sees the messages another one pulls."""
+    return f"_INBOX.{workload}"
+
+
+def certificate_workload(certificate: bytes) -> str | None:
+    """The workload a PEM certificate names by its URI SAN `spiffe://atelier/<workload>`."""
+    prefix = f"spiffe://{TRUST_DOMAIN}/"
+    extensions = x509.load_pem_x509_certificate(certificate).extensions
+    try:
+        names = extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return None
+    uris = names.get_values_for_type(x509.UniformResourceIdentifier)
+    return next((uri.removeprefix(prefix) for uri in uris if uri.startswith(prefix)), None)
+
+
+def tls_context(files: TlsFiles) -> ssl.SSLContext:
+    """Verifies the server against the workload's CA and presents the workload's certificate."""
+    context = ssl.create_default_context(cadata=files.current.ca.decode())
+    context.load_cert_chain(files.directory / "tls.crt", files.directory / "tls.key")
+    return context
+
+
+def _follow_rotation(files: TlsFiles, context: ssl.SSLContext) -> Callable[[], Awaitable[None]]:
+    """A disconnect callback (nats-py calls it before reconnecting) that loads changed files into the
+    context the reconnection will use. A new CA is added to the trusted ones; the old stays trusted until
+    the process restarts."""
+    loaded = [files.current.fingerprint]
+
+    async def on_disconnect() -> None:
+        files.reload()
+        material = files.current
+        if material.fingerprint == loaded[0]:
+            return
+        try:
+            context.load_verify_locations(cadata=material.ca.decode())
+            context.load_cert_chain(files.directory / "tls.crt", files.directory / "tls.key")
+        except (OSError, ssl.SSLError) as exc:  # replaced again meanwhile: the next disconnect retries
+            log.warning("nats tls files not loaded: %r", exc)
+            return
+        loaded[0] = material.fingerprint
+        log.info("nats tls files reloaded", extra={"fingerprint": material.fingerprint})
+
+    return on_disconnect
 
 
 class Retry(Exception):
@@ -117,31 +184,49 @@ class Bus:
         self.namespace = namespace.strip(".")
 
     @classmethod
-    async def connect(cls, url: str, *, namespace: str = "", name: str) -> Bus:
+    async def connect(cls, url: str, *, namespace: str = "", name: str, tls: TlsFiles | None = None) -> Bus:
+        """Connects to `url` (a cluster: its nodes' URLs, comma-separated); over TLS as the workload of
+        `tls`'s certificate when given."""
+
         async def on_error(exc: Exception) -> None:
             log.warning("nats connection error: %s", exc)
 
+        secured: dict[str, Any] = {}
+        if tls is not None:
+            context = tls_context(tls)
+            workload = certificate_workload(tls.current.certificate)
+            secured = {"tls": context, "disconnected_cb": _follow_rotation(tls, context)}
+            if workload:
+                secured["inbox_prefix"] = inbox_prefix(workload)
         nc = await nats.connect(
-            # A cluster is given as a comma-separated list of its nodes' URLs.
             [server.strip() for server in url.split(",") if server.strip()],
             name=name,
             max_reconnect_attempts=-1,
             reconnect_time_wait=0.5,
             connect_timeout=3,
             error_cb=on_error,
+            **secured,
         )
         return cls(nc, namespace)
 
+    @classmethod
+    async def from_settings(cls, settings: Settings, *, name: str) -> Bus:
+        """The process's connection as its settings say: TLS with the workload's certificate when
+        `grpc_tls_dir` is set."""
+        return await cls.connect(
+            settings.nats_url, namespace=settings.namespace, name=name, tls=files_for(settings.grpc_tls_dir)
+        )
+
     # -- names -----------------------------------------------------------------------------------
     def subject(self, logical: str) -> str:
-        return f"{self.namespace}.{logical}" if self.namespace else logical
+        return namespaced_subject(self.namespace, logical)
 
     def logical(self, subject: str) -> str:
         prefix = f"{self.namespace}." if self.namespace else ""
         return subject[len(prefix) :] if prefix and subject.startswith(prefix) else subject
 
     def stream(self, name: str) -> str:
-        return f"{self.namespace.upper().replace('.', '_')}_{name}" if self.namespace else name
+        return namespaced_stream(self.namespace, name)
 
     # -- setup -----------------------------------------------------------------------------------
     async def ensure_streams(self, replicas: int = 1) -> None:
