@@ -168,7 +168,8 @@ class EmbeddedNats:
             if self.process.poll() is not None:
                 raise RuntimeError(f"nats-server exited with {self.process.returncode}; see {self.log_file}")
             if port_open("127.0.0.1", self.port):
-                return f"nats://127.0.0.1:{self.port}"
+                # tls:// makes a client insist on TLS: it never falls back to plaintext.
+                return f"{'tls' if self.pki is not None else 'nats'}://127.0.0.1:{self.port}"
             time.sleep(0.05)
         raise RuntimeError("nats-server did not start in time")
 

@@ -40,8 +40,9 @@ from typing import Any
 
 from devkit.pki import Authority
 from gateway import live, ratelimits
+from kit.access import WORKLOADS
 from kit.bus import STREAMS, inbox_prefix, namespaced_stream, namespaced_subject
-from kit.tls import WORKLOADS, spiffe_id
+from kit.tls import spiffe_id
 from services.catalog import events as catalog_events
 from services.generation import events as generation_events
 from services.ledger import events as ledger_events

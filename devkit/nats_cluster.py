@@ -61,7 +61,9 @@ class NatsCluster:
 
     @property
     def url(self) -> str:
-        return ",".join(node.url for node in self.nodes)
+        urls = ",".join(node.url for node in self.nodes)
+        # tls:// makes a client insist on TLS: it never falls back to plaintext.
+        return urls.replace("nats://", "tls://") if self.pki is not None else urls
 
     def start(self, timeout: float = 20.0) -> str:
         for node in self.nodes:

@@ -14,9 +14,7 @@ log = logging.getLogger(__name__)
 
 async def connect_bus(settings: GatewaySettings) -> Bus | None:
     try:
-        return await asyncio.wait_for(
-            Bus.connect(settings.nats_url, namespace=settings.namespace, name="atelier-gateway"), timeout=3
-        )
+        return await asyncio.wait_for(Bus.from_settings(settings, name="atelier-gateway"), timeout=3)
     except Exception as exc:
         log.warning("NATS not reachable yet: %r", exc)
         return None

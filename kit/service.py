@@ -136,9 +136,7 @@ async def serve(definition: ServiceDefinition[SettingsT], settings: SettingsT) -
         max_overflow=settings.db_max_overflow,
     )
     telemetry.instrument_engine(db.engine)
-    bus = await Bus.connect(
-        settings.nats_url, namespace=settings.namespace, name=f"atelier-{definition.name}"
-    )
+    bus = await Bus.from_settings(settings, name=f"atelier-{definition.name}")
     await bus.ensure_streams(settings.nats_stream_replicas)
     stop = asyncio.Event()
     runtime = Runtime(definition.name, settings, db, bus, stop)

@@ -24,6 +24,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from devkit.launcher import ready
 from kit.bus import STREAMS, Bus
+from kit.tls import TlsFiles
 from tests.cluster.conftest import ADOPTED
 from tests.e2e.stack import Stack
 from tests.faults.workload import FULL, check_money, child_pid, make_users, settle, stream, wait_ready
@@ -80,8 +81,8 @@ def nats_nodes(stack: Stack) -> dict[str, psutil.Process]:
     return nodes
 
 
-async def _stream_replicas(url: str, namespace: str) -> dict[str, int]:
-    bus = await Bus.connect(url, namespace=namespace, name="test-cluster")
+async def _stream_replicas(url: str, namespace: str, pki: Path) -> dict[str, int]:
+    bus = await Bus.connect(url, namespace=namespace, name="test-cluster", tls=TlsFiles(pki / "operator"))
     try:
         return {name: await bus.replicas(name) for name in STREAMS}
     finally:
@@ -95,7 +96,9 @@ def test_every_process_runs_twice_on_three_nats_nodes_with_streams_at_r3(cluster
     info = cluster.info()
     assert len(info["gateways"]) == 2
     assert all(address.startswith("ipv4:") and "," in address for address in info["services"].values())
-    replicas = asyncio.run(_stream_replicas(info["nats_url"], cluster.env["ATELIER_NAMESPACE"]))
+    replicas = asyncio.run(
+        _stream_replicas(info["nats_url"], cluster.env["ATELIER_NAMESPACE"], Path(info["pki"]))
+    )
     assert replicas == dict.fromkeys(STREAMS, 3)
 
 

@@ -29,9 +29,17 @@ def hours(duration: str) -> float:
     return float(duration[:-1]) * HOURS[duration[-1]]
 
 
+NATS = "nats"
+
+
 def workload_certificates(manifests: list[Manifest]) -> dict[str, Manifest]:
+    """The Atelier processes' certificates: not the CA's, not the NATS server's (nats.yaml)."""
     certificates = of_kind(manifests, "Certificate")
-    return {c["metadata"]["name"]: c["spec"] for c in certificates if not c["spec"].get("isCA")}
+    return {
+        c["metadata"]["name"]: c["spec"]
+        for c in certificates
+        if not c["spec"].get("isCA") and c["metadata"]["name"] != NATS
+    }
 
 
 def atelier_processes(manifests: list[Manifest]) -> list[Manifest]:
@@ -58,6 +66,9 @@ def secret_mounts(deployment: Manifest, container: Manifest) -> dict[str, tuple[
 def test_one_certificate_per_workload_of_the_table(rendered: dict[str, list[Manifest]], overlay: str) -> None:
     certificates = workload_certificates(rendered[overlay])
     assert set(certificates) == IN_CLUSTER
+    # NATS has an identity of its own (deploy/k8s/base/nats.yaml): only it may join as a route.
+    nats = [c["spec"] for c in of_kind(rendered[overlay], "Certificate") if c["metadata"]["name"] == NATS]
+    assert [spec["uris"] for spec in nats] == [[tls.spiffe_id(NATS)]]
     # Every workload the table grants a call to, and every service it guards, has its identity.
     callers = {w for methods in access.ACCESS.values() for grants in methods.values() for w in grants}
     assert callers - {access.OPERATOR} <= set(certificates)

@@ -153,7 +153,7 @@ def test_every_atelier_variable_is_a_setting_the_code_reads(
         spec = named(manifests, "Service", host)["spec"]
         assert spec["clusterIP"] == "None"
         assert [p["port"] for p in spec["ports"]] == [int(port)] == [DEFAULT_PORTS[service]]
-    nats_host = config["ATELIER_NATS_URL"].removeprefix("nats://").split(":")[0]
+    nats_host = config["ATELIER_NATS_URL"].removeprefix("tls://").split(":")[0]
     assert named(manifests, "Service", nats_host)["spec"]["ports"][0]["port"] == 4222
 
 
@@ -247,7 +247,7 @@ def test_each_process_accepts_its_settings(
             monkeypatch.setenv(variable, value)
         settings = factory()
         assert settings.environment == config["ATELIER_ENVIRONMENT"]
-        assert settings.nats_url == "nats://nats:4222"
+        assert settings.nats_url == "tls://nats:4222"  # a client that insists on TLS
         assert settings.otel_exporter == "otlp"
         if name == "gateway":
             assert isinstance(settings, GatewaySettings)

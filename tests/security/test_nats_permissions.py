@@ -34,8 +34,9 @@ from devkit import nats_auth
 from devkit.embedded import EmbeddedNats, free_port, nats_server_binary
 from devkit.pki import Authority, issue_all
 from gateway import live, ratelimits
+from kit.access import WORKLOADS
 from kit.bus import STREAMS, Bus, Delivery, Permanent, inbox_prefix, namespaced_stream, namespaced_subject
-from kit.tls import WORKLOADS, TlsFiles, spiffe_id
+from kit.tls import TlsFiles, spiffe_id
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMESPACE = "t19"
@@ -310,7 +311,7 @@ async def test_the_operator_manages_streams_but_publishes_no_event(buses: dict[s
 
 
 async def test_a_plaintext_connection_is_refused(server: Server) -> None:
-    host, port = server.url.removeprefix("nats://").split(":")
+    host, port = server.url.split("://")[-1].split(":")
     reader, writer = await asyncio.open_connection(host, int(port))
     try:
         info = await reader.readline()
