@@ -4,6 +4,7 @@ killed catches up."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -31,8 +32,21 @@ async def bus(cluster: NatsCluster) -> AsyncIterator[Bus]:
     try:
         yield connected
     finally:
-        await connected.delete_streams()
+        await _tidy(connected)
         await connected.close()
+
+
+async def _tidy(bus: Bus) -> None:
+    """Deletes the test's streams. Just after a node was killed a stream's leader may still be settling
+    and a delete times out: try again for a while; the cluster goes away with the module anyway."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(30):
+            while True:
+                try:
+                    await bus.delete_streams()
+                    return
+                except Exception:
+                    await asyncio.sleep(0.5)
 
 
 async def _until_meta_leader(bus: Bus) -> None:
