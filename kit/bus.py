@@ -21,7 +21,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import nats
-from cryptography import x509
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
@@ -42,7 +41,7 @@ from opentelemetry import propagate, trace
 
 from kit import metrics
 from kit.settings import Settings
-from kit.tls import TRUST_DOMAIN, TlsFiles, files_for
+from kit.tls import TlsFiles, certificate_workload, files_for
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
@@ -99,18 +98,6 @@ def inbox_prefix(workload: str) -> str:
     """Where a workload's replies come (JetStream API answers, publish acks, pulled messages): each user
     may read only its own inboxes, so no workload sees the messages another one pulls."""
     return f"_INBOX.{workload}"
-
-
-def certificate_workload(certificate: bytes) -> str | None:
-    """The workload a PEM certificate names by its URI SAN `spiffe://atelier/<workload>`."""
-    prefix = f"spiffe://{TRUST_DOMAIN}/"
-    extensions = x509.load_pem_x509_certificate(certificate).extensions
-    try:
-        names = extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return None
-    uris = names.get_values_for_type(x509.UniformResourceIdentifier)
-    return next((uri.removeprefix(prefix) for uri in uris if uri.startswith(prefix)), None)
 
 
 def tls_context(files: TlsFiles) -> ssl.SSLContext:

@@ -19,6 +19,7 @@ import hashlib
 import logging
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,14 +38,25 @@ def spiffe_id(workload: str) -> str:
     return f"spiffe://{TRUST_DOMAIN}/{workload}"
 
 
+def _workload_of(uris: Iterable[str]) -> str | None:
+    """The workload the first `spiffe://atelier/<workload>` among `uris` names."""
+    prefix = spiffe_id("")
+    return next((uri.removeprefix(prefix) for uri in uris if uri.startswith(prefix)), None)
+
+
 def peer_workload(context: grpc.aio.ServicerContext) -> str | None:
     """The caller's workload as its verified certificate names it; None on a plaintext connection."""
-    prefix = f"spiffe://{TRUST_DOMAIN}/"
-    for value in context.auth_context().get("peer_spiffe_id", ()):
-        text = bytes(value).decode()
-        if text.startswith(prefix):
-            return text.removeprefix(prefix)
-    return None
+    return _workload_of(bytes(value).decode() for value in context.auth_context().get("peer_spiffe_id", ()))
+
+
+def certificate_workload(certificate: bytes) -> str | None:
+    """The workload a PEM certificate names by its URI SAN."""
+    extensions = x509.load_pem_x509_certificate(certificate).extensions
+    try:
+        names = extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return None
+    return _workload_of(names.get_values_for_type(x509.UniformResourceIdentifier))
 
 
 @dataclass(frozen=True, slots=True)
