@@ -58,7 +58,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             )
         if handler.stream_stream:  # reflection: authorized on its method alone, before the first message
             return grpc.stream_stream_rpc_method_handler(
-                self._wrap_stream(handler.stream_stream, method),
+                self._wrap_stream(handler.stream_stream, method, streams_requests=True),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
@@ -68,25 +68,30 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     def _wrap_unary(
         self, behavior: Callable[..., Awaitable[Any]], method: str
     ) -> Callable[..., Awaitable[Any]]:
+        name = method.rsplit("/", 1)[-1]
+
         async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
             started = time.perf_counter()
             try:
-                async with self._answering(request, context, method):
+                async with self._answering(request, context, method, name):
                     response = await behavior(request, context)
                 return response
             finally:
                 trace_id = current_trace_id()
-                metrics.RPC_LATENCY.labels(self.service, method.rsplit("/", 1)[-1]).observe(
+                metrics.RPC_LATENCY.labels(self.service, name).observe(
                     time.perf_counter() - started, exemplar={"trace_id": trace_id} if trace_id else None
                 )
 
         return wrapper
 
     def _wrap_stream(
-        self, behavior: Callable[..., AsyncIterator[Any]], method: str
+        self, behavior: Callable[..., AsyncIterator[Any]], method: str, *, streams_requests: bool = False
     ) -> Callable[..., AsyncIterator[Any]]:
+        name = method.rsplit("/", 1)[-1]
+
         async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            async with self._answering(request, context, method):
+            # A streamed request is an iterator of messages: decided on the method alone.
+            async with self._answering(None if streams_requests else request, context, method, name):
                 async for item in behavior(request, context):
                     yield item
 
@@ -94,18 +99,16 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
     @contextlib.asynccontextmanager
     async def _answering(
-        self, request: Any, context: grpc.aio.ServicerContext, method: str
+        self, request: Any, context: grpc.aio.ServicerContext, method: str, name: str
     ) -> AsyncIterator[None]:
-        """Around one call: authorizes the caller, checks the request's text, turns what the handler
-        raised into its status, and counts the call under that status's name."""
+        """Around one call (`method` in full, `name` its last part): authorizes the caller, checks the
+        request's text (None: a streamed request), turns what the handler raised into its status, and
+        counts the call under that status's name."""
         code = "OK"
         bound = None
         try:
-            streaming_request = hasattr(request, "__aiter__")
-            bound = CURRENT.set(
-                self.access.authorize(method, None if streaming_request else request, context)
-            )
-            if not streaming_request:
+            bound = CURRENT.set(self.access.authorize(method, request, context))
+            if request is not None:
                 text.check_message(request)
             yield
         except DomainError as exc:
@@ -116,7 +119,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             raise
         except Exception:
             code = "INTERNAL"
-            log.exception("unhandled error in %s/%s", self.service, method)
+            log.exception("unhandled error in %s/%s", self.service, name)
             await context.abort(grpc.StatusCode.INTERNAL, "internal error")
         finally:
             if bound is not None:
@@ -124,7 +127,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 # call's task ends with it anyway.
                 with contextlib.suppress(ValueError):
                     CURRENT.reset(bound)
-            metrics.RPC_REQUESTS.labels(self.service, method.rsplit("/", 1)[-1], code).inc()
+            metrics.RPC_REQUESTS.labels(self.service, name, code).inc()
 
 
 def authorizer(settings: Settings, *, tls: bool) -> Authorizer:
