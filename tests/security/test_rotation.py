@@ -19,21 +19,7 @@ from cryptography import x509
 
 from devkit.pki import Authority
 from tests.e2e.stack import Stack
-
-PASSWORD = "rotation-Pass-2026!"
-
-
-def signed_in(stack: Stack) -> str:
-    email = f"rotation-{uuid.uuid4().hex[:8]}@example.com"
-    with stack.client() as http:
-        http.post(
-            "/v1/auth/register", json={"email": email, "password": PASSWORD, "locale": "en"}
-        ).raise_for_status()
-        http.post("/v1/auth/verify-email", json={"token": stack.verification_token(email)}).raise_for_status()
-        reply = http.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
-        reply.raise_for_status()
-        token: str = reply.json()["access_token"]
-        return token
+from tests.e2e.test_journey import register_and_verify
 
 
 def served_serial(pki: Path, target: str, peer: str, client: str = "operator") -> int:
@@ -54,7 +40,7 @@ def serial(path: Path) -> int:
 
 
 def test_certificates_rotate_under_load_without_a_restart(stack: Stack) -> None:
-    token = signed_in(stack)
+    token = register_and_verify(stack, f"rotation-{uuid.uuid4().hex[:8]}@example.com")
     info = stack.info()
     pki = Path(info["pki"])
     authority = Authority.load_or_create(pki)

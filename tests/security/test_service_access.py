@@ -28,12 +28,13 @@ from atelier.catalog.v1 import catalog_pb2
 from atelier.generation.v1 import generation_pb2
 from atelier.ledger.v1 import ledger_pb2
 from atelier.workflow.v1 import workflow_pb2
+from devkit.clients import StackCaller
 from devkit.pki import Authority, write_atomically
-from kit import access, grpc_client
+from kit import access
 from kit.access import WORKLOADS
 from kit.errors import from_rpc_error
 from kit.identity import Identity
-from kit.tls import WORKLOAD_HEADER, TlsFiles
+from kit.tls import WORKLOAD_HEADER
 from kit.user_tokens import AUDIENCE, HEADER, UserTokenSigner
 from tests.e2e.stack import Stack
 
@@ -121,13 +122,13 @@ def snapshot(stack: Stack) -> dict[str, str]:
 
 
 class Callers:
-    """Channels to every service as each workload, from the stack's own certificates (one per pair)."""
+    """Channels to every service as each workload, from the stack's own certificates
+    (`devkit.clients.StackCaller`), one per pair, and the ones that must not get in."""
 
     def __init__(self, stack: Stack) -> None:
-        info = stack.info()
-        self.pki = Path(info["pki"])
-        self.targets: dict[str, str] = info["services"]
-        self.signer = UserTokenSigner.from_file(self.pki / "user-token" / "signing.pem")
+        self.stack = StackCaller.from_stack_file(stack.home / "stack.json")
+        self.pki, self.targets = self.stack.pki, self.stack.targets
+        self.signer = self.stack.signer
         self.channels: dict[tuple[str, str, str], grpc.aio.Channel] = {}
 
     def _cached(self, key: tuple[str, str, str], opener: Callable[[], grpc.aio.Channel]) -> grpc.aio.Channel:
@@ -136,10 +137,8 @@ class Callers:
         return self.channels[key]
 
     def as_workload(self, workload: str, service: str) -> grpc.aio.Channel:
-        tls = TlsFiles(self.pki / workload)
         return self._cached(
-            (workload, service, "tls"),
-            lambda: grpc_client.channel(self.targets[service], workload=workload, tls=tls, peer=service),
+            (workload, service, "tls"), lambda: self.stack.channel(service, workload=workload)
         )
 
     def nobody(self, how: str, service: str, foreign: Path) -> grpc.aio.Channel:
@@ -162,7 +161,7 @@ class Callers:
         return self._cached(("", service, how), opener)
 
     def token(self, identity: Identity = ADMIN) -> tuple[tuple[str, str], ...]:
-        return self.signer.metadata(identity)
+        return self.stack.user(identity)
 
     async def close(self) -> None:
         await asyncio.gather(*(channel.close() for channel in self.channels.values()))
